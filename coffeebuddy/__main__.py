@@ -1,0 +1,48 @@
+"""Command line: `python -m coffeebuddy migrate | serve`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from coffeebuddy import logs
+from coffeebuddy.config import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coffeebuddy")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="apply pending SQL migrations (DATABASE_URL)")
+    serve = sub.add_parser(
+        "serve", help="run web + worker locally (embedded Postgres when DATABASE_URL is unset)"
+    )
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    serve.add_argument("--web-workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
+    if args.command == "migrate":
+        from coffeebuddy.migrate import migrate
+
+        url = os.environ.get("DATABASE_URL", "").strip()
+        if not url:
+            print(
+                "coffeebuddy: configuration error: DATABASE_URL is required but not set",
+                file=sys.stderr,
+            )
+            return 2
+        applied = migrate(url)
+        print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
+        return 0
+    from coffeebuddy.devserver import serve as run_serve
+
+    try:
+        return run_serve(port=args.port, web_workers=args.web_workers)
+    except ConfigError as exc:
+        print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

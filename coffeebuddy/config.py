@@ -1,0 +1,160 @@
+"""One typed configuration, built once from the environment.
+
+Secrets are wrapped in `Secret` so that a stray `repr()` or log line never shows them.
+Anything missing or malformed raises `ConfigError` with one line that names the variable;
+the entry points print that line and exit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+DEFAULT_SLACK_API_BASE_URL = "https://slack.com/api/"
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid; the message is one line for the operator."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value that must never be printed."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Config:
+    database_url: Secret
+    slack_signing_secret: Secret
+    slack_bot_token: Secret
+    slack_api_base_url: str = DEFAULT_SLACK_API_BASE_URL
+    # Slack user ids allowed to close or cancel any run, besides workspace admins/owners.
+    admin_user_ids: frozenset[str] = frozenset()
+    # Slack bodies are a few KB; anything far larger is not from Slack.
+    max_body_bytes: int = 64 * 1024
+    # Slack rejects requests older than 5 minutes; so do we.
+    signature_max_age_seconds: int = 300
+    db_pool_min: int = 1
+    db_pool_max: int = 8
+    # Timeout for Slack calls made in the request path (views.open, users.info).
+    slack_timeout_seconds: float = 2.0
+    # How long a profile (time zone, admin flag) fetched from users.info is trusted.
+    profile_ttl_seconds: int = 24 * 3600
+    # Clicks within this window are folded into one chat.update of the run message.
+    refresh_coalesce_ms: int = 700
+    worker_concurrency: int = 4
+    worker_poll_seconds: float = 1.0
+    job_lease_seconds: int = 60
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> Config:
+        return cls(
+            database_url=_secret(env, "DATABASE_URL", check=_check_db_url),
+            slack_signing_secret=_secret(env, "SLACK_SIGNING_SECRET"),
+            slack_bot_token=_secret(env, "SLACK_BOT_TOKEN", check=_check_bot_token),
+            slack_api_base_url=_url(env, "SLACK_API_BASE_URL", DEFAULT_SLACK_API_BASE_URL),
+            admin_user_ids=_user_ids(env, "COFFEEBUDDY_ADMIN_USER_IDS"),
+            max_body_bytes=_int(env, "COFFEEBUDDY_MAX_BODY_BYTES", 64 * 1024, 1024, 1024 * 1024),
+            db_pool_min=_int(env, "COFFEEBUDDY_DB_POOL_MIN", 1, 0, 100),
+            db_pool_max=_int(env, "COFFEEBUDDY_DB_POOL_MAX", 8, 1, 100),
+            slack_timeout_seconds=_float(env, "COFFEEBUDDY_SLACK_TIMEOUT_SECONDS", 2.0, 0.1, 30),
+            profile_ttl_seconds=_int(env, "COFFEEBUDDY_PROFILE_TTL_SECONDS", 86400, 0, 30 * 86400),
+            refresh_coalesce_ms=_int(env, "COFFEEBUDDY_REFRESH_COALESCE_MS", 700, 0, 10_000),
+            worker_concurrency=_int(env, "COFFEEBUDDY_WORKER_CONCURRENCY", 4, 1, 64),
+            worker_poll_seconds=_float(env, "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, 0.05, 60),
+            job_lease_seconds=_int(env, "COFFEEBUDDY_JOB_LEASE_SECONDS", 60, 5, 3600),
+            log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        )
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
+
+
+def _secret(
+    env: Mapping[str, str], name: str, check: Callable[[str, str], None] | None = None
+) -> Secret:
+    value = _raw(env, name)
+    if value is None:
+        raise ConfigError(f"{name} is required but not set")
+    if check is not None:
+        check(name, value)
+    return Secret(value)
+
+
+def _check_db_url(name: str, value: str) -> None:
+    if not value.startswith(("postgresql://", "postgres://")) and "dbname=" not in value:
+        raise ConfigError(f"{name} must be a postgresql:// URL or a libpq conninfo string")
+
+
+def _check_bot_token(name: str, value: str) -> None:
+    if not value.startswith("xoxb-"):
+        raise ConfigError(f"{name} must be a bot token (starts with xoxb-)")
+
+
+def _url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _raw(env, name) or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+    return value if value.endswith("/") else value + "/"
+
+
+def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
+    value = _raw(env, name)
+    if value is None:
+        return frozenset()
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    bad = [i for i in ids if not re.fullmatch(r"[UW][A-Z0-9]{2,30}", i)]
+    if bad:
+        raise ConfigError(f"{name} must be comma-separated Slack user ids, bad: {', '.join(bad)}")
+    return frozenset(ids)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    value = _raw(env, name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if not lo <= number <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {number}")
+    return number
+
+
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    value = _raw(env, name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not lo <= number <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {number}")
+    return number
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (_raw(env, name) or default).upper()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value

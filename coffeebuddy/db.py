@@ -1,0 +1,128 @@
+"""Connection pool, transactions, and the named queries in `sql/queries/*.sql`.
+
+Queries are plain SQL a DBA can read, in blocks headed `-- name: some_query`. They are
+loaded once at import time of `Queries`; asking for a name that does not exist is a bug
+and fails loudly (a test checks every name the code uses).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+QUERIES_DIR = SQL_DIR / "queries"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+
+_NAME_LINE = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+Conn = psycopg.Connection[DictRow]
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached (pool timeout or connection failure)."""
+
+
+def load_queries(directory: Path = QUERIES_DIR) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for path in sorted(directory.glob("*.sql")):
+        text = path.read_text(encoding="utf-8")
+        parts = _NAME_LINE.split(text)
+        # parts = [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in queries:
+                raise ValueError(f"query {name!r} defined twice (second in {path.name})")
+            queries[name] = body.strip().rstrip(";")
+    return queries
+
+
+class Queries:
+    """Named SQL, loaded once."""
+
+    def __init__(self, queries: Mapping[str, str] | None = None) -> None:
+        self._queries = dict(queries if queries is not None else load_queries())
+
+    def __getitem__(self, name: str) -> LiteralString:
+        try:
+            # The text comes from our own .sql files, never from input.
+            return self._queries[name]
+        except KeyError:
+            raise KeyError(f"no SQL query named {name!r} in {QUERIES_DIR}") from None
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._queries)
+
+
+QUERIES = Queries()
+
+
+class Database:
+    """The pool plus helpers that run named queries inside one transaction."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 2.0,
+        name: str = "coffeebuddy",
+    ) -> None:
+        self.conninfo = conninfo
+        self.pool: ConnectionPool[Conn] = ConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            name=name,
+            open=False,
+            connection_class=psycopg.Connection[DictRow],
+            kwargs={"row_factory": dict_row, "application_name": name, "connect_timeout": 3},
+            # A connection that died while the database restarted is replaced, not reused.
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=0,
+        )
+
+    def open(self, wait: bool = False) -> None:
+        # Opening without waiting lets the process start (and answer health checks)
+        # while the database is still down.
+        self.pool.open(wait=wait)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Conn]:
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    def ping(self) -> bool:
+        try:
+            with self.transaction() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except DatabaseUnavailable:
+            return False
+
+
+def one(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> DictRow | None:
+    return conn.execute(QUERIES[name], params or {}).fetchone()
+
+
+def all_rows(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
+    return conn.execute(QUERIES[name], params or {}).fetchall()
+
+
+def run(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> int:
+    cur = conn.execute(QUERIES[name], params or {})
+    return cur.rowcount

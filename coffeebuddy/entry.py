@@ -1,0 +1,62 @@
+"""Build the web app and the worker from the environment; fail fast on bad config."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import NoReturn
+
+import falcon
+
+from coffeebuddy import logs
+from coffeebuddy.config import Config, ConfigError
+from coffeebuddy.db import Database
+from coffeebuddy.jobs.handlers import Context
+from coffeebuddy.jobs.worker import Worker
+from coffeebuddy.slack.api import make_client
+
+
+def load_config(env: Mapping[str, str]) -> Config:
+    try:
+        return Config.from_environ(env)
+    except ConfigError as exc:
+        _die(str(exc))
+
+
+def _die(message: str) -> NoReturn:
+    # One clear line, then stop: a half-configured process must not start serving.
+    print(f"coffeebuddy: configuration error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Response]:
+    from coffeebuddy.web.app import create_app
+
+    config = load_config(env)
+    logs.setup(config.log_level)
+    return create_app(config)
+
+
+def build_worker(config: Config) -> Worker:
+    database = Database(
+        config.database_url.reveal(),
+        min_size=1,
+        max_size=config.worker_concurrency + 2,
+        name="coffeebuddy-worker",
+    )
+    database.open(wait=False)
+    # Job handlers may wait longer for Slack than a request can; the lease covers it.
+    client = make_client(config, timeout=10)
+    return Worker(config, database, Context(database=database, slack=client))
+
+
+def run_worker(env: Mapping[str, str]) -> int:
+    config = load_config(env)
+    logs.setup(config.log_level)
+    worker = build_worker(config)
+    worker.install_signal_handlers()
+    try:
+        worker.run()
+    finally:
+        worker.database.close()
+    return 0

@@ -1,0 +1,126 @@
+"""Enqueue, claim, finish and retry jobs. Every function takes the caller's connection so
+that a job is written in the same transaction as the change that needs it."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from coffeebuddy import db
+from coffeebuddy.db import Conn
+
+# Kinds of job; each has one handler in `coffeebuddy.jobs.handlers`.
+POST_RUN_MESSAGE = "post_run_message"
+REFRESH_RUN_MESSAGE = "refresh_run_message"
+NOTIFY_USER = "notify_user"
+POST_SUMMARY = "post_summary"
+DM_RUNNER = "dm_runner"
+
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    run_id: str | None
+    correlation_id: str | None
+    dedupe_key: str | None
+
+
+def enqueue(
+    conn: Conn,
+    kind: str,
+    payload: Mapping[str, Any],
+    *,
+    run_id: uuid.UUID | str | None = None,
+    correlation_id: str | None = None,
+    delay_seconds: float = 0.0,
+    dedupe_key: str | None = None,
+    max_attempts: int = 8,
+) -> int | None:
+    """Add a job; with `dedupe_key`, nothing is added while one with that key is queued."""
+    row = db.one(
+        conn,
+        "enqueue_job",
+        {
+            "kind": kind,
+            "payload": Jsonb(dict(payload)),
+            "delay_seconds": delay_seconds,
+            "max_attempts": max_attempts,
+            "dedupe_key": dedupe_key,
+            "run_id": run_id,
+            "correlation_id": correlation_id,
+        },
+    )
+    return int(row["id"]) if row else None
+
+
+def claim(conn: Conn, *, worker_id: str, limit: int, lease_seconds: int) -> list[Job]:
+    rows = db.all_rows(
+        conn,
+        "claim_jobs",
+        {"worker_id": worker_id, "limit": limit, "lease_seconds": lease_seconds},
+    )
+    return [
+        Job(
+            id=int(r["id"]),
+            kind=r["kind"],
+            payload=dict(r["payload"] or {}),
+            attempts=int(r["attempts"]),
+            max_attempts=int(r["max_attempts"]),
+            run_id=str(r["run_id"]) if r["run_id"] else None,
+            correlation_id=r["correlation_id"],
+            dedupe_key=r["dedupe_key"],
+        )
+        for r in sorted(rows, key=lambda r: int(r["id"]))
+    ]
+
+
+def complete(conn: Conn, job: Job, *, worker_id: str) -> bool:
+    return db.run(conn, "complete_job", {"id": job.id, "worker_id": worker_id}) == 1
+
+
+def retry(
+    conn: Conn,
+    job: Job,
+    *,
+    worker_id: str,
+    error: str,
+    delay_seconds: float,
+    free_attempt: bool = False,
+) -> bool:
+    """Put the job back; `free_attempt` for waits (rate limits) that are not failures."""
+    params = {
+        "id": job.id,
+        "worker_id": worker_id,
+        "error": error[:500],
+        "delay_seconds": delay_seconds,
+        "free_attempt": free_attempt,
+    }
+    return db.run(conn, "retry_job", params) == 1
+
+
+def bury(conn: Conn, job: Job, *, worker_id: str, error: str) -> bool:
+    return (
+        db.run(conn, "bury_job", {"id": job.id, "worker_id": worker_id, "error": error[:500]}) == 1
+    )
+
+
+def release(conn: Conn, ids: list[int], *, worker_id: str) -> int:
+    return db.run(conn, "release_jobs", {"ids": ids, "worker_id": worker_id})
+
+
+def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Exponential backoff with full jitter: uniform in [base, base * 2^(attempts-1)], capped."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    return (rng or random).uniform(BACKOFF_BASE_SECONDS / 2, ceiling)

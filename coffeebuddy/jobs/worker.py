@@ -1,0 +1,257 @@
+"""The worker loop: claim due jobs, run their handlers on a small thread pool, record the
+outcome. Wakes on LISTEN/NOTIFY, falls back to polling, and sleeps exactly until the next
+scheduled job when idle."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import FrameType
+
+import psycopg
+
+from coffeebuddy import db, logs
+from coffeebuddy.config import Config
+from coffeebuddy.db import Database, DatabaseUnavailable
+from coffeebuddy.jobs import queue
+from coffeebuddy.jobs.handlers import HANDLERS, Context, tell
+from coffeebuddy.jobs.queue import Job
+from coffeebuddy.metrics import JOB_DURATION, JOBS, RUNS
+from coffeebuddy.slack.api import classify
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "coffeebuddy_jobs"
+
+
+class Worker:
+    def __init__(self, config: Config, database: Database, context: Context) -> None:
+        self.config = config
+        self.database = database
+        self.context = context
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._slot_freed = threading.Event()
+        self._inflight: dict[int, Future[None]] = {}
+        self._lock = threading.Lock()
+        self._listener: psycopg.Connection[tuple[object, ...]] | None = None
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        log.info("worker_started", extra={"worker_id": self.worker_id})
+        pool = ThreadPoolExecutor(
+            max_workers=self.config.worker_concurrency, thread_name_prefix="job"
+        )
+        try:
+            while not self._stop.is_set():
+                free = self.config.worker_concurrency - self._count_inflight()
+                if free <= 0:
+                    self._slot_freed.wait(0.5)
+                    self._slot_freed.clear()
+                    continue
+                try:
+                    jobs = self._claim(free)
+                except DatabaseUnavailable:
+                    log.warning("worker_database_unavailable")
+                    self._stop.wait(2.0)
+                    continue
+                for job in jobs:
+                    future = pool.submit(self.execute, job)
+                    with self._lock:
+                        self._inflight[job.id] = future
+                    future.add_done_callback(functools.partial(self._on_future_done, job.id))
+                if len(jobs) == free:
+                    continue  # more may be due
+                self._wait_for_work()
+        finally:
+            # Graceful stop: no new claims; jobs already started run to completion.
+            pool.shutdown(wait=True)
+            self._close_listener()
+            log.info("worker_stopped", extra={"worker_id": self.worker_id})
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+        self._slot_freed.set()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("worker_stopping", extra={"reason": signal.Signals(signum).name})
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run_until_idle(self, max_jobs: int = 1000) -> int:
+        """Run due jobs in this thread until none is due (tests, one-shot tooling)."""
+        done = 0
+        while done < max_jobs:
+            jobs = self._claim(1)
+            if not jobs:
+                break
+            self.execute(jobs[0])
+            done += 1
+        return done
+
+    def _count_inflight(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def _on_future_done(self, job_id: int, _future: Future[None]) -> None:
+        with self._lock:
+            self._inflight.pop(job_id, None)
+        self._slot_freed.set()
+
+    def _claim(self, limit: int) -> list[Job]:
+        with self.database.transaction() as conn:
+            return queue.claim(
+                conn,
+                worker_id=self.worker_id,
+                limit=limit,
+                lease_seconds=self.config.job_lease_seconds,
+            )
+
+    def _wait_for_work(self) -> None:
+        timeout = self.config.worker_poll_seconds
+        try:
+            with self.database.transaction() as conn:
+                row = db.one(conn, "next_due_in", {})
+            if row and row["seconds"] is not None:
+                timeout = max(0.0, min(timeout, float(row["seconds"])))
+        except DatabaseUnavailable:
+            pass
+        if timeout <= 0:
+            return
+        listener = self._ensure_listener()
+        if listener is None:
+            self._stop.wait(timeout)
+            return
+        try:
+            for _ in listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            # Notifications sent while we were disconnected are lost; polling covers them.
+            self._close_listener()
+
+    def _ensure_listener(self) -> psycopg.Connection[tuple[object, ...]] | None:
+        if self._listener is not None and not self._listener.closed:
+            return self._listener
+        try:
+            self._listener = psycopg.connect(
+                self.database.conninfo, autocommit=True, connect_timeout=3
+            )
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            self._listener = None
+        return self._listener
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._listener.close()
+            self._listener = None
+
+    # ---- one job --------------------------------------------------------------------------
+
+    def execute(self, job: Job) -> None:
+        started = time.perf_counter()
+        with logs.context(correlation=job.correlation_id, run=job.run_id):
+            handler = HANDLERS.get(job.kind)
+            try:
+                if handler is None:
+                    raise LookupError(f"no handler for job kind {job.kind!r}")
+                handler(self.context, job)
+            except Exception as exc:
+                self._failed(job, exc)
+            else:
+                with self.database.transaction() as conn:
+                    queue.complete(conn, job, worker_id=self.worker_id)
+                JOBS.labels(job.kind, "done").inc()
+                log.info(
+                    "job_done",
+                    extra={
+                        "kind": job.kind,
+                        "job_id": job.id,
+                        "attempt": job.attempts,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            finally:
+                JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
+
+    def _failed(self, job: Job, exc: Exception) -> None:
+        failure = classify(exc)
+        code = failure.code if failure else type(exc).__name__
+        facts = {"kind": job.kind, "job_id": job.id, "attempt": job.attempts, "error": code}
+        with self.database.transaction() as conn:
+            if failure is not None and failure.kind == "rate_limited":
+                # Slack said when to come back; waiting is not a failed attempt.
+                delay = failure.retry_after or 30.0
+                queue.retry(
+                    conn,
+                    job,
+                    worker_id=self.worker_id,
+                    error=code,
+                    delay_seconds=delay,
+                    free_attempt=True,
+                )
+                JOBS.labels(job.kind, "rate_limited").inc()
+                log.warning("job_rate_limited", extra={**facts, "delay_s": delay})
+                return
+            permanent = failure is not None and failure.kind == "permanent"
+            if permanent or job.attempts >= job.max_attempts:
+                queue.bury(conn, job, worker_id=self.worker_id, error=code)
+                JOBS.labels(job.kind, "dead").inc()
+                log.error("job_dead", exc_info=exc if failure is None else None, extra=facts)
+            else:
+                delay = queue.backoff_seconds(job.attempts)
+                queue.retry(conn, job, worker_id=self.worker_id, error=code, delay_seconds=delay)
+                JOBS.labels(job.kind, "retry").inc()
+                log.warning("job_retry", extra={**facts, "delay_s": round(delay, 2)})
+                return
+        self._give_up(job, code, failure.hint if failure else None)
+
+    def _give_up(self, job: Job, code: str, hint: str | None) -> None:
+        """A side effect that will never happen: keep the run's status honest and tell the
+        person who acted what to do."""
+        reference = job.correlation_id or str(job.id)
+        if job.kind in (queue.POST_RUN_MESSAGE, queue.POST_SUMMARY):
+            what = "run message" if job.kind == queue.POST_RUN_MESSAGE else "summary"
+            from_statuses = ["open"] if job.kind == queue.POST_RUN_MESSAGE else ["closed"]
+            with self.database.transaction() as conn:
+                ended = db.one(
+                    conn,
+                    "end_run",
+                    {
+                        "run_id": job.payload["run_id"],
+                        "status": "failed",
+                        "failure_reason": f"Slack did not accept the {what} ({code})",
+                        "from_statuses": from_statuses,
+                    },
+                )
+            if ended is not None:
+                RUNS.labels("failed").inc()
+            text = hint or (
+                f"I couldn't post the coffee {what}: Slack didn't answer in time. Please try "
+                f"`/coffee` again in a minute (reference `{reference}`)."
+            )
+            if job.kind == queue.POST_RUN_MESSAGE:
+                who = {
+                    "response_url": job.payload.get("response_url"),
+                    "user": job.payload.get("actor"),
+                }
+                self._tell_quietly(who, f"⚠️ The coffee run couldn't start. {text}")
+
+    def _tell_quietly(self, who: dict[str, object], text: str) -> None:
+        try:
+            tell(self.context, who, text)
+        except Exception as exc:
+            log.warning("tell_failed", extra={"error": type(exc).__name__})

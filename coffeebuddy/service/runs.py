@@ -1,0 +1,663 @@
+"""The coffee run as the web layer sees it: one method per thing a person can do.
+
+Each method does its reads and writes in one transaction and writes, in that same
+transaction, the jobs for every Slack side effect. The only Slack calls made here are the
+ones Slack's deadlines force into the request: `views.open` and (cached) `users.info`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import coffeebuddy.domain.command as cmdparse
+from coffeebuddy import db
+from coffeebuddy.config import Config
+from coffeebuddy.db import Conn, Database
+from coffeebuddy.domain.fairness import RULE_SUMMARY, choose_runner
+from coffeebuddy.domain.models import MAX_ORDER_CHARS, Candidate, RunStatus
+from coffeebuddy.errors import CoffeeBuddyError
+from coffeebuddy.jobs import queue
+from coffeebuddy.metrics import RUN_DURATION, RUNS
+from coffeebuddy.slack import blocks
+from coffeebuddy.slack.api import classify
+from coffeebuddy.slack.gateway import Profile, SlackGateway
+from coffeebuddy.store import load_run
+
+log = logging.getLogger(__name__)
+
+DISABLED_TEXT = (
+    "CoffeeBuddy is disabled in this channel — a channel admin can turn it back on "
+    "with `/coffee admin`."
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something, and where."""
+
+    user_id: str
+    channel_id: str
+    team_id: str = ""
+    user_name: str = ""
+    channel_name: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer shown to the person who typed the command."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None = None
+    response_type: str = "ephemeral"
+
+    def to_slack(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"response_type": self.response_type, "text": self.text}
+        if self.blocks:
+            body["blocks"] = self.blocks
+        return body
+
+
+@dataclass
+class _AfterCommit:
+    """Metric updates that must only happen once the transaction committed."""
+
+    actions: list[Callable[[], None]] = field(default_factory=list)
+
+    def run(self) -> None:
+        for action in self.actions:
+            action()
+
+
+def normalize_order_text(text: str | None) -> str:
+    return re.sub(r"\s+", " ", text or "").strip()
+
+
+def order_text_error(text: str) -> str | None:
+    if not text:
+        return "Tell us what you'd like, e.g. “oat flat white”."
+    if len(text) > MAX_ORDER_CHARS:
+        return f"Keep it under {MAX_ORDER_CHARS} characters ({len(text)} now)."
+    return None
+
+
+class RunService:
+    def __init__(
+        self,
+        database: Database,
+        slack: SlackGateway,
+        config: Config,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = database
+        self.slack = slack
+        self.config = config
+        self.clock = clock
+
+    # ---- /coffee -------------------------------------------------------------------
+
+    def command(self, actor: Actor, text: str, *, response_url: str, correlation_id: str) -> Reply:
+        try:
+            parsed = cmdparse.parse_command(text)
+        except cmdparse.CommandError as exc:
+            return Reply(exc.hint)
+        if isinstance(parsed, cmdparse.ShowHelp):
+            return Reply(blocks.help_text(RULE_SUMMARY))
+        pickup = None
+        if parsed.time is not None:
+            tz = self._time_zone(actor.user_id)
+            try:
+                pickup = cmdparse.resolve_pickup(parsed.time, self.clock(), tz)
+            except cmdparse.CommandError as exc:
+                return Reply(exc.hint)
+        return self._start_run(actor, pickup, parsed.note, response_url, correlation_id)
+
+    def _start_run(
+        self,
+        actor: Actor,
+        pickup: datetime | None,
+        note: str | None,
+        response_url: str,
+        correlation_id: str,
+    ) -> Reply:
+        with self.db.transaction() as conn:
+            channel = db.one(
+                conn,
+                "upsert_channel",
+                {
+                    "slack_channel_id": actor.channel_id,
+                    "team_id": actor.team_id,
+                    "name": actor.channel_name[:200],
+                },
+            )
+            assert channel is not None
+            if not channel["enabled"]:
+                # Disabled means nothing is recorded: undo the channel upsert too.
+                conn.rollback()
+                return Reply(DISABLED_TEXT)
+            existing = db.one(conn, "get_open_run_for_channel", {"channel_id": channel["id"]})
+            if existing is not None:
+                return Reply(_already_open(existing))
+            user = self._upsert_user(conn, actor)
+            first = channel["onboarded_at"] is None
+            run = db.one(
+                conn,
+                "insert_run",
+                {
+                    "channel_id": channel["id"],
+                    "initiator_user_id": user["id"],
+                    "pickup_time": pickup,
+                    "pickup_note": note,
+                    "correlation_id": correlation_id,
+                    "first_in_channel": first,
+                },
+            )
+            if run is None:
+                # Another /coffee won the race for this channel's one open run.
+                conn.rollback()
+                with self.db.transaction() as conn2:
+                    existing = db.one(
+                        conn2, "get_open_run_for_channel", {"channel_id": channel["id"]}
+                    )
+                return Reply(_already_open(existing) if existing else "Please try again.")
+            if first:
+                db.run(conn, "mark_channel_onboarded", {"channel_id": channel["id"]})
+            queue.enqueue(
+                conn,
+                queue.POST_RUN_MESSAGE,
+                {"run_id": str(run["id"]), "response_url": response_url, "actor": actor.user_id},
+                run_id=run["id"],
+                correlation_id=correlation_id,
+            )
+        RUNS.labels("started").inc()
+        log.info("run_started", extra={"run_id": str(run["id"]), "user_id": actor.user_id})
+        when = f" for pickup at {blocks.pickup_text(pickup)}" if pickup else ""
+        return Reply(f"☕ You started a coffee run{when}. The run message is on its way.")
+
+    # ---- buttons ---------------------------------------------------------------------
+
+    def open_order_modal(
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        *,
+        trigger_id: str,
+        response_url: str | None,
+        correlation_id: str,
+    ) -> None:
+        """Place order / Edit my order: a modal, pre-filled with the current order."""
+        with self.db.transaction() as conn:
+            record = load_run(conn, run_id)
+            if record is None or record.view.status is not RunStatus.OPEN:
+                self._tell(conn, actor, _not_open_text(record), response_url, correlation_id)
+                return
+            mine = next((o for o in record.view.orders if o.slack_user_id == actor.user_id), None)
+        view = blocks.order_modal(
+            str(run_id),
+            current_text=mine.text if mine else None,
+            volunteer=mine.volunteer if mine else False,
+            pickup=record.view.pickup_time,
+            note=record.view.note,
+        )
+        self._open_view(actor, trigger_id, view, response_url, correlation_id)
+
+    def use_usual(
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        *,
+        trigger_id: str,
+        response_url: str | None,
+        correlation_id: str,
+    ) -> None:
+        with self.db.transaction() as conn:
+            run = db.one(conn, "lock_run", {"run_id": run_id})
+            if run is None or run["status"] != RunStatus.OPEN:
+                self._tell(conn, actor, _not_open_text(run), response_url, correlation_id)
+                return
+            user = self._upsert_user(conn, actor)
+            pref = db.one(
+                conn, "get_preference", {"user_id": user["id"], "channel_id": run["channel_id"]}
+            )
+            if pref is not None:
+                text = pref["last_order_text"]
+                current = db.one(
+                    conn, "get_active_order", {"run_id": run_id, "user_id": user["id"]}
+                )
+                db.one(
+                    conn,
+                    "upsert_order",
+                    {
+                        "run_id": run_id,
+                        "user_id": user["id"],
+                        "order_text": text,
+                        "volunteer": bool(current and current["volunteer"]),
+                    },
+                )
+                db.run(
+                    conn,
+                    "touch_preference",
+                    {"user_id": user["id"], "channel_id": run["channel_id"]},
+                )
+                self._refresh(conn, run_id, run["correlation_id"])
+                self._tell(
+                    conn,
+                    actor,
+                    f"☕ Ordered your usual: *{blocks.escape(text)}*. "
+                    "Edit or cancel it until the run closes.",
+                    response_url,
+                    run["correlation_id"],
+                )
+                log.info("order_placed", extra={"action": "use_usual", "user_id": actor.user_id})
+                return
+        # No usual yet: the one click opens the order form instead.
+        self.open_order_modal(
+            actor,
+            run_id,
+            trigger_id=trigger_id,
+            response_url=response_url,
+            correlation_id=correlation_id,
+        )
+
+    def cancel_order(
+        self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
+    ) -> None:
+        with self.db.transaction() as conn:
+            run = db.one(conn, "lock_run", {"run_id": run_id})
+            if run is None or run["status"] != RunStatus.OPEN:
+                self._tell(conn, actor, _not_open_text(run), response_url, correlation_id)
+                return
+            user = db.one(conn, "get_user_by_slack_id", {"slack_user_id": actor.user_id})
+            canceled = user is not None and db.one(
+                conn, "cancel_order", {"run_id": run_id, "user_id": user["id"]}
+            )
+            if not canceled:
+                self._tell(
+                    conn,
+                    actor,
+                    "You have no order in this run.",
+                    response_url,
+                    run["correlation_id"],
+                )
+                return
+            self._refresh(conn, run_id, run["correlation_id"])
+            self._tell(
+                conn,
+                actor,
+                "Your order is canceled. Changed your mind? Order again "
+                "any time before the run closes.",
+                response_url,
+                run["correlation_id"],
+            )
+        log.info("order_canceled", extra={"user_id": actor.user_id})
+
+    def close_run(
+        self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
+    ) -> None:
+        after = _AfterCommit()
+        with self.db.transaction() as conn:
+            run = self._lock_for_manager(conn, actor, run_id, response_url, correlation_id)
+            if run is None:
+                return
+            orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
+            if not orders:
+                ended = db.one(
+                    conn,
+                    "end_run",
+                    {
+                        "run_id": run_id,
+                        "status": "canceled",
+                        "failure_reason": None,
+                        "from_statuses": ["open"],
+                    },
+                )
+                assert ended is not None
+                self._refresh(conn, run_id, run["correlation_id"], delay=0)
+                self._tell(
+                    conn,
+                    actor,
+                    "Nobody ordered, so I canceled the run.",
+                    response_url,
+                    run["correlation_id"],
+                )
+                after.actions.append(lambda: RUNS.labels("canceled").inc())
+            else:
+                self._assign_runner_and_close(conn, run, orders, after)
+        after.run()
+
+    def _assign_runner_and_close(
+        self, conn: Conn, run: dict[str, Any], orders: list[Any], after: _AfterCommit
+    ) -> None:
+        run_id = run["id"]
+        window = int(run["fairness_window_runs"])
+        user_ids = [o["user_id"] for o in orders]
+        history = {
+            h["slack_user_id"]: h
+            for h in db.all_rows(
+                conn,
+                "runner_history",
+                {
+                    "channel_id": run["channel_id"],
+                    "run_id": run_id,
+                    "window": window,
+                    "user_ids": user_ids,
+                },
+            )
+        }
+        previous = db.one(
+            conn, "previous_runner", {"channel_id": run["channel_id"], "run_id": run_id}
+        )
+        candidates = [
+            Candidate(
+                slack_user_id=o["slack_user_id"],
+                runs_in_window=int(history[o["slack_user_id"]]["runs_in_window"]),
+                last_run_at=history[o["slack_user_id"]]["last_run_at"],
+                volunteered=bool(o["volunteer"]),
+            )
+            for o in orders
+        ]
+        choice = choose_runner(
+            candidates,
+            previous_runner=previous["slack_user_id"] if previous else None,
+            window=window,
+            seed=str(run_id),
+        )
+        runner = next(o for o in orders if o["slack_user_id"] == choice.runner_slack_id)
+        closed = db.one(
+            conn,
+            "close_run",
+            {
+                "run_id": run_id,
+                "runner_user_id": runner["user_id"],
+                "runner_reason": choice.reason,
+                "runner_rule": choice.rule,
+            },
+        )
+        assert closed is not None
+        db.run(conn, "finalize_orders", {"run_id": run_id})
+        db.run(
+            conn,
+            "upsert_runner_stats",
+            {
+                "user_id": runner["user_id"],
+                "channel_id": run["channel_id"],
+                "runs_served_count": int(history[choice.runner_slack_id]["runs_in_window"]) + 1,
+                "last_run_at": closed["closed_at"],
+            },
+        )
+        corr = run["correlation_id"]
+        self._refresh(conn, run_id, corr, delay=0)
+        queue.enqueue(
+            conn, queue.POST_SUMMARY, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
+        )
+        queue.enqueue(
+            conn, queue.DM_RUNNER, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
+        )
+        duration = (closed["closed_at"] - closed["started_at"]).total_seconds()
+        after.actions.append(lambda: RUNS.labels("closed").inc())
+        after.actions.append(lambda: RUN_DURATION.observe(duration))
+        log.info(
+            "run_closed",
+            extra={
+                "participants": len(orders),
+                "rule": choice.rule,
+                "user_id": choice.runner_slack_id,
+            },
+        )
+
+    def cancel_run(
+        self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
+    ) -> None:
+        with self.db.transaction() as conn:
+            run = self._lock_for_manager(conn, actor, run_id, response_url, correlation_id)
+            if run is None:
+                return
+            db.one(
+                conn,
+                "end_run",
+                {
+                    "run_id": run_id,
+                    "status": "canceled",
+                    "failure_reason": None,
+                    "from_statuses": ["open"],
+                },
+            )
+            self._refresh(conn, run_id, run["correlation_id"], delay=0)
+            self._tell(
+                conn, actor, "You canceled the coffee run.", response_url, run["correlation_id"]
+            )
+        RUNS.labels("canceled").inc()
+        log.info("run_canceled", extra={"user_id": actor.user_id})
+
+    # ---- the order modal ---------------------------------------------------------------
+
+    def submit_order(
+        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+    ) -> dict[str, str] | None:
+        """Save the modal's order; field errors (keyed by block id) keep the modal open."""
+        text = normalize_order_text(text)
+        problem = order_text_error(text)
+        if problem:
+            return {"order": problem}
+        with self.db.transaction() as conn:
+            run = db.one(conn, "lock_run", {"run_id": run_id})
+            if run is None or run["status"] != RunStatus.OPEN:
+                return {"order": _not_open_text(run) + " Your order wasn't saved."}
+            user = self._upsert_user(conn, actor)
+            saved = db.one(
+                conn,
+                "upsert_order",
+                {
+                    "run_id": run_id,
+                    "user_id": user["id"],
+                    "order_text": text,
+                    "volunteer": volunteer,
+                },
+            )
+            assert saved is not None
+            db.run(
+                conn,
+                "save_preference",
+                {"user_id": user["id"], "channel_id": run["channel_id"], "order_text": text},
+            )
+            self._refresh(conn, run_id, run["correlation_id"])
+            verb = "Got your order" if saved["inserted"] else "Updated your order"
+            extra = " You volunteered to go — thank you!" if volunteer else ""
+            self._tell(
+                conn,
+                Actor(user_id=actor.user_id, channel_id=run["slack_channel_id"]),
+                f"☕ {verb}: *{blocks.escape(text)}*. It's also your usual in this channel "
+                f"now.{extra}",
+                None,
+                run["correlation_id"],
+            )
+        log.info("order_placed", extra={"action": "modal", "user_id": actor.user_id})
+        return None
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    def _lock_for_manager(
+        self,
+        conn: Conn,
+        actor: Actor,
+        run_id: uuid.UUID,
+        response_url: str | None,
+        correlation_id: str,
+    ) -> dict[str, Any] | None:
+        """Lock an open run that `actor` may close or cancel; tell them why not otherwise."""
+        run = db.one(conn, "lock_run", {"run_id": run_id})
+        if run is None or run["status"] != RunStatus.OPEN:
+            self._tell(conn, actor, _not_open_text(run), response_url, correlation_id)
+            return None
+        if not self._may_manage(conn, actor, run["initiator_slack_id"]):
+            self._tell(
+                conn,
+                actor,
+                f"Only <@{run['initiator_slack_id']}>, who started this run, or a CoffeeBuddy "
+                "admin can close or cancel it.",
+                response_url,
+                run["correlation_id"],
+            )
+            log.info("not_allowed", extra={"action": "manage_run", "user_id": actor.user_id})
+            return None
+        return dict(run)
+
+    def _may_manage(self, conn: Conn, actor: Actor, initiator: str) -> bool:
+        if actor.user_id == initiator or actor.user_id in self.config.admin_user_ids:
+            return True
+        try:
+            return self._profile(conn, actor.user_id).is_workspace_admin
+        except CoffeeBuddyError:
+            return False
+
+    def _profile(self, conn: Conn, user_id: str) -> Profile:
+        """The user's Slack profile, from our cache while fresh, else from users.info."""
+        row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user_id})
+        fresh_after = self.clock() - timedelta(seconds=self.config.profile_ttl_seconds)
+        if (
+            row is not None
+            and row["profile_fetched_at"]
+            and row["profile_fetched_at"] > fresh_after
+        ):
+            return _profile_from_row(row)
+        try:
+            profile = self.slack.user_profile(user_id)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            log.warning("profile_fetch_failed", extra={"slack_error": failure.code})
+            if row is not None and row["profile_fetched_at"]:
+                return _profile_from_row(row)
+            raise CoffeeBuddyError(
+                failure.hint
+                if failure.kind == "permanent" and failure.hint
+                else "I couldn't reach Slack to look up your profile. Try again in a moment."
+            ) from exc
+        db.one(
+            conn,
+            "save_user_profile",
+            {
+                "slack_user_id": user_id,
+                "display_name": profile.display_name,
+                "tz": profile.tz,
+                "is_workspace_admin": profile.is_workspace_admin,
+            },
+        )
+        return profile
+
+    def _time_zone(self, user_id: str) -> ZoneInfo:
+        with self.db.transaction() as conn:
+            tz_name = self._profile(conn, user_id).tz
+        try:
+            return ZoneInfo(tz_name) if tz_name else ZoneInfo("UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    def _upsert_user(self, conn: Conn, actor: Actor) -> dict[str, Any]:
+        row = db.one(
+            conn,
+            "upsert_user",
+            {"slack_user_id": actor.user_id, "display_name": actor.user_name[:200]},
+        )
+        assert row is not None
+        return dict(row)
+
+    def _refresh(
+        self, conn: Conn, run_id: uuid.UUID, correlation_id: str, delay: float | None = None
+    ) -> None:
+        """Ask for one chat.update of the run message; clicks within the window coalesce."""
+        queue.enqueue(
+            conn,
+            queue.REFRESH_RUN_MESSAGE,
+            {"run_id": str(run_id)},
+            run_id=run_id,
+            correlation_id=correlation_id,
+            delay_seconds=self.config.refresh_coalesce_ms / 1000 if delay is None else delay,
+            dedupe_key=f"refresh:{run_id}",
+        )
+
+    def _tell(
+        self, conn: Conn, actor: Actor, text: str, response_url: str | None, correlation_id: str
+    ) -> None:
+        """An ephemeral answer to the person who clicked, sent by the worker."""
+        queue.enqueue(
+            conn,
+            queue.NOTIFY_USER,
+            {
+                "channel": actor.channel_id,
+                "user": actor.user_id,
+                "text": text,
+                "response_url": response_url,
+            },
+            correlation_id=correlation_id,
+            max_attempts=4,
+        )
+
+    def _open_view(
+        self,
+        actor: Actor,
+        trigger_id: str,
+        view: dict[str, Any],
+        response_url: str | None,
+        correlation_id: str,
+    ) -> None:
+        try:
+            self.slack.open_view(trigger_id, view)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            code = failure.code
+            log.warning("views_open_failed", extra={"slack_error": code})
+            text = (
+                "That took a moment too long for Slack — please click again."
+                if code in ("expired_trigger_id", "exchanged_trigger_id", "network")
+                or failure.kind == "transient"
+                else failure.hint or f"Slack couldn't open the order form ({code})."
+            )
+            with self.db.transaction() as conn:
+                self._tell(conn, actor, text, response_url, correlation_id)
+
+    def notify(
+        self, actor: Actor, text: str, *, response_url: str | None, correlation_id: str
+    ) -> None:
+        with self.db.transaction() as conn:
+            self._tell(conn, actor, text, response_url, correlation_id)
+
+
+def _profile_from_row(row: Any) -> Profile:
+    return Profile(
+        slack_user_id=row["slack_user_id"],
+        display_name=row["display_name"],
+        tz=row["tz"],
+        is_workspace_admin=bool(row["is_workspace_admin"]),
+    )
+
+
+def _already_open(existing: Any) -> str:
+    return (
+        f"There's already an open coffee run here, started by <@{existing['initiator_slack_id']}>"
+        " — order with the buttons on its message. A new run can start once it's closed."
+    )
+
+
+def _not_open_text(run: Any) -> str:
+    """Why a run can't take this action; `run` is a row, a RunRecord or None."""
+    if run is None:
+        return "That coffee run doesn't exist any more."
+    status = run.view.status if hasattr(run, "view") else run["status"]
+    if status == RunStatus.CLOSED:
+        return "This coffee run is already closed."
+    if status == RunStatus.CANCELED:
+        return "This coffee run was canceled."
+    if status == RunStatus.FAILED:
+        return "This coffee run couldn't complete."
+    return "This coffee run isn't open."

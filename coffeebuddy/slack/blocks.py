@@ -1,0 +1,442 @@
+"""Block Kit for every message and modal CoffeeBuddy shows: pure data in, dicts out.
+
+Nothing here talks to Slack or the database. The builders use slack_sdk's block classes
+so that `to_dict()` validates Slack's own limits (lengths, required fields) when a
+message is built, rather than Slack rejecting it later in a worker.
+
+The action ids, block ids and callback id below are a contract with the interaction
+handlers: change them only together.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    CheckboxesElement,
+    ConfirmObject,
+    ContextBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
+from coffeebuddy.domain.summary import grouped_items, normalized_text, total_items
+
+BlockDict = dict[str, Any]
+
+# Buttons on the run message. Every button's `value` is the run id.
+ACTION_PLACE_ORDER: Final = "place_order"
+ACTION_USE_USUAL: Final = "use_usual"
+ACTION_EDIT_ORDER: Final = "edit_order"
+ACTION_CANCEL_ORDER: Final = "cancel_order"
+ACTION_CLOSE_RUN: Final = "close_run"
+ACTION_CANCEL_RUN: Final = "cancel_run"
+RUN_ACTIONS_BLOCK_ID: Final = "run_actions"
+
+# The order modal; its private_metadata is the run id.
+CALLBACK_ORDER_MODAL: Final = "order_modal"
+ORDER_BLOCK_ID: Final = "order"
+ORDER_ACTION_ID: Final = "order_text"
+VOLUNTEER_BLOCK_ID: Final = "volunteer"
+VOLUNTEER_ACTION_ID: Final = "volunteer_choice"
+VOLUNTEER_OPTION_VALUE: Final = "volunteer"
+VOLUNTEER_OPTION_TEXT: Final = "I'll go — make me the runner"
+ORDER_PLACEHOLDER: Final = "e.g. oat flat white, no sugar"
+
+# Order-list sections carry these block ids (suffixed 1, 2, …) so tests and handlers
+# can find the list in both the channel summary and the runner DM.
+ORDER_LIST_BLOCK_ID: Final = "order_list"
+
+# Slack's limits: a message holds at most 50 blocks, a section's text at most 3000 chars.
+MAX_BLOCKS: Final = 50
+MAX_SECTION_CHARS: Final = 3000
+
+FIRST_RUN_HINT: Final = (
+    "How this works: place an order or use your usual, the starter closes the run, and "
+    "the runner is whoever has served least recently. `/coffee help` for more."
+)
+
+# An entity Slack already escaped; left alone so escaping twice does not show "&amp;amp;".
+_ESCAPED_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+
+
+def escape(text: str) -> str:
+    """Make user text safe inside mrkdwn: `<!channel>` or `<@U1>` must not ping anyone.
+
+    Slack's rule is to escape only &, < and >. Text typed into a modal arrives raw, but
+    text from a slash command may arrive already escaped, so an existing &amp;, &lt; or
+    &gt; is kept as is: escaping is idempotent and callers need not know the source.
+    """
+    return _ESCAPED_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def pickup_text(when: datetime) -> str:
+    """A time every reader sees in their own time zone, with a UTC fallback.
+
+    The fallback is what old clients and notifications show instead of the date token.
+    """
+    # A naive datetime is taken as UTC: the store works in UTC, and `.timestamp()` on a
+    # naive value would silently use the server's local zone instead.
+    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    unix = int(aware.timestamp())
+    fallback = aware.astimezone(UTC).strftime("%H:%M UTC")
+    return f"<!date^{unix}^{{time}}|{fallback}>"
+
+
+def _plural(count: int, singular: str, plural: str) -> str:
+    return f"{count} {singular if count == 1 else plural}"
+
+
+def _mention(user_id: str) -> str:
+    return f"<@{user_id}>"
+
+
+def _section(text: str, *, block_id: str | None = None) -> BlockDict:
+    return SectionBlock(text=MarkdownTextObject(text=text), block_id=block_id).to_dict()
+
+
+def _context(text: str) -> BlockDict:
+    return ContextBlock(elements=[MarkdownTextObject(text=text)]).to_dict()
+
+
+def _details_lines(view: RunView, *, pickup_label: str, note_label: str) -> list[str]:
+    lines = []
+    if view.pickup_time is not None:
+        lines.append(f"*{pickup_label}:* {pickup_text(view.pickup_time)}")
+    if view.note:
+        lines.append(f"*{note_label}:* {escape(view.note)}")
+    return lines
+
+
+# --- run message ----------------------------------------------------------------------
+
+
+def participants_text(user_ids: Sequence[str], *, is_open: bool = True) -> str:
+    """Who is in, never what they ordered: the run message is visible to the channel.
+
+    Long lists end in "and N more" so the section stays within Slack's text limit.
+    """
+    count = len(user_ids)
+    if count == 0:
+        return "Nobody has ordered yet — be the first" if is_open else "Nobody ordered."
+    verb = ("is" if count == 1 else "are") if is_open else ("was" if count == 1 else "were")
+    prefix = f"{_plural(count, 'person', 'people')} {verb} in: "
+    mentions = [_mention(uid) for uid in user_ids]
+    full = prefix + ", ".join(mentions)
+    if len(full) <= MAX_SECTION_CHARS:
+        return full
+    shown: list[str] = []
+    for mention in mentions:
+        candidate = [*shown, mention]
+        rest = count - len(candidate)
+        text = prefix + ", ".join(candidate) + f" and {rest} more"
+        if len(text) > MAX_SECTION_CHARS:
+            break
+        shown = candidate
+    return prefix + ", ".join(shown) + f" and {count - len(shown)} more"
+
+
+def _run_buttons(run_id: str) -> BlockDict:
+    cancel_confirm = ConfirmObject(
+        title="Cancel this coffee run?",
+        text="Everyone's orders are dropped and nobody goes. This can't be undone.",
+        confirm="Cancel run",
+        deny="Keep it",
+        style="danger",
+    )
+    buttons = [
+        ButtonElement(
+            text="Place order", action_id=ACTION_PLACE_ORDER, value=run_id, style="primary"
+        ),
+        ButtonElement(text="Use my usual", action_id=ACTION_USE_USUAL, value=run_id),
+        ButtonElement(text="Edit my order", action_id=ACTION_EDIT_ORDER, value=run_id),
+        ButtonElement(text="Cancel my order", action_id=ACTION_CANCEL_ORDER, value=run_id),
+        ButtonElement(text="Close run", action_id=ACTION_CLOSE_RUN, value=run_id),
+        ButtonElement(
+            text="Cancel run",
+            action_id=ACTION_CANCEL_RUN,
+            value=run_id,
+            style="danger",
+            confirm=cancel_confirm,
+        ),
+    ]
+    return ActionsBlock(elements=buttons, block_id=RUN_ACTIONS_BLOCK_ID).to_dict()
+
+
+def _run_status_line(view: RunView) -> str | None:
+    match view.status:
+        case RunStatus.OPEN:
+            return None
+        case RunStatus.CLOSED:
+            if view.runner_slack_id is None:
+                return "Closed. Summary below."
+            return f"Closed — {_mention(view.runner_slack_id)} is on it. Summary below."
+        case RunStatus.CANCELED:
+            return "This run was canceled."
+        case RunStatus.FAILED:
+            # failure_reason is written by CoffeeBuddy, not users, and may hold mentions.
+            reason = view.failure_reason or "something went wrong"
+            return f"This run couldn't complete: {reason}"
+
+
+def _run_fallback(view: RunView) -> str:
+    # Shown in notifications and by clients that can't render blocks; no order texts.
+    match view.status:
+        case RunStatus.OPEN:
+            return (
+                f"☕ {_mention(view.initiator_slack_id)} is doing a coffee run — "
+                f"{len(view.orders)} in so far"
+            )
+        case RunStatus.CLOSED:
+            if view.runner_slack_id is None:
+                return "☕ Coffee run closed"
+            return f"☕ Coffee run closed — {_mention(view.runner_slack_id)} is on it"
+        case RunStatus.CANCELED:
+            return "☕ Coffee run canceled"
+        case RunStatus.FAILED:
+            return "☕ Coffee run couldn't complete"
+
+
+def run_message(view: RunView) -> tuple[str, list[BlockDict]]:
+    """The channel message for a run: fallback text and blocks.
+
+    It lists who is in but never what they ordered; the orders go to the closing summary
+    and the runner's DM only.
+    """
+    is_open = view.status is RunStatus.OPEN
+    intro = [
+        f"{_mention(view.initiator_slack_id)} is doing a coffee run",
+        *_details_lines(view, pickup_label="Pickup", note_label="Note"),
+    ]
+    blocks = [
+        HeaderBlock(text=PlainTextObject(text="☕ Coffee run")).to_dict(),
+        _section("\n".join(intro)),
+        _section(participants_text(view.participant_ids, is_open=is_open)),
+    ]
+    status_line = _run_status_line(view)
+    if status_line is not None:
+        blocks.append(_section(status_line))
+    if is_open:
+        if view.first_in_channel:
+            blocks.append(_context(FIRST_RUN_HINT))
+        blocks.append(_run_buttons(view.run_id))
+    return _run_fallback(view), blocks
+
+
+# --- order modal ----------------------------------------------------------------------
+
+
+def order_modal(
+    run_id: str,
+    *,
+    current_text: str | None,
+    volunteer: bool,
+    pickup: datetime | None,
+    note: str | None,
+) -> BlockDict:
+    """The `view` for views.open; with current_text/volunteer set it edits an order."""
+    blocks: list[Block] = []
+    details = []
+    if pickup is not None:
+        details.append(f"*Pickup:* {pickup_text(pickup)}")
+    if note:
+        details.append(f"*Note:* {escape(note)}")
+    if details:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text="\n".join(details))]))
+
+    blocks.append(
+        InputBlock(
+            block_id=ORDER_BLOCK_ID,
+            label="Your order",
+            element=PlainTextInputElement(
+                action_id=ORDER_ACTION_ID,
+                placeholder=ORDER_PLACEHOLDER,
+                # The stored text is already within the limit; the slice only guards
+                # against Slack rejecting the whole view over an over-long initial value.
+                initial_value=current_text[:MAX_ORDER_CHARS] if current_text else None,
+                max_length=MAX_ORDER_CHARS,
+            ),
+        )
+    )
+    option = Option(value=VOLUNTEER_OPTION_VALUE, text=PlainTextObject(text=VOLUNTEER_OPTION_TEXT))
+    blocks.append(
+        InputBlock(
+            block_id=VOLUNTEER_BLOCK_ID,
+            label="Runner",
+            # An input block (not an actions block) so the choice arrives in the
+            # view_submission state; optional so leaving it unticked is valid.
+            optional=True,
+            element=CheckboxesElement(
+                action_id=VOLUNTEER_ACTION_ID,
+                options=[option],
+                initial_options=[option] if volunteer else None,
+            ),
+        )
+    )
+    return View(
+        type="modal",
+        callback_id=CALLBACK_ORDER_MODAL,
+        title="Coffee order",
+        submit="Save order",
+        close="Cancel",
+        private_metadata=run_id,
+        blocks=blocks,
+    ).to_dict()
+
+
+# --- order list, summary and DMs ------------------------------------------------------
+
+
+def order_list_text(orders: Sequence[OrderLine]) -> str:
+    """Who wants what, the counts to order at the counter, and the total: one text.
+
+    The channel summary and the runner DM both render exactly this, so the runner and
+    the channel never see different lists.
+    """
+    if not orders:
+        return "No orders.\nTotal: 0 items"
+    lines = [f"• {_mention(o.slack_user_id)}: {escape(normalized_text(o.text))}" for o in orders]
+    counts = ", ".join(f"{count}× {escape(drink)}" for drink, count in grouped_items(orders))
+    total = _plural(total_items(orders), "item", "items")
+    return "\n".join([*lines, "", counts, f"Total: {total}"])
+
+
+def _split_text(text: str, limit: int) -> list[str]:
+    """Cut text into pieces of at most `limit` chars, at line breaks where possible.
+
+    A single over-long line (the grouped counts with many distinct drinks) is cut after
+    a ", ", which never falls inside a mention or an escaped entity.
+    """
+    pieces: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        for part in _split_line(line, limit):
+            candidate = part if not current else f"{current}\n{part}"
+            if len(candidate) <= limit:
+                current = candidate
+            else:
+                pieces.append(current)
+                current = part
+    pieces.append(current)
+    return [piece for piece in pieces if piece.strip()]
+
+
+def _split_line(line: str, limit: int) -> list[str]:
+    if len(line) <= limit:
+        return [line]
+    parts: list[str] = []
+    current = ""
+    for chunk in line.split(", "):
+        candidate = chunk if not current else f"{current}, {chunk}"
+        if len(candidate) <= limit:
+            current = candidate
+            continue
+        if current:
+            parts.append(current)
+        # A chunk alone over the limit cannot come from real orders (each is at most
+        # MAX_ORDER_CHARS before escaping); a hard cut is the last resort.
+        while len(chunk) > limit:
+            parts.append(chunk[:limit])
+            chunk = chunk[limit:]
+        current = chunk
+    parts.append(current)
+    return parts
+
+
+def order_list_blocks(orders: Sequence[OrderLine], *, max_blocks: int) -> list[BlockDict]:
+    """`order_list_text` as sections, split to fit Slack's per-section limit."""
+    pieces = _split_text(order_list_text(orders), MAX_SECTION_CHARS)
+    if len(pieces) > max_blocks:
+        # Only reachable with thousands of orders; say so rather than fail the message.
+        pieces = [*pieces[: max_blocks - 1], "… the list is too long to show in full."]
+    return [
+        _section(piece, block_id=f"{ORDER_LIST_BLOCK_ID}_{i}")
+        for i, piece in enumerate(pieces, start=1)
+    ]
+
+
+def _with_order_list(head: list[BlockDict], orders: Sequence[OrderLine]) -> list[BlockDict]:
+    return [*head, *order_list_blocks(orders, max_blocks=MAX_BLOCKS - len(head))]
+
+
+def summary_message(view: RunView) -> tuple[str, list[BlockDict]]:
+    """The closing summary posted in the run's thread/channel, with the full order list."""
+    title = "☕ Coffee run closed"
+    if view.runner_slack_id is not None:
+        title += f" — runner: {_mention(view.runner_slack_id)}"
+    lines = [f"*{title}*", *_details_lines(view, pickup_label="Pickup", note_label="Note")]
+    head = [_section("\n".join(lines))]
+    if view.runner_reason:
+        # Written by the fairness rule, not by users; it carries mentions on purpose.
+        head.append(_context(view.runner_reason))
+    items = _plural(total_items(view.orders), "item", "items")
+    return f"{title} — {items}", _with_order_list(head, view.orders)
+
+
+def runner_dm(view: RunView) -> tuple[str, list[BlockDict]]:
+    """The private message telling the runner what to fetch, when and where."""
+    title = f"You're the runner for the coffee run in <#{view.slack_channel_id}>"
+    lines = [f"*{title}*", *_details_lines(view, pickup_label="When", note_label="Where")]
+    head = [_section("\n".join(lines))]
+    items = _plural(total_items(view.orders), "item", "items")
+    return f"☕ {title} — {items}", _with_order_list(head, view.orders)
+
+
+def reminder_dm(view: RunView) -> tuple[str, list[BlockDict]]:
+    """The runner's reminder shortly before pickup, with the same order list."""
+    items = _plural(total_items(view.orders), "item", "items")
+    people = _plural(len(set(view.participant_ids)), "person", "people")
+    if view.pickup_time is not None:
+        title = f"⏰ Pickup at {pickup_text(view.pickup_time)} — {items} for {people}"
+    else:
+        title = f"⏰ Coffee run reminder — {items} for {people}"
+    lines = [f"*{title}*"]
+    if view.note:
+        lines.append(f"*Where:* {escape(view.note)}")
+    head = [_section("\n".join(lines))]
+    fallback = f"⏰ Coffee run reminder — {items} for {people}"
+    return fallback, _with_order_list(head, view.orders)
+
+
+# --- help -----------------------------------------------------------------------------
+
+
+def help_text(rule_summary: str) -> str:
+    """The `/coffee help` reply (mrkdwn). `rule_summary` explains how the runner is chosen."""
+    return "\n".join(
+        [
+            "*☕ CoffeeBuddy* — start a coffee run and collect everyone's order in one place.",
+            "",
+            "*Start a run:* `/coffee [time] [note]`",
+            "• `/coffee` — a run with no set pickup time",
+            "• `/coffee 10:30 Lobby cafe` — pickup at 10:30, with a note",
+            "• `/coffee in 20m` — pickup in 20 minutes",
+            "• `/coffee 3pm` — pickup at 3pm",
+            "Times are in your own time zone.",
+            "",
+            "*Buttons on the run message:*",
+            "• *Place order* — type your drink; tick _I'll go_ to volunteer as runner",
+            "• *Use my usual* — repeat your usual order in one click",
+            "• *Edit my order* / *Cancel my order* — change your mind while the run is open",
+            "• *Close run* / *Cancel run* — for whoever started the run (or an admin): close "
+            "picks the runner and posts the summary, cancel drops the run",
+            "",
+            "Only who is in shows in the channel; the orders appear in the summary and in "
+            "the runner's DM.",
+            "",
+            f"*Who runs:* {rule_summary}",
+        ]
+    )

@@ -1,0 +1,139 @@
+"""The WSGI application: wiring only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+import falcon
+
+from coffeebuddy import migrate
+from coffeebuddy.config import Config
+from coffeebuddy.db import Database, DatabaseUnavailable
+from coffeebuddy.errors import BadRequest
+from coffeebuddy.metrics import ERRORS, render
+from coffeebuddy.service.runs import RunService
+from coffeebuddy.slack.api import make_client
+from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
+from coffeebuddy.web.middleware import RequestContext, SlackSignature
+from coffeebuddy.web.slack_resources import (
+    DB_DOWN_TEXT,
+    SlackCommands,
+    SlackInteractions,
+    internal_error_text,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Live:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class Ready:
+    """Ready when the database answers and its schema is current."""
+
+    # Checking migrations costs a query; readiness probes come every few seconds.
+    _SCHEMA_CHECK_EVERY = 30.0
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._schema_ok_at = 0.0
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        checks = {"database": self._db.ping(), "migrations": True}
+        if checks["database"] and time.monotonic() - self._schema_ok_at > self._SCHEMA_CHECK_EVERY:
+            try:
+                checks["migrations"] = not migrate.pending(self._db.conninfo)
+            except Exception:
+                checks["migrations"] = False
+            if checks["migrations"]:
+                self._schema_ok_at = time.monotonic()
+        ok = all(checks.values())
+        resp.status = falcon.HTTP_200 if ok else falcon.HTTP_503
+        resp.media = {"status": "ok" if ok else "unavailable", "checks": checks}
+
+
+class Metrics:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body, content_type = render()
+        resp.data = body
+        resp.content_type = content_type
+
+
+def _slack_answer(resp: falcon.Response, text: str) -> None:
+    # Slack shows a 200 answer to the user; any other status is an opaque failure to them.
+    resp.status = falcon.HTTP_200
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = json.dumps({"response_type": "ephemeral", "text": text}).encode()
+
+
+def _on_bad_request(
+    req: falcon.Request, resp: falcon.Response, ex: BadRequest, params: Any
+) -> None:
+    ERRORS.labels("bad_request").inc()
+    log.warning("bad_request", extra={"reason": ex.user_message[:100]})
+    resp.status = falcon.HTTP_400
+    resp.media = {"title": "400 Bad Request", "description": ex.user_message}
+
+
+def _on_db_down(
+    req: falcon.Request, resp: falcon.Response, ex: DatabaseUnavailable, params: Any
+) -> None:
+    ERRORS.labels("database").inc()
+    log.error("database_unavailable")
+    if req.path.startswith("/slack/"):
+        _slack_answer(resp, DB_DOWN_TEXT)
+    else:
+        resp.status = falcon.HTTP_503
+        resp.media = {"title": "503 Service Unavailable", "description": "database unavailable"}
+
+
+def _on_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    reference = uuid.uuid4().hex[:8]
+    ERRORS.labels("internal").inc()
+    log.error("unhandled_error", exc_info=ex, extra={"reference": reference})
+    if req.path.startswith("/slack/"):
+        _slack_answer(resp, internal_error_text(reference))
+    else:
+        resp.status = falcon.HTTP_500
+        resp.media = {"title": "500 Internal Server Error", "description": f"reference {reference}"}
+
+
+def create_app(
+    config: Config,
+    *,
+    database: Database | None = None,
+    slack: SlackGateway | None = None,
+) -> falcon.App[falcon.Request, falcon.Response]:
+    if database is None:
+        database = Database(
+            config.database_url.reveal(),
+            min_size=config.db_pool_min,
+            max_size=config.db_pool_max,
+            name="coffeebuddy-web",
+        )
+        database.open(wait=False)
+    if slack is None:
+        slack = WebSlackGateway(make_client(config, timeout=config.slack_timeout_seconds))
+    service = RunService(database, slack, config)
+
+    middleware: list[Any] = [
+        RequestContext(),
+        SlackSignature(config.slack_signing_secret.reveal(), max_body_bytes=config.max_body_bytes),
+    ]
+    app = falcon.App(middleware=middleware)
+    app.req_options.auto_parse_form_urlencoded = False
+    app.add_route("/slack/commands", SlackCommands(service))
+    app.add_route("/slack/interactions", SlackInteractions(service))
+    app.add_route("/health/live", Live())
+    app.add_route("/health/ready", Ready(database))
+    app.add_route("/metrics", Metrics())
+    app.add_error_handler(Exception, _on_unexpected)
+    app.add_error_handler(DatabaseUnavailable, _on_db_down)
+    app.add_error_handler(BadRequest, _on_bad_request)
+    return app

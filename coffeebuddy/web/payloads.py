@@ -1,0 +1,180 @@
+"""Parse and validate what Slack posts to us. Anything malformed raises `BadRequest`."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from coffeebuddy.errors import BadRequest
+from coffeebuddy.store import parse_uuid
+
+_SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}$")
+MAX_TEXT = 4000
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body; a repeated field is malformed."""
+    try:
+        text = body.decode("utf-8")
+        fields = parse_qs(
+            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=64
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("malformed form body") from None
+    out: dict[str, str] = {}
+    for key, values in fields.items():
+        if len(values) != 1:
+            raise BadRequest(f"field {key!r} repeated")
+        out[key] = values[0]
+    return out
+
+
+def _field(form: dict[str, str], name: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = form.get(name)
+    if value is None or (pattern is not None and not pattern.match(value)):
+        raise BadRequest(f"missing or invalid field {name!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    team_id: str
+    channel_id: str
+    channel_name: str
+    user_id: str
+    user_name: str
+    command: str
+    text: str
+    trigger_id: str
+    response_url: str
+
+
+def slash_command(body: bytes) -> SlashCommand:
+    form = parse_form(body)
+    text = form.get("text", "")
+    if len(text) > MAX_TEXT:
+        raise BadRequest("text too long")
+    response_url = _field(form, "response_url")
+    if not response_url.startswith(("https://", "http://")):
+        raise BadRequest("invalid response_url")
+    return SlashCommand(
+        team_id=_field(form, "team_id", _SLACK_ID),
+        channel_id=_field(form, "channel_id", _CHANNEL_ID),
+        channel_name=form.get("channel_name", "")[:200],
+        user_id=_field(form, "user_id", _USER_ID),
+        user_name=form.get("user_name", "")[:200],
+        command=_field(form, "command"),
+        text=text,
+        trigger_id=form.get("trigger_id", ""),
+        response_url=response_url,
+    )
+
+
+def interaction(body: bytes) -> dict[str, Any]:
+    """The JSON in the `payload` field of an interaction post."""
+    form = parse_form(body)
+    raw = form.get("payload")
+    if raw is None:
+        raise BadRequest("missing payload")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise BadRequest("payload is not JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+        raise BadRequest("payload has no type")
+    return payload
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _str(obj: Any, *path: str, pattern: re.Pattern[str] | None = None) -> str:
+    value = _get(obj, *path)
+    if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        raise BadRequest(f"missing or invalid {'.'.join(path)}")
+    return value
+
+
+@dataclass(frozen=True)
+class BlockAction:
+    team_id: str
+    user_id: str
+    user_name: str
+    channel_id: str
+    action_id: str
+    # The run id carried in the button's value; None when it isn't a valid id.
+    run_id: uuid.UUID | None
+    trigger_id: str
+    response_url: str | None
+
+
+def block_action(payload: dict[str, Any]) -> BlockAction:
+    actions = payload.get("actions")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
+        raise BadRequest("block_actions without actions")
+    action = actions[0]
+    channel = _get(payload, "channel", "id") or _get(payload, "container", "channel_id")
+    if not isinstance(channel, str) or not _CHANNEL_ID.match(channel):
+        raise BadRequest("block action without a channel")
+    response_url = payload.get("response_url")
+    return BlockAction(
+        team_id=_str(payload, "team", "id", pattern=_SLACK_ID),
+        user_id=_str(payload, "user", "id", pattern=_USER_ID),
+        user_name=str(_get(payload, "user", "username") or _get(payload, "user", "name") or "")[
+            :200
+        ],
+        channel_id=channel,
+        action_id=_str(action, "action_id")[:255],
+        run_id=parse_uuid(action.get("value")),
+        trigger_id=str(payload.get("trigger_id") or ""),
+        response_url=response_url if isinstance(response_url, str) else None,
+    )
+
+
+@dataclass(frozen=True)
+class ViewSubmission:
+    team_id: str
+    user_id: str
+    user_name: str
+    callback_id: str
+    run_id: uuid.UUID | None
+    values: dict[str, Any]
+
+
+def view_submission(payload: dict[str, Any]) -> ViewSubmission:
+    values = _get(payload, "view", "state", "values")
+    if not isinstance(values, dict):
+        raise BadRequest("view_submission without state values")
+    return ViewSubmission(
+        team_id=_str(payload, "team", "id", pattern=_SLACK_ID),
+        user_id=_str(payload, "user", "id", pattern=_USER_ID),
+        user_name=str(_get(payload, "user", "username") or _get(payload, "user", "name") or "")[
+            :200
+        ],
+        callback_id=_str(payload, "view", "callback_id")[:255],
+        run_id=parse_uuid(_get(payload, "view", "private_metadata")),
+        values=values,
+    )
+
+
+def input_text(values: dict[str, Any], block_id: str, action_id: str) -> str:
+    value = _get(values, block_id, action_id, "value")
+    return value if isinstance(value, str) else ""
+
+
+def checked(values: dict[str, Any], block_id: str, action_id: str, option: str) -> bool:
+    selected = _get(values, block_id, action_id, "selected_options")
+    if not isinstance(selected, list):
+        return False
+    return any(isinstance(o, dict) and o.get("value") == option for o in selected)

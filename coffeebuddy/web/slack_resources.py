@@ -1,0 +1,166 @@
+"""Falcon resources for Slack's slash commands and interactions: parse, one call, answer."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from coffeebuddy import logs
+from coffeebuddy.db import DatabaseUnavailable
+from coffeebuddy.errors import CoffeeBuddyError
+from coffeebuddy.metrics import ERRORS, REQUESTS
+from coffeebuddy.service.runs import Actor, RunService
+from coffeebuddy.slack import blocks
+from coffeebuddy.slack.response_url import post_ephemeral
+from coffeebuddy.web import payloads
+
+log = logging.getLogger(__name__)
+
+DB_DOWN_TEXT = "CoffeeBuddy can't reach its database right now, try again in a minute."
+
+
+def internal_error_text(reference: str) -> str:
+    return (
+        "Something went wrong on CoffeeBuddy's side, sorry. Please try again; if it keeps "
+        f"happening, tell your CoffeeBuddy operators and quote reference `{reference}`."
+    )
+
+
+class SlackCommands:
+    def __init__(self, service: RunService) -> None:
+        self._service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        command = payloads.slash_command(req.context.raw_body)
+        REQUESTS.labels("slash").inc()
+        actor = Actor(
+            user_id=command.user_id,
+            channel_id=command.channel_id,
+            team_id=command.team_id,
+            user_name=command.user_name,
+            channel_name=command.channel_name,
+        )
+        with logs.context(channel=command.channel_id):
+            reply = self._service.command(
+                actor,
+                command.text,
+                response_url=command.response_url,
+                correlation_id=req.context.correlation_id,
+            )
+        resp.media = reply.to_slack()
+
+
+class SlackInteractions:
+    def __init__(self, service: RunService) -> None:
+        self._service = service
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        payload = payloads.interaction(req.context.raw_body)
+        REQUESTS.labels("interaction").inc()
+        kind = payload["type"]
+        corr = req.context.correlation_id
+        if kind == "block_actions":
+            self._block_action(payloads.block_action(payload), corr)
+            resp.status = falcon.HTTP_200
+        elif kind == "view_submission":
+            answer = self._view_submission(payloads.view_submission(payload))
+            if answer is not None:
+                resp.media = answer
+        # Other interaction types (view_closed, shortcuts) need no answer.
+
+    def _block_action(self, action: payloads.BlockAction, corr: str) -> None:
+        actor = Actor(
+            user_id=action.user_id,
+            channel_id=action.channel_id,
+            team_id=action.team_id,
+            user_name=action.user_name,
+        )
+        service = self._service
+        run_id = action.run_id
+        handlers: dict[str, Callable[[uuid.UUID], None]] = {
+            blocks.ACTION_PLACE_ORDER: lambda r: service.open_order_modal(
+                actor,
+                r,
+                trigger_id=action.trigger_id,
+                response_url=action.response_url,
+                correlation_id=corr,
+            ),
+            blocks.ACTION_EDIT_ORDER: lambda r: service.open_order_modal(
+                actor,
+                r,
+                trigger_id=action.trigger_id,
+                response_url=action.response_url,
+                correlation_id=corr,
+            ),
+            blocks.ACTION_USE_USUAL: lambda r: service.use_usual(
+                actor,
+                r,
+                trigger_id=action.trigger_id,
+                response_url=action.response_url,
+                correlation_id=corr,
+            ),
+            blocks.ACTION_CANCEL_ORDER: lambda r: service.cancel_order(
+                actor, r, response_url=action.response_url, correlation_id=corr
+            ),
+            blocks.ACTION_CLOSE_RUN: lambda r: service.close_run(
+                actor, r, response_url=action.response_url, correlation_id=corr
+            ),
+            blocks.ACTION_CANCEL_RUN: lambda r: service.cancel_run(
+                actor, r, response_url=action.response_url, correlation_id=corr
+            ),
+        }
+        handler = handlers.get(action.action_id)
+        with logs.context(channel=action.channel_id, run=str(run_id) if run_id else None):
+            log.info("block_action", extra={"action": action.action_id[:64]})
+            try:
+                if handler is None or run_id is None:
+                    ERRORS.labels("unknown_action").inc()
+                    service.notify(
+                        actor,
+                        "Sorry, I don't recognise that button — the message may be from an "
+                        "older version of CoffeeBuddy. Start a new run with `/coffee`.",
+                        response_url=action.response_url,
+                        correlation_id=corr,
+                    )
+                    return
+                handler(run_id)
+            except DatabaseUnavailable:
+                # Slack ignores the body of a block_actions answer; the response_url is the
+                # only way left to tell the person.
+                ERRORS.labels("database").inc()
+                respond_inline(action.response_url, DB_DOWN_TEXT)
+            except CoffeeBuddyError as exc:
+                respond_inline(action.response_url, exc.user_message)
+
+    def _view_submission(self, sub: payloads.ViewSubmission) -> dict[str, Any] | None:
+        if sub.callback_id != blocks.CALLBACK_ORDER_MODAL or sub.run_id is None:
+            ERRORS.labels("unknown_view").inc()
+            raise falcon.HTTPBadRequest(description="unknown view")
+        text = payloads.input_text(sub.values, "order", "order_text")
+        volunteer = payloads.checked(sub.values, "volunteer", "volunteer_choice", "volunteer")
+        actor = Actor(
+            user_id=sub.user_id, channel_id="", team_id=sub.team_id, user_name=sub.user_name
+        )
+        with logs.context(run=str(sub.run_id)):
+            try:
+                errors = self._service.submit_order(actor, sub.run_id, text, volunteer=volunteer)
+            except DatabaseUnavailable:
+                ERRORS.labels("database").inc()
+                errors = {"order": DB_DOWN_TEXT}
+        if errors:
+            return {"response_action": "errors", "errors": errors}
+        return None
+
+
+def respond_inline(response_url: str | None, text: str) -> None:
+    """Best-effort ephemeral answer through the interaction's response_url."""
+    if not response_url:
+        return
+    try:
+        post_ephemeral(response_url, text, timeout=1.5)
+    except OSError:
+        log.warning("response_url_failed")

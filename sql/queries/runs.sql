@@ -1,0 +1,180 @@
+-- Runs, orders, preferences and runner history.
+
+-- name: upsert_channel
+INSERT INTO channels (slack_channel_id, slack_team_id, name)
+VALUES (%(slack_channel_id)s, %(team_id)s, %(name)s)
+ON CONFLICT (slack_channel_id) DO UPDATE
+   SET name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE channels.name END,
+       slack_team_id = CASE WHEN EXCLUDED.slack_team_id <> '' THEN EXCLUDED.slack_team_id
+                            ELSE channels.slack_team_id END,
+       updated_at = CASE WHEN EXCLUDED.name <> '' AND EXCLUDED.name <> channels.name THEN now()
+                         ELSE channels.updated_at END
+RETURNING *;
+
+-- name: get_channel_by_slack_id
+SELECT * FROM channels WHERE slack_channel_id = %(slack_channel_id)s;
+
+-- name: upsert_user
+INSERT INTO users (slack_user_id, display_name)
+VALUES (%(slack_user_id)s, %(display_name)s)
+ON CONFLICT (slack_user_id) DO UPDATE
+   SET display_name = CASE WHEN EXCLUDED.display_name <> '' THEN EXCLUDED.display_name
+                           ELSE users.display_name END,
+       is_active = true,
+       updated_at = CASE WHEN EXCLUDED.display_name <> '' AND EXCLUDED.display_name <> users.display_name
+                         THEN now() ELSE users.updated_at END
+RETURNING *;
+
+-- name: get_user_by_slack_id
+SELECT * FROM users WHERE slack_user_id = %(slack_user_id)s;
+
+-- name: save_user_profile
+INSERT INTO users (slack_user_id, display_name, tz, is_workspace_admin, profile_fetched_at)
+VALUES (%(slack_user_id)s, %(display_name)s, %(tz)s, %(is_workspace_admin)s, now())
+ON CONFLICT (slack_user_id) DO UPDATE
+   SET display_name = EXCLUDED.display_name,
+       tz = EXCLUDED.tz,
+       is_workspace_admin = EXCLUDED.is_workspace_admin,
+       profile_fetched_at = now(),
+       updated_at = now()
+RETURNING *;
+
+-- name: get_open_run_for_channel
+SELECT r.*, u.slack_user_id AS initiator_slack_id
+  FROM runs r JOIN users u ON u.id = r.initiator_user_id
+ WHERE r.channel_id = %(channel_id)s AND r.status = 'open';
+
+-- name: insert_run
+-- ON CONFLICT on the one-open-run index: a racing second /coffee gets no row back.
+INSERT INTO runs (channel_id, initiator_user_id, pickup_time, pickup_note, correlation_id,
+                  first_in_channel)
+VALUES (%(channel_id)s, %(initiator_user_id)s, %(pickup_time)s, %(pickup_note)s,
+        %(correlation_id)s, %(first_in_channel)s)
+ON CONFLICT (channel_id) WHERE status = 'open' DO NOTHING
+RETURNING *;
+
+-- name: mark_channel_onboarded
+UPDATE channels SET onboarded_at = now() WHERE id = %(channel_id)s AND onboarded_at IS NULL;
+
+-- name: lock_run
+-- Every change to a run or its orders locks the run row first, so a close can never
+-- interleave with an order: whichever commits first wins and the other sees its result.
+SELECT r.*, c.slack_channel_id, c.fairness_window_runs, c.enabled AS channel_enabled,
+       u.slack_user_id AS initiator_slack_id
+  FROM runs r
+  JOIN channels c ON c.id = r.channel_id
+  JOIN users u ON u.id = r.initiator_user_id
+ WHERE r.id = %(run_id)s
+   FOR UPDATE OF r;
+
+-- name: get_run_view
+SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
+       r.runner_reason, r.failure_reason, r.first_in_channel, r.message_ts, r.summary_ts,
+       r.runner_dm_channel, r.runner_dm_ts, r.correlation_id,
+       c.slack_channel_id, c.id AS channel_id,
+       iu.slack_user_id AS initiator_slack_id,
+       ru.slack_user_id AS runner_slack_id
+  FROM runs r
+  JOIN channels c ON c.id = r.channel_id
+  JOIN users iu ON iu.id = r.initiator_user_id
+  LEFT JOIN users ru ON ru.id = r.runner_user_id
+ WHERE r.id = %(run_id)s;
+
+-- name: active_orders
+SELECT o.id, o.order_text, o.volunteer, o.created_at, u.slack_user_id, u.id AS user_id
+  FROM orders o JOIN users u ON u.id = o.user_id
+ WHERE o.run_id = %(run_id)s AND o.canceled_at IS NULL
+ ORDER BY o.created_at, o.id;
+
+-- name: get_active_order
+SELECT o.* FROM orders o
+ WHERE o.run_id = %(run_id)s AND o.user_id = %(user_id)s AND o.canceled_at IS NULL;
+
+-- name: upsert_order
+-- Editing replaces the active order in place; xmax = 0 tells a fresh insert from an update.
+INSERT INTO orders (run_id, user_id, order_text, volunteer)
+VALUES (%(run_id)s, %(user_id)s, %(order_text)s, %(volunteer)s)
+ON CONFLICT (run_id, user_id) WHERE canceled_at IS NULL DO UPDATE
+   SET order_text = EXCLUDED.order_text,
+       volunteer = EXCLUDED.volunteer,
+       updated_at = now()
+RETURNING id, (xmax = 0) AS inserted;
+
+-- name: cancel_order
+UPDATE orders SET canceled_at = now(), updated_at = now()
+ WHERE run_id = %(run_id)s AND user_id = %(user_id)s AND canceled_at IS NULL
+RETURNING id;
+
+-- name: finalize_orders
+UPDATE orders SET is_final = true, updated_at = now()
+ WHERE run_id = %(run_id)s AND canceled_at IS NULL;
+
+-- name: get_preference
+SELECT p.* FROM user_preferences p
+ WHERE p.user_id = %(user_id)s AND p.channel_id = %(channel_id)s;
+
+-- name: save_preference
+INSERT INTO user_preferences (user_id, channel_id, last_order_text)
+VALUES (%(user_id)s, %(channel_id)s, %(order_text)s)
+ON CONFLICT (user_id, channel_id) DO UPDATE
+   SET last_order_text = EXCLUDED.last_order_text, last_used_at = now(), updated_at = now();
+
+-- name: touch_preference
+UPDATE user_preferences SET last_used_at = now()
+ WHERE user_id = %(user_id)s AND channel_id = %(channel_id)s;
+
+-- name: runner_history
+-- Runs served by each participant among the channel's last `window` closed runs, and
+-- when each last served at all (outside the window too).
+WITH recent AS (
+    SELECT runner_user_id FROM runs
+     WHERE channel_id = %(channel_id)s AND status = 'closed' AND id <> %(run_id)s
+     ORDER BY closed_at DESC, id DESC
+     LIMIT %(window)s
+)
+SELECT u.id AS user_id, u.slack_user_id,
+       (SELECT count(*) FROM recent WHERE recent.runner_user_id = u.id)::int AS runs_in_window,
+       (SELECT max(r.closed_at) FROM runs r
+         WHERE r.channel_id = %(channel_id)s AND r.status = 'closed'
+           AND r.runner_user_id = u.id) AS last_run_at
+  FROM users u
+ WHERE u.id = ANY(%(user_ids)s);
+
+-- name: previous_runner
+SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id
+ WHERE r.channel_id = %(channel_id)s AND r.status = 'closed' AND r.id <> %(run_id)s
+ ORDER BY r.closed_at DESC, r.id DESC
+ LIMIT 1;
+
+-- name: close_run
+UPDATE runs
+   SET status = 'closed', closed_at = now(), runner_user_id = %(runner_user_id)s,
+       runner_reason = %(runner_reason)s, runner_rule = %(runner_rule)s
+ WHERE id = %(run_id)s AND status = 'open'
+RETURNING closed_at, started_at;
+
+-- name: end_run
+-- Cancel or fail an open run; a closed run can still fail if its summary never posts.
+UPDATE runs
+   SET status = %(status)s, closed_at = COALESCE(closed_at, now()),
+       failure_reason = %(failure_reason)s
+ WHERE id = %(run_id)s AND status = ANY(%(from_statuses)s)
+RETURNING id, started_at, closed_at;
+
+-- name: upsert_runner_stats
+INSERT INTO runner_stats (user_id, channel_id, runs_served_count, last_run_at)
+VALUES (%(user_id)s, %(channel_id)s, %(runs_served_count)s, %(last_run_at)s)
+ON CONFLICT (user_id, channel_id) DO UPDATE
+   SET runs_served_count = EXCLUDED.runs_served_count,
+       last_run_at = EXCLUDED.last_run_at,
+       updated_at = now();
+
+-- name: set_run_message_ts
+UPDATE runs SET message_ts = %(ts)s WHERE id = %(run_id)s AND message_ts IS NULL;
+
+-- name: set_summary_ts
+UPDATE runs SET summary_ts = %(ts)s WHERE id = %(run_id)s AND summary_ts IS NULL;
+
+-- name: set_runner_dm
+UPDATE runs SET runner_dm_channel = %(dm_channel)s, runner_dm_ts = %(ts)s
+ WHERE id = %(run_id)s AND runner_dm_ts IS NULL;

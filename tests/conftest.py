@@ -1,0 +1,139 @@
+"""Shared fixtures: a real Postgres (one fresh database per test, cloned from a migrated
+template), the fake Slack Web API, the Falcon app and a worker wired to both."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import falcon.testing
+import psycopg
+import pytest
+
+from coffeebuddy.config import Config, Secret
+from coffeebuddy.db import Database
+from coffeebuddy.entry import build_worker
+from coffeebuddy.jobs.worker import Worker
+from coffeebuddy.migrate import migrate
+from coffeebuddy.web.app import create_app
+from tests.fakes.slack_api import FakeSlack
+from tests.slack_payloads import SIGNING_SECRET, sign
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BOT_TOKEN = "xoxb-test-0000-bot-token"
+CHANNEL = "C0COFFEE01"
+USERS = ("U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE", "U0FAY", "U0GUS")
+
+
+def _db_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    name = f"cb_tpl_{os.getpid()}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate(_db_url(name))
+    yield name
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(template_db: str) -> Iterator[str]:
+    name = f"cb_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield _db_url(name)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sql(database_url: str) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+    """Run SQL against the test database and get rows back (for assertions)."""
+    conn = psycopg.connect(database_url, autocommit=True)
+
+    def query(text: str, *params: Any) -> list[tuple[Any, ...]]:
+        cur = conn.execute(text, params or None)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+    yield query
+    conn.close()
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack(token=BOT_TOKEN)
+    fake.start()
+    fake.add_channel(CHANNEL, name="coffee")
+    for user in USERS:
+        fake.add_user(user, name=user.lower()[2:], tz="Europe/Berlin")
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def config(database_url: str, slack: FakeSlack) -> Config:
+    return Config(
+        database_url=Secret(database_url),
+        slack_signing_secret=Secret(SIGNING_SECRET),
+        slack_bot_token=Secret(BOT_TOKEN),
+        slack_api_base_url=slack.base_url,
+        admin_user_ids=frozenset({"U0ADMIN"}),
+        # Integration tests run jobs as soon as they are written; coalescing has its own test.
+        refresh_coalesce_ms=0,
+        db_pool_min=0,
+        db_pool_max=4,
+    )
+
+
+class SignedClient:
+    """Posts to the app exactly as Slack would: form-encoded and signed."""
+
+    def __init__(self, app: Any) -> None:
+        self.client = falcon.testing.TestClient(app)
+
+    def post(self, path: str, body: bytes, **sign_kwargs: Any) -> falcon.testing.Result:
+        return self.client.simulate_post(path, body=body, headers=sign(body, **sign_kwargs))
+
+    def get(self, path: str) -> falcon.testing.Result:
+        return self.client.simulate_get(path)
+
+
+@pytest.fixture
+def app_database(config: Config) -> Iterator[Database]:
+    database = Database(config.database_url.reveal(), min_size=0, max_size=4, name="test-web")
+    database.open(wait=False)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def web(config: Config, app_database: Database) -> SignedClient:
+    return SignedClient(create_app(config, database=app_database))
+
+
+@pytest.fixture
+def make_worker(config: Config) -> Iterator[Callable[..., Worker]]:
+    made: list[Worker] = []
+
+    def factory(**overrides: Any) -> Worker:
+        worker = build_worker(replace(config, **overrides))
+        made.append(worker)
+        return worker
+
+    yield factory
+    for worker in made:
+        worker.database.close()
+
+
+@pytest.fixture
+def worker(make_worker: Callable[..., Worker]) -> Worker:
+    return make_worker()

@@ -1,0 +1,103 @@
+"""Plays people in a channel against the app: typed commands, button clicks, modal
+submissions, each signed as Slack signs them. Jobs run when the test says so."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import falcon.testing
+
+from coffeebuddy.jobs.worker import Worker
+from tests.fakes.slack_api import FakeSlack
+from tests.slack_payloads import block_action_body, command_body, view_submission_body
+
+SqlFn = Callable[..., list[tuple[Any, ...]]]
+
+
+class Channel:
+    def __init__(
+        self, web: Any, worker: Worker, sql: SqlFn, channel_id: str, slack: FakeSlack
+    ) -> None:
+        self.web = web
+        self.worker = worker
+        self.sql = sql
+        self.channel_id = channel_id
+        self.slack = slack
+        # Each command and click carries its own response_url, as in Slack.
+        self._urls: dict[str, list[str]] = {}
+
+    def _response_url(self, user: str) -> str:
+        names = self._urls.setdefault(user, [])
+        names.append(f"{user}-{len(names)}")
+        return self.slack.response_url(names[-1])
+
+    def told(self, user: str) -> list[str]:
+        """Every ephemeral answer `user` saw: via response_urls and chat.postEphemeral."""
+        via_url = [
+            str(r.get("text", ""))
+            for name in self._urls.get(user, [])
+            for r in self.slack.responses(name)
+        ]
+        return via_url + [str(e.get("text", "")) for e in self.slack.ephemerals(user)]
+
+    def command(self, user: str, text: str = "", **kwargs: Any) -> dict[str, Any]:
+        result: falcon.testing.Result = self.web.post(
+            "/slack/commands",
+            command_body(
+                user_id=user,
+                channel_id=self.channel_id,
+                text=text,
+                response_url=self._response_url(user),
+                trigger_id=self.slack.trigger_id(),
+                **kwargs,
+            ),
+        )
+        assert result.status_code == 200, result.text
+        body: dict[str, Any] = result.json
+        return body
+
+    def run_id(self) -> str:
+        rows = self.sql(
+            "SELECT r.id::text FROM runs r JOIN channels c ON c.id = r.channel_id"
+            " WHERE c.slack_channel_id = %s ORDER BY r.started_at DESC LIMIT 1",
+            self.channel_id,
+        )
+        assert rows, "no run in this channel"
+        return str(rows[0][0])
+
+    def start(self, user: str, text: str = "") -> str:
+        self.command(user, text)
+        return self.run_id()
+
+    def click(self, user: str, action_id: str, run_id: str | None = None, **kwargs: Any) -> Any:
+        body = block_action_body(
+            user_id=user,
+            channel_id=self.channel_id,
+            action_id=action_id,
+            value=run_id or self.run_id(),
+            response_url=self._response_url(user),
+            trigger_id=self.slack.trigger_id(),
+            **kwargs,
+        )
+        result = self.web.post("/slack/interactions", body)
+        assert result.status_code == 200, result.text
+        return result
+
+    def submit(
+        self, user: str, text: str, *, volunteer: bool = False, run_id: str | None = None
+    ) -> dict[str, Any] | None:
+        body = view_submission_body(
+            user_id=user, run_id=run_id or self.run_id(), order_text=text, volunteer=volunteer
+        )
+        result = self.web.post("/slack/interactions", body)
+        assert result.status_code == 200, result.text
+        return json.loads(result.text) if result.text else None
+
+    def work(self) -> int:
+        return self.worker.run_until_idle()
+
+    def status(self, run_id: str | None = None) -> str:
+        rows = self.sql("SELECT status FROM runs WHERE id = %s", run_id or self.run_id())
+        return str(rows[0][0])
