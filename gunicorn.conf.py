@@ -20,3 +20,21 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
     # Multiprocess metrics: forget the files of a worker that is gone.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)
+
+
+# gunicorn's own lines as JSON too, so every line the web process writes is one object.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "coffeebuddy.logs.JsonFormatter"}},
+    # gunicorn merges this over its defaults, whose root logger names "console".
+    "handlers": {
+        name: {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+        for name in ("console", "error_console")
+    },
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}

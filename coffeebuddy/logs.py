@@ -43,6 +43,7 @@ _ALLOWED = frozenset(
         "delay_s",
         "reference",
         "participants",
+        "run_id",
         "rule",
         "process",
         "pid",
@@ -72,7 +73,7 @@ class JsonFormatter(logging.Formatter):
             if value:
                 entry[key] = value
         for key in _ALLOWED:
-            if key in record.__dict__:
+            if key in record.__dict__ and key not in entry:
                 entry[key] = record.__dict__[key]
         if record.exc_info and record.exc_info[0] is not None:
             # The exception type and where it happened; messages of foreign exceptions
