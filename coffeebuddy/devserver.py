@@ -19,7 +19,8 @@ from coffeebuddy.config import Config
 from coffeebuddy.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".state"
+# Where the embedded Postgres keeps its data; COFFEEBUDDY_STATE_DIR moves it.
+STATE = Path(os.environ.get("COFFEEBUDDY_STATE_DIR") or ROOT / ".state")
 
 
 def embedded_database_url() -> str:
@@ -39,10 +40,11 @@ def embedded_database_url() -> str:
 
 def serve(*, port: int, web_workers: int) -> int:
     env = dict(os.environ)
+    # Check the rest of the configuration before starting anything.
+    Config.from_environ({"DATABASE_URL": "postgresql://embedded", **env})
     if not env.get("DATABASE_URL", "").strip():
         env["DATABASE_URL"] = embedded_database_url()
         print(f"coffeebuddy: using embedded Postgres in {STATE / 'pgdata'}", flush=True)
-    Config.from_environ(env)  # fail before starting anything
     migrate(env["DATABASE_URL"])
     metrics_dir = tempfile.mkdtemp(prefix="coffeebuddy-metrics-")
     env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

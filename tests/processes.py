@@ -56,7 +56,7 @@ class HttpClient:
             return Result(exc.code, exc.read().decode())
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -79,7 +79,7 @@ def start_service(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
     """gunicorn and the worker as child processes; stopped with SIGTERM on exit."""
-    port = _free_port()
+    port = free_port()
     logs = Path(tempfile.mkdtemp(prefix="cb-e2e-"))
     metrics_dir = logs / "metrics"
     metrics_dir.mkdir()
