@@ -42,6 +42,5 @@ USER 10001:10001
 EXPOSE 8080
 
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
-# --no-control-socket: gunicorn >= 25.1 otherwise tries to create $HOME/.gunicorn/gunicorn.ctl,
-# which a read-only root filesystem refuses, and nothing here uses gunicornc.
-CMD ["gunicorn", "app:app", "--config", "gunicorn.conf.py", "--no-control-socket"]
+# gunicorn.conf.py holds the settings (including no control socket: read-only root fs).
+CMD ["gunicorn", "app:app", "--config", "gunicorn.conf.py"]

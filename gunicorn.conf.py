@@ -38,3 +38,7 @@ logconfig_dict = {
         "gunicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
+
+# gunicorn >= 25 otherwise creates a control socket under $HOME, which fails on a read-only
+# root filesystem; nothing here uses it.
+control_socket_disable = True

@@ -44,8 +44,6 @@ class Config:
     admin_user_ids: frozenset[str] = frozenset()
     # Slack bodies are a few KB; anything far larger is not from Slack.
     max_body_bytes: int = 64 * 1024
-    # Slack rejects requests older than 5 minutes; so do we.
-    signature_max_age_seconds: int = 300
     db_pool_min: int = 1
     db_pool_max: int = 8
     # Timeout for Slack calls made in the request path (views.open, users.info).

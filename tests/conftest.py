@@ -61,7 +61,7 @@ def sql(database_url: str) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
     conn = psycopg.connect(database_url, autocommit=True)
 
     def query(text: str, *params: Any) -> list[tuple[Any, ...]]:
-        cur = conn.execute(text, params or None)  # type: ignore[arg-type]
+        cur = conn.execute(text, params or None)
         return cur.fetchall() if cur.description else []
 
     yield query

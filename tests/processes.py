@@ -70,6 +70,11 @@ class Service:
     logs: Path
 
 
+def coverage_env() -> dict[str, str]:
+    """What coverage.py needs to measure the child processes too (when it is running)."""
+    return {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+
+
 @contextmanager
 def start_service(
     database_url: str,
@@ -84,6 +89,7 @@ def start_service(
     metrics_dir = logs / "metrics"
     metrics_dir.mkdir()
     env = {
+        **coverage_env(),
         "PATH": os.environ.get("PATH", ""),
         "DATABASE_URL": database_url,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,

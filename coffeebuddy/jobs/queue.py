@@ -121,6 +121,7 @@ def release(conn: Conn, ids: list[int], *, worker_id: str) -> int:
 
 
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter: uniform in [base, base * 2^(attempts-1)], capped."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
+    """Exponential backoff with jitter: uniform in [base/2, base * 2^(attempts-1)], capped."""
+    # The exponent is bounded so a huge attempt count can't overflow the float.
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(max(attempts - 1, 0), 32))
     return (rng or random).uniform(BACKOFF_BASE_SECONDS / 2, ceiling)

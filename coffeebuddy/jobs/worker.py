@@ -30,6 +30,8 @@ from coffeebuddy.slack.api import classify
 log = logging.getLogger(__name__)
 
 CHANNEL = "coffeebuddy_jobs"
+# How often a worker waiting for work checks whether it was asked to stop.
+STOP_CHECK_SECONDS = 0.5
 
 
 class Worker:
@@ -135,8 +137,20 @@ class Worker:
             self._stop.wait(timeout)
             return
         try:
-            for _ in listener.notifies(timeout=timeout, stop_after=1):
-                pass
+            # Wait in short slices: nothing wakes a LISTEN wait on stop(), and a stopping
+            # worker must not sit out the whole poll interval first.
+            deadline = time.monotonic() + timeout
+            while not self._stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                woken = False
+                for _ in listener.notifies(
+                    timeout=min(remaining, STOP_CHECK_SECONDS), stop_after=1
+                ):
+                    woken = True
+                if woken:
+                    return
         except psycopg.Error:
             # Notifications sent while we were disconnected are lost; polling covers them.
             self._close_listener()
@@ -240,8 +254,8 @@ class Worker:
             if ended is not None:
                 RUNS.labels("failed").inc()
             text = hint or (
-                f"I couldn't post the coffee {what}: Slack didn't answer in time. Please try "
-                f"`/coffee` again in a minute (reference `{reference}`)."
+                f"I couldn't post the coffee {what}: Slack kept failing or timing out. Please "
+                f"try `/coffee` again in a minute (reference `{reference}`)."
             )
             if job.kind == queue.POST_RUN_MESSAGE:
                 who = {

@@ -75,6 +75,12 @@ class SlackSignature:
         if len(body) > self._max:
             ERRORS.labels("body_too_large").inc()
             raise falcon.HTTPContentTooLarge(description="request body too large")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            # slack_sdk's verifier decodes the body and would raise; Slack only sends UTF-8.
+            ERRORS.labels("bad_request").inc()
+            raise falcon.HTTPBadRequest(description="request body is not UTF-8") from None
         timestamp = req.get_header("X-Slack-Request-Timestamp") or ""
         signature = req.get_header("X-Slack-Signature") or ""
         # The verifier would raise on a non-numeric timestamp; that is a bad signature too.

@@ -16,14 +16,23 @@ _SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 _CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}$")
 MAX_TEXT = 4000
+# parse_qs passes a "%" without two hex digits through as text; Slack always escapes "%".
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def parse_form(body: bytes) -> dict[str, str]:
     """An application/x-www-form-urlencoded body; a repeated field is malformed."""
     try:
         text = body.decode("utf-8")
+        if _BAD_ESCAPE.search(text):
+            raise ValueError("bad percent escape")
+        # errors="strict": an escape that decodes to invalid UTF-8 is malformed, not U+FFFD.
         fields = parse_qs(
-            text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=64
+            text,
+            keep_blank_values=True,
+            strict_parsing=bool(text),
+            max_num_fields=64,
+            errors="strict",
         )
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("malformed form body") from None

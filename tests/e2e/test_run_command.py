@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.fakes.slack_api import FakeSlack
-from tests.processes import ROOT, HttpClient, free_port
+from tests.processes import ROOT, HttpClient, coverage_env, free_port
 from tests.slack_payloads import SIGNING_SECRET, command_body
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 
 def _env(**extra: str) -> dict[str, str]:
     keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    return {**keep, **extra}
+    return {**coverage_env(), **keep, **extra}
 
 
 def test_run_command_with_embedded_postgres(tmp_path: Path, slack: FakeSlack) -> None:

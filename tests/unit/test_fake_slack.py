@@ -52,9 +52,9 @@ def error_of(call: Any) -> SlackApiError:
 
 def http(url: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
     assert url.startswith("http://127.0.0.1:")
-    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310
+    request = urllib.request.Request(url, data=body, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, dict(resp.headers), resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode()
