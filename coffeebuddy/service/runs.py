@@ -196,7 +196,9 @@ class RunService:
         with self.db.transaction() as conn:
             record = load_run(conn, run_id)
             if record is None or record.view.status is not RunStatus.OPEN:
-                self._tell(conn, actor, _not_open_text(record), response_url, correlation_id)
+                self._tell(
+                    conn, run_id, actor, _not_open_text(record), response_url, correlation_id
+                )
                 return
             mine = next((o for o in record.view.orders if o.slack_user_id == actor.user_id), None)
         view = blocks.order_modal(
@@ -220,7 +222,7 @@ class RunService:
         with self.db.transaction() as conn:
             run = db.one(conn, "lock_run", {"run_id": run_id})
             if run is None or run["status"] != RunStatus.OPEN:
-                self._tell(conn, actor, _not_open_text(run), response_url, correlation_id)
+                self._tell(conn, run_id, actor, _not_open_text(run), response_url, correlation_id)
                 return
             user = self._upsert_user(conn, actor)
             pref = db.one(
@@ -249,6 +251,7 @@ class RunService:
                 self._refresh(conn, run_id, run["correlation_id"])
                 self._tell(
                     conn,
+                    run_id,
                     actor,
                     f"☕ Ordered your usual: *{blocks.escape(text)}*. "
                     "Edit or cancel it until the run closes.",
@@ -272,7 +275,7 @@ class RunService:
         with self.db.transaction() as conn:
             run = db.one(conn, "lock_run", {"run_id": run_id})
             if run is None or run["status"] != RunStatus.OPEN:
-                self._tell(conn, actor, _not_open_text(run), response_url, correlation_id)
+                self._tell(conn, run_id, actor, _not_open_text(run), response_url, correlation_id)
                 return
             user = db.one(conn, "get_user_by_slack_id", {"slack_user_id": actor.user_id})
             canceled = user is not None and db.one(
@@ -281,6 +284,7 @@ class RunService:
             if not canceled:
                 self._tell(
                     conn,
+                    run_id,
                     actor,
                     "You have no order in this run.",
                     response_url,
@@ -290,6 +294,7 @@ class RunService:
             self._refresh(conn, run_id, run["correlation_id"])
             self._tell(
                 conn,
+                run_id,
                 actor,
                 "Your order is canceled. Changed your mind? Order again "
                 "any time before the run closes.",
@@ -301,9 +306,11 @@ class RunService:
     def close_run(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
+        if not self._may_manage(actor, run_id, response_url, correlation_id):
+            return
         after = _AfterCommit()
         with self.db.transaction() as conn:
-            run = self._lock_for_manager(conn, actor, run_id, response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
                 return
             orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
@@ -322,6 +329,7 @@ class RunService:
                 self._refresh(conn, run_id, run["correlation_id"], delay=0)
                 self._tell(
                     conn,
+                    run_id,
                     actor,
                     "Nobody ordered, so I canceled the run.",
                     response_url,
@@ -415,8 +423,10 @@ class RunService:
     def cancel_run(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
+        if not self._may_manage(actor, run_id, response_url, correlation_id):
+            return
         with self.db.transaction() as conn:
-            run = self._lock_for_manager(conn, actor, run_id, response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
                 return
             db.one(
@@ -431,7 +441,12 @@ class RunService:
             )
             self._refresh(conn, run_id, run["correlation_id"], delay=0)
             self._tell(
-                conn, actor, "You canceled the coffee run.", response_url, run["correlation_id"]
+                conn,
+                run_id,
+                actor,
+                "You canceled the coffee run.",
+                response_url,
+                run["correlation_id"],
             )
         RUNS.labels("canceled").inc()
         log.info("run_canceled", extra={"user_id": actor.user_id})
@@ -472,6 +487,7 @@ class RunService:
             extra = " You volunteered to go — thank you!" if volunteer else ""
             self._tell(
                 conn,
+                run_id,
                 Actor(user_id=actor.user_id, channel_id=run["slack_channel_id"]),
                 f"☕ {verb}: *{blocks.escape(text)}*. It's also your usual in this channel "
                 f"now.{extra}",
@@ -483,7 +499,37 @@ class RunService:
 
     # ---- helpers ---------------------------------------------------------------------------
 
-    def _lock_for_manager(
+    def _may_manage(
+        self, actor: Actor, run_id: uuid.UUID, response_url: str | None, correlation_id: str
+    ) -> bool:
+        """May `actor` close or cancel this run? Tells them why not. Checked before the run
+        row is locked, because it may have to ask Slack whether they are a workspace admin."""
+        with self.db.transaction() as conn:
+            row = db.one(conn, "get_run_view", {"run_id": run_id})
+            if row is None:
+                self._tell(conn, run_id, actor, _not_open_text(None), response_url, correlation_id)
+                return False
+            initiator = row["initiator_slack_id"]
+            if actor.user_id == initiator or actor.user_id in self.config.admin_user_ids:
+                return True
+            try:
+                allowed = self._profile(conn, actor.user_id).is_workspace_admin
+            except CoffeeBuddyError:
+                allowed = False
+            if not allowed:
+                self._tell(
+                    conn,
+                    run_id,
+                    actor,
+                    f"Only <@{initiator}>, who started this run, or a CoffeeBuddy admin can "
+                    "close or cancel it.",
+                    response_url,
+                    row["correlation_id"],
+                )
+                log.info("not_allowed", extra={"action": "manage_run", "user_id": actor.user_id})
+        return allowed
+
+    def _lock_open(
         self,
         conn: Conn,
         actor: Actor,
@@ -491,31 +537,12 @@ class RunService:
         response_url: str | None,
         correlation_id: str,
     ) -> dict[str, Any] | None:
-        """Lock an open run that `actor` may close or cancel; tell them why not otherwise."""
+        """Lock the run if it is still open; otherwise tell `actor` why not."""
         run = db.one(conn, "lock_run", {"run_id": run_id})
         if run is None or run["status"] != RunStatus.OPEN:
-            self._tell(conn, actor, _not_open_text(run), response_url, correlation_id)
-            return None
-        if not self._may_manage(conn, actor, run["initiator_slack_id"]):
-            self._tell(
-                conn,
-                actor,
-                f"Only <@{run['initiator_slack_id']}>, who started this run, or a CoffeeBuddy "
-                "admin can close or cancel it.",
-                response_url,
-                run["correlation_id"],
-            )
-            log.info("not_allowed", extra={"action": "manage_run", "user_id": actor.user_id})
+            self._tell(conn, run_id, actor, _not_open_text(run), response_url, correlation_id)
             return None
         return dict(run)
-
-    def _may_manage(self, conn: Conn, actor: Actor, initiator: str) -> bool:
-        if actor.user_id == initiator or actor.user_id in self.config.admin_user_ids:
-            return True
-        try:
-            return self._profile(conn, actor.user_id).is_workspace_admin
-        except CoffeeBuddyError:
-            return False
 
     def _profile(self, conn: Conn, user_id: str) -> Profile:
         """The user's Slack profile, from our cache while fresh, else from users.info."""
@@ -585,7 +612,13 @@ class RunService:
         )
 
     def _tell(
-        self, conn: Conn, actor: Actor, text: str, response_url: str | None, correlation_id: str
+        self,
+        conn: Conn,
+        run_id: uuid.UUID | str | None,
+        actor: Actor,
+        text: str,
+        response_url: str | None,
+        correlation_id: str,
     ) -> None:
         """An ephemeral answer to the person who clicked, sent by the worker."""
         queue.enqueue(
@@ -597,6 +630,7 @@ class RunService:
                 "text": text,
                 "response_url": response_url,
             },
+            run_id=run_id,
             correlation_id=correlation_id,
             max_attempts=4,
         )
@@ -624,13 +658,13 @@ class RunService:
                 else failure.hint or f"Slack couldn't open the order form ({code})."
             )
             with self.db.transaction() as conn:
-                self._tell(conn, actor, text, response_url, correlation_id)
+                self._tell(conn, None, actor, text, response_url, correlation_id)
 
     def notify(
         self, actor: Actor, text: str, *, response_url: str | None, correlation_id: str
     ) -> None:
         with self.db.transaction() as conn:
-            self._tell(conn, actor, text, response_url, correlation_id)
+            self._tell(conn, None, actor, text, response_url, correlation_id)
 
 
 def _profile_from_row(row: Any) -> Profile:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -13,7 +12,7 @@ import falcon
 from coffeebuddy import migrate
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database, DatabaseUnavailable
-from coffeebuddy.errors import BadRequest
+from coffeebuddy.errors import BadRequest, CoffeeBuddyError
 from coffeebuddy.metrics import ERRORS, render
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack.api import make_client
@@ -24,6 +23,7 @@ from coffeebuddy.web.slack_resources import (
     SlackCommands,
     SlackInteractions,
     internal_error_text,
+    report_internal,
 )
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,21 @@ def _on_db_down(
         resp.media = {"title": "503 Service Unavailable", "description": "database unavailable"}
 
 
+def _on_domain_error(
+    req: falcon.Request, resp: falcon.Response, ex: CoffeeBuddyError, params: Any
+) -> None:
+    # An expected failure with a message the person can act on (e.g. Slack unreachable
+    # while reading their time zone).
+    ERRORS.labels("domain").inc()
+    if req.path.startswith("/slack/"):
+        _slack_answer(resp, ex.user_message)
+    else:
+        resp.status = falcon.HTTP_409
+        resp.media = {"title": "409 Conflict", "description": ex.user_message}
+
+
 def _on_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
-    reference = uuid.uuid4().hex[:8]
-    ERRORS.labels("internal").inc()
-    log.error("unhandled_error", exc_info=ex, extra={"reference": reference})
+    reference = report_internal(ex)
     if req.path.startswith("/slack/"):
         _slack_answer(resp, internal_error_text(reference))
     else:
@@ -134,6 +145,7 @@ def create_app(
     app.add_route("/health/ready", Ready(database))
     app.add_route("/metrics", Metrics())
     app.add_error_handler(Exception, _on_unexpected)
+    app.add_error_handler(CoffeeBuddyError, _on_domain_error)
     app.add_error_handler(DatabaseUnavailable, _on_db_down)
     app.add_error_handler(BadRequest, _on_bad_request)
     return app

@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 DB_DOWN_TEXT = "CoffeeBuddy can't reach its database right now, try again in a minute."
 
 
+def report_internal(exc: BaseException) -> str:
+    """Count and log an unexpected error; return the reference the user is given."""
+    reference = uuid.uuid4().hex[:8]
+    ERRORS.labels("internal").inc()
+    log.error("unhandled_error", exc_info=exc, extra={"reference": reference})
+    return reference
+
+
 def internal_error_text(reference: str) -> str:
     return (
         "Something went wrong on CoffeeBuddy's side, sorry. Please try again; if it keeps "
@@ -135,6 +143,10 @@ class SlackInteractions:
                 respond_inline(action.response_url, DB_DOWN_TEXT)
             except CoffeeBuddyError as exc:
                 respond_inline(action.response_url, exc.user_message)
+            except Exception as exc:
+                # Slack ignores a block_actions answer's body, so the generic handler's
+                # reply would never be seen: answer through the response_url instead.
+                respond_inline(action.response_url, internal_error_text(report_internal(exc)))
 
     def _view_submission(self, sub: payloads.ViewSubmission) -> dict[str, Any] | None:
         if sub.callback_id != blocks.CALLBACK_ORDER_MODAL or sub.run_id is None:
@@ -151,6 +163,9 @@ class SlackInteractions:
             except DatabaseUnavailable:
                 ERRORS.labels("database").inc()
                 errors = {"order": DB_DOWN_TEXT}
+            except Exception as exc:
+                # A modal only shows field errors; any other answer reads as "trouble connecting".
+                errors = {"order": internal_error_text(report_internal(exc))}
         if errors:
             return {"response_action": "errors", "errors": errors}
         return None
