@@ -3,8 +3,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 find_python() {
-  for candidate in "${PYTHON:-}" python3.12 /root/.pyenv/versions/3.12.1/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12; do
-    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then
+  # A pyenv shim can exist on PATH and still refuse to run, so each candidate must run.
+  for candidate in "${PYTHON:-}" python3.12 /root/.pyenv/versions/3.12.*/bin/python3.12 /usr/local/bin/python3.12 /usr/bin/python3.12 python3; do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 12)' >/dev/null 2>&1; then
       echo "$candidate"; return 0
     fi
   done
