@@ -1,0 +1,87 @@
+"""Domain events: a JSON envelope written to the `events` outbox in the same transaction as
+the change it describes; the relay (`coffeebuddy.relay`) publishes them to Kafka.
+
+Events carry ids, counts and Slack ids only — never order text or message bodies.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from coffeebuddy import db
+from coffeebuddy.db import Conn
+
+SCHEMA_VERSION = 1
+RUN_TOPIC = "coffeebuddy.run.events"
+REMINDER_TOPIC = "coffeebuddy.reminder.events"
+
+RUN_EVENTS = frozenset(
+    {"run_created", "run_updated", "run_closed", "runner_assigned", "run_canceled", "run_failed"}
+)
+REMINDER_EVENTS = frozenset({"reminder_scheduled", "reminder_due", "reminder_sent"})
+
+
+def topic_for(event_type: str) -> str:
+    if event_type in RUN_EVENTS:
+        return RUN_TOPIC
+    if event_type in REMINDER_EVENTS:
+        return REMINDER_TOPIC
+    raise ValueError(f"unknown event type {event_type!r}")
+
+
+def envelope(
+    event_type: str,
+    *,
+    run_id: uuid.UUID | str | None,
+    channel_id: str | None,
+    correlation_id: str | None,
+    data: dict[str, Any],
+    event_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
+    topic_for(event_type)  # validates the type
+    return {
+        "event_id": str(event_id or uuid.uuid4()),
+        "type": event_type,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
+        "run_id": str(run_id) if run_id else None,
+        "channel_id": channel_id,
+        "correlation_id": correlation_id,
+        "data": data,
+    }
+
+
+def record(
+    conn: Conn,
+    event_type: str,
+    *,
+    run_id: uuid.UUID | str | None,
+    channel_id: str | None,
+    correlation_id: str | None = None,
+    **data: Any,
+) -> str:
+    """Write one event to the outbox in the caller's transaction; returns its event id."""
+    body = envelope(
+        event_type,
+        run_id=run_id,
+        channel_id=channel_id,
+        correlation_id=correlation_id,
+        data=data,
+    )
+    db.run(
+        conn,
+        "insert_event",
+        {
+            "event_id": body["event_id"],
+            "topic": topic_for(event_type),
+            "event_type": event_type,
+            "run_id": run_id,
+            "envelope": Jsonb(body),
+        },
+    )
+    return str(body["event_id"])
