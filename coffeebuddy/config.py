@@ -56,6 +56,14 @@ class Config:
     worker_poll_seconds: float = 1.0
     job_lease_seconds: int = 60
     log_level: str = "INFO"
+    # Kafka brokers (host:port) for the event relay; empty turns the relay off.
+    kafka_bootstrap_servers: tuple[str, ...] = ()
+    # Events read, published and marked sent per relay round.
+    relay_batch: int = 500
+    # How often the relay looks for events when no NOTIFY woke it.
+    relay_poll_seconds: float = 1.0
+    # Published events are kept this long in the outbox (for inspection), then pruned.
+    event_retention_days: int = 7
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Config:
@@ -75,6 +83,10 @@ class Config:
             worker_poll_seconds=_float(env, "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, 0.05, 60),
             job_lease_seconds=_int(env, "COFFEEBUDDY_JOB_LEASE_SECONDS", 60, 5, 3600),
             log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            kafka_bootstrap_servers=_host_ports(env, "KAFKA_BOOTSTRAP_SERVERS"),
+            relay_batch=_int(env, "COFFEEBUDDY_RELAY_BATCH", 500, 1, 10_000),
+            relay_poll_seconds=_float(env, "COFFEEBUDDY_RELAY_POLL_SECONDS", 1.0, 0.05, 60),
+            event_retention_days=_int(env, "COFFEEBUDDY_EVENT_RETENTION_DAYS", 7, 1, 3650),
         )
 
 
@@ -123,6 +135,21 @@ def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     if bad:
         raise ConfigError(f"{name} must be comma-separated Slack user ids, bad: {', '.join(bad)}")
     return frozenset(ids)
+
+
+def _host_ports(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    value = _raw(env, name)
+    if value is None:
+        return ()
+    servers = tuple(part.strip() for part in value.split(",") if part.strip())
+    bad = [
+        s for s in servers if not re.fullmatch(r"(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}", s)
+    ]
+    if bad or not servers:
+        raise ConfigError(
+            f"{name} must be comma-separated host:port pairs, bad: {', '.join(bad) or value!r}"
+        )
+    return servers
 
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:

@@ -13,6 +13,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -60,6 +61,28 @@ JOB_DURATION = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
+# The event relay. Every worker replica reports the same database facts, so the gauges
+# take the largest value among live processes rather than a sum.
+EVENT_BACKLOG = Gauge(
+    "coffeebuddy_event_backlog",
+    "Events written to the outbox but not yet acknowledged by Kafka.",
+    multiprocess_mode="livemax",
+)
+EVENT_BACKLOG_AGE = Gauge(
+    "coffeebuddy_event_backlog_age_seconds",
+    "Age of the oldest event not yet acknowledged by Kafka (0 when none is waiting).",
+    multiprocess_mode="livemax",
+)
+EVENTS_PUBLISHED = Counter(
+    "coffeebuddy_events_published_total",
+    "Events acknowledged by Kafka, by topic.",
+    ["topic"],
+)
+RELAY_ERRORS = Counter(
+    "coffeebuddy_relay_errors_total",
+    "Event relay failures by kind: kafka (publish or connect) or database.",
+    ["kind"],
+)
 
 
 def render() -> tuple[bytes, str]:
@@ -71,3 +94,10 @@ def render() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+REMINDER_LATENESS = Histogram(
+    "coffeebuddy_reminder_lateness_seconds",
+    "How late a runner reminder was sent after its due time.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)

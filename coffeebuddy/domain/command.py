@@ -42,6 +42,8 @@ class CommandError(CoffeeBuddyError):
     """The command text can't be used; `hint` says why and how to write it instead."""
 
     def __init__(self, problem: str) -> None:
+        # `problem` alone suits a form field's error; `hint` adds the usage for chat.
+        self.problem = problem
         self.hint = f"{problem}\n{USAGE_LINE}"
         super().__init__(self.hint)
 
@@ -136,6 +138,24 @@ def parse_command(text: str) -> Command:
         raise CommandError(f"`/coffee {first}` isn't available yet.")
     spec, rest = _split_time(s)
     return StartRun(time=spec, note=_note(rest))
+
+
+def parse_pickup(text: str) -> TimeSpec | None:
+    """A pickup time on its own, as typed in the edit form; empty text means none."""
+    s = _normalise(text)
+    if not s:
+        return None
+    spec, rest = _split_time(s)
+    if spec is None or rest:
+        raise CommandError(
+            f"{_quote(s)} isn't a pickup time. Write it like `10:30`, `3pm` or `in 20m`."
+        )
+    return spec
+
+
+def clean_note(text: str) -> str | None:
+    """A note as typed in the edit form, checked by the same rules as in `/coffee`."""
+    return _note(_normalise(text))
 
 
 def resolve_pickup(spec: TimeSpec, now: datetime, tz: ZoneInfo) -> datetime:

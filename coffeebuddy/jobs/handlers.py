@@ -7,16 +7,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from coffeebuddy import db
+from coffeebuddy import db, events
 from coffeebuddy.db import Database
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.queue import Job
+from coffeebuddy.metrics import REMINDER_LATENESS
+from coffeebuddy.service import reminders
+from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.slack import blocks
 from coffeebuddy.slack.api import call
 from coffeebuddy.slack.response_url import post_ephemeral
@@ -148,10 +152,96 @@ def tell(ctx: Context, who: dict[str, Any], text: str) -> None:
             raise
 
 
+def runner_reminder(ctx: Context, job: Job) -> None:
+    """At pickup minus the channel's offset: remind the runner. A run still open then is
+    closed first (runner chosen fairly, summary posted); a canceled run gets nothing; with
+    reminders turned off for the channel at firing time nothing is sent."""
+    run_id = job.payload["run_id"]
+    outcome = None
+    with ctx.database.transaction() as conn:
+        run = db.one(conn, "lock_run", {"run_id": run_id})
+        if run is None or run["reminder_ts"] or run["reminder_at"] is None:
+            return
+        if run["status"] not in (RunStatus.OPEN, RunStatus.CLOSED):
+            return
+        if not run["reminders_enabled"]:
+            log.info("reminder_skipped", extra={"reason": "reminders_disabled"})
+            return
+        if run["reminder_at"] > datetime.now(UTC) + timedelta(seconds=1):
+            # The pickup moved later while this job waited; its replacement is queued.
+            return
+        events.record(
+            conn,
+            "reminder_due",
+            run_id=run_id,
+            channel_id=run["slack_channel_id"],
+            correlation_id=job.correlation_id,
+            kind="runner_reminder",
+            due_at=run["reminder_at"].isoformat(),
+        )
+        if run["status"] == RunStatus.OPEN:
+            outcome = close_locked_run(conn, run, closed_by=None)
+    if outcome is not None:
+        outcome.count()
+        if outcome.status is not RunStatus.CLOSED:
+            return
+    record = _load(ctx, job)
+    if (
+        record is None
+        or not record.view.runner_slack_id
+        or record.view.status is not RunStatus.CLOSED
+    ):
+        return
+    opened = call(ctx.slack, "conversations.open", users=record.view.runner_slack_id)
+    text, body = blocks.reminder_dm(record.view)
+    answer = call(
+        ctx.slack, "chat.postMessage", channel=opened["channel"]["id"], text=text, blocks=body
+    )
+    with ctx.database.transaction() as conn:
+        marked = db.one(conn, "mark_reminder_sent", {"run_id": run_id, "ts": answer["ts"]})
+        if marked is not None:
+            lateness = (marked["reminder_sent_at"] - marked["reminder_at"]).total_seconds()
+            REMINDER_LATENESS.observe(max(lateness, 0.0))
+            events.record(
+                conn,
+                "reminder_sent",
+                run_id=run_id,
+                channel_id=record.view.slack_channel_id,
+                correlation_id=job.correlation_id,
+                kind="runner_reminder",
+                runner=record.view.runner_slack_id,
+                lateness_seconds=round(lateness, 3),
+            )
+            log.info("reminder_sent", extra={"latency_ms": round(lateness * 1000, 1)})
+
+
+def last_call(ctx: Context, job: Job) -> None:
+    """The optional last call to the channel before the run closes."""
+    run_id = job.payload["run_id"]
+    with ctx.database.transaction() as conn:
+        run = db.one(conn, "lock_run", {"run_id": run_id})
+        if run is None or run["status"] != RunStatus.OPEN or run["last_call_ts"]:
+            return
+        if not run["last_call_enabled"] or not run["reminders_enabled"]:
+            return
+        minutes = int(run["last_call_minutes"])
+    record = _load(ctx, job)
+    if record is None:
+        return
+    text, body = blocks.last_call_message(record.view, minutes)
+    answer = call(
+        ctx.slack, "chat.postMessage", channel=record.view.slack_channel_id, text=text, blocks=body
+    )
+    with ctx.database.transaction() as conn:
+        db.run(conn, "mark_last_call_sent", {"run_id": run_id, "ts": answer["ts"]})
+
+
 HANDLERS: dict[str, Handler] = {
     queue.POST_RUN_MESSAGE: post_run_message,
     queue.REFRESH_RUN_MESSAGE: refresh_run_message,
     queue.POST_SUMMARY: post_summary,
     queue.DM_RUNNER: dm_runner,
     queue.NOTIFY_USER: notify_user,
+    reminders.RUNNER_REMINDER: runner_reminder,
+    reminders.LAST_CALL: last_call,
 }

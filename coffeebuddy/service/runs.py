@@ -10,21 +10,24 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import coffeebuddy.domain.command as cmdparse
-from coffeebuddy import db
+from coffeebuddy import db, events
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
-from coffeebuddy.domain.fairness import RULE_SUMMARY, choose_runner
-from coffeebuddy.domain.models import MAX_ORDER_CHARS, Candidate, RunStatus
+from coffeebuddy.domain.fairness import RULE_SUMMARY
+from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
 from coffeebuddy.errors import CoffeeBuddyError
 from coffeebuddy.jobs import queue
-from coffeebuddy.metrics import RUN_DURATION, RUNS
+from coffeebuddy.metrics import RUNS
+from coffeebuddy.service import reminders
+from coffeebuddy.service.closing import close_locked_run
+from coffeebuddy.service.effects import refresh_run_message, tell
 from coffeebuddy.slack import blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import Profile, SlackGateway
@@ -62,17 +65,6 @@ class Reply:
         if self.blocks:
             body["blocks"] = self.blocks
         return body
-
-
-@dataclass
-class _AfterCommit:
-    """Metric updates that must only happen once the transaction committed."""
-
-    actions: list[Callable[[], None]] = field(default_factory=list)
-
-    def run(self) -> None:
-        for action in self.actions:
-            action()
 
 
 def normalize_order_text(text: str | None) -> str:
@@ -169,6 +161,26 @@ class RunService:
                 return Reply(_already_open(existing) if existing else "Please try again.")
             if first:
                 db.run(conn, "mark_channel_onboarded", {"channel_id": channel["id"]})
+            events.record(
+                conn,
+                "run_created",
+                run_id=run["id"],
+                channel_id=actor.channel_id,
+                correlation_id=correlation_id,
+                initiator=actor.user_id,
+                pickup_time=pickup.isoformat() if pickup else None,
+                has_note=bool(note),
+                first_in_channel=first,
+            )
+            reminders.schedule(
+                conn,
+                run["id"],
+                pickup=pickup,
+                settings=channel,
+                channel_id=actor.channel_id,
+                correlation_id=correlation_id,
+                now=self.clock(),
+            )
             queue.enqueue(
                 conn,
                 queue.POST_RUN_MESSAGE,
@@ -248,7 +260,9 @@ class RunService:
                     "touch_preference",
                     {"user_id": user["id"], "channel_id": run["channel_id"]},
                 )
-                self._refresh(conn, run_id, run["correlation_id"])
+                self._order_changed(
+                    conn, run, actor, "order_changed" if current else "order_placed"
+                )
                 self._tell(
                     conn,
                     run_id,
@@ -291,7 +305,7 @@ class RunService:
                     run["correlation_id"],
                 )
                 return
-            self._refresh(conn, run_id, run["correlation_id"])
+            self._order_changed(conn, run, actor, "order_canceled")
             self._tell(
                 conn,
                 run_id,
@@ -308,25 +322,12 @@ class RunService:
     ) -> None:
         if not self._may_manage(actor, run_id, response_url, correlation_id):
             return
-        after = _AfterCommit()
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
                 return
-            orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
-            if not orders:
-                ended = db.one(
-                    conn,
-                    "end_run",
-                    {
-                        "run_id": run_id,
-                        "status": "canceled",
-                        "failure_reason": None,
-                        "from_statuses": ["open"],
-                    },
-                )
-                assert ended is not None
-                self._refresh(conn, run_id, run["correlation_id"], delay=0)
+            outcome = close_locked_run(conn, run, closed_by=actor.user_id)
+            if outcome.status is RunStatus.CANCELED:
                 self._tell(
                     conn,
                     run_id,
@@ -335,90 +336,7 @@ class RunService:
                     response_url,
                     run["correlation_id"],
                 )
-                after.actions.append(lambda: RUNS.labels("canceled").inc())
-            else:
-                self._assign_runner_and_close(conn, run, orders, after)
-        after.run()
-
-    def _assign_runner_and_close(
-        self, conn: Conn, run: dict[str, Any], orders: list[Any], after: _AfterCommit
-    ) -> None:
-        run_id = run["id"]
-        window = int(run["fairness_window_runs"])
-        user_ids = [o["user_id"] for o in orders]
-        history = {
-            h["slack_user_id"]: h
-            for h in db.all_rows(
-                conn,
-                "runner_history",
-                {
-                    "channel_id": run["channel_id"],
-                    "run_id": run_id,
-                    "window": window,
-                    "user_ids": user_ids,
-                },
-            )
-        }
-        previous = db.one(
-            conn, "previous_runner", {"channel_id": run["channel_id"], "run_id": run_id}
-        )
-        candidates = [
-            Candidate(
-                slack_user_id=o["slack_user_id"],
-                runs_in_window=int(history[o["slack_user_id"]]["runs_in_window"]),
-                last_run_at=history[o["slack_user_id"]]["last_run_at"],
-                volunteered=bool(o["volunteer"]),
-            )
-            for o in orders
-        ]
-        choice = choose_runner(
-            candidates,
-            previous_runner=previous["slack_user_id"] if previous else None,
-            window=window,
-            seed=str(run_id),
-        )
-        runner = next(o for o in orders if o["slack_user_id"] == choice.runner_slack_id)
-        closed = db.one(
-            conn,
-            "close_run",
-            {
-                "run_id": run_id,
-                "runner_user_id": runner["user_id"],
-                "runner_reason": choice.reason,
-                "runner_rule": choice.rule,
-            },
-        )
-        assert closed is not None
-        db.run(conn, "finalize_orders", {"run_id": run_id})
-        db.run(
-            conn,
-            "upsert_runner_stats",
-            {
-                "user_id": runner["user_id"],
-                "channel_id": run["channel_id"],
-                "runs_served_count": int(history[choice.runner_slack_id]["runs_in_window"]) + 1,
-                "last_run_at": closed["closed_at"],
-            },
-        )
-        corr = run["correlation_id"]
-        self._refresh(conn, run_id, corr, delay=0)
-        queue.enqueue(
-            conn, queue.POST_SUMMARY, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
-        )
-        queue.enqueue(
-            conn, queue.DM_RUNNER, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
-        )
-        duration = (closed["closed_at"] - closed["started_at"]).total_seconds()
-        after.actions.append(lambda: RUNS.labels("closed").inc())
-        after.actions.append(lambda: RUN_DURATION.observe(duration))
-        log.info(
-            "run_closed",
-            extra={
-                "participants": len(orders),
-                "rule": choice.rule,
-                "user_id": choice.runner_slack_id,
-            },
-        )
+        outcome.count()
 
     def cancel_run(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
@@ -440,6 +358,15 @@ class RunService:
                 },
             )
             self._refresh(conn, run_id, run["correlation_id"], delay=0)
+            events.record(
+                conn,
+                "run_canceled",
+                run_id=run_id,
+                channel_id=run["slack_channel_id"],
+                correlation_id=run["correlation_id"],
+                reason="canceled",
+                by=actor.user_id,
+            )
             self._tell(
                 conn,
                 run_id,
@@ -450,6 +377,94 @@ class RunService:
             )
         RUNS.labels("canceled").inc()
         log.info("run_canceled", extra={"user_id": actor.user_id})
+
+    # ---- changing the pickup time or note --------------------------------------------
+
+    def open_run_modal(
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        *,
+        trigger_id: str,
+        response_url: str | None,
+        correlation_id: str,
+    ) -> None:
+        """Edit time/note: the initiator's (or an admin's) form, filled with what is set."""
+        if not self._may_manage(actor, run_id, response_url, correlation_id):
+            return
+        with self.db.transaction() as conn:
+            record = load_run(conn, run_id)
+            if record is None or record.view.status is not RunStatus.OPEN:
+                self._tell(
+                    conn, run_id, actor, _not_open_text(record), response_url, correlation_id
+                )
+                return
+        pickup_local = None
+        if record.view.pickup_time is not None:
+            tz = self._time_zone(actor.user_id)
+            pickup_local = record.view.pickup_time.astimezone(tz).strftime("%H:%M")
+        view = blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
+        self._open_view(actor, trigger_id, view, response_url, correlation_id)
+
+    def submit_run_edit(
+        self, actor: Actor, run_id: uuid.UUID, time_text: str, note_text: str
+    ) -> dict[str, str] | None:
+        """Save a new pickup time and note; the reminders move with the pickup time.
+        Field errors (keyed by block id) keep the form open."""
+        try:
+            spec = cmdparse.parse_pickup(time_text)
+        except cmdparse.CommandError as exc:
+            return {blocks.PICKUP_BLOCK_ID: exc.problem}
+        try:
+            note = cmdparse.clean_note(note_text)
+        except cmdparse.CommandError as exc:
+            return {blocks.NOTE_BLOCK_ID: exc.problem}
+        pickup = None
+        if spec is not None:
+            try:
+                pickup = cmdparse.resolve_pickup(spec, self.clock(), self._time_zone(actor.user_id))
+            except cmdparse.CommandError as exc:
+                return {blocks.PICKUP_BLOCK_ID: exc.problem}
+        # Checked again on submit: a forged submission from someone else changes nothing.
+        with self.db.transaction() as conn:
+            row = db.one(conn, "get_run_view", {"run_id": run_id})
+        if row is None or not self._is_manager(actor, row["initiator_slack_id"]):
+            log.warning("not_allowed", extra={"action": "edit_run", "user_id": actor.user_id})
+            return {
+                blocks.PICKUP_BLOCK_ID: "Only whoever started this run, or an admin, can change it."
+            }
+        with self.db.transaction() as conn:
+            run = db.one(conn, "lock_run", {"run_id": run_id})
+            if run is None or run["status"] != RunStatus.OPEN:
+                return {blocks.PICKUP_BLOCK_ID: _not_open_text(run)}
+            db.run(
+                conn,
+                "update_run_details",
+                {"run_id": run_id, "pickup_time": pickup, "pickup_note": note},
+            )
+            reminders.schedule(
+                conn,
+                run_id,
+                pickup=pickup,
+                settings=run,
+                channel_id=run["slack_channel_id"],
+                correlation_id=run["correlation_id"],
+                now=self.clock(),
+            )
+            self._refresh(conn, run_id, run["correlation_id"], delay=0)
+            events.record(
+                conn,
+                "run_updated",
+                run_id=run_id,
+                channel_id=run["slack_channel_id"],
+                correlation_id=run["correlation_id"],
+                change="details_changed",
+                user=actor.user_id,
+                pickup_time=pickup.isoformat() if pickup else None,
+                has_note=bool(note),
+            )
+        log.info("run_details_changed", extra={"user_id": actor.user_id})
+        return None
 
     # ---- the order modal ---------------------------------------------------------------
 
@@ -482,7 +497,9 @@ class RunService:
                 "save_preference",
                 {"user_id": user["id"], "channel_id": run["channel_id"], "order_text": text},
             )
-            self._refresh(conn, run_id, run["correlation_id"])
+            self._order_changed(
+                conn, run, actor, "order_placed" if saved["inserted"] else "order_changed"
+            )
             verb = "Got your order" if saved["inserted"] else "Updated your order"
             extra = " You volunteered to go — thank you!" if volunteer else ""
             self._tell(
@@ -510,24 +527,30 @@ class RunService:
                 self._tell(conn, run_id, actor, _not_open_text(None), response_url, correlation_id)
                 return False
             initiator = row["initiator_slack_id"]
-            if actor.user_id == initiator or actor.user_id in self.config.admin_user_ids:
-                return True
-            try:
-                allowed = self._profile(conn, actor.user_id).is_workspace_admin
-            except CoffeeBuddyError:
-                allowed = False
-            if not allowed:
+        allowed = self._is_manager(actor, initiator)
+        if not allowed:
+            with self.db.transaction() as conn:
                 self._tell(
                     conn,
                     run_id,
                     actor,
                     f"Only <@{initiator}>, who started this run, or a CoffeeBuddy admin can "
-                    "close or cancel it.",
+                    "change, close or cancel it.",
                     response_url,
                     row["correlation_id"],
                 )
                 log.info("not_allowed", extra={"action": "manage_run", "user_id": actor.user_id})
         return allowed
+
+    def _is_manager(self, actor: Actor, initiator: str) -> bool:
+        """The initiator, a configured admin, or a Slack workspace admin/owner."""
+        if actor.user_id == initiator or actor.user_id in self.config.admin_user_ids:
+            return True
+        try:
+            with self.db.transaction() as conn:
+                return self._profile(conn, actor.user_id).is_workspace_admin
+        except CoffeeBuddyError:
+            return False
 
     def _lock_open(
         self,
@@ -601,14 +624,9 @@ class RunService:
         self, conn: Conn, run_id: uuid.UUID, correlation_id: str, delay: float | None = None
     ) -> None:
         """Ask for one chat.update of the run message; clicks within the window coalesce."""
-        queue.enqueue(
-            conn,
-            queue.REFRESH_RUN_MESSAGE,
-            {"run_id": str(run_id)},
-            run_id=run_id,
-            correlation_id=correlation_id,
-            delay_seconds=self.config.refresh_coalesce_ms / 1000 if delay is None else delay,
-            dedupe_key=f"refresh:{run_id}",
+        coalesce = self.config.refresh_coalesce_ms / 1000
+        refresh_run_message(
+            conn, run_id, correlation_id, delay_seconds=coalesce if delay is None else delay
         )
 
     def _tell(
@@ -621,18 +639,29 @@ class RunService:
         correlation_id: str,
     ) -> None:
         """An ephemeral answer to the person who clicked, sent by the worker."""
-        queue.enqueue(
+        tell(
             conn,
-            queue.NOTIFY_USER,
-            {
-                "channel": actor.channel_id,
-                "user": actor.user_id,
-                "text": text,
-                "response_url": response_url,
-            },
-            run_id=run_id,
+            run_id,
+            channel=actor.channel_id,
+            user=actor.user_id,
+            text=text,
+            response_url=response_url,
             correlation_id=correlation_id,
-            max_attempts=4,
+        )
+
+    def _order_changed(self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: str) -> None:
+        """The run message and the event stream learn about an order change."""
+        self._refresh(conn, run["id"], run["correlation_id"])
+        count = db.one(conn, "count_active_orders", {"run_id": run["id"]})
+        events.record(
+            conn,
+            "run_updated",
+            run_id=run["id"],
+            channel_id=run["slack_channel_id"],
+            correlation_id=run["correlation_id"],
+            change=change,
+            user=actor.user_id,
+            participants=int(count["n"]) if count else 0,
         )
 
     def _open_view(

@@ -32,7 +32,13 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
+from coffeebuddy.domain.models import (
+    MAX_NOTE_CHARS,
+    MAX_ORDER_CHARS,
+    OrderLine,
+    RunStatus,
+    RunView,
+)
 from coffeebuddy.domain.summary import grouped_items, normalized_text, total_items
 
 BlockDict = dict[str, Any]
@@ -44,10 +50,16 @@ ACTION_EDIT_ORDER: Final = "edit_order"
 ACTION_CANCEL_ORDER: Final = "cancel_order"
 ACTION_CLOSE_RUN: Final = "close_run"
 ACTION_CANCEL_RUN: Final = "cancel_run"
+ACTION_EDIT_RUN: Final = "edit_run"
 RUN_ACTIONS_BLOCK_ID: Final = "run_actions"
 
 # The order modal; its private_metadata is the run id.
 CALLBACK_ORDER_MODAL: Final = "order_modal"
+CALLBACK_RUN_MODAL: Final = "run_modal"
+PICKUP_BLOCK_ID: Final = "pickup"
+PICKUP_ACTION_ID: Final = "pickup_time"
+NOTE_BLOCK_ID: Final = "note"
+NOTE_ACTION_ID: Final = "pickup_note"
 ORDER_BLOCK_ID: Final = "order"
 ORDER_ACTION_ID: Final = "order_text"
 VOLUNTEER_BLOCK_ID: Final = "volunteer"
@@ -165,6 +177,7 @@ def _run_buttons(run_id: str) -> BlockDict:
         ButtonElement(text="Edit my order", action_id=ACTION_EDIT_ORDER, value=run_id),
         ButtonElement(text="Cancel my order", action_id=ACTION_CANCEL_ORDER, value=run_id),
         ButtonElement(text="Close run", action_id=ACTION_CLOSE_RUN, value=run_id),
+        ButtonElement(text="Edit time/note", action_id=ACTION_EDIT_RUN, value=run_id),
         ButtonElement(
             text="Cancel run",
             action_id=ACTION_CANCEL_RUN,
@@ -295,6 +308,59 @@ def order_modal(
         private_metadata=run_id,
         blocks=blocks,
     ).to_dict()
+
+
+def run_modal(run_id: str, *, pickup_local: str | None, note: str | None) -> BlockDict:
+    """The initiator's form to change the pickup time or note of an open run.
+
+    `pickup_local` is the current pickup written in the initiator's own time zone
+    (e.g. "10:30"); the form takes the same forms as `/coffee`.
+    """
+    blocks: list[Block] = [
+        InputBlock(
+            block_id=PICKUP_BLOCK_ID,
+            label="Pickup time",
+            hint="Like 10:30, 3pm or in 20m, in your time zone. Leave empty for no set time.",
+            optional=True,
+            element=PlainTextInputElement(
+                action_id=PICKUP_ACTION_ID,
+                placeholder="e.g. 10:30 or in 20m",
+                initial_value=pickup_local or None,
+                max_length=40,
+            ),
+        ),
+        InputBlock(
+            block_id=NOTE_BLOCK_ID,
+            label="Note",
+            optional=True,
+            element=PlainTextInputElement(
+                action_id=NOTE_ACTION_ID,
+                placeholder="e.g. Lobby cafe",
+                initial_value=note or None,
+                max_length=MAX_NOTE_CHARS,
+            ),
+        ),
+    ]
+    return View(
+        type="modal",
+        callback_id=CALLBACK_RUN_MODAL,
+        title="Edit coffee run",
+        submit="Save",
+        close="Cancel",
+        private_metadata=run_id,
+        blocks=blocks,
+    ).to_dict()
+
+
+def last_call_message(view: RunView, minutes: int) -> tuple[str, list[BlockDict]]:
+    """The channel's last call before the run closes. It mentions nobody: those who
+    ordered don't need a ping, and the rest can ignore it."""
+    count = _plural(len(view.orders), "person", "people")
+    text = (
+        f"⏰ *Last call for coffee!* The run closes in about {minutes} min "
+        f"({count} in so far). Order with the buttons on the run message."
+    )
+    return "⏰ Last call for coffee", [_section(text)]
 
 
 # --- order list, summary and DMs ------------------------------------------------------

@@ -120,6 +120,13 @@ class SlackInteractions:
             blocks.ACTION_CANCEL_RUN: lambda r: service.cancel_run(
                 actor, r, response_url=action.response_url, correlation_id=corr
             ),
+            blocks.ACTION_EDIT_RUN: lambda r: service.open_run_modal(
+                actor,
+                r,
+                trigger_id=action.trigger_id,
+                response_url=action.response_url,
+                correlation_id=corr,
+            ),
         }
         handler = handlers.get(action.action_id)
         with logs.context(channel=action.channel_id, run=str(run_id) if run_id else None):
@@ -149,23 +156,48 @@ class SlackInteractions:
                 respond_inline(action.response_url, internal_error_text(report_internal(exc)))
 
     def _view_submission(self, sub: payloads.ViewSubmission) -> dict[str, Any] | None:
-        if sub.callback_id != blocks.CALLBACK_ORDER_MODAL or sub.run_id is None:
+        run_id = sub.run_id
+        if run_id is None:
             ERRORS.labels("unknown_view").inc()
-            raise falcon.HTTPBadRequest(description="unknown view")
-        text = payloads.input_text(sub.values, "order", "order_text")
-        volunteer = payloads.checked(sub.values, "volunteer", "volunteer_choice", "volunteer")
+            raise falcon.HTTPBadRequest(description="view without a run id")
         actor = Actor(
             user_id=sub.user_id, channel_id="", team_id=sub.team_id, user_name=sub.user_name
         )
-        with logs.context(run=str(sub.run_id)):
+        values = sub.values
+        submit: Callable[[], dict[str, str] | None]
+        if sub.callback_id == blocks.CALLBACK_ORDER_MODAL:
+            first_field = blocks.ORDER_BLOCK_ID
+            submit = lambda: self._service.submit_order(  # noqa: E731
+                actor,
+                run_id,
+                payloads.input_text(values, blocks.ORDER_BLOCK_ID, blocks.ORDER_ACTION_ID),
+                volunteer=payloads.checked(
+                    values,
+                    blocks.VOLUNTEER_BLOCK_ID,
+                    blocks.VOLUNTEER_ACTION_ID,
+                    blocks.VOLUNTEER_OPTION_VALUE,
+                ),
+            )
+        elif sub.callback_id == blocks.CALLBACK_RUN_MODAL:
+            first_field = blocks.PICKUP_BLOCK_ID
+            submit = lambda: self._service.submit_run_edit(  # noqa: E731
+                actor,
+                run_id,
+                payloads.input_text(values, blocks.PICKUP_BLOCK_ID, blocks.PICKUP_ACTION_ID),
+                payloads.input_text(values, blocks.NOTE_BLOCK_ID, blocks.NOTE_ACTION_ID),
+            )
+        else:
+            ERRORS.labels("unknown_view").inc()
+            raise falcon.HTTPBadRequest(description="unknown view")
+        with logs.context(run=str(run_id)):
             try:
-                errors = self._service.submit_order(actor, sub.run_id, text, volunteer=volunteer)
+                errors = submit()
             except DatabaseUnavailable:
                 ERRORS.labels("database").inc()
-                errors = {"order": DB_DOWN_TEXT}
+                errors = {first_field: DB_DOWN_TEXT}
             except Exception as exc:
                 # A modal only shows field errors; any other answer reads as "trouble connecting".
-                errors = {"order": internal_error_text(report_internal(exc))}
+                errors = {first_field: internal_error_text(report_internal(exc))}
         if errors:
             return {"response_action": "errors", "errors": errors}
         return None

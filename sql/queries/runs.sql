@@ -60,6 +60,7 @@ UPDATE channels SET onboarded_at = now() WHERE id = %(channel_id)s AND onboarded
 -- Every change to a run or its orders locks the run row first, so a close can never
 -- interleave with an order: whichever commits first wins and the other sees its result.
 SELECT r.*, c.slack_channel_id, c.fairness_window_runs, c.enabled AS channel_enabled,
+       c.reminders_enabled, c.reminder_offset_minutes, c.last_call_enabled, c.last_call_minutes,
        u.slack_user_id AS initiator_slack_id
   FROM runs r
   JOIN channels c ON c.id = r.channel_id
@@ -69,6 +70,7 @@ SELECT r.*, c.slack_channel_id, c.fairness_window_runs, c.enabled AS channel_ena
 
 -- name: get_run_view
 SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
+       r.reminder_at, r.reminder_ts, r.last_call_ts,
        r.runner_reason, r.failure_reason, r.first_in_channel, r.message_ts, r.summary_ts,
        r.runner_dm_channel, r.runner_dm_ts, r.correlation_id,
        c.slack_channel_id, c.id AS channel_id,
@@ -178,3 +180,10 @@ UPDATE runs SET summary_ts = %(ts)s WHERE id = %(run_id)s AND summary_ts IS NULL
 -- name: set_runner_dm
 UPDATE runs SET runner_dm_channel = %(dm_channel)s, runner_dm_ts = %(ts)s
  WHERE id = %(run_id)s AND runner_dm_ts IS NULL;
+
+-- name: update_run_details
+UPDATE runs SET pickup_time = %(pickup_time)s, pickup_note = %(pickup_note)s
+ WHERE id = %(run_id)s AND status = 'open';
+
+-- name: count_active_orders
+SELECT count(*)::int AS n FROM orders WHERE run_id = %(run_id)s AND canceled_at IS NULL;

@@ -109,6 +109,7 @@ def test_open_run_has_all_buttons_with_run_id() -> None:
         "edit_order",
         "cancel_order",
         "close_run",
+        "edit_run",
         "cancel_run",
     ]
     assert {btn["value"] for btn in buttons.values()} == {"run-123"}

@@ -1,0 +1,189 @@
+"""Closing a run: shared by the Close button and by the reminder that closes a run still
+open at its reminder time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from coffeebuddy import db, events
+from coffeebuddy.db import Conn
+from coffeebuddy.domain.fairness import choose_runner
+from coffeebuddy.domain.models import Candidate, RunStatus
+from coffeebuddy.jobs import queue
+from coffeebuddy.metrics import RUN_DURATION, RUNS
+from coffeebuddy.service.effects import refresh_run_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CloseOutcome:
+    status: RunStatus
+    runner_slack_id: str | None = None
+    participants: int = 0
+    duration_seconds: float | None = None
+
+    def count(self) -> None:
+        """Metrics for the outcome; call once the transaction committed."""
+        RUNS.labels(self.status.value).inc()
+        if self.duration_seconds is not None:
+            RUN_DURATION.observe(self.duration_seconds)
+
+
+def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | None) -> CloseOutcome:
+    """Close an open run whose row the caller locked (`lock_run`): choose the runner by
+    the fairness rule, record it, and queue the refresh, summary and runner DM. A run
+    nobody ordered in is canceled instead. `closed_by` is None when the reminder closed it."""
+    run_id = run["id"]
+    corr = run["correlation_id"]
+    channel = run["slack_channel_id"]
+    orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
+    if not orders:
+        db.one(
+            conn,
+            "end_run",
+            {
+                "run_id": run_id,
+                "status": "canceled",
+                "failure_reason": None,
+                "from_statuses": ["open"],
+            },
+        )
+        refresh_run_message(conn, run_id, corr, delay_seconds=0)
+        events.record(
+            conn,
+            "run_canceled",
+            run_id=run_id,
+            channel_id=channel,
+            correlation_id=corr,
+            reason="no_orders",
+            by=closed_by,
+        )
+        return CloseOutcome(RunStatus.CANCELED)
+
+    window = int(run["fairness_window_runs"])
+    history = {
+        h["slack_user_id"]: h
+        for h in db.all_rows(
+            conn,
+            "runner_history",
+            {
+                "channel_id": run["channel_id"],
+                "run_id": run_id,
+                "window": window,
+                "user_ids": [o["user_id"] for o in orders],
+            },
+        )
+    }
+    previous = db.one(conn, "previous_runner", {"channel_id": run["channel_id"], "run_id": run_id})
+    choice = choose_runner(
+        [
+            Candidate(
+                slack_user_id=o["slack_user_id"],
+                runs_in_window=int(history[o["slack_user_id"]]["runs_in_window"]),
+                last_run_at=history[o["slack_user_id"]]["last_run_at"],
+                volunteered=bool(o["volunteer"]),
+            )
+            for o in orders
+        ],
+        previous_runner=previous["slack_user_id"] if previous else None,
+        window=window,
+        seed=str(run_id),
+    )
+    runner = next(o for o in orders if o["slack_user_id"] == choice.runner_slack_id)
+    closed = db.one(
+        conn,
+        "close_run",
+        {
+            "run_id": run_id,
+            "runner_user_id": runner["user_id"],
+            "runner_reason": choice.reason,
+            "runner_rule": choice.rule,
+        },
+    )
+    if closed is None:
+        raise RuntimeError("close_locked_run needs an open, locked run")
+    db.run(conn, "finalize_orders", {"run_id": run_id})
+    db.run(
+        conn,
+        "upsert_runner_stats",
+        {
+            "user_id": runner["user_id"],
+            "channel_id": run["channel_id"],
+            "runs_served_count": int(history[choice.runner_slack_id]["runs_in_window"]) + 1,
+            "last_run_at": closed["closed_at"],
+        },
+    )
+    refresh_run_message(conn, run_id, corr, delay_seconds=0)
+    queue.enqueue(
+        conn, queue.POST_SUMMARY, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
+    )
+    queue.enqueue(
+        conn, queue.DM_RUNNER, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
+    )
+    duration = (closed["closed_at"] - closed["started_at"]).total_seconds()
+    items = len(orders)
+    events.record(
+        conn,
+        "run_closed",
+        run_id=run_id,
+        channel_id=channel,
+        correlation_id=corr,
+        participants=items,
+        items=items,
+        by=closed_by,
+        duration_seconds=round(duration, 3),
+    )
+    events.record(
+        conn,
+        "runner_assigned",
+        run_id=run_id,
+        channel_id=channel,
+        correlation_id=corr,
+        runner=choice.runner_slack_id,
+        rule=choice.rule,
+        candidates=len(choice.considered),
+    )
+    log.info(
+        "run_closed",
+        extra={"participants": items, "rule": choice.rule, "user_id": choice.runner_slack_id},
+    )
+    return CloseOutcome(RunStatus.CLOSED, choice.runner_slack_id, items, duration)
+
+
+def fail_run(
+    conn: Conn,
+    run_id: str,
+    *,
+    reason: str,
+    category: str,
+    from_statuses: list[str],
+    channel_id: str | None,
+    correlation_id: str | None,
+) -> bool:
+    """Mark a run failed (it can't complete); True when this call changed it."""
+    ended = db.one(
+        conn,
+        "end_run",
+        {
+            "run_id": run_id,
+            "status": "failed",
+            "failure_reason": reason,
+            "from_statuses": from_statuses,
+        },
+    )
+    if ended is None:
+        return False
+    refresh_run_message(conn, run_id, correlation_id, delay_seconds=0)
+    events.record(
+        conn,
+        "run_failed",
+        run_id=run_id,
+        channel_id=channel_id,
+        correlation_id=correlation_id,
+        category=category,
+    )
+    return True

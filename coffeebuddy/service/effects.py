@@ -1,0 +1,44 @@
+"""Side effects a change asks for, written as jobs in the caller's transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+from coffeebuddy.db import Conn
+from coffeebuddy.jobs import queue
+
+
+def refresh_run_message(
+    conn: Conn, run_id: uuid.UUID | str, correlation_id: str | None, *, delay_seconds: float
+) -> None:
+    """One chat.update of the run message; requests within `delay_seconds` coalesce."""
+    queue.enqueue(
+        conn,
+        queue.REFRESH_RUN_MESSAGE,
+        {"run_id": str(run_id)},
+        run_id=run_id,
+        correlation_id=correlation_id,
+        delay_seconds=delay_seconds,
+        dedupe_key=f"refresh:{run_id}",
+    )
+
+
+def tell(
+    conn: Conn,
+    run_id: uuid.UUID | str | None,
+    *,
+    channel: str,
+    user: str,
+    text: str,
+    response_url: str | None,
+    correlation_id: str | None,
+) -> None:
+    """An ephemeral answer to one person, sent by the worker."""
+    queue.enqueue(
+        conn,
+        queue.NOTIFY_USER,
+        {"channel": channel, "user": user, "text": text, "response_url": response_url},
+        run_id=run_id,
+        correlation_id=correlation_id,
+        max_attempts=4,
+    )

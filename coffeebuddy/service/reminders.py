@@ -1,0 +1,98 @@
+"""When a run's reminders fire, kept in step with its pickup time.
+
+The runner reminder is due `reminder_offset_minutes` before pickup; the optional last call
+to the channel `last_call_minutes` before that. When the pickup is so close that the
+reminder time has already passed, the reminder goes halfway between now and pickup, so a
+run started for "in 3m" doesn't close the moment it opens.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from coffeebuddy import db, events
+from coffeebuddy.db import Conn
+
+RUNNER_REMINDER = "runner_reminder"
+LAST_CALL = "last_call"
+
+
+def reminder_time(pickup: datetime, offset_minutes: int, now: datetime) -> datetime:
+    due = pickup - timedelta(minutes=offset_minutes)
+    if due > now:
+        return due
+    return now + (pickup - now) / 2 if pickup > now else now
+
+
+def schedule(
+    conn: Conn,
+    run_id: uuid.UUID | str,
+    *,
+    pickup: datetime | None,
+    settings: Mapping[str, Any],
+    channel_id: str,
+    correlation_id: str | None,
+    now: datetime,
+) -> datetime | None:
+    """(Re)schedule the run's reminder jobs for `pickup`; None pickup removes them.
+    `settings` holds the channel's reminder columns. Returns the runner reminder time."""
+    keys = {RUNNER_REMINDER: f"reminder:{run_id}", LAST_CALL: f"last_call:{run_id}"}
+    if pickup is None:
+        db.run(conn, "set_reminder_at", {"run_id": run_id, "reminder_at": None})
+        for key in keys.values():
+            db.run(conn, "unschedule_job", {"dedupe_key": key})
+        return None
+    due = reminder_time(pickup, int(settings["reminder_offset_minutes"]), now)
+    db.run(conn, "set_reminder_at", {"run_id": run_id, "reminder_at": due})
+    _schedule_job(conn, RUNNER_REMINDER, run_id, due, keys[RUNNER_REMINDER], correlation_id)
+    events.record(
+        conn,
+        "reminder_scheduled",
+        run_id=run_id,
+        channel_id=channel_id,
+        correlation_id=correlation_id,
+        kind=RUNNER_REMINDER,
+        due_at=due.isoformat(),
+    )
+    last_call = due - timedelta(minutes=int(settings["last_call_minutes"]))
+    if settings["last_call_enabled"] and last_call > now:
+        _schedule_job(conn, LAST_CALL, run_id, last_call, keys[LAST_CALL], correlation_id)
+        events.record(
+            conn,
+            "reminder_scheduled",
+            run_id=run_id,
+            channel_id=channel_id,
+            correlation_id=correlation_id,
+            kind=LAST_CALL,
+            due_at=last_call.isoformat(),
+        )
+    else:
+        db.run(conn, "unschedule_job", {"dedupe_key": keys[LAST_CALL]})
+    return due
+
+
+def _schedule_job(
+    conn: Conn,
+    kind: str,
+    run_id: uuid.UUID | str,
+    at: datetime,
+    key: str,
+    correlation_id: str | None,
+) -> None:
+    db.one(
+        conn,
+        "schedule_job_at",
+        {
+            "kind": kind,
+            "payload": Jsonb({"run_id": str(run_id), "due_at": at.isoformat()}),
+            "run_at": at,
+            "dedupe_key": key,
+            "run_id": run_id,
+            "correlation_id": correlation_id,
+        },
+    )
