@@ -1,4 +1,4 @@
-"""Command line: `python -m coffeebuddy migrate | serve`."""
+"""Command line: `python -m coffeebuddy migrate | serve | jobs list | jobs retry`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 from coffeebuddy import logs
 from coffeebuddy.config import ConfigError
+from coffeebuddy.jobs import cli as jobs_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,8 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     serve.add_argument("--web-workers", type=int, default=2)
+    jobs_cli.add_parser(sub)
     args = parser.parse_args(argv)
 
+    if args.command == "jobs":
+        # Output for a person at a terminal, not JSON log lines.
+        return jobs_cli.run(args, os.environ)
     logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
     if args.command == "migrate":
         from coffeebuddy.migrate import migrate

@@ -12,7 +12,9 @@ from coffeebuddy import logs
 from coffeebuddy.config import Config, ConfigError
 from coffeebuddy.db import Database
 from coffeebuddy.jobs.handlers import Context
+from coffeebuddy.jobs.settings import WorkerSettings
 from coffeebuddy.jobs.worker import Worker
+from coffeebuddy.relay import start_relay
 from coffeebuddy.slack.api import make_client
 
 
@@ -37,7 +39,7 @@ def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Respons
     return create_app(config)
 
 
-def build_worker(config: Config) -> Worker:
+def build_worker(config: Config, settings: WorkerSettings | None = None) -> Worker:
     database = Database(
         config.database_url.reveal(),
         min_size=1,
@@ -47,16 +49,24 @@ def build_worker(config: Config) -> Worker:
     database.open(wait=False)
     # Job handlers may wait longer for Slack than a request can; the lease covers it.
     client = make_client(config, timeout=10)
-    return Worker(config, database, Context(database=database, slack=client))
+    return Worker(config, database, Context(database=database, slack=client), settings)
 
 
 def run_worker(env: Mapping[str, str]) -> int:
     config = load_config(env)
     logs.setup(config.log_level)
-    worker = build_worker(config)
+    try:
+        settings = WorkerSettings.from_environ(env)
+    except ConfigError as exc:
+        _die(str(exc))
+    worker = build_worker(config, settings)
     worker.install_signal_handlers()
+    worker.serve_metrics()
+    relay = start_relay(config)
     try:
         worker.run()
     finally:
+        if relay is not None:
+            relay.stop()
         worker.database.close()
     return 0

@@ -61,17 +61,19 @@ JOB_DURATION = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
-# The event relay. Every worker replica reports the same database facts, so the gauges
-# take the largest value among live processes rather than a sum.
+
+# The event relay. Every worker replica (leader or standby) reads the same outbox every
+# second or few, so the freshest reading is the truth; a replica that died leaves an older
+# value behind, which "mostrecent" ignores.
 EVENT_BACKLOG = Gauge(
     "coffeebuddy_event_backlog",
     "Events written to the outbox but not yet acknowledged by Kafka.",
-    multiprocess_mode="livemax",
+    multiprocess_mode="mostrecent",
 )
 EVENT_BACKLOG_AGE = Gauge(
     "coffeebuddy_event_backlog_age_seconds",
     "Age of the oldest event not yet acknowledged by Kafka (0 when none is waiting).",
-    multiprocess_mode="livemax",
+    multiprocess_mode="mostrecent",
 )
 EVENTS_PUBLISHED = Counter(
     "coffeebuddy_events_published_total",
@@ -100,4 +102,33 @@ REMINDER_LATENESS = Histogram(
     "coffeebuddy_reminder_lateness_seconds",
     "How late a runner reminder was sent after its due time.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+
+# The job queue, read from the jobs table by the worker every few seconds. Every replica
+# reads the same table, so the freshest reading is the truth: a replica that died (or was
+# killed) leaves an older value behind, which "mostrecent" ignores where "max" would not.
+JOBS_DEAD = Gauge(
+    "coffeebuddy_jobs_dead",
+    "Jobs that exhausted their attempts or failed permanently, by kind (see `python -m "
+    "coffeebuddy jobs list --status dead`; `jobs retry ID` runs one again).",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+JOB_QUEUE_DEPTH = Gauge(
+    "coffeebuddy_job_queue_depth",
+    "Jobs that could start now but have not, by kind (queued and due, or leased by a "
+    "worker that went away).",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+JOB_OLDEST_DUE_AGE = Gauge(
+    "coffeebuddy_job_oldest_due_age_seconds",
+    "How long the oldest job that could start has been waiting, by kind (0 when none).",
+    ["kind"],
+    multiprocess_mode="mostrecent",
+)
+JOBS_PRUNED = Counter(
+    "coffeebuddy_jobs_pruned_total",
+    "Finished jobs deleted by the prune job, by status (done, dead).",
+    ["status"],
 )

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,17 @@ class Service:
     worker: subprocess.Popen[bytes]
     client: HttpClient
     logs: Path
+    # With `workers=n`: the other n-1 worker processes, and each worker's /metrics port
+    # (in the order of `workers`).
+    extra_workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    metrics_ports: list[int] = field(default_factory=list)
+
+    @property
+    def workers(self) -> list[subprocess.Popen[bytes]]:
+        return [self.worker, *self.extra_workers]
+
+    def worker_log(self, index: int) -> Path:
+        return self.logs / ("worker.log" if index == 0 else f"worker-{index + 1}.log")
 
 
 def coverage_env() -> dict[str, str]:
@@ -82,8 +93,10 @@ def start_service(
     *,
     web_workers: int = 2,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Service]:
-    """gunicorn and the worker as child processes; stopped with SIGTERM on exit."""
+    """gunicorn and `workers` worker processes as children; stopped with SIGTERM on exit.
+    Each worker serves /metrics on a port of its own (`Service.metrics_ports`)."""
     port = free_port()
     logs = Path(tempfile.mkdtemp(prefix="cb-e2e-"))
     metrics_dir = logs / "metrics"
@@ -101,7 +114,11 @@ def start_service(
         **(extra_env or {}),
     }
     web_log = (logs / "web.log").open("wb")
-    worker_log = (logs / "worker.log").open("wb")
+    worker_logs = [
+        (logs / ("worker.log" if i == 0 else f"worker-{i + 1}.log")).open("wb")
+        for i in range(workers)
+    ]
+    metrics_ports = [free_port() for _ in range(workers)]
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "app:app", "--config", "gunicorn.conf.py"],
         cwd=ROOT,
@@ -109,29 +126,33 @@ def start_service(
         stdout=web_log,
         stderr=subprocess.STDOUT,
     )
-    worker = subprocess.Popen(
-        [sys.executable, "worker.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=worker_log,
-        stderr=subprocess.STDOUT,
-    )
+    worker_procs = [
+        subprocess.Popen(
+            [sys.executable, "worker.py"],
+            cwd=ROOT,
+            env={"COFFEEBUDDY_WORKER_METRICS_PORT": str(metrics_port), **env},
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+        )
+        for worker_log, metrics_port in zip(worker_logs, metrics_ports, strict=True)
+    ]
     client = HttpClient(f"http://127.0.0.1:{port}")
     try:
         _wait_ready(client, web, logs)
-        yield Service(web, worker, client, logs)
+        yield Service(web, worker_procs[0], client, logs, worker_procs[1:], metrics_ports)
     finally:
-        for proc in (web, worker):
+        for proc in (web, *worker_procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in (web, worker):
+        for proc in (web, *worker_procs):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         web_log.close()
-        worker_log.close()
+        for worker_log in worker_logs:
+            worker_log.close()
 
 
 def _wait_ready(client: HttpClient, web: subprocess.Popen[bytes], logs: Path) -> None:

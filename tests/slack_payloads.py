@@ -158,3 +158,21 @@ def view_submission_payload(
 
 def view_submission_body(**kwargs: Any) -> bytes:
     return _payload_body(view_submission_payload(**kwargs))
+
+
+def run_modal_submission_payload(
+    *, user_id: str, run_id: str, pickup: str | None, note: str | None
+) -> dict[str, Any]:
+    """The "Edit time/note" form as Slack submits it: an empty field's value is null."""
+    payload = view_submission_payload(
+        user_id=user_id, run_id=run_id, order_text="", callback_id="run_modal"
+    )
+    payload["view"]["state"]["values"] = {
+        "pickup": {"pickup_time": {"type": "plain_text_input", "value": pickup}},
+        "note": {"pickup_note": {"type": "plain_text_input", "value": note}},
+    }
+    return payload
+
+
+def run_modal_submission_body(**kwargs: Any) -> bytes:
+    return _payload_body(run_modal_submission_payload(**kwargs))

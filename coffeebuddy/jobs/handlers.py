@@ -39,6 +39,15 @@ class Context:
 Handler = Callable[[Context, Job], None]
 
 
+class NotYet(Exception):
+    """Raised by a handler whose job must wait for others; the worker requeues it after
+    `delay_seconds` without counting an attempt."""
+
+    def __init__(self, delay_seconds: float) -> None:
+        super().__init__(f"not yet; again in {delay_seconds}s")
+        self.delay_seconds = delay_seconds
+
+
 def _load(ctx: Context, job: Job) -> RunRecord | None:
     with ctx.database.transaction() as conn:
         return load_run(conn, job.payload["run_id"])
@@ -46,7 +55,8 @@ def _load(ctx: Context, job: Job) -> RunRecord | None:
 
 def post_run_message(ctx: Context, job: Job) -> None:
     record = _load(ctx, job)
-    if record is None or record.message_ts:
+    # A failed run (say a retried dead job) has nothing left to show.
+    if record is None or record.message_ts or record.view.status is RunStatus.FAILED:
         return
     text, body = blocks.run_message(record.view)
     answer = call(
@@ -170,21 +180,29 @@ def runner_reminder(ctx: Context, job: Job) -> None:
         if run["reminder_at"] > datetime.now(UTC) + timedelta(seconds=1):
             # The pickup moved later while this job waited; its replacement is queued.
             return
-        events.record(
-            conn,
-            "reminder_due",
-            run_id=run_id,
-            channel_id=run["slack_channel_id"],
-            correlation_id=job.correlation_id,
-            kind="runner_reminder",
-            due_at=run["reminder_at"].isoformat(),
-        )
+        due_at = run["reminder_at"].isoformat()
+        # Once per reminder, however often this job is retried or deferred.
+        if not db.one(conn, "reminder_due_recorded", {"run_id": run_id, "due_at": due_at}):
+            events.record(
+                conn,
+                "reminder_due",
+                run_id=run_id,
+                channel_id=run["slack_channel_id"],
+                correlation_id=job.correlation_id,
+                kind="runner_reminder",
+                due_at=due_at,
+            )
         if run["status"] == RunStatus.OPEN:
             outcome = close_locked_run(conn, run, closed_by=None)
     if outcome is not None:
         outcome.count()
         if outcome.status is not RunStatus.CLOSED:
             return
+    with ctx.database.transaction() as conn:
+        pending = db.one(conn, "pending_close_jobs", {"run_id": run_id})
+    if pending is not None and pending["n"]:
+        # The summary and "you're the runner" DM go first; the reminder follows them.
+        raise NotYet(0.5)
     record = _load(ctx, job)
     if (
         record is None

@@ -7,6 +7,7 @@ import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -20,6 +21,10 @@ REFRESH_RUN_MESSAGE = "refresh_run_message"
 NOTIFY_USER = "notify_user"
 POST_SUMMARY = "post_summary"
 DM_RUNNER = "dm_runner"
+# Housekeeping the worker itself schedules (see `coffeebuddy.jobs.maintenance`).
+PRUNE_JOBS = "prune_jobs"
+
+STATUSES = ("queued", "running", "done", "dead")
 
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 300.0
@@ -125,3 +130,45 @@ def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float
     # The exponent is bounded so a huge attempt count can't overflow the float.
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(max(attempts - 1, 0), 32))
     return (rng or random).uniform(BACKOFF_BASE_SECONDS / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """What operators see of a job: never its payload (it can hold response URLs)."""
+
+    id: int
+    kind: str
+    status: str
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    last_error: str | None
+
+
+def list_jobs(conn: Conn, *, status: str | None = None, limit: int = 50) -> list[JobInfo]:
+    """Newest first."""
+    rows = db.all_rows(conn, "list_jobs", {"status": status, "limit": limit})
+    return [
+        JobInfo(
+            id=int(r["id"]),
+            kind=r["kind"],
+            status=r["status"],
+            attempts=int(r["attempts"]),
+            max_attempts=int(r["max_attempts"]),
+            run_at=r["run_at"],
+            last_error=r["last_error"],
+        )
+        for r in rows
+    ]
+
+
+def statuses(conn: Conn, ids: list[int]) -> dict[int, str]:
+    return {int(r["id"]): r["status"] for r in db.all_rows(conn, "job_statuses", {"ids": ids})}
+
+
+def retry_dead(conn: Conn, ids: list[int] | None = None) -> list[tuple[int, str]]:
+    """Dead jobs back to the queue, due now with fresh attempts: those in `ids`, or every
+    dead job when `ids` is None. Returns (id, kind) of the jobs that went back; workers are
+    woken when the transaction commits."""
+    rows = db.all_rows(conn, "retry_dead_jobs", {"ids": list(ids or []), "all_dead": ids is None})
+    return [(int(r["id"]), r["kind"]) for r in rows]

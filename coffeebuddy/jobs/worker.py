@@ -15,17 +15,21 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import FrameType
+from wsgiref.simple_server import WSGIServer
 
 import psycopg
 
 from coffeebuddy import db, logs
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database, DatabaseUnavailable
-from coffeebuddy.jobs import queue
-from coffeebuddy.jobs.handlers import HANDLERS, Context, tell
+from coffeebuddy.jobs import maintenance, queue
+from coffeebuddy.jobs.handlers import HANDLERS, Context, Handler, NotYet, tell
 from coffeebuddy.jobs.queue import Job
+from coffeebuddy.jobs.settings import WorkerSettings
 from coffeebuddy.metrics import JOB_DURATION, JOBS, RUNS
+from coffeebuddy.service.closing import fail_run
 from coffeebuddy.slack.api import classify
+from coffeebuddy.store import load_run
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +39,32 @@ STOP_CHECK_SECONDS = 0.5
 
 
 class Worker:
-    def __init__(self, config: Config, database: Database, context: Context) -> None:
+    def __init__(
+        self,
+        config: Config,
+        database: Database,
+        context: Context,
+        settings: WorkerSettings | None = None,
+    ) -> None:
         self.config = config
         self.database = database
         self.context = context
+        self.settings = settings or WorkerSettings()
+        # The worker's own housekeeping runs as jobs too, so it is leased, retried and
+        # visible like any other job.
+        self.handlers: dict[str, Handler] = {**HANDLERS, queue.PRUNE_JOBS: self._prune_jobs}
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._slot_freed = threading.Event()
         self._inflight: dict[int, Future[None]] = {}
         self._lock = threading.Lock()
         self._listener: psycopg.Connection[tuple[object, ...]] | None = None
+        self._metrics_server: WSGIServer | None = None
+        # Housekeeping in the loop: when the gauges are read next, and whether this worker
+        # has made sure the prune job exists.
+        self._next_stats = 0.0
+        self._prune_ensured = False
+        self._stat_kinds: set[str] = set(self.handlers)
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -55,11 +75,14 @@ class Worker:
         )
         try:
             while not self._stop.is_set():
+                self._maintain()
                 free = self.config.worker_concurrency - self._count_inflight()
                 if free <= 0:
                     self._slot_freed.wait(0.5)
                     self._slot_freed.clear()
                     continue
+                if self._stop.is_set():
+                    break  # SIGTERM arrived during housekeeping: claim nothing more
                 try:
                     jobs = self._claim(free)
                 except DatabaseUnavailable:
@@ -78,6 +101,10 @@ class Worker:
             # Graceful stop: no new claims; jobs already started run to completion.
             pool.shutdown(wait=True)
             self._close_listener()
+            if self._metrics_server is not None:
+                self._metrics_server.shutdown()
+                self._metrics_server.server_close()
+                self._metrics_server = None
             log.info("worker_stopped", extra={"worker_id": self.worker_id})
 
     def stop(self, *_: object) -> None:
@@ -91,6 +118,10 @@ class Worker:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+    def serve_metrics(self) -> None:
+        """Serve /metrics on the configured port (the worker process, not tests)."""
+        self._metrics_server = maintenance.serve_metrics(self.settings.metrics_port)
 
     def run_until_idle(self, max_jobs: int = 1000) -> int:
         """Run due jobs in this thread until none is due (tests, one-shot tooling)."""
@@ -121,8 +152,40 @@ class Worker:
                 lease_seconds=self.config.job_lease_seconds,
             )
 
+    # ---- housekeeping -----------------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        """At a bounded rate: refresh the queue gauges and make sure the prune job exists.
+        Failures are logged and tried again next time; they never stop the loop."""
+        now = time.monotonic()
+        if now < self._next_stats:
+            return
+        self._next_stats = now + self.settings.stats_interval_seconds
+        try:
+            self.refresh_stats()
+            with self.database.transaction() as conn:
+                # At start the first prune runs at once; later (it died, or an operator
+                # deleted it) the next one waits a full interval, so a prune that keeps
+                # failing can't become a loop.
+                delay = self.settings.prune_interval_seconds if self._prune_ensured else 0.0
+                maintenance.ensure_prune_job(conn, delay_seconds=delay)
+            self._prune_ensured = True
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            log.warning("worker_housekeeping_failed", extra={"error": type(exc).__name__})
+
+    def refresh_stats(self) -> None:
+        with self.database.transaction() as conn:
+            stats = maintenance.read_stats(conn)
+        maintenance.publish_stats(stats, self._stat_kinds)
+
+    def _prune_jobs(self, _ctx: Context, _job: Job) -> None:
+        maintenance.prune_and_reschedule(self.database, self.settings)
+
     def _wait_for_work(self) -> None:
-        timeout = self.config.worker_poll_seconds
+        # Never sleep past the next housekeeping round.
+        timeout = min(
+            self.config.worker_poll_seconds, max(0.0, self._next_stats - time.monotonic())
+        )
         try:
             with self.database.transaction() as conn:
                 row = db.one(conn, "next_due_in", {})
@@ -178,7 +241,7 @@ class Worker:
     def execute(self, job: Job) -> None:
         started = time.perf_counter()
         with logs.context(correlation=job.correlation_id, run=job.run_id):
-            handler = HANDLERS.get(job.kind)
+            handler = self.handlers.get(job.kind)
             try:
                 if handler is None:
                     raise LookupError(f"no handler for job kind {job.kind!r}")
@@ -206,6 +269,17 @@ class Worker:
         code = failure.code if failure else type(exc).__name__
         facts = {"kind": job.kind, "job_id": job.id, "attempt": job.attempts, "error": code}
         with self.database.transaction() as conn:
+            if isinstance(exc, NotYet):
+                queue.retry(
+                    conn,
+                    job,
+                    worker_id=self.worker_id,
+                    error="not_yet",
+                    delay_seconds=exc.delay_seconds,
+                    free_attempt=True,
+                )
+                JOBS.labels(job.kind, "deferred").inc()
+                return
             if failure is not None and failure.kind == "rate_limited":
                 # Slack said when to come back; waiting is not a failed attempt.
                 delay = failure.retry_after or 30.0
@@ -237,32 +311,46 @@ class Worker:
         """A side effect that will never happen: keep the run's status honest and tell the
         person who acted what to do."""
         reference = job.correlation_id or str(job.id)
-        if job.kind in (queue.POST_RUN_MESSAGE, queue.POST_SUMMARY):
-            what = "run message" if job.kind == queue.POST_RUN_MESSAGE else "summary"
-            from_statuses = ["open"] if job.kind == queue.POST_RUN_MESSAGE else ["closed"]
-            with self.database.transaction() as conn:
-                ended = db.one(
+        if job.kind not in (queue.POST_RUN_MESSAGE, queue.POST_SUMMARY, queue.DM_RUNNER):
+            return
+        run_id = job.payload["run_id"]
+        with self.database.transaction() as conn:
+            record = load_run(conn, run_id)
+            if record is None:
+                return
+            channel = record.view.slack_channel_id
+            if job.kind != queue.DM_RUNNER:
+                what = "run message" if job.kind == queue.POST_RUN_MESSAGE else "summary"
+                failed = fail_run(
                     conn,
-                    "end_run",
-                    {
-                        "run_id": job.payload["run_id"],
-                        "status": "failed",
-                        "failure_reason": f"Slack did not accept the {what} ({code})",
-                        "from_statuses": from_statuses,
-                    },
+                    run_id,
+                    reason=f"Slack did not accept the {what} ({code})",
+                    category="slack_error" if hint else "slack_unavailable",
+                    from_statuses=["open"] if job.kind == queue.POST_RUN_MESSAGE else ["closed"],
+                    channel_id=channel,
+                    correlation_id=job.correlation_id,
                 )
-            if ended is not None:
-                RUNS.labels("failed").inc()
-            text = hint or (
-                f"I couldn't post the coffee {what}: Slack kept failing or timing out. Please "
-                f"try `/coffee` again in a minute (reference `{reference}`)."
-            )
-            if job.kind == queue.POST_RUN_MESSAGE:
-                who = {
-                    "response_url": job.payload.get("response_url"),
-                    "user": job.payload.get("actor"),
-                }
-                self._tell_quietly(who, f"⚠️ The coffee run couldn't start. {text}")
+            else:
+                what, failed = "runner's DM", False
+        if failed:
+            RUNS.labels("failed").inc()
+        again = "try `/coffee` again" if job.kind == queue.POST_RUN_MESSAGE else "try again"
+        text = hint or (
+            f"I couldn't send the coffee {what}: Slack kept failing or timing out. Please "
+            f"{again} in a minute (reference `{reference}`)."
+        )
+        who = {
+            "response_url": job.payload.get("response_url"),
+            "channel": channel,
+            # Whoever acted: the person who typed /coffee, or who closed the run.
+            "user": job.payload.get("actor") or record.view.initiator_slack_id,
+        }
+        prefix = (
+            "The coffee run couldn't start."
+            if job.kind == queue.POST_RUN_MESSAGE
+            else (f"The coffee {what} couldn't be sent.")
+        )
+        self._tell_quietly(who, f"⚠️ {prefix} {text}")
 
     def _tell_quietly(self, who: dict[str, object], text: str) -> None:
         try:

@@ -49,6 +49,10 @@ UPDATE jobs
                           SELECT 1 FROM jobs q WHERE q.dedupe_key = jobs.dedupe_key
                              AND q.status = 'queued')
                      THEN 'done' ELSE 'queued' END,
+       finished_at = CASE WHEN dedupe_key IS NOT NULL AND EXISTS (
+                               SELECT 1 FROM jobs q WHERE q.dedupe_key = jobs.dedupe_key
+                                  AND q.status = 'queued')
+                          THEN now() END,
        run_at = now() + make_interval(secs => %(delay_seconds)s),
        attempts = jobs.attempts - CASE WHEN %(free_attempt)s THEN 1 ELSE 0 END,
        locked_until = NULL, locked_by = NULL, last_error = %(error)s, updated_at = now()
@@ -66,13 +70,98 @@ UPDATE jobs SET status = 'queued', locked_until = NULL, locked_by = NULL,
  WHERE id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker_id)s;
 
 -- name: next_due_in
--- Seconds until the next queued job is due (NULL when none), so an idle worker sleeps
--- exactly until then instead of polling.
-SELECT EXTRACT(EPOCH FROM (min(run_at) - now()))::float8 AS seconds
-  FROM jobs WHERE status = 'queued';
+-- Seconds until the next job can be claimed (NULL when none), so an idle worker sleeps
+-- exactly until then instead of polling: the next queued job that is not waiting for a
+-- running job with its key (claim_jobs skips those, and counting them would make an idle
+-- worker spin until that job ends), or the next lease to run out.
+SELECT EXTRACT(EPOCH FROM least(
+           (SELECT j.run_at FROM jobs j
+             WHERE j.status = 'queued'
+               AND (j.dedupe_key IS NULL OR NOT EXISTS (
+                      SELECT 1 FROM jobs r
+                       WHERE r.dedupe_key = j.dedupe_key AND r.status = 'running'
+                         AND r.locked_until >= now()))
+             ORDER BY j.run_at, j.id
+             LIMIT 1),
+           (SELECT min(locked_until) FROM jobs WHERE status = 'running')
+       ) - now())::float8 AS seconds;
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = %(id)s;
 
 -- name: jobs_for_run
 SELECT id, kind, status, attempts, last_error FROM jobs WHERE run_id = %(run_id)s ORDER BY id;
+
+-- name: ensure_job
+-- A recurring job (one dedupe key) is added only when none is queued or running, so
+-- replicas starting together add it once.
+INSERT INTO jobs (kind, payload, run_at, dedupe_key)
+SELECT %(kind)s, '{}'::jsonb, now() + make_interval(secs => %(delay_seconds)s), %(dedupe_key)s
+ WHERE NOT EXISTS (SELECT 1 FROM jobs
+                    WHERE dedupe_key = %(dedupe_key)s AND status IN ('queued', 'running'))
+ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL DO NOTHING
+RETURNING id;
+
+-- name: prune_finished_jobs
+-- One bounded batch. `done` jobs go after `done_seconds`, `dead` ones after
+-- `dead_seconds`; rows another transaction holds are left for the next round.
+DELETE FROM jobs
+ WHERE id IN (
+    SELECT id FROM jobs
+     WHERE (status = 'done'
+            AND coalesce(finished_at, updated_at) < now() - make_interval(secs => %(done_seconds)s))
+        OR (status = 'dead'
+            AND coalesce(finished_at, updated_at) < now() - make_interval(secs => %(dead_seconds)s))
+     LIMIT %(batch)s
+       FOR UPDATE SKIP LOCKED)
+RETURNING status;
+
+-- name: job_stats
+-- Per kind: jobs that could start now but have not (queued and due, or running with a
+-- lease that ran out), how long the oldest of them has waited, and dead jobs.
+SELECT kind,
+       count(*) FILTER (WHERE status <> 'dead') AS due,
+       coalesce(EXTRACT(EPOCH FROM now() - min(CASE WHEN status = 'queued' THEN run_at
+                                                     WHEN status = 'running' THEN locked_until
+                                                END)), 0)::float8 AS oldest_due_age,
+       count(*) FILTER (WHERE status = 'dead') AS dead
+  FROM jobs
+ WHERE (status = 'queued' AND run_at <= now())
+    OR (status = 'running' AND locked_until < now())
+    OR status = 'dead'
+ GROUP BY kind
+ ORDER BY kind;
+
+-- name: list_jobs
+-- For operators: never the payload, which can hold response URLs.
+SELECT id, kind, status, attempts, max_attempts, run_at, last_error
+  FROM jobs
+ WHERE %(status)s::text IS NULL OR status = %(status)s::text
+ ORDER BY id DESC
+ LIMIT %(limit)s;
+
+-- name: job_statuses
+SELECT id, status FROM jobs WHERE id = ANY(%(ids)s);
+
+-- name: retry_dead_jobs
+-- Dead jobs back to the queue, due now with a fresh set of attempts (all of them with
+-- `all_dead`, else those in `ids`). Where a job with the same dedupe key is already queued,
+-- that one will do the work and the dead job stays as it is; of several dead jobs with
+-- one key, the newest goes back.
+WITH picked AS (
+    SELECT DISTINCT ON (coalesce(j.dedupe_key, j.id::text)) j.id
+      FROM jobs j
+     WHERE j.status = 'dead'
+       AND (%(all_dead)s OR j.id = ANY(%(ids)s))
+       AND (j.dedupe_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM jobs q WHERE q.dedupe_key = j.dedupe_key AND q.status = 'queued'))
+     ORDER BY coalesce(j.dedupe_key, j.id::text), j.id DESC
+), revived AS (
+    UPDATE jobs
+       SET status = 'queued', attempts = 0, run_at = now(), locked_until = NULL,
+           locked_by = NULL, finished_at = NULL, updated_at = now()
+      FROM picked
+     WHERE jobs.id = picked.id AND jobs.status = 'dead'
+    RETURNING jobs.id, jobs.kind
+)
+SELECT id, kind, pg_notify('coffeebuddy_jobs', kind) FROM revived ORDER BY id;

@@ -25,3 +25,15 @@ RETURNING reminder_sent_at, reminder_at;
 
 -- name: mark_last_call_sent
 UPDATE runs SET last_call_ts = %(ts)s WHERE id = %(run_id)s AND last_call_ts IS NULL;
+
+-- name: pending_close_jobs
+-- The summary and "you're the runner" DM of a run, while they are still to be sent.
+SELECT count(*)::int AS n FROM jobs
+ WHERE run_id = %(run_id)s AND kind IN ('post_summary', 'dm_runner')
+   AND status IN ('queued', 'running');
+
+-- name: reminder_due_recorded
+SELECT 1 AS found FROM events
+ WHERE run_id = %(run_id)s AND event_type = 'reminder_due'
+   AND envelope -> 'data' ->> 'due_at' = %(due_at)s
+ LIMIT 1;

@@ -333,6 +333,12 @@ class FakeSlack:
                 [_Fault(error, status, retry_after, delay)] * times
             )
 
+    def pending_faults(self, method: str) -> int:
+        """How many faults set with ``fail_next`` are still waiting for a call. A call takes
+        its fault when it arrives, before any ``delay``: 0 means the call is here."""
+        with self._lock:
+            return len(self._faults.get(method, ()))
+
     def reset(self) -> None:
         """Forget traffic and per-test state; users, channels and response URLs stay."""
         with self._lock:

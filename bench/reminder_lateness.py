@@ -1,0 +1,217 @@
+"""How late runner reminders go out (FR6: within 5 s of their due time), measured against
+the real gunicorn + worker process + Postgres with the fake Slack on the other side.
+
+    .venv/bin/python -m bench.reminder_lateness [--reminders 100] [--spread 20]
+
+Starts one run per channel, orders and closes each through the HTTP endpoints, then moves
+every run's reminder (its job and runs.reminder_at) to a moment spread over the next
+`--spread` seconds and waits until all are sent. Lateness is reminder_sent_at −
+reminder_at as the worker recorded it. Prints p50/p95/max. The machine is shared and
+noisy: compare figures from one run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+
+from coffeebuddy.migrate import migrate
+from coffeebuddy.service.reminders import RUNNER_REMINDER
+from coffeebuddy.slack import blocks
+from tests.fakes.slack_api import FakeSlack
+from tests.processes import HttpClient, start_service
+from tests.slack_payloads import block_action_body, command_body, view_submission_body
+
+ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LEAD_SECONDS = 2.0  # the first reminder is due this long after they are moved
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reminders", type=int, default=100, help="runs (channels) to remind")
+    parser.add_argument("--spread", type=float, default=20.0, help="seconds the due times span")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
+    args = parser.parse_args()
+
+    db_name = f"cb_bench_{uuid.uuid4().hex[:8]}"
+    base = ADMIN_URL.rpartition("/")[0]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    url = f"{base}/{db_name}"
+    migrate(url)
+    slack = FakeSlack(token="xoxb-test-0000-bot-token")
+    slack.start()
+    channels = [f"C0REM{i:04d}" for i in range(args.reminders)]
+    users = [f"U0R{i:03d}" for i in range(30)]
+    for channel in channels:
+        slack.add_channel(channel, name=channel.lower())
+    for user in users:
+        slack.add_user(user, tz="Europe/Berlin")
+    try:
+        with start_service(url, slack.base_url) as service:
+            run(service.client, slack, url, channels, users, args)
+    finally:
+        slack.stop()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def run(
+    client: HttpClient,
+    slack: FakeSlack,
+    url: str,
+    channels: list[str],
+    users: list[str],
+    args: argparse.Namespace,
+) -> None:
+    def post(path: str, body: bytes) -> None:
+        status = client.post(path, body).status_code
+        if status != 200:
+            raise SystemExit(f"unexpected HTTP {status} from {path}")
+
+    def start(i: int) -> None:
+        post(
+            "/slack/commands",
+            command_body(
+                user_id=users[i % len(users)],
+                channel_id=channels[i],
+                text="in 30m Lobby",
+                response_url=slack.response_url(f"c{i}"),
+            ),
+        )
+
+    with ThreadPoolExecutor(args.clients) as pool:
+        list(pool.map(start, range(len(channels))))
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        run_ids = {
+            str(channel): str(run_id)
+            for channel, run_id in conn.execute(
+                "SELECT c.slack_channel_id, r.id FROM runs r JOIN channels c ON c.id = r.channel_id"
+            ).fetchall()
+        }
+
+    def order_and_close(i: int) -> None:
+        run_id = run_ids[channels[i]]
+        for k in (1, 2):
+            who = users[(i + k) % len(users)]
+            post(
+                "/slack/interactions",
+                view_submission_body(user_id=who, run_id=run_id, order_text="flat white"),
+            )
+        post(
+            "/slack/interactions",
+            block_action_body(
+                user_id=users[i % len(users)],
+                channel_id=channels[i],
+                action_id=blocks.ACTION_CLOSE_RUN,
+                value=run_id,
+                response_url=slack.response_url(f"x{i}"),
+            ),
+        )
+
+    with ThreadPoolExecutor(args.clients) as pool:
+        list(pool.map(order_and_close, range(len(channels))))
+
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def settled() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE status = 'closed' AND runner_dm_ts IS NOT NULL"
+                "                          AND summary_ts IS NOT NULL),"
+                "       count(*) FROM runs"
+            ).fetchone()
+            busy = conn.execute(
+                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
+                " AND run_at <= now() AND kind <> %s",
+                (RUNNER_REMINDER,),
+            ).fetchone()
+            return row is not None and busy is not None and row[0] == row[1] and busy[0] == 0
+
+        wait_until("every run closed, summarised and its runner told", settled, 120)
+        n = len(channels)
+        step = args.spread / max(1, n - 1)
+        with conn.transaction():
+            # What scheduling does in production: move the job and the run's reminder_at
+            # together, and wake the worker (schedule_job_at sends the same NOTIFY).
+            moved = conn.execute(
+                "WITH r AS (SELECT id, now() + make_interval(secs => %s"
+                "             + (row_number() OVER (ORDER BY random()) - 1) * %s) AS due"
+                "             FROM runs WHERE status = 'closed'),"
+                " j AS (UPDATE jobs SET run_at = r.due FROM r"
+                "        WHERE jobs.run_id = r.id AND jobs.kind = %s AND jobs.status = 'queued'"
+                "        RETURNING jobs.run_id)"
+                " UPDATE runs SET reminder_at = r.due FROM r"
+                "  WHERE runs.id = r.id AND r.id IN (SELECT run_id FROM j)",
+                (LEAD_SECONDS, step, RUNNER_REMINDER),
+            ).rowcount
+            conn.execute("SELECT pg_notify('coffeebuddy_jobs', %s)", (RUNNER_REMINDER,))
+        if moved != n:
+            raise SystemExit(f"moved {moved} reminders, expected {n}")
+        started = time.monotonic()
+
+        def all_sent() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM runs WHERE reminder_sent_at IS NOT NULL"
+            ).fetchone()
+            return row is not None and row[0] == n
+
+        wait_until("every reminder sent", all_sent, LEAD_SECONDS + args.spread + 60)
+        elapsed = time.monotonic() - started
+        time.sleep(1.0)  # let any duplicate arrive before counting
+        lateness = [
+            float(r[0])
+            for r in conn.execute(
+                "SELECT EXTRACT(EPOCH FROM reminder_sent_at - reminder_at) FROM runs"
+            ).fetchall()
+        ]
+        events = conn.execute(
+            "SELECT count(*) FROM events WHERE event_type = 'reminder_sent'"
+        ).fetchone()
+
+    sent = [
+        c
+        for c in slack.calls("chat.postMessage")
+        if c.ok and "reminder" in str(c.args.get("text", "")).lower()
+    ]
+    print(
+        f"{n} reminders due over {args.spread:.0f} s, real worker process "
+        f"(all sent {elapsed:.1f} s after scheduling)"
+    )
+    sent_events = events[0] if events else 0
+    print(f"reminder DMs Slack accepted: {len(sent)}; reminder_sent events: {sent_events}")
+    print(
+        f"{'lateness':<10} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'min ms':>8} {'mean ms':>8}"
+    )
+    ms = [x * 1000 for x in lateness]
+    print(
+        f"{'':<10} {percentile(ms, 50):>8.1f} {percentile(ms, 95):>8.1f} {max(ms):>8.1f} "
+        f"{min(ms):>8.1f} {statistics.fmean(ms):>8.1f}"
+    )
+    over = sum(1 for x in lateness if x >= 5.0)
+    print(f"late by 5 s or more: {over}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Keeping the queue healthy and visible: the recurring prune job, the queue gauges, and
+the worker's own /metrics endpoint."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+
+from coffeebuddy import db
+from coffeebuddy.db import Conn, Database
+from coffeebuddy.jobs import queue
+from coffeebuddy.jobs.settings import WorkerSettings
+from coffeebuddy.metrics import JOB_OLDEST_DUE_AGE, JOB_QUEUE_DEPTH, JOBS_DEAD, JOBS_PRUNED
+
+log = logging.getLogger(__name__)
+
+# One dedupe key for the prune job in the whole deployment: at most one is ever queued.
+PRUNE_KEY = "recurring:prune_jobs"
+# When a prune run stopped at its batch limit, the next one comes this soon.
+PRUNE_AGAIN_SECONDS = 1.0
+
+
+# ---- pruning ------------------------------------------------------------------------------
+
+
+def ensure_prune_job(conn: Conn, *, delay_seconds: float = 0.0) -> bool:
+    """Schedule the prune job unless one is already queued or running. True if added."""
+    row = db.one(
+        conn,
+        "ensure_job",
+        {"kind": queue.PRUNE_JOBS, "dedupe_key": PRUNE_KEY, "delay_seconds": delay_seconds},
+    )
+    return row is not None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    done: int
+    dead: int
+    # The batch limit was reached: there may be more to delete.
+    more: bool
+
+
+def prune(database: Database, settings: WorkerSettings) -> Pruned:
+    """Delete finished jobs past their retention, one short transaction per batch so that
+    the table is never locked for long."""
+    params = {
+        "done_seconds": settings.job_retention_hours * 3600,
+        "dead_seconds": settings.dead_job_retention_days * 86400,
+        "batch": settings.prune_batch_size,
+    }
+    done = dead = 0
+    for _ in range(settings.prune_max_batches):
+        with database.transaction() as conn:
+            rows = db.all_rows(conn, "prune_finished_jobs", params)
+        removed_dead = sum(1 for r in rows if r["status"] == "dead")
+        done += len(rows) - removed_dead
+        dead += removed_dead
+        if len(rows) < settings.prune_batch_size:
+            return Pruned(done, dead, more=False)
+    return Pruned(done, dead, more=True)
+
+
+def prune_and_reschedule(database: Database, settings: WorkerSettings) -> Pruned:
+    """The prune job's work: prune, then queue the next run (its dedupe key keeps it one)."""
+    pruned = prune(database, settings)
+    JOBS_PRUNED.labels("done").inc(pruned.done)
+    JOBS_PRUNED.labels("dead").inc(pruned.dead)
+    if pruned.done or pruned.dead:
+        log.info("jobs_pruned", extra={"count": pruned.done + pruned.dead})
+    delay = PRUNE_AGAIN_SECONDS if pruned.more else settings.prune_interval_seconds
+    with database.transaction() as conn:
+        queue.enqueue(conn, queue.PRUNE_JOBS, {}, delay_seconds=delay, dedupe_key=PRUNE_KEY)
+    return pruned
+
+
+# ---- queue gauges -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KindStats:
+    kind: str
+    due: int
+    oldest_due_age: float
+    dead: int
+
+
+def read_stats(conn: Conn) -> list[KindStats]:
+    return [
+        KindStats(
+            kind=r["kind"],
+            due=int(r["due"]),
+            oldest_due_age=max(0.0, float(r["oldest_due_age"])),
+            dead=int(r["dead"]),
+        )
+        for r in db.all_rows(conn, "job_stats")
+    ]
+
+
+def publish_stats(stats: Iterable[KindStats], known_kinds: set[str]) -> None:
+    """Set the gauges; kinds in `known_kinds` without rows read 0 rather than keep a stale
+    value. Kinds seen are added to `known_kinds`."""
+    by_kind = {s.kind: s for s in stats}
+    known_kinds.update(by_kind)
+    for kind in sorted(known_kinds):
+        current = by_kind.get(kind, KindStats(kind, 0, 0.0, 0))
+        JOB_QUEUE_DEPTH.labels(kind).set(current.due)
+        JOB_OLDEST_DUE_AGE.labels(kind).set(current.oldest_due_age)
+        JOBS_DEAD.labels(kind).set(current.dead)
+
+
+# ---- the worker's /metrics ------------------------------------------------------------------
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> WSGIServer | None:  # noqa: S104 (scraped from inside the cluster)
+    """Serve /metrics for this process (all processes sharing PROMETHEUS_MULTIPROC_DIR in
+    multiprocess mode) on a daemon thread. None when disabled (port 0) or when the port is
+    taken: missing metrics must not stop the jobs."""
+    if port == 0:
+        return None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = REGISTRY
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=registry)
+    except OSError as exc:
+        log.error("worker_metrics_unavailable", extra={"port": port, "error": str(exc)})
+        return None
+    log.info("worker_metrics_serving", extra={"port": server.server_address[1]})
+    return server
