@@ -36,12 +36,11 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bench.request_latency import percentile
-from coffeebuddy.config import Config, Secret
+from coffeebuddy.config import Config, Secret, WorkerSettings
 from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.jobs.queue import Job
-from coffeebuddy.jobs.settings import WorkerSettings
 from coffeebuddy.migrate import migrate
 from tests.fakes.slack_api import FakeSlack
 

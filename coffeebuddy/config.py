@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 DEFAULT_SLACK_API_BASE_URL = "https://slack.com/api/"
@@ -35,6 +35,33 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    # Port of the worker's own /metrics endpoint; 0 serves none.
+    metrics_port: int = 9102
+    # `done` jobs are deleted this long after they finished; `dead` ones are kept longer
+    # so that operators can look at them and retry them.
+    job_retention_hours: int = 24
+    dead_job_retention_days: int = 14
+    # How often the queue gauges (depth, oldest due job, dead jobs) are read from the table.
+    stats_interval_seconds: float = 15.0
+    # How often the prune job runs, and how many rows one DELETE removes.
+    prune_interval_seconds: float = 3600.0
+    prune_batch_size: int = 1000
+    # A prune run stops after this many batches and comes back soon for the rest, so a
+    # huge backlog never holds one job (and its lease) for long.
+    prune_max_batches: int = 50
+
+    @classmethod
+    def from_environ(cls, env: Mapping[str, str]) -> WorkerSettings:
+        return cls(
+            metrics_port=_int(env, "COFFEEBUDDY_WORKER_METRICS_PORT", 9102, 0, 65535),
+            job_retention_hours=_int(env, "COFFEEBUDDY_JOB_RETENTION_HOURS", 24, 1, 24 * 365),
+            dead_job_retention_days=_int(env, "COFFEEBUDDY_DEAD_JOB_RETENTION_DAYS", 14, 1, 365),
+            stats_interval_seconds=_float(env, "COFFEEBUDDY_WORKER_STATS_SECONDS", 15.0, 0.1, 600),
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     database_url: Secret
     slack_signing_secret: Secret
@@ -56,6 +83,8 @@ class Config:
     worker_poll_seconds: float = 1.0
     job_lease_seconds: int = 60
     log_level: str = "INFO"
+    # Settings only the worker process uses.
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     # Kafka brokers (host:port) for the event relay; empty turns the relay off.
     kafka_bootstrap_servers: tuple[str, ...] = ()
     # Events read, published and marked sent per relay round.
@@ -82,6 +111,7 @@ class Config:
             worker_concurrency=_int(env, "COFFEEBUDDY_WORKER_CONCURRENCY", 4, 1, 64),
             worker_poll_seconds=_float(env, "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, 0.05, 60),
             job_lease_seconds=_int(env, "COFFEEBUDDY_JOB_LEASE_SECONDS", 60, 5, 3600),
+            worker=WorkerSettings.from_environ(env),
             log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             kafka_bootstrap_servers=_host_ports(env, "KAFKA_BOOTSTRAP_SERVERS"),
             relay_batch=_int(env, "COFFEEBUDDY_RELAY_BATCH", 500, 1, 10_000),

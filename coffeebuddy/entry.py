@@ -9,10 +9,9 @@ from typing import NoReturn
 import falcon
 
 from coffeebuddy import logs
-from coffeebuddy.config import Config, ConfigError
+from coffeebuddy.config import Config, ConfigError, WorkerSettings
 from coffeebuddy.db import Database
 from coffeebuddy.jobs.handlers import Context
-from coffeebuddy.jobs.settings import WorkerSettings
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.relay import start_relay
 from coffeebuddy.slack.api import make_client
@@ -49,17 +48,15 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
     database.open(wait=False)
     # Job handlers may wait longer for Slack than a request can; the lease covers it.
     client = make_client(config, timeout=10)
-    return Worker(config, database, Context(database=database, slack=client), settings)
+    return Worker(
+        config, database, Context(database=database, slack=client), settings or config.worker
+    )
 
 
 def run_worker(env: Mapping[str, str]) -> int:
     config = load_config(env)
     logs.setup(config.log_level)
-    try:
-        settings = WorkerSettings.from_environ(env)
-    except ConfigError as exc:
-        _die(str(exc))
-    worker = build_worker(config, settings)
+    worker = build_worker(config)
     worker.install_signal_handlers()
     worker.serve_metrics()
     relay = start_relay(config)

@@ -12,9 +12,9 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 
 from coffeebuddy import db
+from coffeebuddy.config import WorkerSettings
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.jobs import queue
-from coffeebuddy.jobs.settings import WorkerSettings
 from coffeebuddy.metrics import JOB_OLDEST_DUE_AGE, JOB_QUEUE_DEPTH, JOBS_DEAD, JOBS_PRUNED
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,11 @@ from wsgiref.simple_server import WSGIServer
 import psycopg
 
 from coffeebuddy import db, logs
-from coffeebuddy.config import Config
+from coffeebuddy.config import Config, WorkerSettings
 from coffeebuddy.db import Database, DatabaseUnavailable
 from coffeebuddy.jobs import maintenance, queue
 from coffeebuddy.jobs.handlers import HANDLERS, Context, Handler, NotYet, tell
 from coffeebuddy.jobs.queue import Job
-from coffeebuddy.jobs.settings import WorkerSettings
 from coffeebuddy.metrics import JOB_DURATION, JOBS, RUNS
 from coffeebuddy.service.closing import fail_run
 from coffeebuddy.slack.api import classify

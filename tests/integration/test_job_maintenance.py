@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from coffeebuddy import db
+from coffeebuddy.config import WorkerSettings
 from coffeebuddy.jobs import maintenance, queue
-from coffeebuddy.jobs.settings import WorkerSettings
 from coffeebuddy.jobs.worker import Worker
 from tests.driver import SqlFn
 

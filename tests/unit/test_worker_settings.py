@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coffeebuddy.config import ConfigError
-from coffeebuddy.jobs.settings import WorkerSettings
+from coffeebuddy.config import ConfigError, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
