@@ -54,6 +54,7 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
         runner_slack_id=row["runner_slack_id"],
         runner_reason=row["runner_reason"],
         failure_reason=row["failure_reason"],
+        cancel_reason=row["cancel_reason"],
         first_in_channel=row["first_in_channel"],
     )
     return RunRecord(

@@ -47,6 +47,8 @@ class RunView:
     # One sentence, with Slack mentions, saying why the runner was chosen.
     runner_reason: str | None = None
     failure_reason: str | None = None
+    # Why it was canceled, written by CoffeeBuddy (may hold mentions), e.g. "<@U1> canceled it."
+    cancel_reason: str | None = None
     # The first run in a channel carries a short "how this works" line.
     first_in_channel: bool = False
 

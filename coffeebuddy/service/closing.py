@@ -42,25 +42,8 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
     channel = run["slack_channel_id"]
     orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
     if not orders:
-        db.one(
-            conn,
-            "end_run",
-            {
-                "run_id": run_id,
-                "status": "canceled",
-                "failure_reason": None,
-                "from_statuses": ["open"],
-            },
-        )
-        refresh_run_message(conn, run_id, corr, delay_seconds=0)
-        events.record(
-            conn,
-            "run_canceled",
-            run_id=run_id,
-            channel_id=channel,
-            correlation_id=corr,
-            reason="no_orders",
-            by=closed_by,
+        cancel_locked_run(
+            conn, run, reason="no_orders", by=closed_by, text="Nobody ordered, so it was canceled."
         )
         return CloseOutcome(RunStatus.CANCELED)
 
@@ -154,6 +137,34 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
     return CloseOutcome(RunStatus.CLOSED, choice.runner_slack_id, items, duration)
 
 
+def cancel_locked_run(
+    conn: Conn, run: Mapping[str, Any], *, reason: str, by: str | None, text: str | None
+) -> None:
+    """Cancel an open run whose row the caller locked. `reason` is for the event stream
+    ("no_orders", "canceled", "channel_disabled"); `text` is shown on the run message."""
+    db.one(
+        conn,
+        "end_run",
+        {
+            "run_id": run["id"],
+            "status": "canceled",
+            "failure_reason": None,
+            "cancel_reason": text,
+            "from_statuses": ["open"],
+        },
+    )
+    refresh_run_message(conn, run["id"], run["correlation_id"], delay_seconds=0)
+    events.record(
+        conn,
+        "run_canceled",
+        run_id=run["id"],
+        channel_id=run["slack_channel_id"],
+        correlation_id=run["correlation_id"],
+        reason=reason,
+        by=by,
+    )
+
+
 def fail_run(
     conn: Conn,
     run_id: str,
@@ -172,6 +183,7 @@ def fail_run(
             "run_id": run_id,
             "status": "failed",
             "failure_reason": reason,
+            "cancel_reason": None,
             "from_statuses": from_statuses,
         },
     )

@@ -26,12 +26,12 @@ from coffeebuddy.errors import CoffeeBuddyError
 from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
-from coffeebuddy.service.closing import close_locked_run
+from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.effects import refresh_run_message, tell
 from coffeebuddy.slack import blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import Profile, SlackGateway
-from coffeebuddy.store import load_run
+from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,10 @@ class RunService:
         correlation_id: str,
     ) -> None:
         """Place order / Edit my order: a modal, pre-filled with the current order."""
-        with self.db.transaction() as conn:
-            record = load_run(conn, run_id)
-            if record is None or record.view.status is not RunStatus.OPEN:
-                self._tell(
-                    conn, run_id, actor, _not_open_text(record), response_url, correlation_id
-                )
-                return
-            mine = next((o for o in record.view.orders if o.slack_user_id == actor.user_id), None)
+        record = self._load_open(actor, run_id, response_url, correlation_id)
+        if record is None:
+            return
+        mine = next((o for o in record.view.orders if o.slack_user_id == actor.user_id), None)
         view = blocks.order_modal(
             str(run_id),
             current_text=mine.text if mine else None,
@@ -232,9 +228,8 @@ class RunService:
         correlation_id: str,
     ) -> None:
         with self.db.transaction() as conn:
-            run = db.one(conn, "lock_run", {"run_id": run_id})
-            if run is None or run["status"] != RunStatus.OPEN:
-                self._tell(conn, run_id, actor, _not_open_text(run), response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            if run is None:
                 return
             user = self._upsert_user(conn, actor)
             pref = db.one(
@@ -287,9 +282,8 @@ class RunService:
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
         with self.db.transaction() as conn:
-            run = db.one(conn, "lock_run", {"run_id": run_id})
-            if run is None or run["status"] != RunStatus.OPEN:
-                self._tell(conn, run_id, actor, _not_open_text(run), response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            if run is None:
                 return
             user = db.one(conn, "get_user_by_slack_id", {"slack_user_id": actor.user_id})
             canceled = user is not None and db.one(
@@ -347,25 +341,12 @@ class RunService:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
                 return
-            db.one(
+            cancel_locked_run(
                 conn,
-                "end_run",
-                {
-                    "run_id": run_id,
-                    "status": "canceled",
-                    "failure_reason": None,
-                    "from_statuses": ["open"],
-                },
-            )
-            self._refresh(conn, run_id, run["correlation_id"], delay=0)
-            events.record(
-                conn,
-                "run_canceled",
-                run_id=run_id,
-                channel_id=run["slack_channel_id"],
-                correlation_id=run["correlation_id"],
+                run,
                 reason="canceled",
                 by=actor.user_id,
+                text=f"<@{actor.user_id}> canceled it.",
             )
             self._tell(
                 conn,
@@ -392,13 +373,9 @@ class RunService:
         """Edit time/note: the initiator's (or an admin's) form, filled with what is set."""
         if not self._may_manage(actor, run_id, response_url, correlation_id):
             return
-        with self.db.transaction() as conn:
-            record = load_run(conn, run_id)
-            if record is None or record.view.status is not RunStatus.OPEN:
-                self._tell(
-                    conn, run_id, actor, _not_open_text(record), response_url, correlation_id
-                )
-                return
+        record = self._load_open(actor, run_id, response_url, correlation_id)
+        if record is None:
+            return
         pickup_local = None
         if record.view.pickup_time is not None:
             tz = self._time_zone(actor.user_id)
@@ -541,6 +518,19 @@ class RunService:
                 )
                 log.info("not_allowed", extra={"action": "manage_run", "user_id": actor.user_id})
         return allowed
+
+    def _load_open(
+        self, actor: Actor, run_id: uuid.UUID, response_url: str | None, correlation_id: str
+    ) -> RunRecord | None:
+        """The run, if it is still open; otherwise tell `actor` why not."""
+        with self.db.transaction() as conn:
+            record = load_run(conn, run_id)
+            if record is None or record.view.status is not RunStatus.OPEN:
+                self._tell(
+                    conn, run_id, actor, _not_open_text(record), response_url, correlation_id
+                )
+                return None
+        return record
 
     def _is_manager(self, actor: Actor, initiator: str) -> bool:
         """The initiator, a configured admin, or a Slack workspace admin/owner."""

@@ -198,7 +198,8 @@ def _run_status_line(view: RunView) -> str | None:
                 return "Closed. Summary below."
             return f"Closed — {_mention(view.runner_slack_id)} is on it. Summary below."
         case RunStatus.CANCELED:
-            return "This run was canceled."
+            # cancel_reason is written by CoffeeBuddy, not users, and may hold mentions.
+            return " ".join(filter(None, ["This run was canceled.", view.cancel_reason]))
         case RunStatus.FAILED:
             # failure_reason is written by CoffeeBuddy, not users, and may hold mentions.
             reason = view.failure_reason or "something went wrong"

@@ -71,7 +71,8 @@ SELECT r.*, c.slack_channel_id, c.fairness_window_runs, c.enabled AS channel_ena
 -- name: get_run_view
 SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
        r.reminder_at, r.reminder_ts, r.last_call_ts,
-       r.runner_reason, r.failure_reason, r.first_in_channel, r.message_ts, r.summary_ts,
+       r.runner_reason, r.failure_reason, r.cancel_reason, r.first_in_channel, r.message_ts,
+       r.summary_ts,
        r.runner_dm_channel, r.runner_dm_ts, r.correlation_id,
        c.slack_channel_id, c.id AS channel_id,
        iu.slack_user_id AS initiator_slack_id,
@@ -159,7 +160,7 @@ RETURNING closed_at, started_at;
 -- Cancel or fail an open run; a closed run can still fail if its summary never posts.
 UPDATE runs
    SET status = %(status)s, closed_at = COALESCE(closed_at, now()),
-       failure_reason = %(failure_reason)s
+       failure_reason = %(failure_reason)s, cancel_reason = %(cancel_reason)s
  WHERE id = %(run_id)s AND status = ANY(%(from_statuses)s)
 RETURNING id, started_at, closed_at;
 
