@@ -8,6 +8,7 @@ import sys
 
 from coffeebuddy import logs
 from coffeebuddy.config import ConfigError
+from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.jobs import cli as jobs_cli
 
 
@@ -23,14 +24,22 @@ def main(argv: list[str] | None = None) -> int:
     jobs_cli.add_parser(sub)
     args = parser.parse_args(argv)
 
+    if args.command == "serve":
+        return _serve(args.port, args.web_workers)
+    try:
+        # Vault or the Vault Agent's files may hold DATABASE_URL.
+        env = environ_with_secrets(os.environ)
+    except ConfigError as exc:
+        print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "jobs":
         # Output for a person at a terminal, not JSON log lines.
-        return jobs_cli.run(args, os.environ)
-    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
+        return jobs_cli.run(args, env)
+    logs.setup(env.get("LOG_LEVEL", "INFO").upper())
     if args.command == "migrate":
         from coffeebuddy.migrate import migrate
 
-        url = os.environ.get("DATABASE_URL", "").strip()
+        url = env.get("DATABASE_URL", "").strip()
         if not url:
             print(
                 "coffeebuddy: configuration error: DATABASE_URL is required but not set",
@@ -40,10 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         applied = migrate(url)
         print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
         return 0
+    return 2
+
+
+def _serve(port: int, web_workers: int) -> int:
     from coffeebuddy.devserver import serve as run_serve
 
+    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
     try:
-        return run_serve(port=args.port, web_workers=args.web_workers)
+        return run_serve(port=port, web_workers=web_workers)
     except ConfigError as exc:
         print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
         return 2

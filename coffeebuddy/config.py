@@ -93,10 +93,17 @@ class Config:
     relay_poll_seconds: float = 1.0
     # Published events are kept this long in the outbox (for inspection), then pruned.
     event_retention_days: int = 7
+    # Global bounds for a channel's data retention (channel admins choose within them).
+    retention_min_days: int = 1
+    retention_max_days: int = 365
+
+    @property
+    def retention_bounds(self) -> tuple[int, int]:
+        return self.retention_min_days, self.retention_max_days
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Config:
-        return cls(
+        config = cls(
             database_url=_secret(env, "DATABASE_URL", check=_check_db_url),
             slack_signing_secret=_secret(env, "SLACK_SIGNING_SECRET"),
             slack_bot_token=_secret(env, "SLACK_BOT_TOKEN", check=_check_bot_token),
@@ -117,7 +124,15 @@ class Config:
             relay_batch=_int(env, "COFFEEBUDDY_RELAY_BATCH", 500, 1, 10_000),
             relay_poll_seconds=_float(env, "COFFEEBUDDY_RELAY_POLL_SECONDS", 1.0, 0.05, 60),
             event_retention_days=_int(env, "COFFEEBUDDY_EVENT_RETENTION_DAYS", 7, 1, 3650),
+            retention_min_days=_int(env, "COFFEEBUDDY_RETENTION_MIN_DAYS", 1, 1, 3650),
+            retention_max_days=_int(env, "COFFEEBUDDY_RETENTION_MAX_DAYS", 365, 1, 3650),
         )
+        if not config.retention_min_days <= 90 <= config.retention_max_days:
+            # 90 days is the retention every new channel starts with.
+            raise ConfigError(
+                "COFFEEBUDDY_RETENTION_MIN_DAYS..COFFEEBUDDY_RETENTION_MAX_DAYS must include 90"
+            )
+        return config
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:

@@ -14,6 +14,7 @@ from coffeebuddy.db import Database
 from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.relay import start_relay
+from coffeebuddy.secrets import SecretKeeper, SecretSettings, SecretSource, load_secrets
 from coffeebuddy.slack.api import make_client
 
 
@@ -30,12 +31,35 @@ def _die(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def environ_with_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """For one-shot commands (migrate, jobs): the secrets read once, no renewal thread.
+    Raises ConfigError."""
+    if SecretSettings.from_environ(env).source is SecretSource.ENV:
+        return dict(env)
+    return {**env, **load_secrets(env).as_environ()}
+
+
+def keep_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], SecretKeeper | None]:
+    """The environment with the secrets filled in from Vault or the Vault Agent's files,
+    and the keeper that renews them (None when they come from the environment itself,
+    which is for local development only)."""
+    try:
+        if SecretSettings.from_environ(env).source is SecretSource.ENV:
+            return dict(env), None
+        keeper = SecretKeeper.from_environ(env).start()
+    except ConfigError as exc:
+        _die(str(exc))
+    return {**env, **keeper.bundle.as_environ()}, keeper
+
+
 def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Response]:
     from coffeebuddy.web.app import create_app
 
-    config = load_config(env)
+    logs.setup((env.get("LOG_LEVEL") or "INFO").upper())
+    full_env, keeper = keep_secrets(env)
+    config = load_config(full_env)
     logs.setup(config.log_level)
-    return create_app(config)
+    return create_app(config, secrets_ok=keeper.healthy if keeper else lambda: True)
 
 
 def build_worker(config: Config, settings: WorkerSettings | None = None) -> Worker:
@@ -54,7 +78,9 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
 
 
 def run_worker(env: Mapping[str, str]) -> int:
-    config = load_config(env)
+    logs.setup((env.get("LOG_LEVEL") or "INFO").upper())
+    full_env, keeper = keep_secrets(env)
+    config = load_config(full_env)
     logs.setup(config.log_level)
     worker = build_worker(config)
     worker.install_signal_handlers()
@@ -65,5 +91,7 @@ def run_worker(env: Mapping[str, str]) -> int:
     finally:
         if relay is not None:
             relay.stop()
+        if keeper is not None:
+            keeper.stop()
         worker.database.close()
     return 0

@@ -132,3 +132,8 @@ JOBS_PRUNED = Counter(
     "Finished jobs deleted by the prune job, by status (done, dead).",
     ["status"],
 )
+RETENTION_PURGED = Counter(
+    "coffeebuddy_retention_purged_total",
+    "Rows deleted (or runner stats recomputed) by the daily retention purge, by what.",
+    ["what"],
+)

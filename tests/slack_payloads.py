@@ -176,3 +176,126 @@ def run_modal_submission_payload(
 
 def run_modal_submission_body(**kwargs: Any) -> bytes:
     return _payload_body(run_modal_submission_payload(**kwargs))
+
+
+# ---- channel administration ---------------------------------------------------------------
+
+ADMIN_MODAL_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "reminders_enabled": True,
+    "last_call_enabled": False,
+    "reminder_offset_minutes": 5,
+    "last_call_minutes": 5,
+    "fairness_window_runs": 10,
+    "data_retention_days": 90,
+    "admin_user_ids": (),
+}
+_ADMIN_SWITCHES = ("enabled", "reminders_enabled", "last_call_enabled")
+_ADMIN_NUMBERS = (
+    "reminder_offset_minutes",
+    "last_call_minutes",
+    "fairness_window_runs",
+    "data_retention_days",
+)
+
+
+def admin_modal_state(**settings: Any) -> dict[str, Any]:
+    """The settings modal's `view.state.values` as Slack submits them: block id == action
+    id == column name; a ticked checkbox carries the option value "on", an unticked one
+    an empty list; a number input's value is a string (null when the field is empty); the
+    users select gives `selected_users`. Unnamed settings take the channel defaults."""
+    unknown = set(settings) - set(ADMIN_MODAL_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown admin settings: {sorted(unknown)}")
+    wanted = {**ADMIN_MODAL_DEFAULTS, **settings}
+    values: dict[str, Any] = {}
+    for key in _ADMIN_SWITCHES:
+        selected = (
+            [{"text": {"type": "plain_text", "text": key, "emoji": True}, "value": "on"}]
+            if wanted[key]
+            else []
+        )
+        values[key] = {key: {"type": "checkboxes", "selected_options": selected}}
+    for key in _ADMIN_NUMBERS:
+        raw = wanted[key]
+        values[key] = {key: {"type": "number_input", "value": None if raw is None else str(raw)}}
+    values["admin_user_ids"] = {
+        "admin_user_ids": {
+            "type": "multi_users_select",
+            "selected_users": list(wanted["admin_user_ids"]),
+        }
+    }
+    return values
+
+
+def admin_modal_submission_payload(
+    *, user_id: str, channel_id: str, callback_id: str = "admin_modal", **settings: Any
+) -> dict[str, Any]:
+    """A view_submission of the `/coffee admin` modal; the channel id travels in
+    private_metadata, as the app put it there."""
+    payload = view_submission_payload(
+        user_id=user_id, run_id=channel_id, order_text="", callback_id=callback_id
+    )
+    payload["view"]["state"]["values"] = admin_modal_state(**settings)
+    return payload
+
+
+def admin_modal_submission_body(**kwargs: Any) -> bytes:
+    return _payload_body(admin_modal_submission_payload(**kwargs))
+
+
+def view_block_action_payload(
+    *,
+    user_id: str,
+    channel_id: str,
+    action_id: str,
+    value: str,
+    block_id: str = "admin_reset",
+    callback_id: str = "admin_modal",
+    trigger_id: str | None = None,
+) -> dict[str, Any]:
+    """A button pressed inside a modal: the container is the view, there is no channel
+    and no response_url, and the view's private_metadata is the channel id."""
+    view_id = "V" + uuid.uuid4().hex[:10].upper()
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM_ID, "domain": "example"},
+        "user": {
+            "id": user_id,
+            "username": user_id.lower(),
+            "name": user_id.lower(),
+            "team_id": TEAM_ID,
+        },
+        "api_app_id": "A0COFFEE",
+        "token": "legacy-verification-token-unused",
+        "container": {"type": "view", "view_id": view_id},
+        "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**10}.{uuid.uuid4().hex[:12]}",
+        "view": {
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": channel_id,
+            "state": {"values": admin_modal_state()},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "root_view_id": view_id,
+            "previous_view_id": None,
+            "app_id": "A0COFFEE",
+            "bot_id": "B0COFFEE",
+        },
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": block_id,
+                "value": value,
+                "style": "danger",
+                "text": {"type": "plain_text", "text": action_id},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+
+
+def view_block_action_body(**kwargs: Any) -> bytes:
+    return _payload_body(view_block_action_payload(**kwargs))

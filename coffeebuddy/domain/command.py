@@ -84,12 +84,31 @@ class ShowHelp:
     pass
 
 
-Command = StartRun | ShowHelp
+@dataclass(frozen=True)
+class Admin:
+    """`/coffee admin` (settings), `admin reset` or `admin audit`."""
+
+    action: str = "settings"
+
+
+@dataclass(frozen=True)
+class ShowStats:
+    pass
+
+
+@dataclass(frozen=True)
+class ForgetMe:
+    pass
+
+
+Command = StartRun | ShowHelp | Admin | ShowStats | ForgetMe
+
+_ADMIN_ACTIONS = frozenset({"settings", "reset", "audit"})
 
 _HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 # Future subcommands: refusing them now keeps `/coffee stats` from starting a run with
 # the note "stats" today and changing meaning when the subcommand ships.
-_RESERVED_WORDS = frozenset({"admin", "stats", "forget", "close", "cancel", "status"})
+_RESERVED_WORDS = frozenset({"close", "cancel", "status"})
 
 # Bidi overrides can make a note render differently from what was typed.
 _BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -134,6 +153,22 @@ def parse_command(text: str) -> Command:
     first = s.split(" ", 1)[0].lower()
     if first in _HELP_WORDS:
         return ShowHelp()
+    words = s.lower().split(" ")
+    if first == "admin":
+        action = words[1] if len(words) > 1 else "settings"
+        if len(words) > 2 or action not in _ADMIN_ACTIONS:
+            raise CommandError(
+                "Admin commands: `/coffee admin`, `/coffee admin audit`, `/coffee admin reset`."
+            )
+        return Admin(action)
+    if first == "stats":
+        if len(words) > 1:
+            raise CommandError("`/coffee stats` takes nothing after it.")
+        return ShowStats()
+    if first == "forget":
+        if words[1:] != ["me"]:
+            raise CommandError("To delete your stored usual order, type `/coffee forget me`.")
+        return ForgetMe()
     if first in _RESERVED_WORDS:
         raise CommandError(f"`/coffee {first}` isn't available yet.")
     spec, rest = _split_time(s)

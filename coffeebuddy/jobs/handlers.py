@@ -133,6 +133,93 @@ def dm_runner(ctx: Context, job: Job) -> None:
         )
 
 
+def update_summary(ctx: Context, job: Job) -> None:
+    """Render the channel summary again in place: "I can't go" changed the runner."""
+    record = _load(ctx, job)
+    if record is None or record.view.status is not RunStatus.CLOSED:
+        return
+    if not record.summary_ts:
+        with ctx.database.transaction() as conn:
+            pending = db.one(conn, "swap_summary_pending", {"run_id": record.view.run_id})
+        if pending is not None and pending["n"]:
+            # A post in flight may show the old runner: update it once it is there.
+            raise NotYet(0.5)
+        return
+    text, body = blocks.summary_message(record.view)
+    try:
+        call(
+            ctx.slack,
+            "chat.update",
+            channel=record.view.slack_channel_id,
+            ts=record.summary_ts,
+            text=text,
+            blocks=body,
+        )
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("message_not_found", "cant_update_message"):
+            log.warning("summary_gone", extra={"slack_error": exc.response.get("error")})
+            return
+        raise
+
+
+def remind_new_runner(ctx: Context, job: Job) -> None:
+    """The runner reminder for whoever took a run over after its reminder had gone out
+    (the swap cleared `reminder_ts`); sent once, after their "you're the runner" DM."""
+    run_id = job.payload["run_id"]
+    with ctx.database.transaction() as conn:
+        run = db.one(conn, "lock_run", {"run_id": run_id})
+        if run is None or run["reminder_ts"] or run["status"] != RunStatus.CLOSED:
+            return
+        if not run["reminders_enabled"]:
+            return
+        pending = db.one(conn, "pending_close_jobs", {"run_id": run_id})
+    if pending is not None and pending["n"]:
+        raise NotYet(0.5)
+    record = _load(ctx, job)
+    if record is None or not record.view.runner_slack_id:
+        return
+    runner = record.view.runner_slack_id
+    opened = call(ctx.slack, "conversations.open", users=runner)
+    text, body = blocks.reminder_dm(record.view)
+    answer = call(
+        ctx.slack, "chat.postMessage", channel=opened["channel"]["id"], text=text, blocks=body
+    )
+    with ctx.database.transaction() as conn:
+        marked = db.one(
+            conn,
+            "swap_mark_reminder_sent",
+            {"run_id": run_id, "ts": answer["ts"], "runner": runner},
+        )
+        if marked is not None:
+            events.record(
+                conn,
+                "reminder_sent",
+                run_id=run_id,
+                channel_id=record.view.slack_channel_id,
+                correlation_id=job.correlation_id,
+                kind="runner_reminder",
+                runner=runner,
+                after_swap=True,
+            )
+
+
+def replace_message(ctx: Context, job: Job) -> None:
+    """Replace a message we posted with plain text (its buttons go with it)."""
+    try:
+        call(
+            ctx.slack,
+            "chat.update",
+            channel=job.payload["channel"],
+            ts=job.payload["ts"],
+            text=job.payload["text"],
+            blocks=[],
+        )
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("message_not_found", "cant_update_message"):
+            return
+        raise
+
+
 def notify_user(ctx: Context, job: Job) -> None:
     tell(ctx, job.payload, job.payload["text"])
 
@@ -260,6 +347,9 @@ HANDLERS: dict[str, Handler] = {
     queue.POST_SUMMARY: post_summary,
     queue.DM_RUNNER: dm_runner,
     queue.NOTIFY_USER: notify_user,
+    queue.REPLACE_MESSAGE: replace_message,
+    queue.UPDATE_SUMMARY: update_summary,
+    queue.REMIND_NEW_RUNNER: remind_new_runner,
     reminders.RUNNER_REMINDER: runner_reminder,
     reminders.LAST_CALL: last_call,
 }

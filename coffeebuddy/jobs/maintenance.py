@@ -15,7 +15,14 @@ from coffeebuddy import db
 from coffeebuddy.config import WorkerSettings
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.jobs import queue
-from coffeebuddy.metrics import JOB_OLDEST_DUE_AGE, JOB_QUEUE_DEPTH, JOBS_DEAD, JOBS_PRUNED
+from coffeebuddy.metrics import (
+    JOB_OLDEST_DUE_AGE,
+    JOB_QUEUE_DEPTH,
+    JOBS_DEAD,
+    JOBS_PRUNED,
+    RETENTION_PURGED,
+)
+from coffeebuddy.service import privacy
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +30,9 @@ log = logging.getLogger(__name__)
 PRUNE_KEY = "recurring:prune_jobs"
 # When a prune run stopped at its batch limit, the next one comes this soon.
 PRUNE_AGAIN_SECONDS = 1.0
+# The daily retention purge: one queued across replicas, again a day after each run.
+RETENTION_KEY = "recurring:retention_purge"
+RETENTION_INTERVAL_SECONDS = 24 * 3600.0
 
 
 # ---- pruning ------------------------------------------------------------------------------
@@ -77,6 +87,40 @@ def prune_and_reschedule(database: Database, settings: WorkerSettings) -> Pruned
     with database.transaction() as conn:
         queue.enqueue(conn, queue.PRUNE_JOBS, {}, delay_seconds=delay, dedupe_key=PRUNE_KEY)
     return pruned
+
+
+# ---- retention ------------------------------------------------------------------------------
+
+
+def ensure_retention_job(conn: Conn, *, delay_seconds: float = 0.0) -> bool:
+    """Schedule the retention purge unless one is already queued or running. True if added."""
+    row = db.one(
+        conn,
+        "ensure_job",
+        {
+            "kind": queue.RETENTION_PURGE,
+            "dedupe_key": RETENTION_KEY,
+            "delay_seconds": delay_seconds,
+        },
+    )
+    return row is not None
+
+
+def purge_and_reschedule(database: Database) -> dict[str, int]:
+    """The retention job's work: purge as of the database clock and queue tomorrow's run,
+    in one transaction (a purge that fails is retried like any job, and queues nothing)."""
+    with database.transaction() as conn:
+        counts = privacy.purge_now(conn)
+        queue.enqueue(
+            conn,
+            queue.RETENTION_PURGE,
+            {},
+            delay_seconds=RETENTION_INTERVAL_SECONDS,
+            dedupe_key=RETENTION_KEY,
+        )
+    for what, n in counts.items():
+        RETENTION_PURGED.labels(what).inc(n)
+    return counts
 
 
 # ---- queue gauges -------------------------------------------------------------------------

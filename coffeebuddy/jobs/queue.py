@@ -21,8 +21,15 @@ REFRESH_RUN_MESSAGE = "refresh_run_message"
 NOTIFY_USER = "notify_user"
 POST_SUMMARY = "post_summary"
 DM_RUNNER = "dm_runner"
+REPLACE_MESSAGE = "replace_message"
+# After "I can't go": the channel summary shows the new runner, who is reminded if the
+# old runner already was (see `coffeebuddy.service.swap`).
+UPDATE_SUMMARY = "update_summary"
+REMIND_NEW_RUNNER = "remind_new_runner"
 # Housekeeping the worker itself schedules (see `coffeebuddy.jobs.maintenance`).
 PRUNE_JOBS = "prune_jobs"
+# The daily retention purge (see `coffeebuddy.service.privacy`).
+RETENTION_PURGE = "retention_purge"
 
 STATUSES = ("queued", "running", "done", "dead")
 

@@ -51,7 +51,11 @@ class Worker:
         self.settings = settings or WorkerSettings()
         # The worker's own housekeeping runs as jobs too, so it is leased, retried and
         # visible like any other job.
-        self.handlers: dict[str, Handler] = {**HANDLERS, queue.PRUNE_JOBS: self._prune_jobs}
+        self.handlers: dict[str, Handler] = {
+            **HANDLERS,
+            queue.PRUNE_JOBS: self._prune_jobs,
+            queue.RETENTION_PURGE: self._retention_purge,
+        }
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._slot_freed = threading.Event()
@@ -168,6 +172,13 @@ class Worker:
                 # failing can't become a loop.
                 delay = self.settings.prune_interval_seconds if self._prune_ensured else 0.0
                 maintenance.ensure_prune_job(conn, delay_seconds=delay)
+                # Likewise the daily retention purge (a dead one comes back a day later).
+                maintenance.ensure_retention_job(
+                    conn,
+                    delay_seconds=maintenance.RETENTION_INTERVAL_SECONDS
+                    if self._prune_ensured
+                    else 0.0,
+                )
             self._prune_ensured = True
         except (DatabaseUnavailable, psycopg.Error) as exc:
             log.warning("worker_housekeeping_failed", extra={"error": type(exc).__name__})
@@ -179,6 +190,9 @@ class Worker:
 
     def _prune_jobs(self, _ctx: Context, _job: Job) -> None:
         maintenance.prune_and_reschedule(self.database, self.settings)
+
+    def _retention_purge(self, _ctx: Context, _job: Job) -> None:
+        maintenance.purge_and_reschedule(self.database)
 
     def _wait_for_work(self) -> None:
         # Never sleep past the next housekeeping round.

@@ -4,14 +4,14 @@ open at its reminder time."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from coffeebuddy import db, events
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.fairness import choose_runner
-from coffeebuddy.domain.models import Candidate, RunStatus
+from coffeebuddy.domain.models import Candidate, RunnerChoice, RunStatus
 from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUN_DURATION, RUNS
 from coffeebuddy.service.effects import refresh_run_message
@@ -47,35 +47,7 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
         )
         return CloseOutcome(RunStatus.CANCELED)
 
-    window = int(run["fairness_window_runs"])
-    history = {
-        h["slack_user_id"]: h
-        for h in db.all_rows(
-            conn,
-            "runner_history",
-            {
-                "channel_id": run["channel_id"],
-                "run_id": run_id,
-                "window": window,
-                "user_ids": [o["user_id"] for o in orders],
-            },
-        )
-    }
-    previous = db.one(conn, "previous_runner", {"channel_id": run["channel_id"], "run_id": run_id})
-    choice = choose_runner(
-        [
-            Candidate(
-                slack_user_id=o["slack_user_id"],
-                runs_in_window=int(history[o["slack_user_id"]]["runs_in_window"]),
-                last_run_at=history[o["slack_user_id"]]["last_run_at"],
-                volunteered=bool(o["volunteer"]),
-            )
-            for o in orders
-        ],
-        previous_runner=previous["slack_user_id"] if previous else None,
-        window=window,
-        seed=str(run_id),
-    )
+    choice, history = choose_fair_runner(conn, run, orders)
     runner = next(o for o in orders if o["slack_user_id"] == choice.runner_slack_id)
     closed = db.one(
         conn,
@@ -135,6 +107,52 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
         extra={"participants": items, "rule": choice.rule, "user_id": choice.runner_slack_id},
     )
     return CloseOutcome(RunStatus.CLOSED, choice.runner_slack_id, items, duration)
+
+
+def runner_history(
+    conn: Conn, run: Mapping[str, Any], user_ids: Sequence[Any]
+) -> dict[str, Mapping[str, Any]]:
+    """Per Slack id: how many of the channel's last `fairness_window_runs` closed runs
+    (other than `run`) each person served, and when they last served (`runner_history`)."""
+    rows = db.all_rows(
+        conn,
+        "runner_history",
+        {
+            "channel_id": run["channel_id"],
+            "run_id": run["id"],
+            "window": int(run["fairness_window_runs"]),
+            "user_ids": list(user_ids),
+        },
+    )
+    return {h["slack_user_id"]: h for h in rows}
+
+
+def choose_fair_runner(
+    conn: Conn, run: Mapping[str, Any], orders: Sequence[Mapping[str, Any]]
+) -> tuple[RunnerChoice, dict[str, Mapping[str, Any]]]:
+    """The fairness rule over the people of `orders` (rows of `active_orders`) for the
+    locked `run`, with the channel's history; also returns that history by Slack id.
+    Closing uses every order; "I can't go" uses those who haven't declined."""
+    window = int(run["fairness_window_runs"])
+    history = runner_history(conn, run, [o["user_id"] for o in orders])
+    previous = db.one(
+        conn, "previous_runner", {"channel_id": run["channel_id"], "run_id": run["id"]}
+    )
+    choice = choose_runner(
+        [
+            Candidate(
+                slack_user_id=o["slack_user_id"],
+                runs_in_window=int(history[o["slack_user_id"]]["runs_in_window"]),
+                last_run_at=history[o["slack_user_id"]]["last_run_at"],
+                volunteered=bool(o["volunteer"]),
+            )
+            for o in orders
+        ],
+        previous_runner=previous["slack_user_id"] if previous else None,
+        window=window,
+        seed=str(run["id"]),
+    )
+    return choice, history
 
 
 def cancel_locked_run(

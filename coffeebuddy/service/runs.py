@@ -11,60 +11,27 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import coffeebuddy.domain.command as cmdparse
 from coffeebuddy import db, events
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
-from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
-from coffeebuddy.errors import CoffeeBuddyError
 from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
+from coffeebuddy.service.common import DISABLED_TEXT, Actor, Reply
 from coffeebuddy.service.effects import refresh_run_message, tell
+from coffeebuddy.service.people import People
 from coffeebuddy.slack import blocks
 from coffeebuddy.slack.api import classify
-from coffeebuddy.slack.gateway import Profile, SlackGateway
+from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
-
-DISABLED_TEXT = (
-    "CoffeeBuddy is disabled in this channel — a channel admin can turn it back on "
-    "with `/coffee admin`."
-)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who did something, and where."""
-
-    user_id: str
-    channel_id: str
-    team_id: str = ""
-    user_name: str = ""
-    channel_name: str = ""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An answer shown to the person who typed the command."""
-
-    text: str
-    blocks: list[dict[str, Any]] | None = None
-    response_type: str = "ephemeral"
-
-    def to_slack(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"response_type": self.response_type, "text": self.text}
-        if self.blocks:
-            body["blocks"] = self.blocks
-        return body
 
 
 def normalize_order_text(text: str | None) -> str:
@@ -86,30 +53,42 @@ class RunService:
         slack: SlackGateway,
         config: Config,
         *,
+        people: People,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.db = database
         self.slack = slack
         self.config = config
         self.clock = clock
+        self.people = people
 
     # ---- /coffee -------------------------------------------------------------------
 
-    def command(self, actor: Actor, text: str, *, response_url: str, correlation_id: str) -> Reply:
-        try:
-            parsed = cmdparse.parse_command(text)
-        except cmdparse.CommandError as exc:
-            return Reply(exc.hint)
-        if isinstance(parsed, cmdparse.ShowHelp):
-            return Reply(blocks.help_text(RULE_SUMMARY))
+    def start(
+        self,
+        actor: Actor,
+        command: cmdparse.StartRun,
+        *,
+        response_url: str,
+        correlation_id: str,
+    ) -> Reply:
+        """`/coffee [time] [note]`: a new run in the channel."""
         pickup = None
-        if parsed.time is not None:
-            tz = self._time_zone(actor.user_id)
+        if command.time is not None:
+            # A disabled channel records nothing, not even the profile the time zone
+            # lookup would cache (`_start_run` checks again, in its transaction).
+            with self.db.transaction() as conn:
+                channel = db.one(
+                    conn, "get_channel_by_slack_id", {"slack_channel_id": actor.channel_id}
+                )
+            if channel is not None and not channel["enabled"]:
+                return Reply(DISABLED_TEXT)
+            tz = self.people.time_zone(actor.user_id)
             try:
-                pickup = cmdparse.resolve_pickup(parsed.time, self.clock(), tz)
+                pickup = cmdparse.resolve_pickup(command.time, self.clock(), tz)
             except cmdparse.CommandError as exc:
                 return Reply(exc.hint)
-        return self._start_run(actor, pickup, parsed.note, response_url, correlation_id)
+        return self._start_run(actor, pickup, command.note, response_url, correlation_id)
 
     def _start_run(
         self,
@@ -378,7 +357,7 @@ class RunService:
             return
         pickup_local = None
         if record.view.pickup_time is not None:
-            tz = self._time_zone(actor.user_id)
+            tz = self.people.time_zone(actor.user_id)
             pickup_local = record.view.pickup_time.astimezone(tz).strftime("%H:%M")
         view = blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
         self._open_view(actor, trigger_id, view, response_url, correlation_id)
@@ -399,13 +378,15 @@ class RunService:
         pickup = None
         if spec is not None:
             try:
-                pickup = cmdparse.resolve_pickup(spec, self.clock(), self._time_zone(actor.user_id))
+                pickup = cmdparse.resolve_pickup(
+                    spec, self.clock(), self.people.time_zone(actor.user_id)
+                )
             except cmdparse.CommandError as exc:
                 return {blocks.PICKUP_BLOCK_ID: exc.problem}
         # Checked again on submit: a forged submission from someone else changes nothing.
         with self.db.transaction() as conn:
             row = db.one(conn, "get_run_view", {"run_id": run_id})
-        if row is None or not self._is_manager(actor, row["initiator_slack_id"]):
+        if row is None or not self._is_manager(actor, row):
             log.warning("not_allowed", extra={"action": "edit_run", "user_id": actor.user_id})
             return {
                 blocks.PICKUP_BLOCK_ID: "Only whoever started this run, or an admin, can change it."
@@ -504,7 +485,7 @@ class RunService:
                 self._tell(conn, run_id, actor, _not_open_text(None), response_url, correlation_id)
                 return False
             initiator = row["initiator_slack_id"]
-        allowed = self._is_manager(actor, initiator)
+        allowed = self._is_manager(actor, row)
         if not allowed:
             with self.db.transaction() as conn:
                 self._tell(
@@ -532,15 +513,11 @@ class RunService:
                 return None
         return record
 
-    def _is_manager(self, actor: Actor, initiator: str) -> bool:
-        """The initiator, a configured admin, or a Slack workspace admin/owner."""
-        if actor.user_id == initiator or actor.user_id in self.config.admin_user_ids:
+    def _is_manager(self, actor: Actor, run: Mapping[str, Any]) -> bool:
+        """The run's initiator, or a CoffeeBuddy admin of its channel."""
+        if actor.user_id == run["initiator_slack_id"]:
             return True
-        try:
-            with self.db.transaction() as conn:
-                return self._profile(conn, actor.user_id).is_workspace_admin
-        except CoffeeBuddyError:
-            return False
+        return self.people.is_admin(actor.user_id, run["channel_admin_ids"])
 
     def _lock_open(
         self,
@@ -556,50 +533,6 @@ class RunService:
             self._tell(conn, run_id, actor, _not_open_text(run), response_url, correlation_id)
             return None
         return dict(run)
-
-    def _profile(self, conn: Conn, user_id: str) -> Profile:
-        """The user's Slack profile, from our cache while fresh, else from users.info."""
-        row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user_id})
-        fresh_after = self.clock() - timedelta(seconds=self.config.profile_ttl_seconds)
-        if (
-            row is not None
-            and row["profile_fetched_at"]
-            and row["profile_fetched_at"] > fresh_after
-        ):
-            return _profile_from_row(row)
-        try:
-            profile = self.slack.user_profile(user_id)
-        except Exception as exc:
-            failure = classify(exc)
-            if failure is None:
-                raise
-            log.warning("profile_fetch_failed", extra={"slack_error": failure.code})
-            if row is not None and row["profile_fetched_at"]:
-                return _profile_from_row(row)
-            raise CoffeeBuddyError(
-                failure.hint
-                if failure.kind == "permanent" and failure.hint
-                else "I couldn't reach Slack to look up your profile. Try again in a moment."
-            ) from exc
-        db.one(
-            conn,
-            "save_user_profile",
-            {
-                "slack_user_id": user_id,
-                "display_name": profile.display_name,
-                "tz": profile.tz,
-                "is_workspace_admin": profile.is_workspace_admin,
-            },
-        )
-        return profile
-
-    def _time_zone(self, user_id: str) -> ZoneInfo:
-        with self.db.transaction() as conn:
-            tz_name = self._profile(conn, user_id).tz
-        try:
-            return ZoneInfo(tz_name) if tz_name else ZoneInfo("UTC")
-        except (ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo("UTC")
 
     def _upsert_user(self, conn: Conn, actor: Actor) -> dict[str, Any]:
         row = db.one(
@@ -684,15 +617,6 @@ class RunService:
     ) -> None:
         with self.db.transaction() as conn:
             self._tell(conn, None, actor, text, response_url, correlation_id)
-
-
-def _profile_from_row(row: Any) -> Profile:
-    return Profile(
-        slack_user_id=row["slack_user_id"],
-        display_name=row["display_name"],
-        tz=row["tz"],
-        is_workspace_admin=bool(row["is_workspace_admin"]),
-    )
 
 
 def _already_open(existing: Any) -> str:

@@ -53,6 +53,10 @@ ACTION_CANCEL_RUN: Final = "cancel_run"
 ACTION_EDIT_RUN: Final = "edit_run"
 RUN_ACTIONS_BLOCK_ID: Final = "run_actions"
 
+# The runner's DM: "I can't go" hands the run to the next person; its `value` is the run id.
+ACTION_CANT_GO: Final = "cant_go"
+RUNNER_ACTIONS_BLOCK_ID: Final = "runner_actions"
+
 # The order modal; its private_metadata is the run id.
 CALLBACK_ORDER_MODAL: Final = "order_modal"
 CALLBACK_RUN_MODAL: Final = "run_modal"
@@ -457,9 +461,23 @@ def runner_dm(view: RunView) -> tuple[str, list[BlockDict]]:
     """The private message telling the runner what to fetch, when and where."""
     title = f"You're the runner for the coffee run in <#{view.slack_channel_id}>"
     lines = [f"*{title}*", *_details_lines(view, pickup_label="When", note_label="Where")]
-    head = [_section("\n".join(lines))]
+    head = [_section("\n".join(lines)), _cant_go_button(view.run_id)]
     items = _plural(total_items(view.orders), "item", "items")
     return f"☕ {title} — {items}", _with_order_list(head, view.orders)
+
+
+def _cant_go_button(run_id: str) -> BlockDict:
+    confirm = ConfirmObject(
+        title="Can't go?",
+        text="The next person by the usual rule becomes the runner, and the channel "
+        "summary says so. You can do this once per run.",
+        confirm="Hand it on",
+        deny="Never mind",
+    )
+    button = ButtonElement(
+        text="I can't go", action_id=ACTION_CANT_GO, value=run_id, confirm=confirm
+    )
+    return ActionsBlock(elements=[button], block_id=RUNNER_ACTIONS_BLOCK_ID).to_dict()
 
 
 def reminder_dm(view: RunView) -> tuple[str, list[BlockDict]]:
@@ -503,6 +521,9 @@ def help_text(rule_summary: str) -> str:
             "",
             "Only who is in shows in the channel; the orders appear in the summary and in "
             "the runner's DM.",
+            "",
+            "*More:* `/coffee stats` — who ran lately and who is next · `/coffee forget me` — "
+            "delete your stored usual orders · `/coffee admin` — channel settings (admins)",
             "",
             f"*Who runs:* {rule_summary}",
         ]

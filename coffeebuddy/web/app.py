@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import falcon
@@ -14,7 +16,13 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Database, DatabaseUnavailable
 from coffeebuddy.errors import BadRequest, CoffeeBuddyError
 from coffeebuddy.metrics import ERRORS, render
+from coffeebuddy.service.admin import AdminService
+from coffeebuddy.service.commands import Commands
+from coffeebuddy.service.people import People
+from coffeebuddy.service.privacy import PrivacyService
 from coffeebuddy.service.runs import RunService
+from coffeebuddy.service.stats import StatsService
+from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
 from coffeebuddy.web.middleware import RequestContext, SlackSignature
@@ -35,17 +43,22 @@ class Live:
 
 
 class Ready:
-    """Ready when the database answers and its schema is current."""
+    """Ready when the secrets are loaded, the database answers and its schema is current."""
 
     # Checking migrations costs a query; readiness probes come every few seconds.
     _SCHEMA_CHECK_EVERY = 30.0
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, secrets_ok: Callable[[], bool]) -> None:
         self._db = database
+        self._secrets_ok = secrets_ok
         self._schema_ok_at = 0.0
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        checks = {"database": self._db.ping(), "migrations": True}
+        checks = {
+            "secrets": self._secrets_ok(),
+            "database": self._db.ping(),
+            "migrations": True,
+        }
         if checks["database"] and time.monotonic() - self._schema_ok_at > self._SCHEMA_CHECK_EVERY:
             try:
                 checks["migrations"] = not migrate.pending(self._db.conninfo)
@@ -115,11 +128,16 @@ def _on_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, pa
         resp.media = {"title": "500 Internal Server Error", "description": f"reference {reference}"}
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def create_app(
     config: Config,
     *,
     database: Database | None = None,
     slack: SlackGateway | None = None,
+    secrets_ok: Callable[[], bool] = lambda: True,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     if database is None:
         database = Database(
@@ -131,7 +149,12 @@ def create_app(
         database.open(wait=False)
     if slack is None:
         slack = WebSlackGateway(make_client(config, timeout=config.slack_timeout_seconds))
-    service = RunService(database, slack, config)
+    people = People(database, slack, config, _utcnow)
+    runs = RunService(database, slack, config, people=people, clock=_utcnow)
+    admin = AdminService(database, slack, config, people, _utcnow)
+    commands = Commands(
+        runs, admin, StatsService(database, config, _utcnow), PrivacyService(database)
+    )
 
     middleware: list[Any] = [
         RequestContext(),
@@ -139,10 +162,10 @@ def create_app(
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.auto_parse_form_urlencoded = False
-    app.add_route("/slack/commands", SlackCommands(service))
-    app.add_route("/slack/interactions", SlackInteractions(service))
+    app.add_route("/slack/commands", SlackCommands(commands))
+    app.add_route("/slack/interactions", SlackInteractions(runs, admin, swap=SwapService(database)))
     app.add_route("/health/live", Live())
-    app.add_route("/health/ready", Ready(database))
+    app.add_route("/health/ready", Ready(database, secrets_ok))
     app.add_route("/metrics", Metrics())
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(CoffeeBuddyError, _on_domain_error)

@@ -122,7 +122,8 @@ class BlockAction:
     user_name: str
     channel_id: str
     action_id: str
-    # The run id carried in the button's value; None when it isn't a valid id.
+    # The button's value as sent, and the run id it carries (None when it isn't one).
+    value: str
     run_id: uuid.UUID | None
     trigger_id: str
     response_url: str | None
@@ -134,6 +135,9 @@ def block_action(payload: dict[str, Any]) -> BlockAction:
         raise BadRequest("block_actions without actions")
     action = actions[0]
     channel = _get(payload, "channel", "id") or _get(payload, "container", "channel_id")
+    if channel is None and _get(payload, "container", "type") == "view":
+        # A button inside a modal: the modal carries its channel in private_metadata.
+        channel = _get(payload, "view", "private_metadata")
     if not isinstance(channel, str) or not _CHANNEL_ID.match(channel):
         raise BadRequest("block action without a channel")
     response_url = payload.get("response_url")
@@ -145,6 +149,7 @@ def block_action(payload: dict[str, Any]) -> BlockAction:
         ],
         channel_id=channel,
         action_id=_str(action, "action_id")[:255],
+        value=str(action.get("value") or "")[:100],
         run_id=parse_uuid(action.get("value")),
         trigger_id=str(payload.get("trigger_id") or ""),
         response_url=response_url if isinstance(response_url, str) else None,
@@ -157,6 +162,7 @@ class ViewSubmission:
     user_id: str
     user_name: str
     callback_id: str
+    private_metadata: str
     run_id: uuid.UUID | None
     values: dict[str, Any]
 
@@ -172,9 +178,14 @@ def view_submission(payload: dict[str, Any]) -> ViewSubmission:
             :200
         ],
         callback_id=_str(payload, "view", "callback_id")[:255],
+        private_metadata=str(_get(payload, "view", "private_metadata") or "")[:3000],
         run_id=parse_uuid(_get(payload, "view", "private_metadata")),
         values=values,
     )
+
+
+def is_channel_id(value: str) -> bool:
+    return bool(_CHANNEL_ID.match(value))
 
 
 def input_text(values: dict[str, Any], block_id: str, action_id: str) -> str:

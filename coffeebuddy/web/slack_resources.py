@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Callable
@@ -13,8 +14,12 @@ from coffeebuddy import logs
 from coffeebuddy.db import DatabaseUnavailable
 from coffeebuddy.errors import CoffeeBuddyError
 from coffeebuddy.metrics import ERRORS, REQUESTS
-from coffeebuddy.service.runs import Actor, RunService
-from coffeebuddy.slack import blocks
+from coffeebuddy.service.admin import AdminService
+from coffeebuddy.service.commands import Commands
+from coffeebuddy.service.common import Actor
+from coffeebuddy.service.runs import RunService
+from coffeebuddy.service.swap import SwapService
+from coffeebuddy.slack import admin_blocks, blocks
 from coffeebuddy.slack.response_url import post_ephemeral
 from coffeebuddy.web import payloads
 
@@ -39,8 +44,8 @@ def internal_error_text(reference: str) -> str:
 
 
 class SlackCommands:
-    def __init__(self, service: RunService) -> None:
-        self._service = service
+    def __init__(self, commands: Commands) -> None:
+        self._commands = commands
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         command = payloads.slash_command(req.context.raw_body)
@@ -53,9 +58,10 @@ class SlackCommands:
             channel_name=command.channel_name,
         )
         with logs.context(channel=command.channel_id):
-            reply = self._service.command(
+            reply = self._commands.handle(
                 actor,
                 command.text,
+                trigger_id=command.trigger_id,
                 response_url=command.response_url,
                 correlation_id=req.context.correlation_id,
             )
@@ -63,8 +69,10 @@ class SlackCommands:
 
 
 class SlackInteractions:
-    def __init__(self, service: RunService) -> None:
+    def __init__(self, service: RunService, admin: AdminService, *, swap: SwapService) -> None:
         self._service = service
+        self._admin = admin
+        self._swap = swap
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         payload = payloads.interaction(req.context.raw_body)
@@ -127,12 +135,29 @@ class SlackInteractions:
                 response_url=action.response_url,
                 correlation_id=corr,
             ),
+            # Pressed in the runner's DM: `actor.channel_id` is that DM.
+            blocks.ACTION_CANT_GO: lambda r: self._swap.cant_go(
+                actor, r, response_url=action.response_url, correlation_id=corr
+            ),
         }
-        handler = handlers.get(action.action_id)
+        run_handler = handlers.get(action.action_id)
+        handler: Callable[[], None] | None = None
+        if run_handler is not None and run_id is not None:
+            handler = functools.partial(run_handler, run_id)
+        elif action.action_id == admin_blocks.ACTION_ADMIN_RESET and (
+            action.value == action.channel_id
+        ):
+            handler = functools.partial(
+                self._admin.reset,
+                actor,
+                action.channel_id,
+                response_url=action.response_url,
+                correlation_id=corr,
+            )
         with logs.context(channel=action.channel_id, run=str(run_id) if run_id else None):
             log.info("block_action", extra={"action": action.action_id[:64]})
             try:
-                if handler is None or run_id is None:
+                if handler is None:
                     ERRORS.labels("unknown_action").inc()
                     service.notify(
                         actor,
@@ -142,7 +167,7 @@ class SlackInteractions:
                         correlation_id=corr,
                     )
                     return
-                handler(run_id)
+                handler()
             except DatabaseUnavailable:
                 # Slack ignores the body of a block_actions answer; the response_url is the
                 # only way left to tell the person.
@@ -156,16 +181,23 @@ class SlackInteractions:
                 respond_inline(action.response_url, internal_error_text(report_internal(exc)))
 
     def _view_submission(self, sub: payloads.ViewSubmission) -> dict[str, Any] | None:
-        run_id = sub.run_id
-        if run_id is None:
-            ERRORS.labels("unknown_view").inc()
-            raise falcon.HTTPBadRequest(description="view without a run id")
         actor = Actor(
             user_id=sub.user_id, channel_id="", team_id=sub.team_id, user_name=sub.user_name
         )
         values = sub.values
+        run_id = sub.run_id
         submit: Callable[[], dict[str, str] | None]
-        if sub.callback_id == blocks.CALLBACK_ORDER_MODAL:
+        if sub.callback_id == admin_blocks.CALLBACK_ADMIN_MODAL and payloads.is_channel_id(
+            sub.private_metadata
+        ):
+            first_field = "enabled"
+            submit = functools.partial(
+                self._admin.submit_settings, actor, sub.private_metadata, values
+            )
+        elif run_id is None:
+            ERRORS.labels("unknown_view").inc()
+            raise falcon.HTTPBadRequest(description="view without a run id")
+        elif sub.callback_id == blocks.CALLBACK_ORDER_MODAL:
             first_field = blocks.ORDER_BLOCK_ID
             submit = lambda: self._service.submit_order(  # noqa: E731
                 actor,
@@ -189,7 +221,7 @@ class SlackInteractions:
         else:
             ERRORS.labels("unknown_view").inc()
             raise falcon.HTTPBadRequest(description="unknown view")
-        with logs.context(run=str(run_id)):
+        with logs.context(run=str(run_id) if run_id else None):
             try:
                 errors = submit()
             except DatabaseUnavailable:

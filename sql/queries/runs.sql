@@ -74,7 +74,7 @@ SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
        r.runner_reason, r.failure_reason, r.cancel_reason, r.first_in_channel, r.message_ts,
        r.summary_ts,
        r.runner_dm_channel, r.runner_dm_ts, r.correlation_id,
-       c.slack_channel_id, c.id AS channel_id,
+       c.slack_channel_id, c.id AS channel_id, c.admin_user_ids AS channel_admin_ids,
        iu.slack_user_id AS initiator_slack_id,
        ru.slack_user_id AS runner_slack_id
   FROM runs r

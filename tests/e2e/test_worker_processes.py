@@ -44,7 +44,7 @@ RUNS = 20
 DRINKS = ("flat white", "oat latte", "tea", "espresso", "cortado")
 # Jobs the queue keeps for itself, and reminders scheduled for later: not part of a run's
 # work, so not expected to be done when the runs are.
-HOUSEKEEPING = (queue.PRUNE_JOBS,)
+HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE)
 
 
 def _eventually[T](predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:

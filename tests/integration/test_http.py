@@ -321,7 +321,7 @@ def test_help_is_ephemeral_and_explains_fairness(chan: Channel, sql: SqlFn) -> N
 
 
 @pytest.mark.parametrize(
-    ("text", "hint"), [("25:00", "hours go from 0 to 23"), ("admin", "isn't available")]
+    ("text", "hint"), [("25:00", "hours go from 0 to 23"), ("close", "isn't available")]
 )
 def test_invalid_syntax_gets_a_hint(chan: Channel, sql: SqlFn, text: str, hint: str) -> None:
     answer = chan.command("U0ANA", text)
@@ -397,7 +397,7 @@ def test_health(web: SignedClient) -> None:
     assert web.get("/health/live").status_code == 200
     ready = web.get("/health/ready")
     assert ready.status_code == 200, ready.text
-    assert ready.json["checks"] == {"database": True, "migrations": True}
+    assert ready.json["checks"] == {"secrets": True, "database": True, "migrations": True}
 
 
 def test_unreachable_database(config: Config, sql: SqlFn) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.service.runs import DISABLED_TEXT
+from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import blocks
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn

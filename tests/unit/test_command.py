@@ -10,11 +10,14 @@ from hypothesis import strategies as st
 from coffeebuddy.domain.command import (
     USAGE,
     USAGE_LINE,
+    Admin,
     AtClock,
     Command,
     CommandError,
+    ForgetMe,
     InMinutes,
     ShowHelp,
+    ShowStats,
     StartRun,
     TimeSpec,
     parse_command,
@@ -178,12 +181,42 @@ def test_invalid_times(text: str, says: str) -> None:
     assert hint.endswith(USAGE_LINE)
 
 
-@pytest.mark.parametrize("word", ["admin", "stats", "forget", "close", "cancel", "status"])
+@pytest.mark.parametrize("word", ["close", "cancel", "status"])
 def test_reserved_words_are_not_notes(word: str) -> None:
     for text in (word, word.upper(), f"{word} the run", f"  {word.title()}  "):
         hint = _hint(text)
         assert f"`/coffee {word}` isn't available yet" in hint
         assert USAGE_LINE in hint
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("admin", Admin("settings")),
+        ("  ADMIN  ", Admin("settings")),
+        ("admin reset", Admin("reset")),
+        ("admin Audit", Admin("audit")),
+        ("stats", ShowStats()),
+        ("forget me", ForgetMe()),
+        ("Forget  ME", ForgetMe()),
+    ],
+)
+def test_subcommands(text: str, expected: Command) -> None:
+    assert parse_command(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("admin delete", "Admin commands"),
+        ("admin reset now", "Admin commands"),
+        ("stats please", "takes nothing after it"),
+        ("forget", "/coffee forget me"),
+        ("forget everything", "/coffee forget me"),
+    ],
+)
+def test_malformed_subcommands_get_a_hint(text: str, says: str) -> None:
+    assert says in _hint(text)
 
 
 def test_error_is_a_coffeebuddy_error_with_the_hint_as_message() -> None:
@@ -431,7 +464,7 @@ def _check_parse(text: str) -> None:
     if hint is not None:
         assert hint.strip()
         return
-    assert isinstance(result, StartRun | ShowHelp)
+    assert isinstance(result, StartRun | ShowHelp | Admin | ShowStats | ForgetMe)
     if isinstance(result, StartRun) and result.note is not None:
         assert 0 < len(result.note) <= MAX_NOTE_CHARS
         assert result.note == result.note.strip()

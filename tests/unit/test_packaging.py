@@ -222,7 +222,13 @@ def test_manifest_features_and_urls() -> None:
 
 
 def k8s_files() -> list[Path]:
-    files = sorted([*K8S.rglob("*.yaml"), *K8S.rglob("*.yml")])
+    """The base's manifests (what its kustomization lists) and every kustomization file.
+    The overlays' patches, the built overlays and the Prometheus rules files are checked by
+    tests/unit/test_k8s.py and tests/integration/test_alert_rules.py."""
+    base = K8S / "base"
+    listed = yaml.safe_load((base / "kustomization.yaml").read_text(encoding="utf-8"))
+    files = [base / name for name in listed["resources"]]
+    files += sorted(K8S.rglob("kustomization.yaml"))
     assert files, "no Kubernetes manifests found"
     return files
 
@@ -275,7 +281,9 @@ def test_kustomizations_list_existing_files_and_nothing_is_left_out() -> None:
     assert kustomizations
     for k in kustomizations:
         folder = k["__file__"].parent
-        listed = {(folder / r).resolve() for r in k.get("resources", [])}
+        names = [*k.get("resources", []), *k.get("bases", []), *k.get("patchesStrategicMerge", [])]
+        names += [p["path"] for p in k.get("patches", []) if "path" in p]
+        listed = {(folder / r).resolve() for r in names}
         for path in listed:
             assert path.exists(), f"{k['__file__']}: {path} does not exist"
         siblings = {p.resolve() for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
@@ -346,15 +354,18 @@ def test_web_deployment() -> None:
 def test_web_and_worker_get_config_and_secrets() -> None:
     configmaps = {o["metadata"]["name"]: o for o in k8s_objects() if o["kind"] == "ConfigMap"}
     for component in ("web", "worker"):
-        (container,) = pod_spec(deployment(component))["containers"]
+        workload = deployment(component)
+        (container,) = pod_spec(workload)["containers"]
         refs = {e["configMapRef"]["name"] for e in container.get("envFrom", [])}
         assert refs and refs <= configmaps.keys(), component
-        from_secret = {
-            e["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
-        }
-        assert from_secret >= {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"}
-        plain = {e["name"] for e in container.get("env", []) if "value" in e}
-        assert not plain & {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"}
+        # Secrets are files that Vault Agent writes to /vault/secrets (test_k8s.py has the
+        # details), never plain env values.
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["COFFEEBUDDY_SECRETS_SOURCE"]["value"] == "files"
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        for key in ("slack_signing_secret", "slack_bot_token", "database_url"):
+            assert f"vault.hashicorp.com/agent-inject-secret-{key}" in annotations, component
+        assert not env.keys() & {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"}
 
 
 def test_configmap_keys_are_settings_the_app_reads() -> None:
@@ -389,7 +400,12 @@ def test_migration_job() -> None:
 
 
 def test_service_targets_the_web_pods() -> None:
-    (service,) = [o for o in k8s_objects() if o["kind"] == "Service"]
+    (service,) = [
+        o
+        for o in k8s_objects()
+        if o["kind"] == "Service"
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == "web"
+    ]
     web = deployment("web")
     pod_labels = web["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()

@@ -1,0 +1,59 @@
+"""`/coffee …`: read the text and hand it to the use case it names."""
+
+from __future__ import annotations
+
+import coffeebuddy.domain.command as cmdparse
+from coffeebuddy.domain.fairness import RULE_SUMMARY
+from coffeebuddy.service.admin import AdminService
+from coffeebuddy.service.common import Actor, Reply
+from coffeebuddy.service.privacy import PrivacyService
+from coffeebuddy.service.runs import RunService
+from coffeebuddy.service.stats import StatsService
+from coffeebuddy.slack import blocks
+
+
+class Commands:
+    def __init__(
+        self,
+        runs: RunService,
+        admin: AdminService,
+        stats: StatsService,
+        privacy: PrivacyService,
+    ) -> None:
+        self.runs = runs
+        self.admin = admin
+        self.stats = stats
+        self.privacy = privacy
+
+    def handle(
+        self,
+        actor: Actor,
+        text: str,
+        *,
+        trigger_id: str,
+        response_url: str,
+        correlation_id: str,
+    ) -> Reply:
+        try:
+            parsed = cmdparse.parse_command(text)
+        except cmdparse.CommandError as exc:
+            return Reply(exc.hint)
+        match parsed:
+            case cmdparse.ShowHelp():
+                return Reply(blocks.help_text(RULE_SUMMARY))
+            case cmdparse.Admin(action=action):
+                return self.admin.command(
+                    actor,
+                    action,
+                    trigger_id=trigger_id,
+                    response_url=response_url,
+                    correlation_id=correlation_id,
+                )
+            case cmdparse.ShowStats():
+                return self.stats.show(actor)
+            case cmdparse.ForgetMe():
+                return self.privacy.forget_me(actor)
+            case cmdparse.StartRun():
+                return self.runs.start(
+                    actor, parsed, response_url=response_url, correlation_id=correlation_id
+                )

@@ -1,0 +1,95 @@
+"""Who someone is to CoffeeBuddy: their Slack profile (time zone, workspace admin flag),
+cached from users.info, and whether they may administer a channel."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from coffeebuddy import db
+from coffeebuddy.config import Config
+from coffeebuddy.db import Conn, Database
+from coffeebuddy.errors import CoffeeBuddyError
+from coffeebuddy.slack.api import classify
+from coffeebuddy.slack.gateway import Profile, SlackGateway
+
+log = logging.getLogger(__name__)
+
+
+class People:
+    def __init__(
+        self,
+        database: Database,
+        slack: SlackGateway,
+        config: Config,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.db = database
+        self.slack = slack
+        self.config = config
+        self.clock = clock
+
+    def profile(self, conn: Conn, user_id: str) -> Profile:
+        """The user's Slack profile, from our cache while fresh, else from users.info."""
+        row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user_id})
+        fresh_after = self.clock() - timedelta(seconds=self.config.profile_ttl_seconds)
+        fetched = row["profile_fetched_at"] if row is not None else None
+        if row is not None and fetched and fetched > fresh_after:
+            return _from_row(row)
+        try:
+            profile = self.slack.user_profile(user_id)
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            log.warning("profile_fetch_failed", extra={"slack_error": failure.code})
+            if row is not None and fetched:
+                return _from_row(row)
+            raise CoffeeBuddyError(
+                failure.hint
+                if failure.kind == "permanent" and failure.hint
+                else "I couldn't reach Slack to look up your profile. Try again in a moment."
+            ) from exc
+        db.one(
+            conn,
+            "save_user_profile",
+            {
+                "slack_user_id": user_id,
+                "display_name": profile.display_name,
+                "tz": profile.tz,
+                "is_workspace_admin": profile.is_workspace_admin,
+            },
+        )
+        return profile
+
+    def time_zone(self, user_id: str) -> ZoneInfo:
+        with self.db.transaction() as conn:
+            tz_name = self.profile(conn, user_id).tz
+        try:
+            return ZoneInfo(tz_name) if tz_name else ZoneInfo("UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo("UTC")
+
+    def is_admin(self, user_id: str, channel_admins: Collection[str] = ()) -> bool:
+        """A CoffeeBuddy admin here: listed in COFFEEBUDDY_ADMIN_USER_IDS, one of the
+        channel's own admins, or a Slack workspace admin or owner."""
+        if user_id in self.config.admin_user_ids or user_id in channel_admins:
+            return True
+        try:
+            with self.db.transaction() as conn:
+                return self.profile(conn, user_id).is_workspace_admin
+        except CoffeeBuddyError:
+            # Slack unreachable and nothing cached: not proven an admin.
+            return False
+
+
+def _from_row(row: Any) -> Profile:
+    return Profile(
+        slack_user_id=row["slack_user_id"],
+        display_name=row["display_name"],
+        tz=row["tz"],
+        is_workspace_admin=bool(row["is_workspace_admin"]),
+    )

@@ -1,0 +1,113 @@
+"""Privacy: a user's `/coffee forget me`, and the daily retention purge.
+
+The purge (`purge`) takes its clock as an argument, so it can be tested against any "now";
+the daily `retention_purge` job (see `coffeebuddy.jobs.maintenance`) passes the database's
+`now()`.
+
+What the purge deletes, in one transaction:
+
+- finished runs (closed, canceled, failed; never open ones) that ended longer ago than
+  their channel's `data_retention_days`, their orders (ON DELETE CASCADE) and their jobs
+  still queued;
+- usual orders (`user_preferences`) not used or saved within that retention;
+- runner stats, recomputed from the runs that remain: the fairness rule reads run history,
+  not this table, so the table is made to agree with that history again (a person who no
+  longer served any remaining closed run in the channel loses the row);
+- people who left no trace (no run started or served, no order, no usual, no runner stats)
+  and were not touched within the last day.
+
+The audit trail (`channel_admin_actions`) and channel settings are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+import psycopg
+
+from coffeebuddy import db
+from coffeebuddy.db import Conn, Database
+from coffeebuddy.service.common import Actor, Reply
+
+log = logging.getLogger(__name__)
+
+PURGE_COUNTS = (
+    "runs",
+    "orders",
+    "jobs",
+    "preferences",
+    "runner_stats_deleted",
+    "runner_stats_updated",
+    "users",
+)
+
+
+def purge(conn: Conn, now: datetime) -> dict[str, int]:
+    """Delete what is past its channel's retention as of `now` (see the module docs), in
+    the caller's transaction. Returns how many rows of each kind went; logs the counts."""
+    if now.tzinfo is None:
+        raise ValueError("purge needs an aware datetime")
+    params = {"now": now}
+    runs = db.one(conn, "purge_expired_runs", params)
+    assert runs is not None
+    preferences = db.run(conn, "purge_expired_preferences", params)
+    stats = db.one(
+        conn,
+        "recompute_runner_stats",
+        {**params, "channel_ids": list(runs["channel_ids"])},
+    )
+    assert stats is not None
+    counts = {
+        "runs": int(runs["runs"]),
+        "orders": int(runs["orders"]),
+        "jobs": int(runs["jobs"]),
+        "preferences": preferences,
+        "runner_stats_deleted": int(stats["deleted"]),
+        "runner_stats_updated": int(stats["updated"]),
+        "users": _purge_users(conn, params),
+    }
+    log.info("retention_purged", extra={"count": counts})
+    return counts
+
+
+def _purge_users(conn: Conn, params: dict[str, datetime]) -> int:
+    """Traceless people, in a savepoint: if one of them just placed an order in a
+    transaction that committed while this one ran, the delete fails on the foreign key;
+    then nobody is removed today and the rest of the purge still commits."""
+    try:
+        with conn.transaction():
+            return db.run(conn, "purge_traceless_users", params)
+    except psycopg.errors.ForeignKeyViolation:
+        log.warning("retention_users_skipped", extra={"reason": "concurrent_activity"})
+        return 0
+
+
+def purge_now(conn: Conn) -> dict[str, int]:
+    """The purge as of the database's clock: what the daily job runs."""
+    row = db.one(conn, "db_now")
+    assert row is not None
+    return purge(conn, row["now"])
+
+
+class PrivacyService:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def forget_me(self, actor: Actor) -> Reply:
+        """Delete the person's stored usual in every channel, and nothing else. Works in
+        any channel, enabled or not: it is about the person, not the channel."""
+        with self.db.transaction() as conn:
+            deleted = db.all_rows(conn, "forget_user_preferences", {"slack_user_id": actor.user_id})
+        count = len(deleted)
+        log.info("preferences_forgotten", extra={"count": count})
+        if count == 0:
+            return Reply(
+                "You have no usual order stored with CoffeeBuddy, so there was nothing to delete."
+            )
+        what = "your usual order" if count == 1 else f"your usual orders in {count} channels"
+        return Reply(
+            f"🗑️ Done: I deleted {what}. Orders you already placed "
+            "in a run that is still open stay as they are: cancel them there if you like. "
+            "The next order you place will be remembered as your usual again."
+        )

@@ -1,0 +1,124 @@
+"""`/coffee stats`: the channel's fairness table.
+
+Read-only: one read-only snapshot, nothing written (not even the channel or the user).
+"Next in line" is the real fairness rule (`choose_runner`) applied to everyone who served
+or ordered in the channel's window, as if they all ordered in the next run and nobody
+volunteered. Its seed is the channel and its count of closed runs, so asking twice gives
+the same answer; only a tie settled by the draw can come out differently at the real close,
+whose seed is the new run's id (the reply says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from coffeebuddy import db
+from coffeebuddy.config import Config
+from coffeebuddy.db import Database
+from coffeebuddy.domain.fairness import RULE_SUMMARY, choose_runner
+from coffeebuddy.domain.models import Candidate, RunnerChoice
+from coffeebuddy.service.common import DISABLED_TEXT, Actor, Reply
+from coffeebuddy.slack import stats_blocks
+from coffeebuddy.slack.stats_blocks import FairnessTable, StatsRow
+
+
+class StatsService:
+    def __init__(self, database: Database, config: Config, clock: Callable[[], datetime]) -> None:
+        self.db = database
+        self.config = config
+        self.clock = clock
+
+    def show(self, actor: Actor) -> Reply:
+        with self.db.transaction() as conn:
+            db.run(conn, "stats_read_only")
+            channel = db.one(conn, "stats_channel", {"slack_channel_id": actor.channel_id})
+            if channel is None:
+                return Reply(stats_blocks.no_history_text(RULE_SUMMARY, known_channel=False))
+            if not channel["enabled"]:
+                return Reply(DISABLED_TEXT)
+            window = int(channel["fairness_window_runs"])
+            history = db.one(conn, "stats_history", {"channel_id": channel["id"]})
+            assert history is not None  # an aggregate always gives a row
+            people = db.all_rows(
+                conn, "stats_window", {"channel_id": channel["id"], "window": window}
+            )
+        closed_runs = int(history["closed_runs"])
+        if closed_runs == 0 or not people:
+            return Reply(stats_blocks.no_history_text(RULE_SUMMARY, known_channel=True))
+        table = fairness_table(
+            people,
+            previous_runner=history["previous_runner"],
+            window=window,
+            runs_counted=min(window, closed_runs),
+            seed=f"{actor.channel_id}:{closed_runs}",
+        )
+        text, blocks = stats_blocks.fairness_reply(table)
+        return Reply(text, blocks=blocks)
+
+
+def fairness_table(
+    people: Sequence[Mapping[str, Any]],
+    *,
+    previous_runner: str | None,
+    window: int,
+    runs_counted: int,
+    seed: str,
+) -> FairnessTable:
+    """The table for `people` (rows of `stats_window`), ordered by who the rule picks first."""
+    candidates = [
+        Candidate(
+            slack_user_id=p["slack_user_id"],
+            runs_in_window=int(p["runs_in_window"]),
+            last_run_at=p["last_run_at"],
+        )
+        for p in people
+    ]
+    order = line_up(
+        candidates,
+        previous_runner=previous_runner,
+        window=window,
+        seed=seed,
+        limit=stats_blocks.MAX_ROWS,
+    )
+    by_id = {p["slack_user_id"]: p for p in people}
+    rows = tuple(
+        StatsRow(
+            slack_user_id=choice.runner_slack_id,
+            runs_in_window=int(by_id[choice.runner_slack_id]["runs_in_window"]),
+            runs_joined=int(by_id[choice.runner_slack_id]["runs_joined"]),
+            last_run_at=by_id[choice.runner_slack_id]["last_run_at"],
+            ran_last=choice.runner_slack_id == previous_runner,
+        )
+        for choice in order
+    )
+    return FairnessTable(
+        window=window,
+        runs_counted=runs_counted,
+        rows=rows,
+        more=len(people) - len(rows),
+        next_in_line=order[0],
+        rule_summary=RULE_SUMMARY,
+    )
+
+
+def line_up(
+    candidates: Sequence[Candidate],
+    *,
+    previous_runner: str | None,
+    window: int,
+    seed: str,
+    limit: int | None = None,
+) -> list[RunnerChoice]:
+    """The first `limit` people (everyone when None) in the order the fairness rule would
+    pick them: the first choice is who runs next, the second who would run if the first
+    didn't order, and so on. Uses `choose_runner` itself, so the table can never disagree
+    with the rule."""
+    left = list(candidates)
+    order: list[RunnerChoice] = []
+    while left and (limit is None or len(order) < limit):
+        choice = choose_runner(left, previous_runner=previous_runner, window=window, seed=seed)
+        order.append(choice)
+        left = [c for c in left if c.slack_user_id != choice.runner_slack_id]
+    return order

@@ -1,0 +1,231 @@
+"""The runner's "I can't go": a closed run goes to the next person by the same rule.
+
+Pressed in the runner's DM. Only the run's current runner may use it, once per run (who
+declined is kept in `runs.declined_user_ids`, and they are never picked again for that
+run). The next runner is the fairness rule (`choose_fair_runner`, as at closing) applied to
+the participants who haven't declined; the previous-run rule and volunteers work as usual.
+
+One transaction, holding the run row's lock, changes the runner and the explanation,
+moves the runner stats (the decliner loses the credit, the new runner gets it, both as the
+run history now says), writes a `runner_assigned` event and the jobs: the channel summary
+and the run message are updated in place, the new runner gets the usual DM (and the
+reminder, if the old runner already had theirs) and the old runner's DM says they're off
+the hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from coffeebuddy import db, events
+from coffeebuddy.db import Conn, Database
+from coffeebuddy.domain.models import RunnerChoice, RunStatus
+from coffeebuddy.jobs import queue
+from coffeebuddy.service.closing import choose_fair_runner, runner_history
+from coffeebuddy.service.common import DISABLED_TEXT, Actor
+from coffeebuddy.service.effects import refresh_run_message, tell
+
+log = logging.getLogger(__name__)
+
+
+class SwapService:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def cant_go(
+        self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
+    ) -> None:
+        """The runner pressed "I can't go". Anyone else, or a run that can't be handed on,
+        gets a short ephemeral answer and nothing changes."""
+        with self.db.transaction() as conn:
+            run = db.one(conn, "lock_run", {"run_id": run_id})
+            refusal = _refusal(conn, run, actor.user_id)
+            if refusal is None:
+                assert run is not None
+                refusal = _hand_on(conn, run, actor.user_id)
+            if refusal is not None:
+                tell(
+                    conn,
+                    run_id,
+                    channel=actor.channel_id,
+                    user=actor.user_id,
+                    text=refusal,
+                    response_url=response_url,
+                    correlation_id=run["correlation_id"] if run else correlation_id,
+                )
+                log.info("cant_go_refused", extra={"user_id": actor.user_id})
+
+
+def _refusal(conn: Conn, run: Mapping[str, Any] | None, user: str) -> str | None:
+    """Why `user` can't hand this run on, or None when they can."""
+    if run is None:
+        return "That coffee run doesn't exist any more."
+    if not run["channel_enabled"]:
+        return DISABLED_TEXT
+    status = run["status"]
+    if status == RunStatus.OPEN:
+        return "This coffee run is still open: its runner is chosen when it closes."
+    if status == RunStatus.CANCELED:
+        return "This coffee run was canceled, so nobody needs to go."
+    if status != RunStatus.CLOSED:
+        return "This coffee run couldn't complete, so there's nothing to hand on."
+    runner = db.one(conn, "swap_user_slack_id", {"user_id": run["runner_user_id"]})
+    current = runner["slack_user_id"] if runner else None
+    if user in run["declined_user_ids"]:
+        return (
+            f"You already said you can't go on this run (once per run) — <@{current}> is "
+            "going instead."
+        )
+    if user != current:
+        return f"Only <@{current}>, the runner of this coffee run, can hand it on."
+    newer = db.one(
+        conn,
+        "swap_newer_closed_run",
+        {"channel_id": run["channel_id"], "run_id": run["id"], "closed_at": run["closed_at"]},
+    )
+    if newer is not None:
+        return (
+            f"A newer coffee run has closed in <#{run['slack_channel_id']}> since, so this one "
+            "can't be handed on any more — please sort it out in the channel."
+        )
+    return None
+
+
+def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
+    """Make the next person by the rule the runner of the locked, closed `run`, whose
+    runner is `decliner`. Returns the answer for `decliner` when nobody is left."""
+    run_id = run["id"]
+    channel = run["slack_channel_id"]
+    corr = run["correlation_id"]
+    declined = [*run["declined_user_ids"], decliner]
+    orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
+    remaining = [o for o in orders if o["slack_user_id"] not in declined]
+    if not remaining:
+        log.info("cant_go_nobody_left", extra={"participants": len(orders)})
+        return (
+            "Sorry — there's nobody else in this run left to go, so you're still the runner. "
+            f"If you really can't make it, let <#{channel}> know."
+        )
+
+    choice, history = choose_fair_runner(conn, run, remaining)
+    runner = next(o for o in remaining if o["slack_user_id"] == choice.runner_slack_id)
+    swapped = db.one(
+        conn,
+        "swap_runner",
+        {
+            "run_id": run_id,
+            "runner_user_id": runner["user_id"],
+            "runner_reason": swap_reason(choice, declined),
+            "runner_rule": choice.rule,
+            "declined": decliner,
+            "old_runner_user_id": run["runner_user_id"],
+        },
+    )
+    if swapped is None:
+        raise RuntimeError("_hand_on needs the closed run locked, with its runner declining")
+
+    # runner_stats mirror the run history: the credit moves from the decliner to the new
+    # runner, counted the way closing counts it.
+    db.run(
+        conn,
+        "upsert_runner_stats",
+        {
+            "user_id": runner["user_id"],
+            "channel_id": run["channel_id"],
+            "runs_served_count": int(history[runner["slack_user_id"]]["runs_in_window"]) + 1,
+            "last_run_at": swapped["closed_at"],
+        },
+    )
+    # Read after the update, so this run no longer counts for the decliner.
+    own = runner_history(conn, run, [run["runner_user_id"]])[decliner]
+    stats_key = {"user_id": run["runner_user_id"], "channel_id": run["channel_id"]}
+    if own["last_run_at"] is None:
+        db.run(conn, "swap_delete_runner_stats", stats_key)
+    else:
+        db.run(
+            conn,
+            "upsert_runner_stats",
+            {
+                **stats_key,
+                "runs_served_count": int(own["runs_in_window"]),
+                "last_run_at": own["last_run_at"],
+            },
+        )
+
+    _queue_messages(conn, run, new_runner=runner["slack_user_id"])
+    events.record(
+        conn,
+        "runner_assigned",
+        run_id=run_id,
+        channel_id=channel,
+        correlation_id=corr,
+        runner=choice.runner_slack_id,
+        rule=choice.rule,
+        replaced=decliner,
+        candidates=len(choice.considered),
+    )
+    log.info(
+        "runner_swapped",
+        extra={"rule": choice.rule, "user_id": choice.runner_slack_id, "count": len(declined)},
+    )
+    return None
+
+
+def _queue_messages(conn: Conn, run: Mapping[str, Any], *, new_runner: str) -> None:
+    """Everything Slack shows about the runner catches up; `run` is the row as locked,
+    before the swap, so it still holds the old runner's DM and reminder."""
+    run_id = run["id"]
+    corr = run["correlation_id"]
+    payload = {"run_id": str(run_id)}
+    refresh_run_message(conn, run_id, corr, delay_seconds=0)
+    queue.enqueue(
+        conn,
+        queue.UPDATE_SUMMARY,
+        payload,
+        run_id=run_id,
+        correlation_id=corr,
+        dedupe_key=f"summary:{run_id}",
+    )
+    queue.enqueue(conn, queue.DM_RUNNER, payload, run_id=run_id, correlation_id=corr)
+    off_the_hook = (
+        f"👍 You're off the hook for the coffee run in <#{run['slack_channel_id']}> — "
+        f"<@{new_runner}> is going instead."
+    )
+    dm_channel = run["runner_dm_channel"]
+    # The reminder went to the same DM as the runner DM (both open the runner's IM).
+    for ts in (run["runner_dm_ts"], run["reminder_ts"]):
+        if dm_channel and ts:
+            queue.enqueue(
+                conn,
+                queue.REPLACE_MESSAGE,
+                {"channel": dm_channel, "ts": ts, "text": off_the_hook},
+                run_id=run_id,
+                correlation_id=corr,
+            )
+    if run["reminder_sent_at"] is not None:
+        # The old runner was already reminded; a reminder still due finds the new runner
+        # by itself.
+        queue.enqueue(
+            conn,
+            queue.REMIND_NEW_RUNNER,
+            payload,
+            run_id=run_id,
+            correlation_id=corr,
+            dedupe_key=f"remind_new_runner:{run_id}",
+        )
+
+
+def swap_reason(choice: RunnerChoice, declined: Sequence[str]) -> str:
+    """The explanation shown in the summary: who couldn't go (in the order they said so),
+    then the rule's own sentence. Starts with the new runner, like every runner reason."""
+    runner = f"<@{choice.runner_slack_id}>"
+    names = [f"<@{d}>" for d in declined]
+    who = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    why = choice.reason
+    if choice.rule == "only_participant":
+        # The rule saw only those left, not everyone in the run.
+        why = why.replace(" was the only participant", " was the only one left", 1)
+    return f"{runner} is going instead, as {who} couldn't go. {why}"
