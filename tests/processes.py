@@ -94,9 +94,14 @@ def start_service(
     web_workers: int = 2,
     extra_env: dict[str, str] | None = None,
     workers: int = 1,
+    separate_metrics: bool = False,
 ) -> Iterator[Service]:
     """gunicorn and `workers` worker processes as children; stopped with SIGTERM on exit.
-    Each worker serves /metrics on a port of its own (`Service.metrics_ports`)."""
+    Each worker serves /metrics on a port of its own (`Service.metrics_ports`).
+
+    By default every process shares one PROMETHEUS_MULTIPROC_DIR, so each /metrics shows
+    all of them. With `separate_metrics`, each worker process gets a directory of its own,
+    as in separate pods: the web's and the workers' /metrics then add up to the whole."""
     port = free_port()
     logs = Path(tempfile.mkdtemp(prefix="cb-e2e-"))
     metrics_dir = logs / "metrics"
@@ -126,15 +131,21 @@ def start_service(
         stdout=web_log,
         stderr=subprocess.STDOUT,
     )
+    worker_envs = [{"COFFEEBUDDY_WORKER_METRICS_PORT": str(p), **env} for p in metrics_ports]
+    if separate_metrics:
+        for i, worker_env in enumerate(worker_envs):
+            own = logs / f"metrics-worker-{i + 1}"
+            own.mkdir()
+            worker_env["PROMETHEUS_MULTIPROC_DIR"] = str(own)
     worker_procs = [
         subprocess.Popen(
             [sys.executable, "worker.py"],
             cwd=ROOT,
-            env={"COFFEEBUDDY_WORKER_METRICS_PORT": str(metrics_port), **env},
+            env=worker_env,
             stdout=worker_log,
             stderr=subprocess.STDOUT,
         )
-        for worker_log, metrics_port in zip(worker_logs, metrics_ports, strict=True)
+        for worker_log, worker_env in zip(worker_logs, worker_envs, strict=True)
     ]
     client = HttpClient(f"http://127.0.0.1:{port}")
     try:

@@ -1,15 +1,20 @@
 """Keeping the queue healthy and visible: the recurring prune job, the queue gauges, and
-the worker's own /metrics endpoint."""
+the worker's own HTTP port (/metrics, /health/live, /health/ready)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from wsgiref.simple_server import WSGIServer
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, multiprocess
 
 from coffeebuddy import db
 from coffeebuddy.config import WorkerSettings
@@ -23,6 +28,9 @@ from coffeebuddy.metrics import (
     RETENTION_PURGED,
 )
 from coffeebuddy.service import privacy
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +166,80 @@ def publish_stats(stats: Iterable[KindStats], known_kinds: set[str]) -> None:
         JOBS_DEAD.labels(kind).set(current.dead)
 
 
-# ---- the worker's /metrics ------------------------------------------------------------------
+# ---- the worker's HTTP port: /metrics and health ------------------------------------------
+
+# A health check: named results, all true when healthy.
+Checks = Callable[[], dict[str, bool]]
 
 
-def serve_metrics(port: int, addr: str = "0.0.0.0") -> WSGIServer | None:  # noqa: S104 (scraped from inside the cluster)
+class Heartbeat:
+    """When the worker loop last went round. The loop beats on every iteration (and while
+    it waits for work, in slices), so a loop stuck in a call stops beating: not live."""
+
+    def __init__(self, threshold_seconds: float, clock: Callable[[], float] = time.monotonic):
+        self.threshold_seconds = threshold_seconds
+        self._clock = clock
+        self._last = clock()
+
+    def beat(self) -> None:
+        self._last = self._clock()
+
+    def age(self) -> float:
+        return max(0.0, self._clock() - self._last)
+
+    def live(self) -> bool:
+        return self.age() <= self.threshold_seconds
+
+
+def _always_ok() -> dict[str, bool]:
+    return {}
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per request: a slow readiness check never holds up a scrape."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        """Probes and scrapes every few seconds are not worth a log line each."""
+
+
+def health_app(metrics: WSGIApplication, live: Checks, ready: Checks) -> WSGIApplication:
+    """/health/live and /health/ready as JSON (200 or 503); every other path is /metrics."""
+    paths = {"/health/live": live, "/health/ready": ready}
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        check = paths.get(environ.get("PATH_INFO", ""))
+        if check is None:
+            return metrics(environ, start_response)
+        try:
+            checks = check()
+        except Exception:
+            log.exception("worker_health_check_failed")
+            checks = {"check": False}
+        ok = all(checks.values())
+        body = json.dumps({"status": "ok" if ok else "unavailable", "checks": checks}).encode()
+        start_response(
+            "200 OK" if ok else "503 Service Unavailable",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return app
+
+
+def serve_metrics(
+    port: int,
+    addr: str = "0.0.0.0",  # noqa: S104 (scraped and probed from inside the cluster)
+    *,
+    live: Checks = _always_ok,
+    ready: Checks = _always_ok,
+) -> WSGIServer | None:
     """Serve /metrics for this process (all processes sharing PROMETHEUS_MULTIPROC_DIR in
-    multiprocess mode) on a daemon thread. None when disabled (port 0) or when the port is
-    taken: missing metrics must not stop the jobs."""
+    multiprocess mode) and the health checks on a daemon thread. None when disabled (port 0)
+    or when the port is taken: missing metrics must not stop the jobs."""
     if port == 0:
         return None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -172,10 +247,14 @@ def serve_metrics(port: int, addr: str = "0.0.0.0") -> WSGIServer | None:  # noq
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
+    app = health_app(make_wsgi_app(registry), live, ready)
     try:
-        server, _thread = start_http_server(port, addr=addr, registry=registry)
+        server = make_server(
+            addr, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+        )
     except OSError as exc:
         log.error("worker_metrics_unavailable", extra={"port": port, "error": str(exc)})
         return None
+    threading.Thread(target=server.serve_forever, name="worker-http", daemon=True).start()
     log.info("worker_metrics_serving", extra={"port": server.server_address[1]})
     return server

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 CHANNEL = "coffeebuddy_jobs"
 # How often a worker waiting for work checks whether it was asked to stop.
 STOP_CHECK_SECONDS = 0.5
+# The loop is not live when it has not gone round for this many poll intervals (at least
+# 5 s each): well past a slow iteration with the database down (a few 2 s pool timeouts).
+LIVE_AFTER_INTERVALS = 3
+LIVE_MIN_INTERVAL_SECONDS = 5.0
 
 
 class Worker:
@@ -63,6 +67,10 @@ class Worker:
         self._lock = threading.Lock()
         self._listener: psycopg.Connection[tuple[object, ...]] | None = None
         self._metrics_server: WSGIServer | None = None
+        # /health/live: the loop went round recently.
+        self.heartbeat = maintenance.Heartbeat(
+            LIVE_AFTER_INTERVALS * max(config.worker_poll_seconds, LIVE_MIN_INTERVAL_SECONDS)
+        )
         # Housekeeping in the loop: when the gauges are read next, and whether this worker
         # has made sure the prune job exists.
         self._next_stats = 0.0
@@ -78,6 +86,7 @@ class Worker:
         )
         try:
             while not self._stop.is_set():
+                self.heartbeat.beat()
                 self._maintain()
                 free = self.config.worker_concurrency - self._count_inflight()
                 if free <= 0:
@@ -123,8 +132,16 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def serve_metrics(self) -> None:
-        """Serve /metrics on the configured port (the worker process, not tests)."""
-        self._metrics_server = maintenance.serve_metrics(self.settings.metrics_port)
+        """Serve /metrics, /health/live and /health/ready on the configured port."""
+        self._metrics_server = maintenance.serve_metrics(
+            self.settings.metrics_port, live=self.live_checks, ready=self.ready_checks
+        )
+
+    def live_checks(self) -> dict[str, bool]:
+        return {"loop": self.heartbeat.live()}
+
+    def ready_checks(self) -> dict[str, bool]:
+        return {"loop": self.heartbeat.live(), "database": self.database.ping()}
 
     def run_until_idle(self, max_jobs: int = 1000) -> int:
         """Run due jobs in this thread until none is due (tests, one-shot tooling)."""
@@ -217,6 +234,7 @@ class Worker:
             # worker must not sit out the whole poll interval first.
             deadline = time.monotonic() + timeout
             while not self._stop.is_set():
+                self.heartbeat.beat()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return

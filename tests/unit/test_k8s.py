@@ -279,6 +279,17 @@ def test_worker_runs_the_worker_and_stops_gracefully(env: str) -> None:
     # In-flight jobs finish after SIGTERM; a job lease (60 s by default) covers the rest.
     assert pod["terminationGracePeriodSeconds"] >= 30
     assert container_port(container, "metrics") == WORKER_METRICS_PORT
+    # The worker answers its health checks on its metrics port (maintenance.serve_metrics).
+    for probe, path in (("readinessProbe", "/health/ready"), ("livenessProbe", "/health/live")):
+        check = container[probe]["httpGet"]
+        assert check["path"] == path, probe
+        assert container_port(container, check["port"]) == WORKER_METRICS_PORT, probe
+        assert container[probe]["timeoutSeconds"] < container[probe]["periodSeconds"]
+    live, ready = container["livenessProbe"], container["readinessProbe"]
+    assert (
+        live["periodSeconds"] * live["failureThreshold"]
+        > ready["periodSeconds"] * ready["failureThreshold"]
+    )
     config = one(overlay(env), "ConfigMap", "coffeebuddy-config")["data"]
     assert config["COFFEEBUDDY_WORKER_METRICS_PORT"] == str(WORKER_METRICS_PORT)
 
