@@ -96,6 +96,11 @@ class Config:
     # Global bounds for a channel's data retention (channel admins choose within them).
     retention_min_days: int = 1
     retention_max_days: int = 365
+    # The operations API (off when no issuer is set): bearer JWTs from this Ory issuer,
+    # for this audience, carrying this scope.
+    ops_issuer: str | None = None
+    ops_audience: str | None = None
+    ops_scope: str = "coffeebuddy:ops"
 
     @property
     def retention_bounds(self) -> tuple[int, int]:
@@ -126,7 +131,16 @@ class Config:
             event_retention_days=_int(env, "COFFEEBUDDY_EVENT_RETENTION_DAYS", 7, 1, 3650),
             retention_min_days=_int(env, "COFFEEBUDDY_RETENTION_MIN_DAYS", 1, 1, 3650),
             retention_max_days=_int(env, "COFFEEBUDDY_RETENTION_MAX_DAYS", 365, 1, 3650),
+            ops_issuer=_url(env, "COFFEEBUDDY_OPS_ISSUER", "").rstrip("/")
+            if _raw(env, "COFFEEBUDDY_OPS_ISSUER")
+            else None,
+            ops_audience=_raw(env, "COFFEEBUDDY_OPS_AUDIENCE"),
+            ops_scope=_raw(env, "COFFEEBUDDY_OPS_SCOPE") or "coffeebuddy:ops",
         )
+        if config.ops_issuer and not config.ops_audience:
+            raise ConfigError(
+                "COFFEEBUDDY_OPS_AUDIENCE is required when COFFEEBUDDY_OPS_ISSUER is set"
+            )
         if not config.retention_min_days <= 90 <= config.retention_max_days:
             # 90 days is the retention every new channel starts with.
             raise ConfigError(

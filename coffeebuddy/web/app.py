@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 
 from coffeebuddy import migrate
+from coffeebuddy.auth import JwtVerifier
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database, DatabaseUnavailable
 from coffeebuddy.errors import BadRequest, CoffeeBuddyError
@@ -26,6 +27,7 @@ from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
 from coffeebuddy.web.middleware import RequestContext, SlackSignature
+from coffeebuddy.web.ops import OpsAuth, OpsPurge, OpsRetryJob, OpsRun
 from coffeebuddy.web.slack_resources import (
     DB_DOWN_TEXT,
     SlackCommands,
@@ -160,6 +162,9 @@ def create_app(
         RequestContext(),
         SlackSignature(config.slack_signing_secret.reveal(), max_body_bytes=config.max_body_bytes),
     ]
+    if config.ops_issuer and config.ops_audience:
+        verifier = JwtVerifier(config.ops_issuer, config.ops_audience, config.ops_scope)
+        middleware.append(OpsAuth(verifier))
     app = falcon.App(middleware=middleware)
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/slack/commands", SlackCommands(commands))
@@ -167,6 +172,10 @@ def create_app(
     app.add_route("/health/live", Live())
     app.add_route("/health/ready", Ready(database, secrets_ok))
     app.add_route("/metrics", Metrics())
+    if config.ops_issuer:
+        app.add_route("/ops/runs/{run_id}", OpsRun(database))
+        app.add_route("/ops/jobs/{job_id:int}/retry", OpsRetryJob(database))
+        app.add_route("/ops/retention/purge", OpsPurge(database))
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(CoffeeBuddyError, _on_domain_error)
     app.add_error_handler(DatabaseUnavailable, _on_db_down)

@@ -1,0 +1,89 @@
+"""The internal operations API: run status, re-run a dead job, trigger the retention purge.
+Every request needs a bearer JWT from the in-cluster Ory issuer with the ops scope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from coffeebuddy import db
+from coffeebuddy.auth import AuthError, JwtVerifier
+from coffeebuddy.db import Database
+from coffeebuddy.service.privacy import purge_now
+from coffeebuddy.store import parse_uuid
+
+log = logging.getLogger(__name__)
+
+
+class OpsAuth:
+    """Middleware: anything under /ops/ without an acceptable token stops here."""
+
+    def __init__(self, verifier: JwtVerifier) -> None:
+        self._verifier = verifier
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not req.path.startswith("/ops/"):
+            return
+        try:
+            claims = self._verifier.verify(req.get_header("Authorization"))
+        except AuthError as exc:
+            log.warning("ops_auth_rejected", extra={"reason": exc.reason, "path": req.path})
+            if exc.status == 403:
+                raise falcon.HTTPForbidden(description="token lacks the required scope") from None
+            raise falcon.HTTPUnauthorized(
+                description="a valid bearer token is required", challenges=["Bearer"]
+            ) from None
+        req.context.ops_subject = str(claims.get("sub", ""))[:200]
+
+
+class OpsRun:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, run_id: str) -> None:
+        parsed = parse_uuid(run_id)
+        if parsed is None:
+            raise falcon.HTTPNotFound()
+        with self._db.transaction() as conn:
+            row = db.one(conn, "ops_run_status", {"run_id": parsed})
+        if row is None:
+            raise falcon.HTTPNotFound()
+        resp.media = {key: _json(value) for key, value in row.items()}
+
+
+class OpsRetryJob:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, job_id: int) -> None:
+        with self._db.transaction() as conn:
+            job = db.one(conn, "get_job", {"id": job_id})
+            if job is None:
+                raise falcon.HTTPNotFound()
+            if job["status"] != "dead":
+                raise falcon.HTTPConflict(description=f"job {job_id} is {job['status']}, not dead")
+            revived = db.all_rows(conn, "retry_dead_jobs", {"ids": [job_id], "all_dead": False})
+        if not revived:
+            raise falcon.HTTPConflict(description="a job doing the same work is already queued")
+        log.info("ops_job_retried", extra={"job_id": job_id, "user_id": req.context.ops_subject})
+        resp.media = {"id": job_id, "status": "queued"}
+
+
+class OpsPurge:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        with self._db.transaction() as conn:
+            counts = purge_now(conn)
+        resp.media = {"purged": counts}
+
+
+def _json(value: Any) -> Any:
+    return (
+        value.isoformat()
+        if hasattr(value, "isoformat")
+        else (str(value) if value is not None and not isinstance(value, int | str) else value)
+    )
