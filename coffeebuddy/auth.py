@@ -46,7 +46,11 @@ class JwtVerifier:
                         discovery = json.loads(answer.read())
                 except (OSError, ValueError):
                     raise AuthError(401, "issuer_unreachable") from None
-                if discovery.get("issuer", "").rstrip("/") != self.issuer:
+                if not isinstance(discovery, dict) or not isinstance(
+                    discovery.get("jwks_uri"), str
+                ):
+                    raise AuthError(401, "issuer_discovery_invalid")
+                if str(discovery.get("issuer", "")).rstrip("/") != self.issuer:
                     raise AuthError(401, "issuer_mismatch")
                 # Keys are cached; a token with an unknown kid refetches the set (rotation).
                 self._jwks = jwt.PyJWKClient(
@@ -60,9 +64,11 @@ class JwtVerifier:
 
     def verify(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims, if the Authorization header carries one we accept."""
-        if not authorization or not authorization.startswith("Bearer "):
+        # The scheme name is case-insensitive (RFC 7235).
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise AuthError(401, "no_bearer_token")
-        token = authorization.removeprefix("Bearer ").strip()
         try:
             key = self._client().get_signing_key_from_jwt(token)
             claims: dict[str, Any] = jwt.decode(

@@ -77,27 +77,34 @@ def post_run_message(ctx: Context, job: Job) -> None:
             )
 
 
+def _update_message(
+    ctx: Context, channel: str, ts: str, text: str, body: list[dict[str, Any]], what: str
+) -> None:
+    """chat.update of a message we posted; one someone deleted is simply gone."""
+    try:
+        call(ctx.slack, "chat.update", channel=channel, ts=ts, text=text, blocks=body)
+    except SlackApiError as exc:
+        if exc.response.get("error") in ("message_not_found", "cant_update_message"):
+            log.warning(f"{what}_gone", extra={"slack_error": exc.response.get("error")})
+            return
+        raise
+
+
+def _send_dm(ctx: Context, user: str, text: str, body: list[dict[str, Any]]) -> tuple[str, str]:
+    """A direct message to `user`; returns its (DM channel, ts)."""
+    opened = call(ctx.slack, "conversations.open", users=user)
+    channel = str(opened["channel"]["id"])
+    answer = call(ctx.slack, "chat.postMessage", channel=channel, text=text, blocks=body)
+    return channel, str(answer["ts"])
+
+
 def refresh_run_message(ctx: Context, job: Job) -> None:
     record = _load(ctx, job)
     if record is None or not record.message_ts:
         # Not posted yet: the post renders the latest state (and refreshes if it changed).
         return
     text, body = blocks.run_message(record.view)
-    try:
-        call(
-            ctx.slack,
-            "chat.update",
-            channel=record.view.slack_channel_id,
-            ts=record.message_ts,
-            text=text,
-            blocks=body,
-        )
-    except SlackApiError as exc:
-        # Someone deleted the run message; there is nothing left to update.
-        if exc.response.get("error") in ("message_not_found", "cant_update_message"):
-            log.warning("run_message_gone", extra={"slack_error": exc.response.get("error")})
-            return
-        raise
+    _update_message(ctx, record.view.slack_channel_id, record.message_ts, text, body, "run_message")
 
 
 def post_summary(ctx: Context, job: Job) -> None:
@@ -121,15 +128,13 @@ def dm_runner(ctx: Context, job: Job) -> None:
         or not record.view.runner_slack_id
     ):
         return
-    opened = call(ctx.slack, "conversations.open", users=record.view.runner_slack_id)
-    dm_channel = opened["channel"]["id"]
     text, body = blocks.runner_dm(record.view)
-    answer = call(ctx.slack, "chat.postMessage", channel=dm_channel, text=text, blocks=body)
+    dm_channel, ts = _send_dm(ctx, record.view.runner_slack_id, text, body)
     with ctx.database.transaction() as conn:
         db.run(
             conn,
             "set_runner_dm",
-            {"run_id": record.view.run_id, "dm_channel": dm_channel, "ts": answer["ts"]},
+            {"run_id": record.view.run_id, "dm_channel": dm_channel, "ts": ts},
         )
 
 
@@ -146,20 +151,7 @@ def update_summary(ctx: Context, job: Job) -> None:
             raise NotYet(0.5)
         return
     text, body = blocks.summary_message(record.view)
-    try:
-        call(
-            ctx.slack,
-            "chat.update",
-            channel=record.view.slack_channel_id,
-            ts=record.summary_ts,
-            text=text,
-            blocks=body,
-        )
-    except SlackApiError as exc:
-        if exc.response.get("error") in ("message_not_found", "cant_update_message"):
-            log.warning("summary_gone", extra={"slack_error": exc.response.get("error")})
-            return
-        raise
+    _update_message(ctx, record.view.slack_channel_id, record.summary_ts, text, body, "summary")
 
 
 def remind_new_runner(ctx: Context, job: Job) -> None:
@@ -179,16 +171,13 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
     if record is None or not record.view.runner_slack_id:
         return
     runner = record.view.runner_slack_id
-    opened = call(ctx.slack, "conversations.open", users=runner)
     text, body = blocks.reminder_dm(record.view)
-    answer = call(
-        ctx.slack, "chat.postMessage", channel=opened["channel"]["id"], text=text, blocks=body
-    )
+    _, ts = _send_dm(ctx, runner, text, body)
     with ctx.database.transaction() as conn:
         marked = db.one(
             conn,
             "swap_mark_reminder_sent",
-            {"run_id": run_id, "ts": answer["ts"], "runner": runner},
+            {"run_id": run_id, "ts": ts, "runner": runner},
         )
         if marked is not None:
             events.record(
@@ -205,19 +194,8 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
 
 def replace_message(ctx: Context, job: Job) -> None:
     """Replace a message we posted with plain text (its buttons go with it)."""
-    try:
-        call(
-            ctx.slack,
-            "chat.update",
-            channel=job.payload["channel"],
-            ts=job.payload["ts"],
-            text=job.payload["text"],
-            blocks=[],
-        )
-    except SlackApiError as exc:
-        if exc.response.get("error") in ("message_not_found", "cant_update_message"):
-            return
-        raise
+    p = job.payload
+    _update_message(ctx, p["channel"], p["ts"], p["text"], [], "message")
 
 
 def notify_user(ctx: Context, job: Job) -> None:
@@ -297,13 +275,10 @@ def runner_reminder(ctx: Context, job: Job) -> None:
         or record.view.status is not RunStatus.CLOSED
     ):
         return
-    opened = call(ctx.slack, "conversations.open", users=record.view.runner_slack_id)
     text, body = blocks.reminder_dm(record.view)
-    answer = call(
-        ctx.slack, "chat.postMessage", channel=opened["channel"]["id"], text=text, blocks=body
-    )
+    _, ts = _send_dm(ctx, record.view.runner_slack_id, text, body)
     with ctx.database.transaction() as conn:
-        marked = db.one(conn, "mark_reminder_sent", {"run_id": run_id, "ts": answer["ts"]})
+        marked = db.one(conn, "mark_reminder_sent", {"run_id": run_id, "ts": ts})
         if marked is not None:
             lateness = (marked["reminder_sent_at"] - marked["reminder_at"]).total_seconds()
             REMINDER_LATENESS.observe(max(lateness, 0.0))

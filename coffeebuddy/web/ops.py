@@ -11,6 +11,7 @@ import falcon
 from coffeebuddy import db
 from coffeebuddy.auth import AuthError, JwtVerifier
 from coffeebuddy.db import Database
+from coffeebuddy.jobs import queue
 from coffeebuddy.service.privacy import purge_now
 from coffeebuddy.store import parse_uuid
 
@@ -64,7 +65,7 @@ class OpsRetryJob:
                 raise falcon.HTTPNotFound()
             if job["status"] != "dead":
                 raise falcon.HTTPConflict(description=f"job {job_id} is {job['status']}, not dead")
-            revived = db.all_rows(conn, "retry_dead_jobs", {"ids": [job_id], "all_dead": False})
+            revived = queue.retry_dead(conn, [job_id])
         if not revived:
             raise falcon.HTTPConflict(description="a job doing the same work is already queued")
         log.info("ops_job_retried", extra={"job_id": job_id, "user_id": req.context.ops_subject})
