@@ -10,23 +10,19 @@ from one run, not across runs.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from coffeebuddy.migrate import migrate
+from bench.setup import bench_service
 from coffeebuddy.slack import blocks
 from tests.fakes.slack_api import FakeSlack
-from tests.processes import HttpClient, start_service
+from tests.processes import HttpClient
 from tests.slack_payloads import block_action_body, command_body, view_submission_body
-
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -50,27 +46,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
     args = parser.parse_args()
 
-    db_name = f"cb_bench_{uuid.uuid4().hex[:8]}"
-    base = ADMIN_URL.rpartition("/")[0]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    url = f"{base}/{db_name}"
-    migrate(url)
-    slack = FakeSlack(token="xoxb-test-0000-bot-token")
-    slack.start()
-    channels = [f"C0BENCH{i:04d}" for i in range(args.runs)]
-    users = [f"U0B{i:03d}" for i in range(30)]
-    for channel in channels:
-        slack.add_channel(channel, name=channel.lower())
-    for user in users:
-        slack.add_user(user, tz="Europe/Berlin")
-    try:
-        with start_service(url, slack.base_url) as service:
-            run(service.client, slack, url, channels, users, args.clients)
-    finally:
-        slack.stop()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    with bench_service("C0BENCH", args.runs) as bench:
+        run(bench.client, bench.slack, bench.url, bench.channels, bench.users, args.clients)
 
 
 def run(
