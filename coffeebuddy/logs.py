@@ -51,6 +51,10 @@ _ALLOWED = frozenset(
         "reason",
         "team_id",
         "bytes",
+        "step",
+        "score",
+        "changed",
+        "event_type",
     }
 )
 

@@ -137,3 +137,65 @@ RETENTION_PURGED = Counter(
     "Rows deleted (or runner stats recomputed) by the daily retention purge, by what.",
     ["what"],
 )
+
+# The pilot's success metrics (spec "Success Metrics"). Counters and histograms count what
+# this process saw; the gauges are the product's own figures over the last 28 days, read
+# from the database by the worker (every replica reads the same rows: "mostrecent").
+RUNS_FAILED = Counter(
+    "coffeebuddy_runs_failed_total",
+    "Runs that failed for system reasons, by category (slack_error, timeout, internal).",
+    ["category"],
+)
+BOT_STEP_SECONDS = Histogram(
+    "coffeebuddy_bot_step_seconds",
+    "The bot's own time per run, human time excluded: step=start (command received to run "
+    "message visible) and step=close (close to summary and runner DM delivered).",
+    ["step"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+)
+CSAT_RATINGS = Counter(
+    "coffeebuddy_csat_ratings_total",
+    "Ratings given on run summaries (a changed rating counts again), by score 1-5.",
+    ["score"],
+)
+PILOT_RUNS = Gauge(
+    "coffeebuddy_pilot_runs",
+    "Runs started in the last 28 days, by current status.",
+    ["status"],
+    multiprocess_mode="mostrecent",
+)
+PILOT_FAILED_RATIO = Gauge(
+    "coffeebuddy_pilot_failed_run_ratio",
+    "Share of the last 28 days' finished runs that failed for system reasons (target <= 0.02).",
+    multiprocess_mode="mostrecent",
+)
+PILOT_OUTCOME_WITHIN_TARGET = Gauge(
+    "coffeebuddy_pilot_outcome_within_target_ratio",
+    "Share of the last 28 days' measured runs whose bot steps took under 2 minutes "
+    "(target >= 0.8).",
+    multiprocess_mode="mostrecent",
+)
+PILOT_CSAT_AVERAGE = Gauge(
+    "coffeebuddy_pilot_csat_average",
+    "Average rating (1-5) of runs started in the last 28 days; 0 when nobody rated "
+    "(target >= 4.2).",
+    multiprocess_mode="mostrecent",
+)
+PILOT_CSAT_RATINGS = Gauge(
+    "coffeebuddy_pilot_csat_ratings",
+    "Ratings given on runs started in the last 28 days.",
+    multiprocess_mode="mostrecent",
+)
+PILOT_FAIRNESS_MAX_SHARE = Gauge(
+    "coffeebuddy_pilot_fairness_max_share",
+    "Per channel: the largest share of the last 28 days' closed runs served by one person "
+    "(target <= 0.2 given at least 5 eligible people).",
+    ["channel"],
+    multiprocess_mode="mostrecent",
+)
+PILOT_FAIRNESS_ELIGIBLE = Gauge(
+    "coffeebuddy_pilot_fairness_eligible_people",
+    "Per channel: people who ordered in the last 28 days' closed runs (could have been picked).",
+    ["channel"],
+    multiprocess_mode="mostrecent",
+)

@@ -56,6 +56,8 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
         failure_reason=row["failure_reason"],
         cancel_reason=row["cancel_reason"],
         first_in_channel=row["first_in_channel"],
+        rating_count=row["rating_count"],
+        rating_average=row["rating_average"],
     )
     return RunRecord(
         view=view,

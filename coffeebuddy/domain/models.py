@@ -51,6 +51,9 @@ class RunView:
     cancel_reason: str | None = None
     # The first run in a channel carries a short "how this works" line.
     first_in_channel: bool = False
+    # CSAT: ratings given on the closed run so far, and their average (None before any).
+    rating_count: int = 0
+    rating_average: float | None = None
 
     @property
     def participant_ids(self) -> tuple[str, ...]:

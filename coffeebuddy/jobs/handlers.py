@@ -15,18 +15,24 @@ from slack_sdk.errors import SlackApiError
 
 from coffeebuddy import db, events
 from coffeebuddy.db import Database
+from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import RunStatus
-from coffeebuddy.jobs import queue
+from coffeebuddy.jobs import queue, timing
 from coffeebuddy.jobs.queue import Job
 from coffeebuddy.metrics import REMINDER_LATENESS
-from coffeebuddy.service import reminders
+from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
-from coffeebuddy.slack import blocks
-from coffeebuddy.slack.api import call
+from coffeebuddy.slack import blocks, home_blocks
+from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.response_url import post_ephemeral
 from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
+
+# Slack message metadata on everything we post for a run (see `_post_once`).
+MESSAGE_EVENT_TYPE = "coffeebuddy_message"
+# How far back a retried post looks for its message: 200 messages a page.
+HISTORY_PAGES = 5
 
 
 @dataclass(frozen=True)
@@ -59,11 +65,10 @@ def post_run_message(ctx: Context, job: Job) -> None:
     if record is None or record.message_ts or record.view.status is RunStatus.FAILED:
         return
     text, body = blocks.run_message(record.view)
-    answer = call(
-        ctx.slack, "chat.postMessage", channel=record.view.slack_channel_id, text=text, blocks=body
-    )
+    ts = _post_once(ctx, job, record, record.view.slack_channel_id, "run_message", text, body)
     with ctx.database.transaction() as conn:
-        db.run(conn, "set_run_message_ts", {"run_id": record.view.run_id, "ts": answer["ts"]})
+        posted = db.one(conn, "set_run_message_ts", {"run_id": record.view.run_id, "ts": ts})
+        timing.run_message_posted(posted)
         # Orders that arrived while we posted were rendered by nobody: refresh once more.
         latest = load_run(conn, record.view.run_id)
         if latest is not None and latest.view != record.view:
@@ -90,12 +95,85 @@ def _update_message(
         raise
 
 
-def _send_dm(ctx: Context, user: str, text: str, body: list[dict[str, Any]]) -> tuple[str, str]:
-    """A direct message to `user`; returns its (DM channel, ts)."""
+def _send_dm(
+    ctx: Context,
+    job: Job,
+    record: RunRecord,
+    user: str,
+    part: str,
+    text: str,
+    body: list[dict[str, Any]],
+) -> tuple[str, str]:
+    """A direct message to `user` (at most once per run and `part`); returns its
+    (DM channel, ts)."""
     opened = call(ctx.slack, "conversations.open", users=user)
     channel = str(opened["channel"]["id"])
-    answer = call(ctx.slack, "chat.postMessage", channel=channel, text=text, blocks=body)
-    return channel, str(answer["ts"])
+    return channel, _post_once(ctx, job, record, channel, f"{part}:{user}", text, body)
+
+
+def _post_once(
+    ctx: Context,
+    job: Job,
+    record: RunRecord,
+    channel: str,
+    part: str,
+    text: str,
+    body: list[dict[str, Any]],
+) -> str:
+    """chat.postMessage that a retried job does not repeat; returns the message's ts.
+
+    Every message we post for a run carries Slack message metadata naming the run and
+    the part. A job on its second or later attempt may have died after Slack accepted
+    its message but before the ts was stored (a SIGKILL, a timeout whose request did
+    arrive), so it first looks for that message in the channel's history and adopts it.
+    """
+    payload = {"run_id": record.view.run_id, "part": part}
+    metadata = {"event_type": MESSAGE_EVENT_TYPE, "event_payload": payload}
+    if job.attempts > 1:
+        found = _find_posted(ctx, channel, record, payload)
+        if found is not None:
+            log.info("message_already_posted", extra={"event_type": part.split(":")[0]})
+            return found
+    answer = call(
+        ctx.slack, "chat.postMessage", channel=channel, text=text, blocks=body, metadata=metadata
+    )
+    return str(answer["ts"])
+
+
+def _find_posted(
+    ctx: Context, channel: str, record: RunRecord, payload: dict[str, str]
+) -> str | None:
+    """The ts of a message we posted in `channel` since the run started whose metadata is
+    `payload`; None when there is none (or we may not read the history: then posting
+    again is the lesser harm than never posting)."""
+    oldest = f"{record.view.started_at.timestamp() - 1:.6f}"
+    cursor = None
+    for _ in range(HISTORY_PAGES):
+        try:
+            page = call(
+                ctx.slack,
+                "conversations.history",
+                channel=channel,
+                oldest=oldest,
+                limit=200,
+                include_all_metadata=True,
+                cursor=cursor,
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") in PERMANENT_ERRORS:
+                log.warning("history_unreadable", extra={"slack_error": exc.response.get("error")})
+                return None
+            raise
+        for message in page.get("messages") or []:
+            meta = message.get("metadata") or {}
+            if meta.get("event_type") == MESSAGE_EVENT_TYPE and meta.get("event_payload") == (
+                payload
+            ):
+                return str(message["ts"])
+        cursor = (page.get("response_metadata") or {}).get("next_cursor")
+        if not page.get("has_more") or not cursor:
+            return None
+    return None
 
 
 def refresh_run_message(ctx: Context, job: Job) -> None:
@@ -112,11 +190,10 @@ def post_summary(ctx: Context, job: Job) -> None:
     if record is None or record.summary_ts or record.view.status is not RunStatus.CLOSED:
         return
     text, body = blocks.summary_message(record.view)
-    answer = call(
-        ctx.slack, "chat.postMessage", channel=record.view.slack_channel_id, text=text, blocks=body
-    )
+    ts = _post_once(ctx, job, record, record.view.slack_channel_id, "summary", text, body)
     with ctx.database.transaction() as conn:
-        db.run(conn, "set_summary_ts", {"run_id": record.view.run_id, "ts": answer["ts"]})
+        posted = db.one(conn, "set_summary_ts", {"run_id": record.view.run_id, "ts": ts})
+        timing.close_part_delivered(posted)
 
 
 def dm_runner(ctx: Context, job: Job) -> None:
@@ -129,13 +206,16 @@ def dm_runner(ctx: Context, job: Job) -> None:
     ):
         return
     text, body = blocks.runner_dm(record.view)
-    dm_channel, ts = _send_dm(ctx, record.view.runner_slack_id, text, body)
+    dm_channel, ts = _send_dm(
+        ctx, job, record, record.view.runner_slack_id, "runner_dm", text, body
+    )
     with ctx.database.transaction() as conn:
-        db.run(
+        posted = db.one(
             conn,
             "set_runner_dm",
             {"run_id": record.view.run_id, "dm_channel": dm_channel, "ts": ts},
         )
+        timing.close_part_delivered(posted)
 
 
 def update_summary(ctx: Context, job: Job) -> None:
@@ -172,7 +252,7 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
         return
     runner = record.view.runner_slack_id
     text, body = blocks.reminder_dm(record.view)
-    _, ts = _send_dm(ctx, runner, text, body)
+    _, ts = _send_dm(ctx, job, record, runner, "reminder", text, body)
     with ctx.database.transaction() as conn:
         marked = db.one(
             conn,
@@ -276,7 +356,7 @@ def runner_reminder(ctx: Context, job: Job) -> None:
     ):
         return
     text, body = blocks.reminder_dm(record.view)
-    _, ts = _send_dm(ctx, record.view.runner_slack_id, text, body)
+    _, ts = _send_dm(ctx, job, record, record.view.runner_slack_id, "reminder", text, body)
     with ctx.database.transaction() as conn:
         marked = db.one(conn, "mark_reminder_sent", {"run_id": run_id, "ts": ts})
         if marked is not None:
@@ -309,11 +389,18 @@ def last_call(ctx: Context, job: Job) -> None:
     if record is None:
         return
     text, body = blocks.last_call_message(record.view, minutes)
-    answer = call(
-        ctx.slack, "chat.postMessage", channel=record.view.slack_channel_id, text=text, blocks=body
-    )
+    ts = _post_once(ctx, job, record, record.view.slack_channel_id, "last_call", text, body)
     with ctx.database.transaction() as conn:
-        db.run(conn, "mark_last_call_sent", {"run_id": run_id, "ts": answer["ts"]})
+        db.run(conn, "mark_last_call_sent", {"run_id": run_id, "ts": ts})
+
+
+def publish_home(ctx: Context, job: Job) -> None:
+    """The person's App Home tab, rendered fresh from what we hold about them."""
+    user = job.payload["user"]
+    with ctx.database.transaction() as conn:
+        channels = home.home_channels(conn, user)
+    view = home_blocks.home_view(channels, RULE_SUMMARY)
+    call(ctx.slack, "views.publish", user_id=user, view=view)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -325,6 +412,7 @@ HANDLERS: dict[str, Handler] = {
     queue.REPLACE_MESSAGE: replace_message,
     queue.UPDATE_SUMMARY: update_summary,
     queue.REMIND_NEW_RUNNER: remind_new_runner,
+    queue.PUBLISH_HOME: publish_home,
     reminders.RUNNER_REMINDER: runner_reminder,
     reminders.LAST_CALL: last_call,
 }

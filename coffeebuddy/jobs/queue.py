@@ -26,6 +26,8 @@ REPLACE_MESSAGE = "replace_message"
 # old runner already was (see `coffeebuddy.service.swap`).
 UPDATE_SUMMARY = "update_summary"
 REMIND_NEW_RUNNER = "remind_new_runner"
+# The App Home tab, published when someone opens it (see `coffeebuddy.service.home`).
+PUBLISH_HOME = "publish_home"
 # Housekeeping the worker itself schedules (see `coffeebuddy.jobs.maintenance`).
 PRUNE_JOBS = "prune_jobs"
 # The daily retention purge (see `coffeebuddy.service.privacy`).

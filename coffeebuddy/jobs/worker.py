@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
 
@@ -27,7 +28,8 @@ from coffeebuddy.jobs.handlers import HANDLERS, Context, Handler, NotYet, tell
 from coffeebuddy.jobs.queue import Job
 from coffeebuddy.metrics import JOB_DURATION, JOBS, RUNS
 from coffeebuddy.service.closing import fail_run
-from coffeebuddy.slack.api import classify
+from coffeebuddy.service.pilot import PilotGauges
+from coffeebuddy.slack.api import SlackFailure, classify, failure_category
 from coffeebuddy.store import load_run
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,8 @@ class Worker:
         self._next_stats = 0.0
         self._prune_ensured = False
         self._stat_kinds: set[str] = set(self.handlers)
+        # The pilot's success figures, refreshed with the queue gauges.
+        self._pilot = PilotGauges()
 
     # ---- the loop -------------------------------------------------------------------------
 
@@ -204,6 +208,8 @@ class Worker:
         with self.database.transaction() as conn:
             stats = maintenance.read_stats(conn)
         maintenance.publish_stats(stats, self._stat_kinds)
+        with self.database.transaction() as conn:
+            self._pilot.publish(conn, datetime.now(UTC))
 
     def _prune_jobs(self, _ctx: Context, _job: Job) -> None:
         maintenance.prune_and_reschedule(self.database, self.settings)
@@ -336,12 +342,13 @@ class Worker:
                 JOBS.labels(job.kind, "retry").inc()
                 log.warning("job_retry", extra={**facts, "delay_s": round(delay, 2)})
                 return
-        self._give_up(job, code, failure.hint if failure else None)
+        self._give_up(job, code, failure)
 
-    def _give_up(self, job: Job, code: str, hint: str | None) -> None:
+    def _give_up(self, job: Job, code: str, failure: SlackFailure | None) -> None:
         """A side effect that will never happen: keep the run's status honest and tell the
         person who acted what to do."""
         reference = job.correlation_id or str(job.id)
+        hint = failure.hint if failure else None
         if job.kind not in (queue.POST_RUN_MESSAGE, queue.POST_SUMMARY, queue.DM_RUNNER):
             return
         run_id = job.payload["run_id"]
@@ -356,7 +363,7 @@ class Worker:
                     conn,
                     run_id,
                     reason=f"Slack did not accept the {what} ({code})",
-                    category="slack_error" if hint else "slack_unavailable",
+                    category=failure_category(failure),
                     from_statuses=["open"] if job.kind == queue.POST_RUN_MESSAGE else ["closed"],
                     channel_id=channel,
                     correlation_id=job.correlation_id,

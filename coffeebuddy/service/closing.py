@@ -13,8 +13,9 @@ from coffeebuddy.db import Conn
 from coffeebuddy.domain.fairness import choose_runner
 from coffeebuddy.domain.models import Candidate, RunnerChoice, RunStatus
 from coffeebuddy.jobs import queue
-from coffeebuddy.metrics import RUN_DURATION, RUNS
+from coffeebuddy.metrics import RUN_DURATION, RUNS, RUNS_FAILED
 from coffeebuddy.service.effects import refresh_run_message
+from coffeebuddy.slack.api import FailureCategory
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def cancel_locked_run(
             "run_id": run["id"],
             "status": "canceled",
             "failure_reason": None,
+            "failure_category": None,
             "cancel_reason": text,
             "from_statuses": ["open"],
         },
@@ -188,12 +190,13 @@ def fail_run(
     run_id: str,
     *,
     reason: str,
-    category: str,
+    category: FailureCategory,
     from_statuses: list[str],
     channel_id: str | None,
     correlation_id: str | None,
 ) -> bool:
-    """Mark a run failed (it can't complete); True when this call changed it."""
+    """Mark a run failed (it can't complete) for a `category` of reason (the pilot's
+    critical error rate); True when this call changed it."""
     ended = db.one(
         conn,
         "end_run",
@@ -201,12 +204,14 @@ def fail_run(
             "run_id": run_id,
             "status": "failed",
             "failure_reason": reason,
+            "failure_category": category,
             "cancel_reason": None,
             "from_statuses": from_statuses,
         },
     )
     if ended is None:
         return False
+    RUNS_FAILED.labels(category).inc()
     refresh_run_message(conn, run_id, correlation_id, delay_seconds=0)
     events.record(
         conn,

@@ -32,8 +32,9 @@ class People:
         self.config = config
         self.clock = clock
 
-    def profile(self, conn: Conn, user_id: str) -> Profile:
-        """The user's Slack profile, from our cache while fresh, else from users.info."""
+    def profile(self, conn: Conn, user_id: str, *, remember: bool = True) -> Profile:
+        """The user's Slack profile, from our cache while fresh, else from users.info
+        (cached unless `remember` is False: a read-only command stores nothing)."""
         row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user_id})
         fresh_after = self.clock() - timedelta(seconds=self.config.profile_ttl_seconds)
         fetched = row["profile_fetched_at"] if row is not None else None
@@ -53,6 +54,8 @@ class People:
                 if failure.kind == "permanent" and failure.hint
                 else "I couldn't reach Slack to look up your profile. Try again in a moment."
             ) from exc
+        if not remember:
+            return profile
         db.one(
             conn,
             "save_user_profile",
@@ -73,14 +76,16 @@ class People:
         except (ZoneInfoNotFoundError, ValueError):
             return ZoneInfo("UTC")
 
-    def is_admin(self, user_id: str, channel_admins: Collection[str] = ()) -> bool:
+    def is_admin(
+        self, user_id: str, channel_admins: Collection[str] = (), *, remember: bool = True
+    ) -> bool:
         """A CoffeeBuddy admin here: listed in COFFEEBUDDY_ADMIN_USER_IDS, one of the
         channel's own admins, or a Slack workspace admin or owner."""
         if user_id in self.config.admin_user_ids or user_id in channel_admins:
             return True
         try:
             with self.db.transaction() as conn:
-                return self.profile(conn, user_id).is_workspace_admin
+                return self.profile(conn, user_id, remember=remember).is_workspace_admin
         except CoffeeBuddyError:
             # Slack unreachable and nothing cached: not proven an admin.
             return False

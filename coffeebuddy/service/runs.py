@@ -73,6 +73,8 @@ class RunService:
         correlation_id: str,
     ) -> Reply:
         """`/coffee [time] [note]`: a new run in the channel."""
+        # The start of the bot's start step (the pilot's outcome time), before any lookup.
+        received_at = self.clock()
         pickup = None
         if command.time is not None:
             # A disabled channel records nothing, not even the profile the time zone
@@ -88,7 +90,9 @@ class RunService:
                 pickup = cmdparse.resolve_pickup(command.time, self.clock(), tz)
             except cmdparse.CommandError as exc:
                 return Reply(exc.hint)
-        return self._start_run(actor, pickup, command.note, response_url, correlation_id)
+        return self._start_run(
+            actor, pickup, command.note, response_url, correlation_id, received_at
+        )
 
     def _start_run(
         self,
@@ -97,6 +101,7 @@ class RunService:
         note: str | None,
         response_url: str,
         correlation_id: str,
+        received_at: datetime,
     ) -> Reply:
         with self.db.transaction() as conn:
             channel = db.one(
@@ -128,6 +133,7 @@ class RunService:
                     "pickup_note": note,
                     "correlation_id": correlation_id,
                     "first_in_channel": first,
+                    "command_at": received_at,
                 },
             )
             if run is None:

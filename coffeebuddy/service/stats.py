@@ -1,4 +1,5 @@
-"""`/coffee stats`: the channel's fairness table.
+"""`/coffee stats`: the channel's fairness table and its fairness share over 28 days;
+for admins also the pilot report (runs, bot time, CSAT, fairness over 7 and 28 days).
 
 Read-only: one read-only snapshot, nothing written (not even the channel or the user).
 "Next in line" is the real fairness rule (`choose_runner`) applied to everyone who served
@@ -19,18 +20,29 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.domain.fairness import RULE_SUMMARY, choose_runner
 from coffeebuddy.domain.models import Candidate, RunnerChoice
+from coffeebuddy.domain.pilot import REPORT_PERIODS
+from coffeebuddy.service import pilot
 from coffeebuddy.service.common import DISABLED_TEXT, Actor, Reply
-from coffeebuddy.slack import stats_blocks
+from coffeebuddy.service.people import People
+from coffeebuddy.slack import pilot_blocks, stats_blocks
 from coffeebuddy.slack.stats_blocks import FairnessTable, StatsRow
 
 
 class StatsService:
-    def __init__(self, database: Database, config: Config, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        config: Config,
+        clock: Callable[[], datetime],
+        people: People,
+    ) -> None:
         self.db = database
         self.config = config
         self.clock = clock
+        self.people = people
 
     def show(self, actor: Actor) -> Reply:
+        now = self.clock()
         with self.db.transaction() as conn:
             db.run(conn, "stats_read_only")
             channel = db.one(conn, "stats_channel", {"slack_channel_id": actor.channel_id})
@@ -44,9 +56,19 @@ class StatsService:
             people = db.all_rows(
                 conn, "stats_window", {"channel_id": channel["id"], "window": window}
             )
+            share = pilot.fairness_share(conn, channel["id"], now)
+            # Cheap to read with the rest in one snapshot; shown to admins only.
+            periods = [pilot.read_period(conn, channel["id"], now, d) for d in REPORT_PERIODS]
+        # After the snapshot: this may ask Slack whether they are a workspace admin (and,
+        # stats being read-only, does not cache the answer).
+        admin = self.people.is_admin(actor.user_id, channel["admin_user_ids"], remember=False)
+        report = pilot_blocks.pilot_report_blocks(periods) if admin else []
         closed_runs = int(history["closed_runs"])
         if closed_runs == 0 or not people:
-            return Reply(stats_blocks.no_history_text(RULE_SUMMARY, known_channel=True))
+            text = stats_blocks.no_history_text(RULE_SUMMARY, known_channel=True)
+            if not report:
+                return Reply(text)
+            return Reply(text, blocks=[stats_blocks.text_section(text), *report])
         table = fairness_table(
             people,
             previous_runner=history["previous_runner"],
@@ -55,7 +77,7 @@ class StatsService:
             seed=f"{actor.channel_id}:{closed_runs}",
         )
         text, blocks = stats_blocks.fairness_reply(table)
-        return Reply(text, blocks=blocks)
+        return Reply(text, blocks=[*blocks, *pilot_blocks.fairness_share_blocks(share), *report])
 
 
 def fairness_table(

@@ -108,11 +108,26 @@ def classify(exc: BaseException) -> SlackFailure | None:
         if code in PERMANENT_ERRORS:
             return SlackFailure("permanent", code, hint=user_hint(code, exc.response.get("needed")))
         return SlackFailure("other", code)
-    if isinstance(exc, urllib.error.URLError | socket.timeout | TimeoutError | ConnectionError):
+    if isinstance(exc, socket.timeout | TimeoutError) or (
+        isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, TimeoutError)
+    ):
+        return SlackFailure("transient", "timeout")
+    if isinstance(exc, urllib.error.URLError | ConnectionError):
         return SlackFailure("transient", "network")
     if isinstance(exc, SlackRequestError):
         return SlackFailure("transient", "request_error")
     return None
+
+
+FailureCategory = Literal["slack_error", "timeout", "internal"]
+
+
+def failure_category(failure: SlackFailure | None) -> FailureCategory:
+    """Why a run failed, for the pilot's error rate: Slack refused or was unreachable,
+    Slack did not answer in time, or something on our side (no Slack failure at all)."""
+    if failure is None:
+        return "internal"
+    return "timeout" if failure.code == "timeout" else "slack_error"
 
 
 def user_hint(code: str, needed: object = None) -> str:

@@ -57,6 +57,12 @@ RUN_ACTIONS_BLOCK_ID: Final = "run_actions"
 ACTION_CANT_GO: Final = "cant_go"
 RUNNER_ACTIONS_BLOCK_ID: Final = "runner_actions"
 
+# The channel summary: a one-tap rating 1-5 (CSAT). Slack wants action ids unique within
+# a block, so each button's is "rate_run_<n>"; its value "<run id>:<n>" is what counts.
+ACTION_RATE_RUN: Final = "rate_run"
+RATING_BLOCK_ID: Final = "rating"
+RATING_SCORES: Final = (1, 2, 3, 4, 5)
+
 # The order modal; its private_metadata is the run id.
 CALLBACK_ORDER_MODAL: Final = "order_modal"
 CALLBACK_RUN_MODAL: Final = "run_modal"
@@ -439,8 +445,11 @@ def order_list_blocks(orders: Sequence[OrderLine], *, max_blocks: int) -> list[B
     ]
 
 
-def _with_order_list(head: list[BlockDict], orders: Sequence[OrderLine]) -> list[BlockDict]:
-    return [*head, *order_list_blocks(orders, max_blocks=MAX_BLOCKS - len(head))]
+def _with_order_list(
+    head: list[BlockDict], orders: Sequence[OrderLine], tail: Sequence[BlockDict] = ()
+) -> list[BlockDict]:
+    listed = order_list_blocks(orders, max_blocks=MAX_BLOCKS - len(head) - len(tail))
+    return [*head, *listed, *tail]
 
 
 def summary_message(view: RunView) -> tuple[str, list[BlockDict]]:
@@ -454,7 +463,45 @@ def summary_message(view: RunView) -> tuple[str, list[BlockDict]]:
         # Written by the fairness rule, not by users; it carries mentions on purpose.
         head.append(_context(view.runner_reason))
     items = _plural(total_items(view.orders), "item", "items")
-    return f"{title} — {items}", _with_order_list(head, view.orders)
+    return f"{title} — {items}", _with_order_list(head, view.orders, _rating_blocks(view))
+
+
+def rating_value(run_id: str, score: int) -> str:
+    return f"{run_id}:{score}"
+
+
+def parse_rating_value(value: str) -> tuple[str, int] | None:
+    """(run id text, score) from a rating button's value; None when it isn't one."""
+    run_id, sep, score = value.rpartition(":")
+    if not sep or not score.isdigit() or int(score) not in RATING_SCORES:
+        return None
+    return run_id, int(score)
+
+
+def rating_line(view: RunView) -> str:
+    if not view.rating_count or view.rating_average is None:
+        return "How was this run? Tap a number, 1 (poor) to 5 (great) — for people who took part."
+    people = _plural(view.rating_count, "rating", "ratings")
+    return (
+        f"Rated *{view.rating_average:.1f}* / 5 from {people} — tap a number to rate "
+        "or change yours."
+    )
+
+
+def _rating_blocks(view: RunView) -> list[BlockDict]:
+    # Plain buttons, one tap each; no confirm dialog (a rating is changed the same way).
+    buttons = [
+        ButtonElement(
+            text=f"{score} ⭐" if score == 5 else str(score),
+            action_id=f"{ACTION_RATE_RUN}_{score}",
+            value=rating_value(view.run_id, score),
+        )
+        for score in RATING_SCORES
+    ]
+    return [
+        _context(rating_line(view)),
+        ActionsBlock(elements=buttons, block_id=RATING_BLOCK_ID).to_dict(),
+    ]
 
 
 def runner_dm(view: RunView) -> tuple[str, list[BlockDict]]:

@@ -156,3 +156,8 @@ def _plural(count: int, singular: str, plural: str) -> str:
 
 def _section(text: str, *, block_id: str) -> BlockDict:
     return SectionBlock(text=MarkdownTextObject(text=text), block_id=block_id).to_dict()
+
+
+def text_section(text: str) -> BlockDict:
+    """A plain answer as a block, for replies that add blocks after it."""
+    return _section(_clip(text), block_id="stats_text")

@@ -19,13 +19,16 @@ from coffeebuddy.errors import BadRequest, CoffeeBuddyError
 from coffeebuddy.metrics import ERRORS, render
 from coffeebuddy.service.admin import AdminService
 from coffeebuddy.service.commands import Commands
+from coffeebuddy.service.home import HomeService
 from coffeebuddy.service.people import People
 from coffeebuddy.service.privacy import PrivacyService
+from coffeebuddy.service.ratings import RatingService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
+from coffeebuddy.web.events import SlackEvents
 from coffeebuddy.web.middleware import RequestContext, SlackSignature
 from coffeebuddy.web.ops import OpsAuth, OpsPurge, OpsRetryJob, OpsRun
 from coffeebuddy.web.slack_resources import (
@@ -140,6 +143,7 @@ def create_app(
     database: Database | None = None,
     slack: SlackGateway | None = None,
     secrets_ok: Callable[[], bool] = lambda: True,
+    clock: Callable[[], datetime] = _utcnow,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     if database is None:
         database = Database(
@@ -151,11 +155,11 @@ def create_app(
         database.open(wait=False)
     if slack is None:
         slack = WebSlackGateway(make_client(config, timeout=config.slack_timeout_seconds))
-    people = People(database, slack, config, _utcnow)
-    runs = RunService(database, slack, config, people=people, clock=_utcnow)
-    admin = AdminService(database, slack, config, people, _utcnow)
+    people = People(database, slack, config, clock)
+    runs = RunService(database, slack, config, people=people, clock=clock)
+    admin = AdminService(database, slack, config, people, clock)
     commands = Commands(
-        runs, admin, StatsService(database, config, _utcnow), PrivacyService(database)
+        runs, admin, StatsService(database, config, clock, people), PrivacyService(database)
     )
 
     middleware: list[Any] = [
@@ -168,7 +172,13 @@ def create_app(
     app = falcon.App(middleware=middleware)
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/slack/commands", SlackCommands(commands))
-    app.add_route("/slack/interactions", SlackInteractions(runs, admin, swap=SwapService(database)))
+    app.add_route(
+        "/slack/interactions",
+        SlackInteractions(
+            runs, admin, swap=SwapService(database), ratings=RatingService(database, config)
+        ),
+    )
+    app.add_route("/slack/events", SlackEvents(HomeService(database)))
     app.add_route("/health/live", Live())
     app.add_route("/health/ready", Ready(database, secrets_ok))
     app.add_route("/metrics", Metrics())

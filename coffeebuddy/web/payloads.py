@@ -188,6 +188,10 @@ def is_channel_id(value: str) -> bool:
     return bool(_CHANNEL_ID.match(value))
 
 
+def is_user_id(value: str) -> bool:
+    return bool(_USER_ID.match(value))
+
+
 def input_text(values: dict[str, Any], block_id: str, action_id: str) -> str:
     value = _get(values, block_id, action_id, "value")
     return value if isinstance(value, str) else ""

@@ -17,10 +17,12 @@ from coffeebuddy.metrics import ERRORS, REQUESTS
 from coffeebuddy.service.admin import AdminService
 from coffeebuddy.service.commands import Commands
 from coffeebuddy.service.common import Actor
+from coffeebuddy.service.ratings import RatingService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack import admin_blocks, blocks
 from coffeebuddy.slack.response_url import post_ephemeral
+from coffeebuddy.store import parse_uuid
 from coffeebuddy.web import payloads
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,18 @@ class SlackCommands:
 
 
 class SlackInteractions:
-    def __init__(self, service: RunService, admin: AdminService, *, swap: SwapService) -> None:
+    def __init__(
+        self,
+        service: RunService,
+        admin: AdminService,
+        *,
+        swap: SwapService,
+        ratings: RatingService,
+    ) -> None:
         self._service = service
         self._admin = admin
         self._swap = swap
+        self._ratings = ratings
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         payload = payloads.interaction(req.context.raw_body)
@@ -142,8 +152,19 @@ class SlackInteractions:
         }
         run_handler = handlers.get(action.action_id)
         handler: Callable[[], None] | None = None
+        rating = _rating(action)
         if run_handler is not None and run_id is not None:
             handler = functools.partial(run_handler, run_id)
+        elif rating is not None:
+            run_id = rating[0]
+            handler = functools.partial(
+                self._ratings.rate,
+                actor,
+                rating[0],
+                rating[1],
+                response_url=action.response_url,
+                correlation_id=corr,
+            )
         elif action.action_id == admin_blocks.ACTION_ADMIN_RESET and (
             action.value == action.channel_id
         ):
@@ -233,6 +254,17 @@ class SlackInteractions:
         if errors:
             return {"response_action": "errors", "errors": errors}
         return None
+
+
+def _rating(action: payloads.BlockAction) -> tuple[uuid.UUID, int] | None:
+    """(run id, score) for a tap on a summary's rating buttons."""
+    if not action.action_id.startswith(f"{blocks.ACTION_RATE_RUN}_"):
+        return None
+    parsed = blocks.parse_rating_value(action.value)
+    run_id = parse_uuid(parsed[0]) if parsed else None
+    if parsed is None or run_id is None:
+        return None
+    return run_id, parsed[1]
 
 
 def respond_inline(response_url: str | None, text: str) -> None:

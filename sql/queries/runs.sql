@@ -47,9 +47,9 @@ SELECT r.*, u.slack_user_id AS initiator_slack_id
 -- name: insert_run
 -- ON CONFLICT on the one-open-run index: a racing second /coffee gets no row back.
 INSERT INTO runs (channel_id, initiator_user_id, pickup_time, pickup_note, correlation_id,
-                  first_in_channel)
+                  first_in_channel, command_at)
 VALUES (%(channel_id)s, %(initiator_user_id)s, %(pickup_time)s, %(pickup_note)s,
-        %(correlation_id)s, %(first_in_channel)s)
+        %(correlation_id)s, %(first_in_channel)s, %(command_at)s)
 ON CONFLICT (channel_id) WHERE status = 'open' DO NOTHING
 RETURNING *;
 
@@ -74,6 +74,9 @@ SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
        r.runner_reason, r.failure_reason, r.cancel_reason, r.first_in_channel, r.message_ts,
        r.summary_ts,
        r.runner_dm_channel, r.runner_dm_ts, r.correlation_id,
+       (SELECT count(*) FROM run_ratings rr WHERE rr.run_id = r.id)::int AS rating_count,
+       (SELECT avg(rr.score) FROM run_ratings rr WHERE rr.run_id = r.id)::float
+           AS rating_average,
        c.slack_channel_id, c.id AS channel_id, c.admin_user_ids AS channel_admin_ids,
        iu.slack_user_id AS initiator_slack_id,
        ru.slack_user_id AS runner_slack_id
@@ -160,7 +163,8 @@ RETURNING closed_at, started_at;
 -- Cancel or fail an open run; a closed run can still fail if its summary never posts.
 UPDATE runs
    SET status = %(status)s, closed_at = COALESCE(closed_at, now()),
-       failure_reason = %(failure_reason)s, cancel_reason = %(cancel_reason)s
+       failure_reason = %(failure_reason)s, failure_category = %(failure_category)s,
+       cancel_reason = %(cancel_reason)s
  WHERE id = %(run_id)s AND status = ANY(%(from_statuses)s)
 RETURNING id, started_at, closed_at;
 
@@ -173,14 +177,26 @@ ON CONFLICT (user_id, channel_id) DO UPDATE
        updated_at = now();
 
 -- name: set_run_message_ts
-UPDATE runs SET message_ts = %(ts)s WHERE id = %(run_id)s AND message_ts IS NULL;
+-- Also when the run message became visible: the end of the bot's start step.
+UPDATE runs SET message_ts = %(ts)s, message_posted_at = now()
+ WHERE id = %(run_id)s AND message_ts IS NULL
+RETURNING command_at, message_posted_at;
 
 -- name: set_summary_ts
-UPDATE runs SET summary_ts = %(ts)s WHERE id = %(run_id)s AND summary_ts IS NULL;
+-- The summary half of the bot's close step; both halves done completes the run's timing.
+UPDATE runs SET summary_ts = %(ts)s, summary_posted_at = now()
+ WHERE id = %(run_id)s AND summary_ts IS NULL
+RETURNING command_at, message_posted_at, closed_at, summary_posted_at, runner_dm_posted_at,
+          true AS first;
 
 -- name: set_runner_dm
-UPDATE runs SET runner_dm_channel = %(dm_channel)s, runner_dm_ts = %(ts)s
- WHERE id = %(run_id)s AND runner_dm_ts IS NULL;
+-- A runner swap DMs the new runner too; the close step's timing keeps the first DM (`first`
+-- says whether this was it: now() is the same all through the transaction).
+UPDATE runs SET runner_dm_channel = %(dm_channel)s, runner_dm_ts = %(ts)s,
+       runner_dm_posted_at = COALESCE(runner_dm_posted_at, now())
+ WHERE id = %(run_id)s AND runner_dm_ts IS NULL
+RETURNING command_at, message_posted_at, closed_at, summary_posted_at, runner_dm_posted_at,
+          runner_dm_posted_at = now() AS first;
 
 -- name: update_run_details
 UPDATE runs SET pickup_time = %(pickup_time)s, pickup_note = %(pickup_note)s

@@ -7,7 +7,7 @@
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 
 -- name: stats_channel
-SELECT id, enabled, fairness_window_runs
+SELECT id, enabled, fairness_window_runs, admin_user_ids
   FROM channels
  WHERE slack_channel_id = %(slack_channel_id)s;
 

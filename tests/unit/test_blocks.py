@@ -267,7 +267,35 @@ def test_summary_message_content() -> None:
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": "<@U2> was chosen: 0 of the last 10 runs."}],
     }
-    assert not _buttons(blocks)
+    # The only buttons are the one-tap rating, last, after the order list.
+    buttons = _buttons(blocks)
+    assert sorted(buttons) == [f"rate_run_{n}" for n in range(1, 6)]
+    assert [buttons[f"rate_run_{n}"]["value"] for n in range(1, 6)] == [
+        f"run-123:{n}" for n in range(1, 6)
+    ]
+    assert blocks[-1]["block_id"] == b.RATING_BLOCK_ID
+    assert "How was this run?" in blocks[-2]["elements"][0]["text"]
+
+
+def test_summary_shows_the_runs_average_once_rated() -> None:
+    _, blocks = b.summary_message(_closed(rating_count=3, rating_average=13 / 3))
+    assert "Rated *4.3* / 5 from 3 ratings" in blocks[-2]["elements"][0]["text"]
+    _, blocks = b.summary_message(_closed(rating_count=1, rating_average=5.0))
+    assert "Rated *5.0* / 5 from 1 rating " in blocks[-2]["elements"][0]["text"]
+
+
+def test_rating_values_round_trip_and_reject_junk() -> None:
+    run_id = "0b5f3a4e-0000-4000-8000-000000000001"
+    for score in b.RATING_SCORES:
+        assert b.parse_rating_value(b.rating_value(run_id, score)) == (run_id, score)
+    for junk in ("", run_id, f"{run_id}:0", f"{run_id}:6", f"{run_id}:x", f"{run_id}:-1", ":"):
+        assert b.parse_rating_value(junk) is None, junk
+
+
+def test_runner_dm_and_reminder_have_no_rating() -> None:
+    for builder in (b.runner_dm, b.reminder_dm):
+        _, blocks = builder(_closed())
+        assert not [a for a in _buttons(blocks) if a.startswith(b.ACTION_RATE_RUN)]
 
 
 def test_runner_dm_content() -> None:
@@ -301,7 +329,7 @@ def test_huge_order_list_is_split_within_slack_limits() -> None:
         assert all(len(blk["text"]["text"]) <= b.MAX_SECTION_CHARS for blk in sections)
         block_ids = [blk["block_id"] for blk in _order_list(blocks)]
         assert len(block_ids) == len(set(block_ids))
-        assert blocks[-1]["text"]["text"].startswith("… the list is too long")
+        assert _order_list(blocks)[-1]["text"]["text"].startswith("… the list is too long")
 
 
 def test_long_list_split_keeps_every_line() -> None:

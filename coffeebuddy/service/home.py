@@ -1,0 +1,41 @@
+"""The App Home tab: opened in Slack (the Events API's `app_home_opened`), published by
+the worker with `views.publish`. Opening it records nothing about the person."""
+
+from __future__ import annotations
+
+from coffeebuddy import db
+from coffeebuddy.db import Conn, Database
+from coffeebuddy.jobs import queue
+from coffeebuddy.slack.home_blocks import MAX_CHANNELS, HomeChannel
+
+
+class HomeService:
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def opened(self, user_id: str, *, correlation_id: str) -> None:
+        """Queue a fresh Home tab for `user_id`; opens in quick succession (and Slack's
+        retries of the same event) become one publish."""
+        with self.db.transaction() as conn:
+            queue.enqueue(
+                conn,
+                queue.PUBLISH_HOME,
+                {"user": user_id},
+                correlation_id=correlation_id,
+                dedupe_key=f"home:{user_id}",
+                max_attempts=4,
+            )
+
+
+def home_channels(conn: Conn, user_id: str) -> list[HomeChannel]:
+    rows = db.all_rows(conn, "home_channels", {"slack_user_id": user_id, "limit": MAX_CHANNELS})
+    return [
+        HomeChannel(
+            slack_channel_id=row["slack_channel_id"],
+            usual=row["usual"],
+            served=row["served"],
+            joined=row["joined"],
+            last_served_at=row["last_served_at"],
+        )
+        for row in rows
+    ]
