@@ -62,7 +62,9 @@ def enqueue(
     dedupe_key: str | None = None,
     max_attempts: int = 8,
 ) -> int | None:
-    """Add a job; with `dedupe_key`, nothing is added while one with that key is queued."""
+    """Add a job; with `dedupe_key`, nothing is added while one with that key is queued
+    (that one is brought forward if this one was due sooner). Returns the id of the job
+    added or brought forward, None when it simply joined a queued one."""
     row = db.one(
         conn,
         "enqueue_job",

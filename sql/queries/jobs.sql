@@ -2,11 +2,15 @@
 
 -- name: enqueue_job
 -- The NOTIFY is delivered at commit, so a worker never wakes for a row it can't see yet.
+-- A job whose key is already queued joins it; if it is wanted sooner (a close right after
+-- a click's coalesced refresh), the queued one is brought forward.
 WITH ins AS (
     INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key, run_id, correlation_id)
     VALUES (%(kind)s, %(payload)s, now() + make_interval(secs => %(delay_seconds)s),
             %(max_attempts)s, %(dedupe_key)s, %(run_id)s, %(correlation_id)s)
-    ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL DO NOTHING
+    ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL
+    DO UPDATE SET run_at = EXCLUDED.run_at, updated_at = now()
+         WHERE EXCLUDED.run_at < jobs.run_at
     RETURNING id, kind
 )
 SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;

@@ -389,6 +389,36 @@ def test_a_burst_of_orders_is_one_chat_update(
     assert all(f"<@{user}>" in _text_of(message) for user in people)
 
 
+def test_a_close_brings_a_coalesced_refresh_forward(
+    config: Config,
+    app_database: Database,
+    make_worker: MakeWorker,
+    sql: SqlFn,
+    slack: FakeSlack,
+) -> None:
+    """An order's refresh waits out the coalescing window; the close right after it wants
+    the message updated now (its buttons must go), so the queued refresh moves up."""
+    web = SignedClient(
+        create_app(replace(config, refresh_coalesce_ms=60_000), database=app_database)
+    )
+    chan = Channel(web, make_worker(), sql, CHANNEL, slack)
+    run_id = chan.start("U0ANA")
+    chan.work()
+    assert chan.submit("U0BEN", "flat white", run_id=run_id) is None
+    waiting = sql(
+        "SELECT EXTRACT(EPOCH FROM run_at - now())::float8 FROM jobs WHERE kind = %s",
+        queue.REFRESH_RUN_MESSAGE,
+    )
+    assert waiting[0][0] > 50
+    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.work()  # nothing forced: only what is due now runs
+    refreshes = sql("SELECT status FROM jobs WHERE kind = %s", queue.REFRESH_RUN_MESSAGE)
+    assert refreshes == [("done",)]
+    message = slack.messages(CHANNEL)[0]
+    assert "closed" in message["text"]
+    assert not [b for b in message["blocks"] if b.get("block_id") == blocks.RUN_ACTIONS_BLOCK_ID]
+
+
 class _HookedClient(WebClient):
     """Runs `hook` once, inside the handler, right before the next chat.postMessage."""
 
