@@ -40,7 +40,7 @@ WORKER_METRICS_PORT = 9102
 IMAGE = "registry.example.internal/coffeebuddy/coffeebuddy"
 SECRETS = ("slack_signing_secret", "slack_bot_token", "database_url")
 VAULT = "vault.hashicorp.com/"
-SLACK_PATHS = {"/slack/commands", "/slack/interactions"}
+SLACK_PATHS = {"/slack/commands", "/slack/interactions", "/slack/events"}
 
 # The oldest Kubernetes the manifests must still be valid for, and the newest schemas the
 # validator ships (removed or renamed fields show up in one or the other).
@@ -518,6 +518,7 @@ def test_slack_app_urls_are_the_kong_routes() -> None:
     manifest = yaml.safe_load((ROOT / "slack" / "manifest.yaml").read_text(encoding="utf-8"))
     urls = [c["url"] for c in manifest["features"]["slash_commands"]]
     urls.append(manifest["settings"]["interactivity"]["request_url"])
+    urls.append(manifest["settings"]["event_subscriptions"]["request_url"])
     assert {"/" + u.split("://", 1)[1].split("/", 1)[1] for u in urls} == SLACK_PATHS
 
 
