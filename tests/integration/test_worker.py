@@ -155,6 +155,55 @@ def test_summary_and_runner_dm_are_never_sent_twice(
     assert _job(sql, queue.DM_RUNNER)["status"] == "done"
 
 
+@pytest.mark.parametrize("answer", [{"status": 500}, {"error": "internal_error"}])
+def test_a_post_slack_accepted_but_never_answered_is_adopted_not_repeated(
+    chan: Channel, slack: FakeSlack, sql: SqlFn, answer: dict[str, Any]
+) -> None:
+    """Slack stores the summary and the runner DM but the worker sees a failure (a 500, or
+    a timeout's lost answer): the retry finds each message by its metadata in the history
+    and records it; nobody sees anything twice."""
+    run_id = chan.start("U0ANA")
+    chan.work()
+    chan.submit("U0BEN", "tea")
+    slack.fail_next("chat.postMessage", effect_first=True, times=2, **answer)
+    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.work()
+    assert slack.pending_faults("chat.postMessage") == 0
+    assert _job(sql, queue.POST_SUMMARY)["status"] == "queued"  # waiting out its backoff
+    _force_due(sql)
+    chan.work()
+    runner = sql(
+        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
+        " WHERE r.id = %s",
+        run_id,
+    )[0][0]
+    assert len(_posts(slack, CHANNEL)) == 2  # the run message and one summary
+    assert len(slack.dms(runner)) == 1
+    history = slack.calls("conversations.history")
+    assert len(history) == 2
+    assert all(c.args.get("include_all_metadata") in (True, "1", "true") for c in history)
+    (row,) = sql("SELECT summary_ts, runner_dm_ts FROM runs WHERE id = %s", run_id)
+    summary = [m for m in slack.messages(CHANNEL) if m["ts"] == row[0]]
+    assert len(summary) == 1
+    assert summary[0]["metadata"]["event_payload"] == {"run_id": run_id, "part": "summary"}
+    assert slack.dms(runner)[0]["ts"] == row[1]
+
+
+def test_a_first_attempt_never_reads_the_history(chan: Channel, slack: FakeSlack) -> None:
+    run_id = chan.start("U0ANA")
+    chan.work()
+    chan.submit("U0BEN", "tea")
+    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.work()
+    assert slack.calls("conversations.history") == []
+    posts = slack.calls("chat.postMessage")
+    assert {c.args["metadata"]["event_payload"]["part"].split(":")[0] for c in posts} == {
+        "run_message",
+        "summary",
+        "runner_dm",
+    }
+
+
 def test_an_expired_lease_lets_another_worker_finish_the_job(
     chan: Channel, make_worker: MakeWorker, slack: FakeSlack, sql: SqlFn
 ) -> None:
