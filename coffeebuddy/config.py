@@ -50,6 +50,9 @@ class WorkerSettings:
     # A prune run stops after this many batches and comes back soon for the rest, so a
     # huge backlog never holds one job (and its lease) for long.
     prune_max_batches: int = 50
+    # Timeout of each Slack call a job makes; a job's lease is renewed while it runs, so a
+    # slow Slack never hands a live job to a second worker.
+    slack_timeout_seconds: float = 10.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> WorkerSettings:
@@ -58,6 +61,9 @@ class WorkerSettings:
             job_retention_hours=_int(env, "COFFEEBUDDY_JOB_RETENTION_HOURS", 24, 1, 24 * 365),
             dead_job_retention_days=_int(env, "COFFEEBUDDY_DEAD_JOB_RETENTION_DAYS", 14, 1, 365),
             stats_interval_seconds=_float(env, "COFFEEBUDDY_WORKER_STATS_SECONDS", 15.0, 0.1, 600),
+            slack_timeout_seconds=_float(
+                env, "COFFEEBUDDY_WORKER_SLACK_TIMEOUT_SECONDS", 10.0, 1.0, 60
+            ),
         )
 
 

@@ -8,6 +8,7 @@ and fails loudly (a test checks every name the code uses).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,8 +75,14 @@ class Database:
         max_size: int = 8,
         timeout: float = 2.0,
         name: str = "coffeebuddy",
+        fail_fast_seconds: float = 0.0,
     ) -> None:
         self.conninfo = conninfo
+        # After a failure, fail at once for this long instead of waiting out the pool
+        # timeout again: with the database down, a web worker answering "try again" within
+        # Slack's 3 s must not queue its requests behind one 2 s wait after another.
+        self.fail_fast_seconds = fail_fast_seconds
+        self._down_until = 0.0
         self.pool: ConnectionPool[Conn] = ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -100,10 +107,17 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:
+        if self.fail_fast_seconds and time.monotonic() < self._down_until:
+            raise DatabaseUnavailable("the database was unreachable a moment ago")
         try:
             with self.pool.connection() as conn:
                 yield conn
         except (psycopg.OperationalError, PoolTimeout) as exc:
+            # A deadlock or a canceled statement says nothing about reachability.
+            if not isinstance(
+                exc, psycopg.errors.TransactionRollback | psycopg.errors.QueryCanceled
+            ):
+                self._down_until = time.monotonic() + self.fail_fast_seconds
             raise DatabaseUnavailable(str(exc)) from exc
 
     def ping(self) -> bool:

@@ -63,6 +63,7 @@ def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Respons
 
 
 def build_worker(config: Config, settings: WorkerSettings | None = None) -> Worker:
+    settings = settings or config.worker
     database = Database(
         config.database_url.reveal(),
         min_size=1,
@@ -70,11 +71,10 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
         name="coffeebuddy-worker",
     )
     database.open(wait=False)
-    # Job handlers may wait longer for Slack than a request can; the lease covers it.
-    client = make_client(config, timeout=10)
-    return Worker(
-        config, database, Context(database=database, slack=client), settings or config.worker
-    )
+    # Job handlers may wait longer for Slack than a request can; the worker renews the
+    # leases of the jobs it runs.
+    client = make_client(config, timeout=settings.slack_timeout_seconds)
+    return Worker(config, database, Context(database=database, slack=client), settings)
 
 
 def run_worker(env: Mapping[str, str]) -> int:

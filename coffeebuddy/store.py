@@ -17,6 +17,8 @@ class RunRecord:
 
     view: RunView
     channel_id: uuid.UUID
+    # The workspace the run's channel belongs to ("" when not recorded).
+    slack_team_id: str
     correlation_id: str
     message_ts: str | None
     summary_ts: str | None
@@ -62,6 +64,7 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
     return RunRecord(
         view=view,
         channel_id=row["channel_id"],
+        slack_team_id=row["slack_team_id"],
         correlation_id=row["correlation_id"],
         message_ts=row["message_ts"],
         summary_ts=row["summary_ts"],

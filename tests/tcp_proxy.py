@@ -52,6 +52,8 @@ class TcpProxy:
                 continue
             try:
                 upstream = socket.create_connection(self._target, timeout=3)
+                # The timeout was for connecting; an idle pooled connection must not drop.
+                upstream.settimeout(None)
             except OSError:
                 client.close()
                 continue

@@ -198,7 +198,8 @@ def resolve_pickup(spec: TimeSpec, now: datetime, tz: ZoneInfo) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     if isinstance(spec, InMinutes):
-        return (now + timedelta(minutes=spec.minutes)).astimezone(UTC)
+        # In UTC: "in 20m" across a DST change is 20 real minutes, not 20 wall-clock ones.
+        return now.astimezone(UTC) + timedelta(minutes=spec.minutes)
     local_now = now.astimezone(tz)
     wall = local_now.replace(hour=spec.hour, minute=spec.minute, second=0, microsecond=0)
     # fold=0 first: for a repeated hour (DST ends) that is the earlier of the two moments,

@@ -88,6 +88,8 @@ class Worker:
         pool = ThreadPoolExecutor(
             max_workers=self.config.worker_concurrency, thread_name_prefix="job"
         )
+        renewer = threading.Thread(target=self._renew_leases, name="lease-renewer", daemon=True)
+        renewer.start()
         try:
             while not self._stop.is_set():
                 self.heartbeat.beat()
@@ -157,6 +159,32 @@ class Worker:
             self.execute(jobs[0])
             done += 1
         return done
+
+    def _renew_leases(self) -> None:
+        """Every third of a lease, extend the leases of the jobs running here."""
+        interval = max(self.config.job_lease_seconds / 3, 0.5)
+        while not self._stop.wait(interval):
+            self.renew_leases()
+
+    def renew_leases(self) -> int:
+        with self._lock:
+            ids = list(self._inflight)
+        if not ids:
+            return 0
+        try:
+            with self.database.transaction() as conn:
+                return db.run(
+                    conn,
+                    "renew_leases",
+                    {
+                        "ids": ids,
+                        "worker_id": self.worker_id,
+                        "lease_seconds": self.config.job_lease_seconds,
+                    },
+                )
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            log.warning("lease_renewal_failed", extra={"error": type(exc).__name__})
+            return 0
 
     def _count_inflight(self) -> int:
         with self._lock:

@@ -35,7 +35,7 @@ REFUSAL = (
     "Only a CoffeeBuddy admin can do that: the channel's admins, Slack workspace admins "
     "and owners, and the operators' list."
 )
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}\Z")
 AUDIT_LIMIT = 15
 
 

@@ -38,6 +38,10 @@ class Commands:
             parsed = cmdparse.parse_command(text)
         except cmdparse.CommandError as exc:
             return Reply(exc.hint)
+        if not isinstance(parsed, cmdparse.ShowHelp) and (
+            refusal := self.runs.workspace_refusal(actor)
+        ):
+            return Reply(refusal)
         match parsed:
             case cmdparse.ShowHelp():
                 return Reply(blocks.help_text(RULE_SUMMARY))

@@ -35,3 +35,22 @@ class Reply:
         if self.blocks:
             body["blocks"] = self.blocks
         return body
+
+
+OTHER_WORKSPACE_TEXT = (
+    "This channel's coffee runs belong to another Slack workspace, so CoffeeBuddy can't act "
+    "on that here."
+)
+OTHER_CHANNEL_TEXT = "That button belongs to a coffee run in another channel, so nothing changed."
+
+
+def misplaced(actor: Actor, *, team_id: str, channel_id: str) -> str | None:
+    """Why `actor` may not act on a run of `channel_id` in workspace `team_id` (as
+    recorded when the channel was first used), or None. A signed request can still carry
+    another workspace's ids (a second install) or replay a button from another channel."""
+    if team_id and actor.team_id and actor.team_id != team_id:
+        return OTHER_WORKSPACE_TEXT
+    # View submissions carry no channel (actor.channel_id == ""): the team check is theirs.
+    if actor.channel_id and actor.channel_id != channel_id:
+        return OTHER_CHANNEL_TEXT
+    return None

@@ -17,7 +17,7 @@ from coffeebuddy.db import Database
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import CSAT_RATINGS
-from coffeebuddy.service.common import Actor
+from coffeebuddy.service.common import Actor, misplaced
 from coffeebuddy.service.effects import tell
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,11 @@ class RatingService:
             answer: str
             if run is None:
                 answer = "That coffee run doesn't exist any more, so it can't be rated."
-            elif run["slack_channel_id"] != actor.channel_id:
+            elif refusal := misplaced(
+                actor, team_id=run["slack_team_id"], channel_id=run["slack_channel_id"]
+            ):
                 # A button replayed from elsewhere: the summary lives in the run's channel.
-                answer = "That rating button doesn't belong to this channel's runs."
+                answer = refusal
             elif run["status"] != RunStatus.CLOSED:
                 answer = "Only a completed coffee run can be rated."
             elif not run["took_part"]:

@@ -23,7 +23,7 @@ from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
-from coffeebuddy.service.common import DISABLED_TEXT, Actor, Reply
+from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
 from coffeebuddy.service.effects import refresh_run_message, tell
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import blocks
@@ -63,6 +63,18 @@ class RunService:
         self.people = people
 
     # ---- /coffee -------------------------------------------------------------------
+
+    def workspace_refusal(self, actor: Actor) -> str | None:
+        """Refuse a command in a channel that another workspace's requests set up."""
+        with self.db.transaction() as conn:
+            channel = db.one(
+                conn, "get_channel_by_slack_id", {"slack_channel_id": actor.channel_id}
+            )
+        team = channel["slack_team_id"] if channel is not None else ""
+        if team and actor.team_id and actor.team_id != team:
+            log.warning("other_workspace", extra={"team_id": actor.team_id})
+            return OTHER_WORKSPACE_TEXT
+        return None
 
     def start(
         self,
@@ -392,7 +404,11 @@ class RunService:
         # Checked again on submit: a forged submission from someone else changes nothing.
         with self.db.transaction() as conn:
             row = db.one(conn, "get_run_view", {"run_id": run_id})
-        if row is None or not self._is_manager(actor, row):
+        if row is None:
+            return {blocks.PICKUP_BLOCK_ID: _not_open_text(None)}
+        if refusal := _misplaced(actor, row):
+            return {blocks.PICKUP_BLOCK_ID: refusal}
+        if not self._is_manager(actor, row):
             log.warning("not_allowed", extra={"action": "edit_run", "user_id": actor.user_id})
             return {
                 blocks.PICKUP_BLOCK_ID: "Only whoever started this run, or an admin, can change it."
@@ -442,6 +458,8 @@ class RunService:
             return {"order": problem}
         with self.db.transaction() as conn:
             run = db.one(conn, "lock_run", {"run_id": run_id})
+            if run is not None and (refusal := _misplaced(actor, run)):
+                return {"order": refusal}
             if run is None or run["status"] != RunStatus.OPEN:
                 return {"order": _not_open_text(run) + " Your order wasn't saved."}
             user = self._upsert_user(conn, actor)
@@ -490,6 +508,9 @@ class RunService:
             if row is None:
                 self._tell(conn, run_id, actor, _not_open_text(None), response_url, correlation_id)
                 return False
+            if refusal := _misplaced(actor, row):
+                self._tell(conn, None, actor, refusal, response_url, correlation_id)
+                return False
             initiator = row["initiator_slack_id"]
         allowed = self._is_manager(actor, row)
         if not allowed:
@@ -512,6 +533,12 @@ class RunService:
         """The run, if it is still open; otherwise tell `actor` why not."""
         with self.db.transaction() as conn:
             record = load_run(conn, run_id)
+            refusal = record and misplaced(
+                actor, team_id=record.slack_team_id, channel_id=record.view.slack_channel_id
+            )
+            if refusal:
+                self._tell(conn, None, actor, refusal, response_url, correlation_id)
+                return None
             if record is None or record.view.status is not RunStatus.OPEN:
                 self._tell(
                     conn, run_id, actor, _not_open_text(record), response_url, correlation_id
@@ -535,6 +562,9 @@ class RunService:
     ) -> dict[str, Any] | None:
         """Lock the run if it is still open; otherwise tell `actor` why not."""
         run = db.one(conn, "lock_run", {"run_id": run_id})
+        if run is not None and (refusal := _misplaced(actor, run)):
+            self._tell(conn, None, actor, refusal, response_url, correlation_id)
+            return None
         if run is None or run["status"] != RunStatus.OPEN:
             self._tell(conn, run_id, actor, _not_open_text(run), response_url, correlation_id)
             return None
@@ -623,6 +653,10 @@ class RunService:
     ) -> None:
         with self.db.transaction() as conn:
             self._tell(conn, None, actor, text, response_url, correlation_id)
+
+
+def _misplaced(actor: Actor, run: Mapping[str, Any]) -> str | None:
+    return misplaced(actor, team_id=run["slack_team_id"], channel_id=run["slack_channel_id"])
 
 
 def _already_open(existing: Any) -> str:

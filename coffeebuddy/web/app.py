@@ -41,6 +41,9 @@ from coffeebuddy.web.slack_resources import (
 
 log = logging.getLogger(__name__)
 
+# With the database down, how long the web fails fast after a failed attempt.
+WEB_FAIL_FAST_SECONDS = 1.0
+
 
 class Live:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -151,6 +154,8 @@ def create_app(
             min_size=config.db_pool_min,
             max_size=config.db_pool_max,
             name="coffeebuddy-web",
+            # One 2 s wait for a connection per window, then answers at once (see db.py).
+            fail_fast_seconds=WEB_FAIL_FAST_SECONDS,
         )
         database.open(wait=False)
     if slack is None:

@@ -12,12 +12,24 @@ from urllib.parse import parse_qs
 from coffeebuddy.errors import BadRequest
 from coffeebuddy.store import parse_uuid
 
-_SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
-_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}$")
+# \Z, not $: "$" also matches before a trailing newline, which the database's CHECK
+# constraints (and Slack) don't accept.
+_SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}\Z")
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}\Z")
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}\Z")
+# A response_url is stored in a job and posted to later: one token, no spaces or controls.
+_URL = re.compile(r"^https?://[!-~]+\Z")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MAX_TEXT = 4000
 # parse_qs passes a "%" without two hex digits through as text; Slack always escapes "%".
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def clean(text: str) -> str:
+    """Text as we can store and echo it: a NUL (no Postgres text holds one) becomes a
+    space, as other control characters do in `/coffee`, and a lone surrogate (not UTF-8,
+    but JSON can carry one as an escape) becomes U+FFFD."""
+    return _UNSTORABLE.sub(lambda m: " " if m[0] == "\x00" else "\ufffd", text)
 
 
 def parse_form(body: bytes) -> dict[str, str]:
@@ -40,7 +52,7 @@ def parse_form(body: bytes) -> dict[str, str]:
     for key, values in fields.items():
         if len(values) != 1:
             raise BadRequest(f"field {key!r} repeated")
-        out[key] = values[0]
+        out[key] = clean(values[0])
     return out
 
 
@@ -69,9 +81,7 @@ def slash_command(body: bytes) -> SlashCommand:
     text = form.get("text", "")
     if len(text) > MAX_TEXT:
         raise BadRequest("text too long")
-    response_url = _field(form, "response_url")
-    if not response_url.startswith(("https://", "http://")):
-        raise BadRequest("invalid response_url")
+    response_url = _field(form, "response_url", _URL)
     return SlashCommand(
         team_id=_field(form, "team_id", _SLACK_ID),
         channel_id=_field(form, "channel_id", _CHANNEL_ID),
@@ -93,7 +103,8 @@ def interaction(body: bytes) -> dict[str, Any]:
         raise BadRequest("missing payload")
     try:
         payload = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the decoder's stack ("[[[[…").
         raise BadRequest("payload is not JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         raise BadRequest("payload has no type")
@@ -144,16 +155,21 @@ def block_action(payload: dict[str, Any]) -> BlockAction:
     return BlockAction(
         team_id=_str(payload, "team", "id", pattern=_SLACK_ID),
         user_id=_str(payload, "user", "id", pattern=_USER_ID),
-        user_name=str(_get(payload, "user", "username") or _get(payload, "user", "name") or "")[
-            :200
-        ],
+        user_name=_name(payload),
         channel_id=channel,
-        action_id=_str(action, "action_id")[:255],
-        value=str(action.get("value") or "")[:100],
+        action_id=clean(_str(action, "action_id")[:255]),
+        value=clean(str(action.get("value") or "")[:100]),
         run_id=parse_uuid(action.get("value")),
-        trigger_id=str(payload.get("trigger_id") or ""),
-        response_url=response_url if isinstance(response_url, str) else None,
+        trigger_id=clean(str(payload.get("trigger_id") or "")),
+        response_url=(
+            response_url if isinstance(response_url, str) and _URL.match(response_url) else None
+        ),
     )
+
+
+def _name(payload: dict[str, Any]) -> str:
+    name = _get(payload, "user", "username") or _get(payload, "user", "name") or ""
+    return clean(str(name)[:200])
 
 
 @dataclass(frozen=True)
@@ -174,11 +190,9 @@ def view_submission(payload: dict[str, Any]) -> ViewSubmission:
     return ViewSubmission(
         team_id=_str(payload, "team", "id", pattern=_SLACK_ID),
         user_id=_str(payload, "user", "id", pattern=_USER_ID),
-        user_name=str(_get(payload, "user", "username") or _get(payload, "user", "name") or "")[
-            :200
-        ],
-        callback_id=_str(payload, "view", "callback_id")[:255],
-        private_metadata=str(_get(payload, "view", "private_metadata") or "")[:3000],
+        user_name=_name(payload),
+        callback_id=clean(_str(payload, "view", "callback_id")[:255]),
+        private_metadata=clean(str(_get(payload, "view", "private_metadata") or "")[:3000]),
         run_id=parse_uuid(_get(payload, "view", "private_metadata")),
         values=values,
     )
@@ -194,7 +208,7 @@ def is_user_id(value: str) -> bool:
 
 def input_text(values: dict[str, Any], block_id: str, action_id: str) -> str:
     value = _get(values, block_id, action_id, "value")
-    return value if isinstance(value, str) else ""
+    return clean(value) if isinstance(value, str) else ""
 
 
 def checked(values: dict[str, Any], block_id: str, action_id: str, option: str) -> bool:

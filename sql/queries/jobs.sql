@@ -169,3 +169,9 @@ WITH picked AS (
     RETURNING jobs.id, jobs.kind
 )
 SELECT id, kind, pg_notify('coffeebuddy_jobs', kind) FROM revived ORDER BY id;
+
+-- name: renew_leases
+-- The jobs this worker is still running keep their lease, however slow Slack is; a worker
+-- that died stops renewing and its jobs are claimed again when the lease runs out.
+UPDATE jobs SET locked_until = now() + make_interval(secs => %(lease_seconds)s)
+ WHERE id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker_id)s;

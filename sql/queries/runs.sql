@@ -5,7 +5,8 @@ INSERT INTO channels (slack_channel_id, slack_team_id, name)
 VALUES (%(slack_channel_id)s, %(team_id)s, %(name)s)
 ON CONFLICT (slack_channel_id) DO UPDATE
    SET name = CASE WHEN EXCLUDED.name <> '' THEN EXCLUDED.name ELSE channels.name END,
-       slack_team_id = CASE WHEN EXCLUDED.slack_team_id <> '' THEN EXCLUDED.slack_team_id
+       -- The first workspace seen keeps the channel; a request from another is refused.
+       slack_team_id = CASE WHEN channels.slack_team_id = '' THEN EXCLUDED.slack_team_id
                             ELSE channels.slack_team_id END,
        updated_at = CASE WHEN EXCLUDED.name <> '' AND EXCLUDED.name <> channels.name THEN now()
                          ELSE channels.updated_at END
@@ -59,7 +60,8 @@ UPDATE channels SET onboarded_at = now() WHERE id = %(channel_id)s AND onboarded
 -- name: lock_run
 -- Every change to a run or its orders locks the run row first, so a close can never
 -- interleave with an order: whichever commits first wins and the other sees its result.
-SELECT r.*, c.slack_channel_id, c.fairness_window_runs, c.enabled AS channel_enabled,
+SELECT r.*, c.slack_channel_id, c.slack_team_id, c.fairness_window_runs,
+       c.enabled AS channel_enabled,
        c.reminders_enabled, c.reminder_offset_minutes, c.last_call_enabled, c.last_call_minutes,
        u.slack_user_id AS initiator_slack_id
   FROM runs r
@@ -77,7 +79,8 @@ SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
        (SELECT count(*) FROM run_ratings rr WHERE rr.run_id = r.id)::int AS rating_count,
        (SELECT avg(rr.score) FROM run_ratings rr WHERE rr.run_id = r.id)::float
            AS rating_average,
-       c.slack_channel_id, c.id AS channel_id, c.admin_user_ids AS channel_admin_ids,
+       c.slack_channel_id, c.slack_team_id, c.id AS channel_id,
+       c.admin_user_ids AS channel_admin_ids,
        iu.slack_user_id AS initiator_slack_id,
        ru.slack_user_id AS runner_slack_id
   FROM runs r

@@ -9,6 +9,7 @@ rejects is rejected here too, the same way: HTTP 200 with ``{"ok": false, "error
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import itertools
@@ -22,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +43,7 @@ MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
 TRIGGER_TTL = 3.0  # seconds Slack gives an app to exchange a trigger_id
 RESPONSE_URL_MAX_USES = 5
+HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT = 100, 999  # conversations.history `limit`
 _JSON_ARGS = ("blocks", "attachments", "view", "metadata")
 _JSON_CT = "application/json; charset=utf-8"
 
@@ -78,6 +81,8 @@ class _Fault:
     status: int
     retry_after: int | None
     delay: float
+    effect_first: bool = False  # the call takes effect on arrival; only the answer is late
+    when: Callable[[JsonDict], bool] | None = None  # only calls with matching arguments
 
 
 @dataclass
@@ -143,6 +148,23 @@ def _tz_offset(tz: str) -> int:
 
 def _truthy(value: object) -> bool:
     return value is True or str(value).lower() in ("1", "true")
+
+
+def _ts_micros(value: object, error: str, default: int | None) -> int | None:
+    """A Slack timestamp ("1700000000.000100", or a plain number) in microseconds."""
+    if value is None or value == "":
+        return default
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise SlackError(error) from None
+    if not number.is_finite() or number < 0:
+        raise SlackError(error)
+    return _micros(number)
+
+
+def _micros(ts: str | Decimal) -> int:
+    return int(Decimal(ts) * 1_000_000)
 
 
 class _Server(ThreadingHTTPServer):
@@ -313,12 +335,24 @@ class FakeSlack:
         retry_after: int | None = None,
         times: int = 1,
         delay: float = 0,
+        effect_first: bool = False,
+        when: Callable[[JsonDict], bool] | None = None,
     ) -> None:
         """Make the next ``times`` calls of ``method`` fail (or answer late, with ``delay``).
 
         ``error`` gives Slack's usual HTTP 200 ``{"ok": false, "error": error}``; ``status``
         gives a bare HTTP error (429 comes with ``Retry-After``, default 1 s, and Slack's
         ``ratelimited`` body). With only ``delay`` the call then succeeds normally, late.
+
+        With ``effect_first`` the call takes effect the moment it arrives (a message is
+        stored, as Slack stores it) and only the answer is held back ``delay`` seconds, then
+        sent: the real answer, or the ``error``/``status`` given. That is Slack accepting a
+        message whose answer the caller never sees (it timed out or died waiting). The
+        recorded call is the real one (``ok`` as handled), marked ``injected``.
+
+        With ``when`` the fault waits for the first call whose (parsed) arguments satisfy
+        it, e.g. ``when=lambda args: args["channel"].startswith("D")`` for DMs only; calls
+        it does not match go through untouched.
         """
         if method not in self._handlers:
             raise ValueError(f"FakeSlack does not implement {method!r}")
@@ -330,7 +364,7 @@ class FakeSlack:
             raise ValueError("fail_next needs an error, a status or a delay")
         with self._lock:
             self._faults.setdefault(method, deque()).extend(
-                [_Fault(error, status, retry_after, delay)] * times
+                [_Fault(error, status, retry_after, delay, effect_first, when)] * times
             )
 
     def pending_faults(self, method: str) -> int:
@@ -449,13 +483,30 @@ class FakeSlack:
                 with contextlib.suppress(ValueError):  # a string left is rejected later
                     args[key] = json.loads(args[key])
         with self._lock:
-            faults = self._faults.get(method)
-            fault = faults.popleft() if faults else None
+            fault = self._take_fault(method, args)
+        if fault is not None and fault.effect_first:
+            reply = self._perform(method, schema, args, token, notes, late=True)
+            self._stopping.wait(fault.delay)
+            failing = fault.error is not None or fault.status != 200
+            return self._fault_reply(fault) if failing else reply
         if fault is not None and fault.delay > 0:
             self._stopping.wait(fault.delay)
         if fault is not None and (fault.error is not None or fault.status != 200):
             return self._inject(method, args, fault)
-        late = fault is not None  # a late call still happens, as with Slack after a timeout
+        # A late call still happens, as with Slack after a timeout.
+        return self._perform(method, schema, args, token, notes, late=fault is not None)
+
+    def _perform(
+        self,
+        method: str,
+        schema: JsonDict,
+        args: JsonDict,
+        token: str | None,
+        notes: list[str],
+        *,
+        late: bool,
+    ) -> _Reply:
+        """Check the token and the required arguments, run the method, record the call."""
         if not token or token != self.token:
             error = "invalid_auth" if token else "not_authed"
             return self._answer(method, args, {"ok": False, "error": error}, injected=late)
@@ -477,16 +528,27 @@ class FakeSlack:
                     payload["response_metadata"] = {"messages": e.messages}
             return self._answer(method, args, payload, injected=late)
 
+    def _take_fault(self, method: str, args: JsonDict) -> _Fault | None:
+        faults = self._faults.get(method) or deque()
+        for i, fault in enumerate(faults):
+            if fault.when is None or fault.when(args):
+                del faults[i]
+                return fault
+        return None
+
     def _inject(self, method: str, args: JsonDict, fault: _Fault) -> _Reply:
+        error = {200: fault.error, 429: "ratelimited"}.get(fault.status, f"http_{fault.status}")
+        self._record(Call(method, copy.deepcopy(args), time.time(), False, error, fault.status,
+                          injected=True))  # fmt: skip
+        return self._fault_reply(fault)
+
+    def _fault_reply(self, fault: _Fault) -> _Reply:
         if fault.status == 429:
-            payload = {"ok": False, "error": "ratelimited"}
             headers = {"Retry-After": str(fault.retry_after)}
-            return self._answer(method, args, payload, 429, headers, injected=True)
+            return _reply(429, {"ok": False, "error": "ratelimited"}, headers)
         if fault.status != 200:
-            self._record(Call(method, args, time.time(), False, f"http_{fault.status}",
-                              fault.status, injected=True))  # fmt: skip
             return _text(fault.status, f"fake slack: injected HTTP {fault.status}")
-        return self._answer(method, args, {"ok": False, "error": fault.error}, injected=True)
+        return _reply(200, {"ok": False, "error": fault.error})
 
     def _answer(
         self,
@@ -585,6 +647,36 @@ class FakeSlack:
             raise SlackError("no_text")
         return copy.deepcopy(content)
 
+    def _metadata(self, args: JsonDict) -> JsonDict | None:
+        """Message metadata as Slack takes it: a JSON object (a string in a form post) with
+        a string ``event_type`` and an object ``event_payload``. None when absent; ``{}``
+        for an empty object (chat.update: remove the metadata)."""
+        metadata = args.get("metadata")
+        if metadata is None or metadata == "":
+            return None
+        if not isinstance(metadata, dict):
+            raise SlackError("invalid_metadata_format", "metadata must be a JSON object")
+        if not metadata:
+            return {}
+        event_type, payload = metadata.get("event_type"), metadata.get("event_payload")
+        if not isinstance(event_type, str) or not event_type:
+            raise SlackError(
+                "invalid_metadata_schema", "missing required field: event_type "
+                "[json-pointer:/metadata/event_type]",
+            )  # fmt: skip
+        if not isinstance(payload, dict):
+            raise SlackError(
+                "invalid_metadata_schema", "event_payload must be an object "
+                "[json-pointer:/metadata/event_payload]",
+            )  # fmt: skip
+        return copy.deepcopy({"event_type": event_type, "event_payload": payload})
+
+    @staticmethod
+    def _without_metadata(message: JsonDict) -> JsonDict:
+        """A message as an answer shows it: metadata only comes back from the history
+        methods when asked for (``include_all_metadata``)."""
+        return {k: copy.deepcopy(v) for k, v in message.items() if k != "metadata"}
+
     def _find(self, channel: Channel, ts: object) -> _Stored:
         for stored in self._messages.get(channel.id, []):
             if stored.message["ts"] == ts:
@@ -682,9 +774,63 @@ class FakeSlack:
             raise SlackError("channel_not_found")
         return {"channel": self._channel_info(channel)}
 
+    def _conversations_history(self, args: JsonDict) -> JsonDict:
+        # A bot reads the conversations it is in: its channels and the DMs opened with it.
+        channel = self.channels.get(str(args["channel"]))
+        if channel is None or (
+            channel.dm_user is None and not channel.bot_member and channel.id.startswith("G")
+        ):
+            raise SlackError("channel_not_found")  # a private channel is invisible to outsiders
+        if channel.dm_user is None and not channel.bot_member:
+            raise SlackError("not_in_channel")
+        oldest = _ts_micros(args.get("oldest"), "invalid_ts_oldest", default=0) or 0
+        latest = _ts_micros(args.get("latest"), "invalid_ts_latest", default=None)
+        inclusive = _truthy(args.get("inclusive"))
+        try:
+            limit = int(args.get("limit") or HISTORY_DEFAULT_LIMIT)
+        except (TypeError, ValueError):
+            raise SlackError("invalid_arguments", "invalid `limit`") from None
+        limit = min(limit, HISTORY_MAX_LIMIT) if limit > 0 else HISTORY_DEFAULT_LIMIT
+        if args.get("cursor"):
+            # Like Slack's: the next page starts at this message (newest first).
+            try:
+                decoded = base64.b64decode(str(args["cursor"]), validate=True).decode()
+                next_ts = _ts_micros(decoded.removeprefix("next_ts:"), "invalid_cursor", None)
+            except (ValueError, UnicodeDecodeError):
+                raise SlackError("invalid_cursor") from None
+            if not decoded.startswith("next_ts:") or next_ts is None:
+                raise SlackError("invalid_cursor")
+        else:
+            next_ts = None
+
+        def wanted(ts: int) -> bool:
+            # `inclusive` only matters for a bound that was given.
+            low_ok = ts > oldest or (ts == oldest and inclusive and "oldest" in args)
+            high_ok = latest is None or ts < latest or (ts == latest and inclusive)
+            return low_ok and high_ok and (next_ts is None or ts <= next_ts)
+
+        top_level = [  # thread replies stay in their thread (conversations.replies)
+            s.message for s in self._messages.get(channel.id, [])
+            if s.message.get("thread_ts", s.message["ts"]) == s.message["ts"]
+        ]  # fmt: skip
+        found = sorted(
+            (m for m in top_level if wanted(_micros(m["ts"]))),
+            key=lambda m: _micros(m["ts"]),
+            reverse=True,
+        )
+        page, rest = found[:limit], found[limit:]
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        messages = [copy.deepcopy(m) if with_metadata else self._without_metadata(m) for m in page]
+        cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+        return {
+            "messages": messages, "has_more": bool(rest), "pin_count": 0,
+            "response_metadata": {"next_cursor": cursor},
+        }  # fmt: skip
+
     def _chat_postMessage(self, args: JsonDict) -> JsonDict:
         channel = self._channel(args["channel"], bot_posts=True)
         content = self._content(args)
+        metadata = self._metadata(args)
         ts = self._next_ts()
         message = {
             "type": "message", "user": self.bot_user_id, "bot_id": self.bot_id,
@@ -692,8 +838,10 @@ class FakeSlack:
         }  # fmt: skip
         if args.get("thread_ts"):
             message["thread_ts"] = str(args["thread_ts"])
+        if metadata:
+            message["metadata"] = metadata
         self._messages.setdefault(channel.id, []).append(_Stored(channel.id, message))
-        return {"channel": channel.id, "ts": ts, "message": copy.deepcopy(message)}
+        return {"channel": channel.id, "ts": ts, "message": self._without_metadata(message)}
 
     def _chat_update(self, args: JsonDict) -> JsonDict:
         channel = self._channel(args["channel"])
@@ -701,9 +849,14 @@ class FakeSlack:
         content = self._content(args, required=False)  # absent fields keep their old value
         if not content:
             raise SlackError("no_text")
+        metadata = self._metadata(args)  # absent: the old metadata stays; {} removes it
         stored.history.append(copy.deepcopy(stored.message))
+        if metadata is not None:
+            stored.message.pop("metadata", None)
+            if metadata:
+                content["metadata"] = metadata
         stored.message.update(content, edited={"user": self.bot_user_id, "ts": self._next_ts()})
-        message = copy.deepcopy(stored.message)
+        message = self._without_metadata(stored.message)
         return {"channel": channel.id, "ts": args["ts"], "text": message["text"],
                 "message": message}  # fmt: skip
 
@@ -763,3 +916,42 @@ class FakeSlack:
         if current and args.get("hash") and args["hash"] != current[0]["hash"]:
             raise SlackError("hash_conflict")
         return self._store_view(view, current[0]["id"] if current else None, "publish", user)
+
+    # -- for the simulator (simulator/people.py): cheap look-ups in long sessions ---------
+
+    def recent_messages(self, channel: str, limit: int = 20) -> list[JsonDict]:
+        """The newest ``limit`` of ``messages(channel)``, oldest first. A load test's channel
+        holds thousands of messages; copying them all on every poll would dominate it."""
+        with self._lock:
+            return [
+                {**copy.deepcopy(s.message), "channel": s.channel, "updates": len(s.history),
+                 "history": copy.deepcopy(s.history)}
+                for s in self._messages.get(channel, [])[-limit:]
+            ]  # fmt: skip
+
+    def recent_dms(self, user: str, limit: int = 20) -> list[JsonDict]:
+        return self.recent_messages(self._dm_id(user), limit)
+
+    def view_opened_with(self, trigger_id: str) -> JsonDict | None:
+        """The modal a views.open with this trigger_id opened, as currently shown; None when
+        no call with it succeeded. What a person sees after clicking a button that opens a
+        form: the simulator fills in and submits exactly this view.
+
+        Each successful views.open is recorded in the same locked step that stores its view,
+        and neither list loses entries until ``reset()``, so the n-th newest successful call
+        opened the n-th newest opened view. Searching from the newest end keeps this cheap:
+        the view wanted was almost always opened moments ago."""
+        with self._lock:
+            newer = 0
+            for call in reversed(self._calls):
+                if call.method != "views.open" or not call.ok:
+                    continue
+                args = call.args
+                if trigger_id in (args.get("trigger_id"), args.get("interactivity_pointer")):
+                    break
+                newer += 1
+            else:
+                return None
+            opened = (v for v in reversed(self._views.values()) if v.source == "open")
+            found = next(itertools.islice(opened, newer, None), None)
+            return copy.deepcopy(found.view) if found is not None else None

@@ -79,3 +79,36 @@ def test_database_outage_degrades_and_recovers(
     assert sql("SELECT count(*) FROM orders WHERE run_id = %s AND canceled_at IS NULL", run_id) == [
         (2,)
     ]
+
+
+def test_after_a_failure_the_web_database_answers_at_once_for_a_moment(
+    proxy: TcpProxy, database_url: str
+) -> None:
+    """With the database down, a second caller is not made to wait out the pool timeout
+    again (sync web workers would queue behind such waits past Slack's deadline); after
+    the window a call tries the database again, and finds it back."""
+    parts = urlsplit(database_url)
+    url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
+    database = Database(url, min_size=0, max_size=1, timeout=0.5, fail_fast_seconds=0.5)
+    database.open(wait=False)
+    asked: list[int] = []
+    real = database.pool.connection
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        asked.append(1)
+        return real(*args, **kwargs)
+
+    database.pool.connection = counting  # type: ignore[method-assign]
+    try:
+        proxy.cut()
+        assert database.ping() is False
+        assert database.ping() is False
+        assert len(asked) == 1  # the second failed without asking the pool
+        proxy.restore()
+        deadline = time.monotonic() + 10
+        while not database.ping():
+            assert time.monotonic() < deadline, "the database never came back"
+            time.sleep(0.1)
+        assert len(asked) >= 2
+    finally:
+        database.close()

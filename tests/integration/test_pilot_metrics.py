@@ -175,7 +175,9 @@ def test_open_foreign_and_deleted_runs_cannot_be_rated(chan: Channel, sql: SqlFn
     chan.work()
     # The same button replayed from another channel.
     chan.slack.add_channel("C0OTHER01", name="other")
-    assert "doesn't belong to this channel" in _rate(chan, BEN, run_id, 3, channel="C0OTHER01")
+    assert "belongs to a coffee run in another channel" in _rate(
+        chan, BEN, run_id, 3, channel="C0OTHER01"
+    )
     assert _ratings(sql, run_id) == {}
     # A junk value never reaches the rating code, and is answered.
     result = chan.web.post(

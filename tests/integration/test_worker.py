@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
@@ -202,6 +203,26 @@ def test_a_first_attempt_never_reads_the_history(chan: Channel, slack: FakeSlack
         "summary",
         "runner_dm",
     }
+
+
+def test_a_running_job_keeps_its_lease_while_its_worker_lives(
+    chan: Channel, make_worker: MakeWorker, sql: SqlFn
+) -> None:
+    """A slow Slack call must not hand a live job to a second worker: the worker renews the
+    leases of the jobs it runs, and only those; a job it no longer holds is left alone."""
+    chan.start("U0ANA")
+    worker = make_worker(job_lease_seconds=5)
+    (job,) = worker._claim(5)
+    other = make_worker()
+    sql("UPDATE jobs SET locked_until = now() + interval '1 second' WHERE id = %s", job.id)
+    worker._inflight[job.id] = Future()
+    assert other.renew_leases() == 0  # not its job
+    assert worker.renew_leases() == 1
+    (left,) = sql("SELECT EXTRACT(EPOCH FROM locked_until - now())::float8 FROM jobs")[0]
+    assert 4 < left <= 5
+    # Once the job is done (or another worker took it over), nothing is renewed.
+    sql("UPDATE jobs SET locked_by = 'someone-else' WHERE id = %s", job.id)
+    assert worker.renew_leases() == 0
 
 
 def test_an_expired_lease_lets_another_worker_finish_the_job(

@@ -306,3 +306,211 @@ def test_wait_for_and_reset(fake: FakeSlack, client: WebClient) -> None:
     assert fake.calls() == []
     assert fake.messages("C1") == []
     assert client.users_info(user="U1")["ok"]  # users and channels survive a reset
+
+
+# ---- message metadata, conversations.history, answers held back after the effect ----------
+
+META = {"event_type": "coffeebuddy_message", "event_payload": {"run_id": "r-1", "part": "summary"}}
+
+
+def test_post_message_stores_metadata_from_json_and_form(
+    fake: FakeSlack, client: WebClient
+) -> None:
+    sent = client.chat_postMessage(channel="C1", text="json", metadata=META)
+    assert "metadata" not in sent["message"]  # only the history methods show it, on request
+    form = {"channel": "C1", "text": "form", "metadata": json.dumps(META)}
+    client.api_call("chat.postMessage", params=form)  # form-encoded: a JSON string
+    client.chat_postMessage(channel="C1", text="none")
+    assert [m.get("metadata") for m in fake.messages("C1")] == [META, META, None]
+    assert fake.calls("chat.postMessage")[1].args["metadata"] == META
+
+
+@pytest.mark.parametrize(
+    ("metadata", "error"),
+    [
+        ("{not json", "invalid_metadata_format"),
+        (json.dumps(["a list"]), "invalid_metadata_format"),
+        (json.dumps({"event_payload": {}}), "invalid_metadata_schema"),
+        (json.dumps({"event_type": 7, "event_payload": {}}), "invalid_metadata_schema"),
+        (json.dumps({"event_type": "x", "event_payload": "run"}), "invalid_metadata_schema"),
+        (json.dumps({"event_type": "x"}), "invalid_metadata_schema"),
+    ],
+)
+def test_post_message_rejects_bad_metadata(
+    fake: FakeSlack, client: WebClient, metadata: str, error: str
+) -> None:
+    form = {"channel": "C1", "text": "hi", "metadata": metadata}
+    err = error_of(lambda: client.api_call("chat.postMessage", params=form))
+    assert err.response["error"] == error
+    assert fake.messages("C1") == []
+
+
+def test_update_keeps_replaces_or_removes_metadata(fake: FakeSlack, client: WebClient) -> None:
+    ts = client.chat_postMessage(channel="C1", text="v1", metadata=META)["ts"]
+    client.chat_update(channel="C1", ts=ts, text="v2")
+    assert fake.messages("C1")[0]["metadata"] == META  # absent: retained, as Slack documents
+    other = {"event_type": "coffeebuddy_message", "event_payload": {"part": "run_message"}}
+    client.chat_update(channel="C1", ts=ts, text="v3", metadata=other)
+    assert fake.messages("C1")[0]["metadata"] == other
+    bad = {"event_type": "", "event_payload": {}}
+    err = error_of(lambda: client.chat_update(channel="C1", ts=ts, text="v4", metadata=bad))
+    assert err.response["error"] == "invalid_metadata_schema"
+    assert fake.messages("C1")[0]["text"] == "v3"  # a rejected update changes nothing
+    client.api_call("chat.update", json={"channel": "C1", "ts": ts, "text": "v5", "metadata": {}})
+    [message] = fake.messages("C1")
+    assert "metadata" not in message  # an empty object removes it
+    assert message["text"] == "v5"
+
+
+def test_history_is_newest_first_and_shows_metadata_only_when_asked(
+    fake: FakeSlack, client: WebClient
+) -> None:
+    first = client.chat_postMessage(channel="C1", text="one", metadata=META)["ts"]
+    second = client.chat_postMessage(channel="C1", text="two", blocks=[{"type": "divider"}])["ts"]
+    client.chat_postMessage(channel="C1", text="in a thread", thread_ts=first)
+    plain = client.conversations_history(channel="C1")
+    assert plain["has_more"] is False
+    assert plain["pin_count"] == 0
+    assert plain["response_metadata"] == {"next_cursor": ""}
+    assert [m["ts"] for m in plain["messages"]] == [second, first]  # no thread replies
+    newest = plain["messages"][0]
+    assert (newest["type"], newest["text"], newest["bot_id"], newest["app_id"]) == (
+        "message", "two", "B0BOT", "A0BOT"
+    )  # fmt: skip
+    assert newest["blocks"] == [{"type": "divider"}]
+    assert all("metadata" not in m for m in plain["messages"])
+    full = client.conversations_history(channel="C1", include_all_metadata=True)
+    assert [m.get("metadata") for m in full["messages"]] == [None, META]
+    assert fake.calls("conversations.history")[-1].args["include_all_metadata"] in ("1", "true")
+
+
+def test_history_time_window_and_inclusive(fake: FakeSlack, client: WebClient) -> None:
+    stamps = [client.chat_postMessage(channel="C1", text=str(i))["ts"] for i in range(5)]
+
+    def texts(**args: Any) -> list[str]:
+        return [m["text"] for m in client.conversations_history(channel="C1", **args)["messages"]]
+
+    assert texts(oldest=stamps[1]) == ["4", "3", "2"]
+    assert texts(oldest=stamps[1], inclusive=True) == ["4", "3", "2", "1"]
+    assert texts(latest=stamps[3]) == ["2", "1", "0"]
+    assert texts(oldest=stamps[1], latest=stamps[3], inclusive=True) == ["3", "2", "1"]
+    assert texts(oldest=str(int(float(stamps[0])) - 1)) == ["4", "3", "2", "1", "0"]
+    assert texts(oldest="9999999999.000000") == []
+    err = error_of(lambda: client.conversations_history(channel="C1", oldest="yesterday"))
+    assert err.response["error"] == "invalid_ts_oldest"
+    err = error_of(lambda: client.conversations_history(channel="C1", latest="soon"))
+    assert err.response["error"] == "invalid_ts_latest"
+
+
+def test_history_pages_with_cursor_and_limit(fake: FakeSlack, client: WebClient) -> None:
+    for i in range(7):
+        client.chat_postMessage(channel="C1", text=str(i))
+    seen: list[str] = []
+    cursor = ""
+    pages = 0
+    while True:
+        page = client.conversations_history(channel="C1", limit=3, cursor=cursor or None)
+        seen += [m["text"] for m in page["messages"]]
+        pages += 1
+        cursor = page["response_metadata"]["next_cursor"]
+        assert page["has_more"] is bool(cursor)
+        if not cursor:
+            break
+    assert (seen, pages) == (["6", "5", "4", "3", "2", "1", "0"], 3)
+    # The window still applies on later pages.
+    oldest = fake.messages("C1")[2]["ts"]
+    page = client.conversations_history(channel="C1", limit=2, oldest=oldest)
+    rest = client.conversations_history(
+        channel="C1", limit=2, oldest=oldest, cursor=page["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in page["messages"] + rest["messages"]] == ["6", "5", "4", "3"]
+    assert rest["has_more"] is False
+    err = error_of(lambda: client.conversations_history(channel="C1", cursor="bm90IGEgY3Vyc29y"))
+    assert err.response["error"] == "invalid_cursor"
+    err = error_of(lambda: client.conversations_history(channel="C1", cursor="%%%"))
+    assert err.response["error"] == "invalid_cursor"
+
+
+def test_history_limit_defaults_to_100_and_stops_at_999(fake: FakeSlack, client: WebClient) -> None:
+    for i in range(101):
+        client.chat_postMessage(channel="C1", text=str(i))
+    default = client.conversations_history(channel="C1")
+    assert (len(default["messages"]), default["has_more"]) == (100, True)
+    everything = client.conversations_history(channel="C1", limit=5000)
+    assert (len(everything["messages"]), everything["has_more"]) == (101, False)
+    err = error_of(
+        lambda: client.api_call("conversations.history", params={"channel": "C1", "limit": "x"})
+    )
+    assert err.response["error"] == "invalid_arguments"
+
+
+def test_history_only_where_the_bot_can_read(fake: FakeSlack, client: WebClient) -> None:
+    fake.add_channel("G1", "secret", bot_member=False)
+
+    def error(channel: str) -> str:
+        err = error_of(lambda: client.conversations_history(channel=channel))
+        return str(err.response["error"])
+
+    assert error("C2") == "not_in_channel"  # public, the bot is not a member
+    assert error("G1") == "channel_not_found"  # private, the bot is not a member
+    assert error("C404") == "channel_not_found"
+    assert error("#coffee") == "channel_not_found"  # an ID, not a name
+    assert error("DU1") == "channel_not_found"  # no DM opened yet
+    dm = client.conversations_open(users="U1")["channel"]["id"]
+    assert client.conversations_history(channel=dm)["messages"] == []
+    client.chat_postMessage(channel=dm, text="your run", metadata=META)
+    [message] = client.conversations_history(channel=dm, include_all_metadata=True)["messages"]
+    assert (message["text"], message["metadata"]) == ("your run", META)
+    missing = error_of(lambda: client.api_call("conversations.history", params={}))
+    assert missing.response["error"] == "channel_not_found"
+
+
+def test_history_over_get_and_post(fake: FakeSlack) -> None:
+    auth = {"Authorization": f"Bearer {fake.token}"}
+    status, _, text = http(fake.base_url + "conversations.history?channel=C1", None, auth)
+    assert (status, json.loads(text)["ok"]) == (200, True)
+    body = json.dumps({"channel": "C1", "limit": 1}).encode()
+    _, _, text = http(
+        fake.base_url + "conversations.history", body, {**auth, "Content-Type": "application/json"}
+    )
+    assert json.loads(text)["ok"] is True
+
+
+def test_effect_first_stores_at_once_and_answers_late(fake: FakeSlack) -> None:
+    fake.fail_next("chat.postMessage", delay=1.5, effect_first=True)
+    impatient = WebClient(token=fake.token, base_url=fake.base_url, timeout=1, retry_handlers=[])
+    with pytest.raises(TimeoutError):
+        impatient.chat_postMessage(channel="C1", text="accepted", metadata=META)
+    # Stored before the caller gave up, not after the delay.
+    [message] = fake.messages("C1")
+    assert (message["text"], message["metadata"]) == ("accepted", META)
+    [call] = fake.calls("chat.postMessage")
+    assert (call.ok, call.injected) == (True, True)
+    assert fake.pending_faults("chat.postMessage") == 0
+
+
+def test_effect_first_with_an_error_answer(fake: FakeSlack, client: WebClient) -> None:
+    fake.fail_next("chat.postMessage", status=500, effect_first=True)
+    err = error_of(lambda: client.chat_postMessage(channel="C1", text="sent anyway"))
+    assert err.response.status_code == 500
+    assert [m["text"] for m in fake.messages("C1")] == ["sent anyway"]
+    assert len(fake.calls("chat.postMessage")) == 1  # one call, recorded as handled
+    fake.fail_next("chat.postMessage", status=429, retry_after=4, effect_first=True)
+    err = error_of(lambda: client.chat_postMessage(channel="C1", text="twice"))
+    assert (err.response.status_code, err.response.headers["Retry-After"]) == (429, "4")
+    assert len(fake.messages("C1")) == 2
+
+
+def test_fault_with_when_waits_for_a_matching_call(fake: FakeSlack, client: WebClient) -> None:
+    client.conversations_open(users="U1")
+    fake.fail_next("chat.postMessage", status=503, when=lambda a: a.get("channel") == "DU1")
+    client.chat_postMessage(channel="C1", text="not this one")  # goes through untouched
+    assert fake.pending_faults("chat.postMessage") == 1
+    err = error_of(lambda: client.chat_postMessage(channel="DU1", text="this one"))
+    assert err.response.status_code == 503
+    assert fake.pending_faults("chat.postMessage") == 0
+    client.chat_postMessage(channel="DU1", text="then fine")
+    assert [m["text"] for m in fake.dms("U1")] == ["then fine"]
+    assert [(c.args["channel"], c.status) for c in fake.calls("chat.postMessage")] == [
+        ("C1", 200), ("DU1", 503), ("DU1", 200)
+    ]  # fmt: skip
