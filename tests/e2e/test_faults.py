@@ -62,9 +62,9 @@ pytestmark = pytest.mark.e2e
 
 # Slack shows the user an error when an answer takes longer than this.
 SLACK_DEADLINE_SECONDS = 3.0
-# The worker's Slack client gives up after this long (coffeebuddy/entry.py, build_worker);
-# COFFEEBUDDY_SLACK_TIMEOUT_SECONDS only applies to the calls the web makes.
-WORKER_SLACK_TIMEOUT_SECONDS = 10
+# The worker's Slack client gives up after this long (COFFEEBUDDY_WORKER_SLACK_TIMEOUT_SECONDS;
+# COFFEEBUDDY_SLACK_TIMEOUT_SECONDS is for the calls the web makes).
+WORKER_SLACK_TIMEOUT_SECONDS = 3
 # Longer than the longest job here (one Slack call that times out), so no job in flight is
 # taken over by the other worker; short enough that a job stranded by the outage comes back
 # within the test.
@@ -212,6 +212,7 @@ def shared_service(fault_db: str, db_proxy: TcpProxy, fault_slack: FakeSlack) ->
     extra = {
         "COFFEEBUDDY_JOB_LEASE_SECONDS": str(SHARED_LEASE_SECONDS),
         "COFFEEBUDDY_SLACK_TIMEOUT_SECONDS": "1",
+        "COFFEEBUDDY_WORKER_SLACK_TIMEOUT_SECONDS": str(WORKER_SLACK_TIMEOUT_SECONDS),
         "COFFEEBUDDY_ADMIN_USER_IDS": ADMIN,
         "COFFEEBUDDY_WORKER_STATS_SECONDS": "5",
     }
