@@ -1,116 +1,294 @@
-"""Request latency of `/coffee`, a button click and a modal submission, measured against
-the real gunicorn + worker + Postgres with the fake Slack on the other side.
+"""Request latency of `/coffee`, a button click and a modal submission at pilot load,
+measured through the simulator against the real gunicorn + worker + Postgres with the fake
+Slack on the other side.
 
-    .venv/bin/python -m bench.request_latency [--runs 200] [--clients 4]
+    .venv/bin/python -m bench.request_latency [--runs 12] [--clients 3] [--participants 30]
 
-Prints p50/p95/p99 per request type. The machine is shared and noisy: compare figures
-from one run, not across runs.
+Pilot load is a handful of channels at once, each running whole coffee runs at a human
+pace: someone types `/coffee`, `--participants` people order (the first time through the
+order form, after that mostly "Use my usual", now and then a new drink through the form),
+and the starter closes the run. Each person waits for what they would see (the run
+message, the form, their confirmation) and pauses before the next step.
+
+Prints p50/p95/p99 per request kind. `bench.burst` runs this same load against the service
+and against the floor app, next to its bursts. The machine is shared and noisy: compare
+figures from one run, not across runs.
+
+Also home to what the HTTP benchmarks share: `Recorder` (every request a `Simulator`
+sent, its kind and latency, to report or to replay), `replay` and `percentile`.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import random
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-
-import psycopg
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 from bench.setup import bench_service
-from coffeebuddy.slack import blocks
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import HttpClient
-from tests.slack_payloads import block_action_body, command_body, view_submission_body
+from simulator import HttpAnswer, SimulationError, Simulator
+
+KINDS = ("/coffee", "button click", "modal submit")
+DRINKS = ("flat white", "oat latte", "espresso", "cappuccino", "tea", "mocha", "cortado")
+SUMMARY_PREFIX = "☕ Coffee run closed"
 
 
-def percentile(samples: list[float], p: float) -> float:
+def percentile(samples: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile; NaN for no samples."""
+    if not samples:
+        return float("nan")
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
 
 
-def timed(fn: Callable[[], int]) -> float:
-    started = time.perf_counter()
-    status = fn()
-    elapsed = (time.perf_counter() - started) * 1000
-    if status != 200:
-        raise SystemExit(f"unexpected HTTP {status}")
-    return elapsed
+def ts_key(ts: str) -> tuple[int, int]:
+    """A Slack message ts, comparable (it has more digits than a float holds exactly)."""
+    seconds, _, micros = ts.partition(".")
+    return int(seconds), int(micros or 0)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=200, help="runs (channels) to start")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
-    args = parser.parse_args()
-
-    with bench_service("C0BENCH", args.runs) as bench:
-        run(bench.client, bench.slack, bench.url, bench.channels, bench.users, args.clients)
+def request_kind(path: str, body: bytes) -> str:
+    if path == "/slack/commands":
+        return "/coffee"
+    payload = json.loads(parse_qs(body.decode())["payload"][0])
+    return "modal submit" if payload.get("type") == "view_submission" else "button click"
 
 
-def run(
-    client: HttpClient,
-    slack: FakeSlack,
-    url: str,
-    channels: list[str],
-    users: list[str],
-    clients: int,
+@dataclass(frozen=True)
+class Sent:
+    """One request a Simulator sent, and how the service answered."""
+
+    phase: str | None  # what the sending thread was measuring; None: set-up, not measured
+    lane: int  # the client (thread) that sent it: requests in one lane went one by one
+    at: float  # time.monotonic() when it was sent
+    wall: float  # time.time() when it was sent (to find the service's log lines)
+    kind: str
+    path: str
+    body: bytes
+    ms: float
+    status: int
+
+
+class Recorder:
+    """A `Simulator` observer that keeps every request with its latency. Threads say what
+    they are measuring with `measuring(phase, lane)`; requests sent outside it are set-up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.sent: list[Sent] = []
+
+    @contextmanager
+    def measuring(self, phase: str, lane: int) -> Iterator[None]:
+        self._local.tag = (phase, lane)
+        try:
+            yield
+        finally:
+            self._local.tag = None
+
+    def observe(self, path: str, body: bytes, answer: HttpAnswer) -> None:
+        tag = getattr(self._local, "tag", None)
+        sent = Sent(
+            phase=tag[0] if tag else None,
+            lane=tag[1] if tag else -1,
+            at=time.monotonic() - answer.elapsed,
+            wall=time.time() - answer.elapsed,
+            kind=request_kind(path, body),
+            path=path,
+            body=body,
+            ms=answer.elapsed * 1000,
+            status=answer.status,
+        )
+        with self._lock:
+            self.sent.append(sent)
+
+    def phase(self, phase: str) -> list[Sent]:
+        with self._lock:
+            return [s for s in self.sent if s.phase == phase]
+
+
+def replay(sent: Sequence[Sent], sim: Simulator, recorder: Recorder, phase: str) -> None:
+    """Send the same bodies again, to `sim`'s service (signed afresh, as Slack would sign
+    them now): one thread per lane, each request at the same offset from the start as the
+    first time, or as soon as the lane's previous one is answered if that is later."""
+    if not sent:
+        return
+    lanes: dict[int, list[Sent]] = {}
+    for s in sorted(sent, key=lambda s: s.at):
+        lanes.setdefault(s.lane, []).append(s)
+    first = min(s.at for s in sent)
+    barrier = threading.Barrier(len(lanes) + 1)
+    start = [0.0]
+
+    def play(lane: int, requests: list[Sent]) -> None:
+        with recorder.measuring(phase, lane):
+            barrier.wait()
+            for s in requests:
+                delay = start[0] + (s.at - first) - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                # Simulator's own send (signing, HTTP, timing, observer): no second client.
+                sim._post(s.path, s.body)
+
+    threads = [threading.Thread(target=play, args=item) for item in lanes.items()]
+    for thread in threads:
+        thread.start()
+    start[0] = time.monotonic() + 0.1
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+
+
+def latencies(sent: Sequence[Sent], kind: str) -> list[float]:
+    return [s.ms for s in sent if s.kind == kind]
+
+
+# -- pilot load ----------------------------------------------------------------------------
+
+
+@dataclass
+class PilotChannel:
+    """One client: a channel where runs happen one after the other."""
+
+    sim: Simulator
+    channel: str
+    users: Sequence[str]
+    participants: int
+    think: float
+    rng: random.Random
+
+    def __post_init__(self) -> None:
+        self.has_usual: set[str] = set()
+
+    def pause(self) -> None:
+        time.sleep(self.rng.uniform(0, 2 * self.think))
+
+    def run(self) -> None:
+        people = self.rng.sample(list(self.users), self.participants)
+        starter = self.sim.person(people[0], self.channel)
+        button = starter.start_run("in 30m Lobby")
+        for user in people:
+            self.pause()
+            person = self.sim.person(user, self.channel)
+            if user in self.has_usual and self.rng.random() < 0.8:
+                person.use_usual()
+            else:
+                person.order(self.rng.choice(DRINKS))
+                self.has_usual.add(user)
+        self.pause()
+        starter.close_run()
+        after = ts_key(button.message_ts)
+        self.sim.wait_for(
+            lambda: any(
+                ts_key(m["ts"]) > after and m.get("text", "").startswith(SUMMARY_PREFIX)
+                for m in self.sim.fake.recent_messages(self.channel, 3)
+            ),
+            f"the summary in {self.channel}",
+        )
+
+
+def pilot(
+    sim: Simulator,
+    recorder: Recorder,
+    channels: Sequence[str],
+    users: Sequence[str],
+    *,
+    runs: int,
+    participants: int,
+    think: float,
+    phase: str = "pilot",
+    seed: int = 1,
 ) -> None:
-    lock = threading.Lock()
-    results: dict[str, list[float]] = {"/coffee": [], "button click": [], "modal submit": []}
+    """`runs` coffee runs, spread over `channels` that run at the same time (one client
+    thread each). Raises SimulationError when someone didn't see what they should."""
+    failures: list[BaseException] = []
 
-    def record(kind: str, ms: float) -> None:
-        with lock:
-            results[kind].append(ms)
+    def client(lane: int, channel: str) -> None:
+        play = PilotChannel(sim, channel, users, participants, think, random.Random(seed + lane))
+        with recorder.measuring(phase, lane):
+            for _ in range(lane, runs, len(channels)):
+                try:
+                    play.run()
+                except Exception as exc:
+                    failures.append(exc)
+                    return
 
-    def start(i: int) -> None:
-        body = command_body(
-            user_id=users[i % len(users)],
-            channel_id=channels[i],
-            text="in 30m Lobby",
-            response_url=slack.response_url(f"c{i}"),
-        )
-        record("/coffee", timed(lambda: client.post("/slack/commands", body).status_code))
+    threads = [
+        threading.Thread(target=client, args=(lane, channel))
+        for lane, channel in enumerate(channels)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SimulationError(f"pilot load failed: {failures[0]}") from failures[0]
 
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(start, range(len(channels))))
 
-    with psycopg.connect(url) as conn:
-        run_ids = [
-            str(r[0])
-            for r in conn.execute(
-                "SELECT r.id FROM runs r JOIN channels c ON c.id = r.channel_id"
-                " ORDER BY c.slack_channel_id"
-            ).fetchall()
-        ]
-
-    def order(i: int) -> None:
-        run_id = run_ids[i % len(run_ids)]
-        user = users[i % len(users)]
-        body = view_submission_body(user_id=user, run_id=run_id, order_text="flat white")
-        record("modal submit", timed(lambda: client.post("/slack/interactions", body).status_code))
-        click = block_action_body(
-            user_id=user,
-            channel_id=channels[i % len(channels)],
-            action_id=blocks.ACTION_USE_USUAL,
-            value=run_id,
-            response_url=slack.response_url(f"a{i}"),
-        )
-        record("button click", timed(lambda: client.post("/slack/interactions", click).status_code))
-
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(order, range(len(channels))))
-
-    print(f"{len(channels)} runs, {clients} concurrent clients, gunicorn 2 sync workers")
-    print(f"{'request':<14} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for kind, samples in results.items():
+def print_latencies(title: str, sent: Sequence[Sent]) -> None:
+    print(title)
+    print(f"{'request':<14} {'n':>5} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for kind in KINDS:
+        samples = latencies(sent, kind)
         print(
             f"{kind:<14} {len(samples):>5} {percentile(samples, 50):>8.1f} "
             f"{percentile(samples, 95):>8.1f} {percentile(samples, 99):>8.1f} "
-            f"{statistics.fmean(samples):>8.1f}"
+            f"{max(samples, default=float('nan')):>8.1f}"
         )
+
+
+def check_answers(sent: Sequence[Sent], what: str) -> list[str]:
+    bad = [s for s in sent if s.status != 200]
+    return [f"{what}: {len(bad)} of {len(sent)} requests not answered 200"] if bad else []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=12, help="coffee runs in all")
+    parser.add_argument("--clients", type=int, default=3, help="channels running at once")
+    parser.add_argument("--participants", type=int, default=30, help="people ordering per run")
+    parser.add_argument("--think", type=float, default=0.05, help="mean pause between steps, s")
+    args = parser.parse_args()
+
+    with bench_service("C0PILOT", args.clients, users=args.participants) as bench:
+        recorder = Recorder()
+        sim = Simulator(bench.slack, bench.client.base, record=False, observer=recorder.observe)
+        # A fresh process's first requests are slow (pool connections, imports, the first
+        # profile look-ups): one small run per channel first, unmeasured.
+        pilot(
+            sim,
+            recorder,
+            bench.channels,
+            bench.users,
+            runs=args.clients,
+            participants=5,
+            think=0,
+            phase="warm-up",
+        )
+        started = time.monotonic()
+        pilot(
+            sim,
+            recorder,
+            bench.channels,
+            bench.users,
+            runs=args.runs,
+            participants=args.participants,
+            think=args.think,
+        )
+        sent = recorder.phase("pilot")
+        print(
+            f"pilot load: {args.runs} runs × {args.participants} people in {args.clients}"
+            f" channels at once, {time.monotonic() - started:.0f} s; gunicorn 2 sync workers"
+        )
+        print_latencies("", sent)
+        for problem in check_answers(sent, "pilot"):
+            raise SystemExit(problem)
 
 
 if __name__ == "__main__":

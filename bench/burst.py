@@ -1,0 +1,569 @@
+"""CoffeeBuddy against its floor, at pilot load and in bursts of 300 people in one second.
+
+    .venv/bin/python -m bench.burst [--users 300] [--spread 1.0] [--pilot-runs 12]
+
+Starts the real service (gunicorn + worker + a fresh Postgres database, the fake Slack) and
+the floor app (`bench.floor_app`: signature check and one insert, on the same gunicorn
+settings), then, through the simulator:
+
+1. pilot load (`bench.request_latency.pilot`): whole runs in a few channels at once, at a
+   human pace;
+2. modal burst: a run is open, `--users` people have the order form open and all press
+   [Save order] within `--spread` seconds (this gives everyone a usual);
+3. usual burst: the next run in that channel; the same people all press "Use my usual"
+   within `--spread` seconds;
+4. /coffee burst: each of them types `/coffee` in a channel of their own within
+   `--spread` seconds.
+
+After each phase the very same request bodies go to the floor app (signed afresh) with the
+same timing and concurrency: one thread per person in a burst, one per channel at pilot
+load. Each burst is checked: every request answered 200; every order recorded exactly once
+(SQL); every person's confirmation delivered; the run message finally showing the right
+count; the summary counting every item; `chat.update` within Slack's Tier 3 budget (at
+most 50 a minute per method and workspace) in any 60 s window.
+
+Prints, per phase and request kind, our p50/p95/p99 and the floor's, the ratio of the
+p99s, our server-side p99 (the `latency_ms` of the service's own request log: the rest is
+queueing in gunicorn's backlog and the client), and PASS/FAIL of each burst against the
+goal: p99 < 50 ms and at most 3× the floor's p99. Exits 1 when a check failed (the latency
+goal is reported, not enforced). The machine is shared and noisy: compare figures from one
+run, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.floor_app import serve_floor
+from bench.request_latency import (
+    DRINKS,
+    KINDS,
+    Recorder,
+    Sent,
+    check_answers,
+    latencies,
+    percentile,
+    pilot,
+    replay,
+    ts_key,
+)
+from bench.setup import Bench, bench_service
+from bench.soak import ServiceProcesses
+from coffeebuddy.slack import blocks
+from simulator import Button, Click, Person, Simulator
+from tests.slack_payloads import SIGNING_SECRET
+
+WEB_WORKERS = 2  # tests.processes.start_service's default, which bench_service uses
+TIER3_PER_MINUTE = 50
+GOAL_P99_MS = 50.0
+GOAL_RATIO = 3.0
+SUMMARY_PREFIX = "☕ Coffee run closed"
+
+
+class Failures:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def check(self, ok: bool, text: str) -> None:
+        print(f"  {'ok  ' if ok else 'FAIL'} {text}", flush=True)
+        if not ok:
+            self.lines.append(text)
+
+    def extend(self, problems: list[str]) -> None:
+        for problem in problems:
+            self.check(False, problem)
+
+
+def fire(
+    recorder: Recorder, phase: str, actions: Sequence[Callable[[], None]], spread: float, seed: int
+) -> list[float]:
+    """Run each action in a thread of its own, all released together and each starting at
+    a random moment within `spread` seconds; returns the offsets used."""
+    offsets = sorted(random.Random(seed).uniform(0, spread) for _ in actions)
+    barrier = threading.Barrier(len(actions) + 1)
+    start = [0.0]
+    errors: list[BaseException] = []
+
+    def go(lane: int, action: Callable[[], None]) -> None:
+        with recorder.measuring(phase, lane):
+            barrier.wait()
+            delay = start[0] + offsets[lane] - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                action()
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=item) for item in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    start[0] = time.monotonic() + 0.2
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return offsets
+
+
+def max_per_window(times: Sequence[float], window: float = 60.0) -> int:
+    """The most events in any `window` seconds."""
+    ordered = sorted(times)
+    best, low = 0, 0
+    for high, at in enumerate(ordered):
+        while ordered[low] <= at - window:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+def server_latencies(log: Path, since: float, until: float) -> dict[str, list[float]]:
+    """`latency_ms` by request kind from the service's request log, for the requests that
+    ended between the wall-clock times `since` and `until` (the log's stamps are UTC, to
+    the millisecond). An interaction is a button click when its correlation id also logged
+    a `block_action`, else a modal submission."""
+    clicks: set[str] = set()
+    requests: list[tuple[str, str, float]] = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"block_action"' not in line and '"latency_ms"' not in line:
+            continue
+        entry = json.loads(line)
+        correlation = str(entry.get("correlation_id", ""))
+        if entry.get("event") == "block_action":
+            clicks.add(correlation)
+        elif entry.get("event") == "request":
+            at = datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")).timestamp()
+            if since - 0.002 <= at <= until + 0.002:
+                requests.append((str(entry.get("path")), correlation, float(entry["latency_ms"])))
+    found: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for path, correlation, ms in requests:
+        if path == "/slack/commands":
+            found["/coffee"].append(ms)
+        elif path == "/slack/interactions":
+            found["button click" if correlation in clicks else "modal submit"].append(ms)
+    return found
+
+
+class Comparison:
+    def __init__(self, bench: Bench, floor_url: str, spread: float) -> None:
+        self.slack = bench.slack
+        self.url = bench.url
+        self.ours = Recorder()
+        self.floor = Recorder()
+        self.sim = Simulator(
+            self.slack, bench.client.base, record=False, observer=self.ours.observe, timeout=60
+        )
+        self.floor_sim = Simulator(
+            self.slack, floor_url, record=False, observer=self.floor.observe, timeout=60
+        )
+        self.spread = spread
+        self.log = ServiceProcesses.find().log_dir / "web.log"
+        self.failures = Failures()
+        self.bursts_began = float("inf")
+        # phase -> (our requests, the floor's, our server-side latencies by kind)
+        self.results: dict[str, tuple[list[Sent], list[Sent], dict[str, list[float]]]] = {}
+
+    # -- measuring ---------------------------------------------------------------------------
+
+    def against_floor(self, phase: str, *, report: bool = True) -> None:
+        """Our requests of `phase` again, to the floor, the same way; keep both."""
+        ours = self.ours.phase(phase)
+        self.failures.extend(check_answers(ours, f"{phase}: ours"))
+        self.settle()
+        replay(ours, self.floor_sim, self.floor, phase)
+        floor = self.floor.phase(phase)
+        self.failures.extend(check_answers(floor, f"{phase}: floor"))
+        since = min(s.wall for s in ours)
+        until = max(s.wall + s.ms / 1000 for s in ours)
+        if report:
+            self.results[phase] = (ours, floor, server_latencies(self.log, since, until))
+
+    def settle(self, timeout: float = 120) -> None:
+        """Wait until the worker has nothing due (so it doesn't take the floor's CPU)."""
+        deadline = time.monotonic() + timeout
+        with psycopg.connect(self.url) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
+                    " AND run_at <= now() + interval '1 second'"
+                ).fetchone()
+                if row is not None and row[0] == 0:
+                    return
+                time.sleep(0.2)
+
+    # -- the phases --------------------------------------------------------------------------
+
+    def pilot(self, channels: list[str], users: list[str], runs: int, think: float) -> None:
+        # First requests in a fresh process are slow (pool connections, imports, the first
+        # profile look-ups): warm both apps up, unmeasured, with a small run per channel.
+        pilot(
+            self.sim,
+            self.ours,
+            channels,
+            users,
+            runs=len(channels),
+            participants=5,
+            think=0,
+            phase="warm-up",
+        )
+        self.against_floor("warm-up", report=False)
+        print(f"\n== pilot load: {runs} runs × 30 people in {len(channels)} channels at once")
+        pilot(
+            self.sim,
+            self.ours,
+            channels,
+            users,
+            runs=runs,
+            participants=min(30, len(users)),
+            think=think,
+        )
+        self.against_floor("pilot")
+
+    def start_run(self, starter: str, channel: str) -> tuple[Person, Button]:
+        person = self.sim.person(starter, channel)
+        place = person.start_run()
+        return person, place
+
+    def modal_burst(self, channel: str, users: list[str]) -> None:
+        print(f"\n== modal burst: {len(users)} people press [Save order] within {self.spread} s")
+        self.bursts_began = time.time()
+        starter, place = self.start_run(users[0], channel)
+        run_id = str(place.value)
+        views: list[dict[str, Any]] = [{}] * len(users)
+        lock = threading.Lock()
+        pending = list(enumerate(users))
+
+        def open_forms() -> None:  # set-up, not measured: everyone opens the form first
+            while True:
+                with lock:
+                    if not pending:
+                        return
+                    index, user = pending.pop()
+                click = self.sim.click(user, place)
+                view = self.sim.opened_view(click)
+                if view is None:
+                    raise AssertionError(f"@{user}'s order form never opened")
+                views[index] = view
+
+        helpers = [threading.Thread(target=open_forms) for _ in range(8)]
+        for helper in helpers:
+            helper.start()
+        for helper in helpers:
+            helper.join()
+        if not all(views):
+            raise AssertionError("not every order form opened")
+
+        drinks = {user: DRINKS[i % len(DRINKS)] for i, user in enumerate(users)}
+        errors: list[str] = []
+
+        def submit(user: str, view: dict[str, Any]) -> Callable[[], None]:
+            def act() -> None:
+                sent = self.sim.submit(user, view, {blocks.ORDER_BLOCK_ID: drinks[user]})
+                if sent.errors:
+                    errors.append(f"@{user}: {sent.errors}")
+
+            return act
+
+        actions = [submit(u, v) for u, v in zip(users, views, strict=True)]
+        self.settle()
+        began = time.time()
+        fire(self.ours, "modal burst", actions, self.spread, 1)
+        self.failures.check(not errors, f"no form came back with errors {errors[:3]}")
+        self.check_orders(run_id, users, "Got your order", began, via_ephemeral=True)
+        self.check_run_message(channel, place.message_ts, run_id, len(users), began)
+        self.close(starter, channel, place.message_ts, len(users))
+        self.against_floor("modal burst")
+
+    def usual_burst(self, channel: str, users: list[str]) -> None:
+        print(f"\n== usual burst: {len(users)} people press [Use my usual] within {self.spread} s")
+        starter, place = self.start_run(users[0], channel)
+        run_id = str(place.value)
+        usual = self.sim.find_button(channel, blocks.ACTION_USE_USUAL, value=run_id)
+        assert usual is not None
+        clicks: list[Click] = []
+
+        def press(user: str) -> Callable[[], None]:
+            return lambda: clicks.append(self.sim.click(user, usual))
+
+        self.settle()
+        began = time.time()
+        fire(self.ours, "usual burst", [press(u) for u in users], self.spread, 2)
+        self.check_orders(run_id, users, "Ordered your usual", began, clicks=clicks)
+        self.check_run_message(channel, place.message_ts, run_id, len(users), began)
+        self.close(starter, channel, place.message_ts, len(users))
+        self.against_floor("usual burst")
+
+    def command_burst(self, channels: list[str], users: list[str]) -> None:
+        print(f"\n== /coffee burst: {len(users)} people type /coffee within {self.spread} s,")
+        print("   each in a channel of their own")
+        replies: list[str] = []
+
+        def command(user: str, channel: str) -> Callable[[], None]:
+            def act() -> None:
+                result = self.sim.command(user, channel)
+                reply = result.answer.json() if result.answer.ok else None
+                replies.append(str((reply or {}).get("text", "")))
+
+            return act
+
+        actions = [command(u, c) for u, c in zip(users, channels, strict=True)]
+        self.settle()
+        began = time.time()
+        fire(self.ours, "/coffee burst", actions, self.spread, 3)
+        started = sum(r.startswith("☕ You started a coffee run") for r in replies)
+        self.failures.check(started == len(users), f"{started} of {len(users)} told the run began")
+        with psycopg.connect(self.url) as conn:
+            deadline = time.monotonic() + 60
+            while True:
+                row = conn.execute(
+                    "SELECT count(*), count(r.message_ts),"
+                    " extract(epoch FROM max(r.message_posted_at))"
+                    " FROM runs r JOIN channels c ON c.id = r.channel_id"
+                    " WHERE r.status = 'open' AND c.slack_channel_id = ANY(%s)",
+                    (channels,),
+                ).fetchone()
+                assert row is not None
+                if row[1] >= len(users) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+        runs, posted, last = row
+        self.failures.check(runs == len(users), f"{runs} runs open in the {len(users)} channels")
+        drained = f", the last {float(last) - began:.1f} s after the burst began" if last else ""
+        self.failures.check(posted == len(users), f"{posted} run messages posted{drained}")
+        self.against_floor("/coffee burst")
+
+    # -- checks ------------------------------------------------------------------------------
+
+    def check_orders(
+        self,
+        run_id: str,
+        users: list[str],
+        confirmation: str,
+        began: float,
+        *,
+        clicks: list[Click] | None = None,
+        via_ephemeral: bool = False,
+    ) -> None:
+        with psycopg.connect(self.url) as conn:
+            rows = conn.execute(
+                "SELECT u.slack_user_id, count(*), count(*) FILTER (WHERE o.canceled_at IS NULL)"
+                " FROM orders o JOIN users u ON u.id = o.user_id WHERE o.run_id = %s GROUP BY 1",
+                (run_id,),
+            ).fetchall()
+        once = {user for user, n, active in rows if n == 1 and active == 1}
+        others = sorted((u, n) for u, n, active in rows if not (n == 1 and active == 1))
+        missing = sorted(set(users) - {user for user, _, _ in rows})
+        self.failures.check(
+            once == set(users) and not others,
+            f"{len(once)} of {len(users)} orders recorded exactly once"
+            + (f"; missing {missing[:5]}" if missing else "")
+            + (f"; more than once {others[:5]}" if others else ""),
+        )
+        # Everyone's confirmation: through the click's response_url, or (the order form
+        # has none) chat.postEphemeral.
+        if clicks is not None:
+            names = {c.response_name for c in clicks}
+
+            def told() -> int:
+                return sum(bool(self.slack.responses(n)) for n in names)
+
+            def told_at() -> list[float]:
+                return [
+                    c.at
+                    for c in self.slack.calls("response_url")
+                    if c.ok
+                    and c.args.get("name") in names
+                    and confirmation in str(c.args["payload"].get("text", ""))
+                ]
+        else:
+
+            def told() -> int:
+                return len(told_at())
+
+            def told_at() -> list[float]:
+                return [
+                    float(e["ts"])
+                    for e in self.slack.ephemerals()
+                    if confirmation in e["text"] and float(e["ts"]) >= began
+                ]
+
+        try:
+            self.sim.wait_for(lambda: told() >= len(users), "every confirmation", timeout=120)
+        except Exception as exc:
+            print(f"  ({exc})")
+        times = told_at()
+        last = f", the last {max(times) - began:.1f} s after the burst began" if times else ""
+        self.failures.check(
+            len(times) == len(users), f"{len(times)} of {len(users)} confirmations sent{last}"
+        )
+
+    def check_run_message(
+        self, channel: str, ts: str, run_id: str, count: int, began: float
+    ) -> None:
+        """The run message ends showing `count` people in, once no refresh is left to
+        come; chat.update stays within Tier 3."""
+        self.settle()
+        deadline = time.monotonic() + 30
+        while True:  # the last refresh job may be done a moment before its call is recorded
+            message = next(
+                (m for m in self.slack.recent_messages(channel, 5) if m["ts"] == ts), None
+            )
+            shown = _participants_line(message)
+            if shown.startswith(f"{count} people are in") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.failures.check(
+            shown.startswith(f"{count} people are in")
+            and message is not None
+            and message.get("text", "").endswith(f"— {count} in so far"),
+            f"the run message ends with “{shown[:40]}…” / "
+            f"“{(message or {}).get('text', '')[-22:]}”",
+        )
+        updates = [
+            c.at
+            for c in self.slack.calls("chat.update")
+            if c.args.get("ts") == ts and c.at >= began
+        ]
+        last = f", the last {max(updates) - began:.1f} s after the burst began" if updates else ""
+        self.failures.check(
+            len(updates) <= TIER3_PER_MINUTE,
+            f"{len(updates)} chat.update calls of the run message for the burst{last}",
+        )
+
+    def close(self, starter: Person, channel: str, run_ts: str, count: int) -> None:
+        starter.close_run()
+        after = ts_key(run_ts)
+
+        def posted() -> str | None:
+            for message in self.slack.recent_messages(channel, 3):
+                text = str(message.get("text", ""))
+                if ts_key(message["ts"]) > after and text.startswith(SUMMARY_PREFIX):
+                    return text
+            return None
+
+        summary = self.sim.wait_for(posted, "the summary", timeout=60)
+        assert summary is not None
+        self.failures.check(
+            summary.endswith(f"— {count} items"), f"the summary says “…{summary[-12:]}”"
+        )
+
+    def tier3(self) -> None:
+        """chat.update from the first burst on, workspace-wide, in any 60 s window. The
+        pilot load is left out: it plays a human pace sped up many times, and refreshes
+        coalesce per run message, so its rate says nothing about Slack's."""
+        calls = self.slack.calls("chat.update")
+        pilot = [c.at for c in calls if c.at < self.bursts_began]
+        times = [c.at for c in calls if c.at >= self.bursts_began]
+        worst = max_per_window(times)
+        self.failures.check(
+            worst <= TIER3_PER_MINUTE,
+            f"chat.update during the bursts: {len(times)} calls, at most {worst} in any"
+            f" 60 s window (Tier 3: {TIER3_PER_MINUTE}/min)",
+        )
+        print(
+            f"  info chat.update at the (sped-up) pilot load: {len(pilot)} calls, at most"
+            f" {max_per_window(pilot)} in any 60 s window; chat.postMessage in all:"
+            f" {len(self.slack.calls('chat.postMessage'))}"
+        )
+
+    # -- the report --------------------------------------------------------------------------
+
+    def report(self) -> bool:
+        """Print the tables; True when every burst met the goal."""
+        met = True
+        print()
+        head = (
+            f"{'phase':<14} {'request':<13} {'n':>4} │ {'ours p50':>8} {'p95':>6} {'p99':>6}"
+            f" │ {'floor p50':>9} {'p95':>6} {'p99':>6} │ {'p99 ×':>5} │ {'server p99':>10}"
+            " │ goal"
+        )
+        print(head)
+        print("─" * len(head))
+        for phase, (ours, floor, server) in self.results.items():
+            for kind in KINDS:
+                mine, base = latencies(ours, kind), latencies(floor, kind)
+                if not mine:
+                    continue
+                p99, floor_p99 = percentile(mine, 99), percentile(base, 99)
+                ratio = p99 / floor_p99 if base else float("nan")
+                own = server.get(kind) or []
+                verdict = "–"
+                if phase != "pilot":
+                    good = p99 < GOAL_P99_MS and ratio <= GOAL_RATIO
+                    met = met and good
+                    verdict = "PASS" if good else "FAIL"
+                print(
+                    f"{phase:<14} {kind:<13} {len(mine):>4} │ {percentile(mine, 50):>8.1f}"
+                    f" {percentile(mine, 95):>6.1f} {p99:>6.1f} │ {percentile(base, 50):>9.1f}"
+                    f" {percentile(base, 95):>6.1f} {floor_p99:>6.1f} │ {ratio:>5.1f} │"
+                    f" {percentile(own, 99) if own else float('nan'):>10.1f} │ {verdict}"
+                )
+        print(
+            f"(ms, measured by the client; goal for the bursts: p99 < {GOAL_P99_MS:g} ms and"
+            f" ≤ {GOAL_RATIO:g}× the floor's p99. server p99: the service's own latency_ms.)"
+        )
+        return met
+
+
+def _participants_line(message: dict[str, Any] | None) -> str:
+    for block in (message or {}).get("blocks") or []:
+        text = str((block.get("text") or {}).get("text", ""))
+        if " in: " in text or text.startswith("Nobody"):
+            return text
+    return ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=300, help="people in each burst")
+    parser.add_argument("--spread", type=float, default=1.0, help="a burst's length, s")
+    parser.add_argument("--pilot-runs", type=int, default=12, help="runs at pilot load")
+    parser.add_argument("--pilot-channels", type=int, default=3, help="channels at once")
+    parser.add_argument("--think", type=float, default=0.05, help="pilot pause, mean s")
+    args = parser.parse_args()
+    channels = args.pilot_channels + 1 + args.users
+
+    with (
+        bench_service("C0BURST", channels, users=max(args.users, 30)) as service,
+        serve_floor(service.url, SIGNING_SECRET, web_workers=WEB_WORKERS) as floor_url,
+    ):
+        bench = Comparison(service, floor_url, args.spread)
+        print(
+            f"ours: gunicorn {WEB_WORKERS} sync workers + 1 job worker + Postgres, logs in"
+            f" {bench.log.parent}; floor: {floor_url}, same gunicorn settings"
+        )
+        pilot_channels = service.channels[: args.pilot_channels]
+        burst_channel = service.channels[args.pilot_channels]
+        own_channels = service.channels[args.pilot_channels + 1 :]
+        users = service.users[: args.users]
+        bench.pilot(pilot_channels, service.users[:30], args.pilot_runs, args.think)
+        bench.modal_burst(burst_channel, users)
+        bench.usual_burst(burst_channel, users)
+        bench.command_burst(own_channels, users)
+        print()
+        bench.tier3()
+        met = bench.report()
+        print(f"latency goal {'met' if met else 'NOT met'} for every burst")
+        if bench.failures.lines:
+            print(f"{len(bench.failures.lines)} checks FAILED:")
+            for line in bench.failures.lines:
+                print(f"  {line}")
+        else:
+            print("all correctness checks passed")
+    sys.exit(1 if bench.failures.lines else 0)
+
+
+if __name__ == "__main__":
+    main()
