@@ -4,16 +4,62 @@ submissions, each signed as Slack signs them. Jobs run when the test says so."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import falcon.testing
+import psycopg
 
+from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_payloads import block_action_body, command_body, view_submission_body
 
 SqlFn = Callable[..., list[tuple[Any, ...]]]
+
+# Jobs the worker schedules for itself: not part of any run's work.
+HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE)
+
+
+def eventually[T](predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
+    """Wait for `predicate` to return something truthy, and return it."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.05)
+    return result
+
+
+def connect_sql(url: str) -> tuple[SqlFn, psycopg.Connection[Any]]:
+    """An SqlFn on a connection of its own (the `sql` fixture's is not for many threads)."""
+    conn = psycopg.connect(url, autocommit=True)
+
+    def query(text: str, *params: Any) -> list[tuple[Any, ...]]:
+        cur = conn.execute(text, params or None)
+        return cur.fetchall() if cur.description else []
+
+    return query, conn
+
+
+def unfinished_jobs(sql: SqlFn) -> list[tuple[Any, ...]]:
+    """Jobs that are due (or running) and not finished, housekeeping aside."""
+    return sql(
+        "SELECT id, kind, status FROM jobs"
+        " WHERE kind <> ALL(%s) AND status IN ('queued', 'running') AND run_at <= now()",
+        list(HOUSEKEEPING),
+    )
+
+
+def runner_of(sql: SqlFn, run_id: str) -> str:
+    """The Slack id of the run's runner (fails when it has none)."""
+    rows = sql(
+        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
+        " WHERE r.id = %s",
+        run_id,
+    )
+    return str(rows[0][0])
 
 
 class Channel:

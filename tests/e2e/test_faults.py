@@ -46,7 +46,14 @@ from coffeebuddy.slack import blocks
 from coffeebuddy.web.app import WEB_FAIL_FAST_SECONDS
 from coffeebuddy.web.slack_resources import DB_DOWN_TEXT
 from tests.conftest import ADMIN_URL, BOT_TOKEN, CHANNEL, USERS, _db_url
-from tests.driver import Channel, SqlFn
+from tests.driver import (
+    Channel,
+    SqlFn,
+    connect_sql,
+    eventually,
+    runner_of,
+    unfinished_jobs,
+)
 from tests.fakes.slack_api import FakeSlack, JsonDict
 from tests.processes import ROOT, HttpClient, Service, coverage_env, start_service
 from tests.slack_payloads import (
@@ -74,48 +81,9 @@ SHARED_LEASE_SECONDS = 15
 RETRY_AFTER_SECONDS = 3
 ADMIN = "U0BOSS"
 MESSAGE_EVENT_TYPE = "coffeebuddy_message"
-# Jobs the worker schedules for itself, not part of any run's work.
-HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE)
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-
-
-def _eventually[T](predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-    return result
-
-
-def _connect(url: str) -> tuple[SqlFn, psycopg.Connection[Any]]:
-    conn = psycopg.connect(url, autocommit=True)
-
-    def query(text: str, *params: Any) -> list[tuple[Any, ...]]:
-        cur = conn.execute(text, params or None)
-        return cur.fetchall() if cur.description else []
-
-    return query, conn
-
-
-def _unfinished(sql: SqlFn) -> list[tuple[Any, ...]]:
-    """Jobs that are due (or running) and not finished, housekeeping aside."""
-    return sql(
-        "SELECT id, kind, status FROM jobs"
-        " WHERE kind <> ALL(%s) AND status IN ('queued', 'running') AND run_at <= now()",
-        list(HOUSEKEEPING),
-    )
-
-
-def _runner(sql: SqlFn, run_id: str) -> str:
-    rows = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )
-    return str(rows[0][0])
 
 
 def _posted_text(message: JsonDict) -> str:
@@ -232,7 +200,7 @@ def shared(
 ) -> Iterator[Shared]:
     db_proxy.restore()
     fault_slack.reset()  # this test's traffic only; users and channels stay
-    sql, conn = _connect(fault_db)
+    sql, conn = connect_sql(fault_db)
     try:
         yield Shared(shared_service, fault_slack, sql, db_proxy, fault_db)
     finally:
@@ -302,7 +270,7 @@ class Crowd:
     # -- people ---------------------------------------------------------------------------
 
     def _host(self, channel: str, host: str) -> None:
-        sql, conn = _connect(self.shared.database_url)
+        sql, conn = connect_sql(self.shared.database_url)
         try:
             while not self.stop.is_set():
                 run_id = _open_run(sql, channel)
@@ -317,7 +285,7 @@ class Crowd:
 
     def _orderer(self, user: str, seed: int) -> None:
         rng = random.Random(seed)
-        sql, conn = _connect(self.shared.database_url)
+        sql, conn = connect_sql(self.shared.database_url)
         channels = list(self.hosts)
         try:
             while not self.stop.is_set():
@@ -490,7 +458,7 @@ def test_database_cut_mid_load_answers_try_again_in_time_and_recovers_by_itself(
     crowd.start()
     try:
         # Under way: runs started, orders written, runs closed.
-        _eventually(
+        eventually(
             lambda: (
                 sum(a.outcome == "ok" for a in crowd.attempts) >= 30
                 and sql("SELECT count(*) FROM runs WHERE status = 'closed'")[0][0] >= 2
@@ -505,7 +473,7 @@ def test_database_cut_mid_load_answers_try_again_in_time_and_recovers_by_itself(
         # The outage lasts a few seconds, and until everyone has tried and been answered.
         time.sleep(3.0)
         everyone = set(hosts.values()) | set(crowd.users)
-        _eventually(
+        eventually(
             lambda: crowd.answered_since(cut_at) == everyone,
             timeout=30,
             what="everyone to try while the database is away",
@@ -547,7 +515,7 @@ def test_database_cut_mid_load_answers_try_again_in_time_and_recovers_by_itself(
     assert chan.submit("U0CAT", "latte") is None
     chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
     slack.wait_for(lambda: _parts(slack.messages(chan.channel_id))["summary"] == 1, timeout=20)
-    slack.wait_for(lambda: slack.dms(_runner(sql, run_id)), timeout=20)
+    slack.wait_for(lambda: slack.dms(runner_of(sql, run_id)), timeout=20)
 
     # Work the outage stranded (claimed, then cut off) comes back after its lease: every
     # run the load left behind gets its messages, each exactly once.
@@ -556,9 +524,9 @@ def test_database_cut_mid_load_answers_try_again_in_time_and_recovers_by_itself(
             "SELECT count(*) FROM runs WHERE message_ts IS NULL AND status <> 'failed'"
             " OR (status = 'closed' AND (summary_ts IS NULL OR runner_dm_ts IS NULL))"
         )[0][0]
-        return missing == 0 and not _unfinished(sql)
+        return missing == 0 and not unfinished_jobs(sql)
 
-    _eventually(settled, timeout=SHARED_LEASE_SECONDS + 30, what="the stranded work done")
+    eventually(settled, timeout=SHARED_LEASE_SECONDS + 30, what="the stranded work done")
     time.sleep(0.5)  # let any stray duplicate arrive before counting
     assert not _integrity_problems(sql)
     for channel in [*channels, chan.channel_id]:
@@ -633,14 +601,14 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
                 """Kill the worker while Slack holds the answers of `kinds` (it already
                 keeps the messages), and start another one in its place."""
                 nonlocal victim
-                _eventually(
+                eventually(
                     lambda: all(_job(sql, k, run_id) == ("running", 1) for k in kinds),
                     what=f"{kinds} in flight",
                 )
                 _kill(victim)
                 victim = _spawn_worker(service, database_url, slack, len(spawned) + 1)
                 spawned.append(victim)
-                _eventually(
+                eventually(
                     lambda: all(_job(sql, k, run_id)[0] == "done" for k in kinds),
                     timeout=KILL_LEASE_SECONDS + 20,
                     what=f"{kinds} done by the new worker",
@@ -660,7 +628,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
 
             assert chan.submit("U0BEN", "flat white") is None
             assert chan.submit("U0CAT", "tea") is None
-            _eventually(lambda: not _unfinished(sql), what="order confirmations sent")
+            eventually(lambda: not unfinished_jobs(sql), what="order confirmations sent")
 
             # The summary and the runner's DM: both kept by Slack, the worker dies.
             slack.fail_next(
@@ -671,7 +639,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
             )
             chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
             slack.wait_for(lambda: len(slack.messages(CHANNEL)) == 2)
-            runner = _runner(sql, run_id)
+            runner = runner_of(sql, run_id)
             slack.wait_for(lambda: slack.dms(runner))
             kill_and_replace([queue.POST_SUMMARY, queue.DM_RUNNER], run_id)
 
@@ -691,7 +659,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
             slack.wait_for(lambda: len(slack.dms(runner)) == 2)
             kill_and_replace([RUNNER_REMINDER], run_id)
 
-            _eventually(lambda: not _unfinished(sql), what="nothing left to do")
+            eventually(lambda: not unfinished_jobs(sql), what="nothing left to do")
             time.sleep(0.5)  # let any stray duplicate arrive before counting
 
             # Exactly one of each, and the stored timestamps are the messages Slack kept.
@@ -744,10 +712,12 @@ def _play_run(shared: Shared, channel: str, arm_close: Callable[[], None]) -> tu
     slack.wait_for(lambda: slack.messages(channel), timeout=40)
     assert chan.submit("U0BEN", "flat white") is None
     assert chan.submit("U0CAT", "tea") is None
-    _eventually(lambda: not _unfinished(sql), timeout=40, what="the run message and confirmations")
+    eventually(
+        lambda: not unfinished_jobs(sql), timeout=40, what="the run message and confirmations"
+    )
     arm_close()
     chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
-    _eventually(
+    eventually(
         lambda: (
             sql(
                 "SELECT summary_ts IS NOT NULL AND runner_dm_ts IS NOT NULL FROM runs"
@@ -755,13 +725,13 @@ def _play_run(shared: Shared, channel: str, arm_close: Callable[[], None]) -> tu
                 run_id,
             )
             == [(True,)]
-            and not _unfinished(sql)
+            and not unfinished_jobs(sql)
         ),
         timeout=60,
         what="the summary and the runner's DM",
     )
     time.sleep(0.5)  # let any stray duplicate arrive before counting
-    return run_id, _runner(sql, run_id)
+    return run_id, runner_of(sql, run_id)
 
 
 def _assert_each_once(shared: Shared, channel: str, run_id: str, runner: str) -> None:
@@ -880,7 +850,7 @@ def test_slack_timeouts_in_the_request_path_answer_within_the_deadline(shared: S
     started = time.monotonic()
     chan.click("U0BEN", blocks.ACTION_PLACE_ORDER, run_id)
     assert time.monotonic() - started < SLACK_DEADLINE_SECONDS
-    _eventually(
+    eventually(
         lambda: any("please click again" in t for t in chan.told("U0BEN")),
         what="told to click again",
     )
@@ -903,8 +873,8 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
         run_ids[channel] = chan.start("U0ANA")
         for user, drink in zip(people, ("tea", "latte", "mocha", "cortado", "chai"), strict=True):
             assert chan.submit(user, drink) is None
-    _eventually(
-        lambda: all(slack.messages(c) for c in channels) and not _unfinished(sql),
+    eventually(
+        lambda: all(slack.messages(c) for c in channels) and not unfinished_jobs(sql),
         what="every run posted",
     )
 
@@ -957,9 +927,9 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
             " AND summary_ts IS NOT NULL AND runner_dm_ts IS NOT NULL",
             list(run_ids.values()),
         )
-        return rows[0][0] == len(channels) and not _unfinished(sql)
+        return rows[0][0] == len(channels) and not unfinished_jobs(sql)
 
-    _eventually(all_out, timeout=60, what="every run closed, summarised and DMed")
+    eventually(all_out, timeout=60, what="every run closed, summarised and DMed")
     time.sleep(1.0)  # let any stray duplicate arrive before counting
 
     assert not _integrity_problems(sql)
@@ -972,7 +942,7 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
         ]
         assert len(told) == closes
         assert sum("already closed" in t for t in told) == closes - 1, (channel, told)
-        runner = _runner(sql, run_id)
+        runner = runner_of(sql, run_id)
         messages = slack.messages(channel)
         assert _parts(messages) == {"run_message": 1, "summary": 1}, channel
         [summary] = [m for m in messages if _part(m) == "summary"]

@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,7 +33,15 @@ from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import blocks
 from tests.conftest import CHANNEL, USERS
-from tests.driver import Channel, SqlFn
+from tests.driver import (
+    HOUSEKEEPING,
+    Channel,
+    SqlFn,
+    connect_sql,
+    eventually,
+    runner_of,
+    unfinished_jobs,
+)
 from tests.fakes.slack_api import FakeSlack
 from tests.processes import ROOT, Service, coverage_env, start_service
 
@@ -42,38 +49,6 @@ pytestmark = pytest.mark.e2e
 
 RUNS = 20
 DRINKS = ("flat white", "oat latte", "tea", "espresso", "cortado")
-# Jobs the queue keeps for itself, and reminders scheduled for later: not part of a run's
-# work, so not expected to be done when the runs are.
-HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE)
-
-
-def _eventually[T](predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-    return result
-
-
-def _thread_sql(database_url: str) -> tuple[SqlFn, psycopg.Connection[Any]]:
-    """An SqlFn on a connection of its own (the `sql` fixture's is not for many threads)."""
-    conn = psycopg.connect(database_url, autocommit=True)
-
-    def query(text: str, *params: Any) -> list[tuple[Any, ...]]:
-        cur = conn.execute(text, params or None)
-        return cur.fetchall() if cur.description else []
-
-    return query, conn
-
-
-def _unfinished(sql: SqlFn) -> list[tuple[Any, ...]]:
-    """Jobs of the runs that are due (or running) and not finished."""
-    return sql(
-        "SELECT id, kind, status FROM jobs"
-        " WHERE kind <> ALL(%s) AND status IN ('queued', 'running') AND run_at <= now()",
-        list(HOUSEKEEPING),
-    )
 
 
 def _metric(port: int, name: str, **labels: str) -> float | None:
@@ -84,15 +59,6 @@ def _metric(port: int, name: str, **labels: str) -> float | None:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
-
-
-def _runner(sql: SqlFn, run_id: str) -> str:
-    rows = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )
-    return str(rows[0][0])
 
 
 def _stop_all(service: Service) -> None:
@@ -128,7 +94,7 @@ def test_three_workers_run_every_job_exactly_once(
     slack.fail_next("chat.postMessage", delay=1.5, times=4)
 
     def play(index: int) -> tuple[str, list[str]]:
-        thread_sql, conn = _thread_sql(database_url)
+        thread_sql, conn = connect_sql(database_url)
         try:
             chan = Channel(service.client, None, thread_sql, channels[index], slack)
             starter = USERS[index % len(USERS)]
@@ -152,9 +118,9 @@ def test_three_workers_run_every_job_exactly_once(
             " AND runner_dm_ts IS NOT NULL",
             run_ids,
         )
-        return rows[0][0] == RUNS and not _unfinished(sql)
+        return rows[0][0] == RUNS and not unfinished_jobs(sql)
 
-    _eventually(all_sent, timeout=60, what="every run posted, summarised and DMed")
+    eventually(all_sent, timeout=60, what="every run posted, summarised and DMed")
     time.sleep(0.5)  # let any stray duplicate arrive before counting
 
     # Exactly one run message and one summary per channel, and they are the stored ones.
@@ -197,7 +163,7 @@ def test_three_workers_run_every_job_exactly_once(
         # Reminders of the closed runs, still waiting for their time (none are due).
         ("queued", 0),
     }
-    assert not _unfinished(sql)
+    assert not unfinished_jobs(sql)
     kinds = Counter(kind for kind, status, _, _ in rows if status == "done")
     assert kinds[queue.POST_RUN_MESSAGE] == RUNS
     assert kinds[queue.POST_SUMMARY] == RUNS
@@ -224,7 +190,7 @@ def test_sigterm_finishes_the_job_in_flight_claims_nothing_more_and_exits_0(
         # The run message is accepted by Slack only after 2 s.
         slack.fail_next("chat.postMessage", delay=2)
         run_id = chan.start("U0ANA")
-        _eventually(
+        eventually(
             lambda: (
                 sql("SELECT status FROM jobs WHERE kind = %s", queue.POST_RUN_MESSAGE)
                 == [("running",)]
@@ -234,7 +200,7 @@ def test_sigterm_finishes_the_job_in_flight_claims_nothing_more_and_exits_0(
 
         service.worker.send_signal(signal.SIGTERM)
         log = service.worker_log(0)
-        _eventually(lambda: "worker_stopping" in log.read_text(), what="SIGTERM handled")
+        eventually(lambda: "worker_stopping" in log.read_text(), what="SIGTERM handled")
         # Work written after SIGTERM is for the next worker, not for one that is leaving.
         slack.add_channel("C0LATER001", name="later")
         later = Channel(service.client, None, sql, "C0LATER001", slack)
@@ -294,19 +260,19 @@ def test_a_killed_worker_loses_no_job_and_its_dm_is_sent_once(
             )
             return running if [r[1] for r in running] == [queue.DM_RUNNER] else []
 
-        [(job_id, _, locked_by)] = _eventually(only_the_dm_is_left, what="DM job in flight")
+        [(job_id, _, locked_by)] = eventually(only_the_dm_is_left, what="DM job in flight")
         # Kill only once its conversations.open has reached Slack: killed earlier, the slow
         # answer would be the next worker's, and that worker would outlive its 5 s lease.
-        _eventually(lambda: slack.pending_faults("conversations.open") == 0, what="call sent")
+        eventually(lambda: slack.pending_faults("conversations.open") == 0, what="call sent")
         assert sql("SELECT summary_ts IS NOT NULL FROM runs WHERE id = %s", run_id) == [(True,)]
         pid = int(str(locked_by).split(":")[1])
         [victim] = [p for p in service.workers if p.pid == pid]
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=10) == -signal.SIGKILL
 
-        runner = _runner(sql, run_id)
+        runner = runner_of(sql, run_id)
         slack.wait_for(lambda: slack.dms(runner), timeout=30)
-        _eventually(
+        eventually(
             lambda: sql("SELECT status FROM jobs WHERE id = %s", job_id) == [("done",)],
             what="the DM job done by another worker",
         )
@@ -324,7 +290,7 @@ def test_a_killed_worker_loses_no_job_and_its_dm_is_sent_once(
             (slack.dms(runner)[0]["ts"],)
         ]
         assert len(slack.messages(CHANNEL)) == 2  # run message and summary, once each
-        assert not _unfinished(sql)
+        assert not unfinished_jobs(sql)
         survivors = [p for p in service.workers if p is not victim]
         for proc in survivors:
             proc.send_signal(signal.SIGTERM)
@@ -359,12 +325,12 @@ def test_a_dead_job_shows_on_the_worker_metrics_and_one_command_reruns_it(
         slack.fail_next("conversations.open", error="missing_scope")
         chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
 
-        dead = _eventually(
+        dead = eventually(
             lambda: sql("SELECT id FROM jobs WHERE kind = %s AND status = 'dead'", queue.DM_RUNNER),
             what="the DM job dead",
         )
         job_id = int(dead[0][0])
-        _eventually(
+        eventually(
             lambda: _metric(port, "coffeebuddy_jobs_dead", kind=queue.DM_RUNNER) == 1,
             what="coffeebuddy_jobs_dead on the worker's /metrics",
         )
@@ -383,14 +349,14 @@ def test_a_dead_job_shows_on_the_worker_metrics_and_one_command_reruns_it(
         ]
         assert "missing_scope" in listed.stdout
 
-        runner = _runner(sql, run_id)
+        runner = runner_of(sql, run_id)
         assert slack.dms(runner) == []
         retried = _cli(database_url, "retry", str(job_id))
         assert retried.returncode == 0, retried.stderr
         assert f"job {job_id} ({queue.DM_RUNNER}) queued again" in retried.stdout
 
         slack.wait_for(lambda: slack.dms(runner), timeout=15)
-        _eventually(
+        eventually(
             lambda: _metric(port, "coffeebuddy_jobs_dead", kind=queue.DM_RUNNER) == 0,
             what="the gauge back to 0",
         )

@@ -23,7 +23,7 @@ from coffeebuddy.service.ratings import NOT_A_PARTICIPANT_TEXT
 from coffeebuddy.slack import blocks
 from coffeebuddy.web.app import create_app
 from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
+from tests.driver import Channel, SqlFn, runner_of
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_payloads import block_action_body
 
@@ -232,16 +232,7 @@ def test_the_bot_steps_of_a_run_are_recorded_and_observed(chan: Channel, sql: Sq
     assert _sample("coffeebuddy_bot_step_seconds_count", {"step": "start"}) == starts + 1
     assert _sample("coffeebuddy_bot_step_seconds_count", {"step": "close"}) == closes + 1
     # A runner swap DMs the new runner but the close step was timed once, by the first DM.
-    chan.slack.wait_for(lambda: chan.slack.dms(_runner(sql, run_id)))
-
-
-def _runner(sql: SqlFn, run_id: str) -> str:
-    rows = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )
-    return str(rows[0][0])
+    chan.slack.wait_for(lambda: chan.slack.dms(runner_of(sql, run_id)))
 
 
 def test_a_run_whose_bot_steps_are_slow_is_logged_with_its_correlation_id(

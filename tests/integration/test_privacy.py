@@ -19,7 +19,7 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import privacy
 from coffeebuddy.slack import blocks
 from tests.conftest import CHANNEL
-from tests.driver import Channel, SqlFn
+from tests.driver import Channel, SqlFn, runner_of
 from tests.fakes.slack_api import FakeSlack
 
 TEA = "C0TEA0001"
@@ -45,17 +45,8 @@ def _closed_run(chan: Channel, starter: str, orders: dict[str, str], runner: str
     chan.click(starter, blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
-    assert _runner(chan.sql, run_id) == runner
+    assert runner_of(chan.sql, run_id) == runner
     return run_id
-
-
-def _runner(sql: SqlFn, run_id: str) -> str:
-    rows = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )
-    return str(rows[0][0])
 
 
 def _age_run(sql: SqlFn, run_id: str, days: int) -> None:
