@@ -83,6 +83,9 @@ class Secret:
 class WorkerSettings:
     # Port of the worker's own /metrics endpoint; 0 serves none.
     metrics_port: int = 9102
+    # Address it listens on: all interfaces in the cluster (Prometheus and the probes come
+    # from outside the pod), 127.0.0.1 under scripts/run.
+    metrics_host: str = "0.0.0.0"  # noqa: S104
     # `done` jobs are deleted this long after they finished; `dead` ones are kept longer
     # so that operators can look at them and retry them.
     job_retention_hours: int = 24
@@ -111,6 +114,7 @@ class WorkerSettings:
     def _read(cls, env: Mapping[str, str]) -> WorkerSettings:
         return cls(
             metrics_port=_int(env, "COFFEEBUDDY_WORKER_METRICS_PORT", 9102, 0, 65535),
+            metrics_host=_raw(env, "COFFEEBUDDY_WORKER_METRICS_HOST") or "0.0.0.0",  # noqa: S104
             job_retention_hours=_int(env, "COFFEEBUDDY_JOB_RETENTION_HOURS", 24, 1, 24 * 365),
             dead_job_retention_days=_int(env, "COFFEEBUDDY_DEAD_JOB_RETENTION_DAYS", 14, 1, 365),
             stats_interval_seconds=_float(env, "COFFEEBUDDY_WORKER_STATS_SECONDS", 15.0, 0.1, 600),
@@ -198,9 +202,7 @@ class Config:
             ops_scope=_raw(env, "COFFEEBUDDY_OPS_SCOPE") or "coffeebuddy:ops",
         )
         if config.ops_issuer and not config.ops_audience:
-            _invalid(
-                env, "COFFEEBUDDY_OPS_AUDIENCE is required when COFFEEBUDDY_OPS_ISSUER is set"
-            )
+            _invalid(env, "COFFEEBUDDY_OPS_AUDIENCE is required when COFFEEBUDDY_OPS_ISSUER is set")
         if not config.retention_min_days <= 90 <= config.retention_max_days:
             # 90 days is the retention every new channel starts with.
             _invalid(

@@ -32,7 +32,8 @@ from coffeebuddy.config import ConfigError, EnvReader, _int, _invalid
 from coffeebuddy.migrate import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_HOST = "127.0.0.1"  # local use: not reachable from other machines
+LOCAL_HOST = "127.0.0.1"
+DEFAULT_HOST = LOCAL_HOST  # local use: not reachable from other machines
 DEFAULT_PORT = 8080
 _PR_SET_PDEATHSIG = 1
 # The web endpoints Slack is pointed at (the manifest's request URLs).
@@ -44,6 +45,8 @@ class ServeSettings:
     host: str
     port: int
     web_workers: int
+    # The worker's /metrics port (0: none), checked here as the web port is.
+    worker_metrics_port: int = 0
 
     @property
     def bind(self) -> str:
@@ -65,12 +68,18 @@ class ServeSettings:
             else:
                 host, bound_port = parsed
         workers = _int(reader, "GUNICORN_WORKERS", 2, 1, 64)
+        metrics_port = _int(reader, "COFFEEBUDDY_WORKER_METRICS_PORT", 9102, 0, 65535)
         reader.check()
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(f"--port must be between 1 and 65535, got {port}")
         if web_workers is not None and not 1 <= web_workers <= 64:
             raise ConfigError(f"--web-workers must be between 1 and 64, got {web_workers}")
-        return cls(host=host, port=port or bound_port, web_workers=web_workers or workers)
+        return cls(
+            host=host,
+            port=port or bound_port,
+            web_workers=web_workers or workers,
+            worker_metrics_port=metrics_port,
+        )
 
 
 def _host_port(text: str) -> tuple[str, int] | None:
@@ -85,25 +94,28 @@ class PortInUse(Exception):
     pass
 
 
-def check_port(settings: ServeSettings) -> None:
-    """Fail before starting anything when the port is taken: gunicorn would print
+def check_ports(settings: ServeSettings) -> None:
+    """Fail before starting anything when a port is taken: gunicorn would print
     "Connection in use" five times and exit, after the banner claimed it was serving."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    _check_port(settings.host, settings.port, "PORT, --port or GUNICORN_BIND")
+    if settings.worker_metrics_port:
+        _check_port(
+            LOCAL_HOST, settings.worker_metrics_port, "COFFEEBUDDY_WORKER_METRICS_PORT (0: none)"
+        )
+
+
+def _check_port(host: str, port: int, setting: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As gunicorn does, so a port in TIME_WAIT after the last run counts as free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((settings.host, settings.port))
+            probe.bind((host, port))
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PortInUse(
-                    f"coffeebuddy: port {settings.port} on {settings.host} is already in use; "
-                    f"stop what holds it or pick another port with PORT=, --port or "
-                    f"GUNICORN_BIND="
-                ) from None
+            reason = "is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise PortInUse(
-                f"coffeebuddy: cannot listen on {settings.bind}: {exc.strerror}; "
-                "set GUNICORN_BIND or PORT"
+                f"coffeebuddy: port {port} on {host} {reason}; stop what holds it or choose "
+                f"another port with {setting}"
             ) from None
 
 
@@ -127,13 +139,15 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
     """Run everything until stopped; the exit status: 0 after a requested stop, 2 for a
     configuration mistake, 3 when the database can't be reached, else a child's status."""
     env = dict(env)
+    # The worker's /metrics, like the web, is for this machine only unless asked otherwise.
+    env.setdefault("COFFEEBUDDY_WORKER_METRICS_HOST", LOCAL_HOST)
     embedded_db = not env.get("DATABASE_URL", "").strip()
     # Everything wrong with the configuration, before anything starts.
     preflight.check_config(
         env, stand_ins={"DATABASE_URL": "postgresql://embedded/coffeebuddy"} if embedded_db else {}
     )
     try:
-        check_port(settings)
+        check_ports(settings)
     except PortInUse as exc:
         print(exc, file=sys.stderr, flush=True)
         return 2
@@ -196,8 +210,9 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
             embedded.stop(env)
         shutil.rmtree(tmp, ignore_errors=True)
         if reaper is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                reaper.wait(timeout=10)
+            # Everything is cleaned up: the reaper (waiting for this process) has no work.
+            reaper.terminate()
+            reaper.wait()
     return code
 
 

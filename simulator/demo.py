@@ -251,8 +251,8 @@ def _fresh_database(state_dir: Path) -> str:
     """A new, empty database in the demo's own embedded Postgres (started if needed).
 
     The data directory stays between demos (starting the server is quick once it exists),
-    and the server is stopped when the demo ends; the database is dropped and created again, so every demo starts from empty:
-    nobody has a usual and nobody has run yet."""
+    and the server is stopped when the demo ends; the database is dropped and created
+    again, so every demo starts from empty: nobody has a usual and nobody has run yet."""
     state_env = {"COFFEEBUDDY_STATE_DIR": str(state_dir)}
     _say(f"starting the embedded Postgres in {embedded.pgdata(state_env)}")
     url = embedded.start(state_env)

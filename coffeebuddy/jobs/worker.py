@@ -140,7 +140,10 @@ class Worker:
     def serve_metrics(self) -> None:
         """Serve /metrics, /health/live and /health/ready on the configured port."""
         self._metrics_server = maintenance.serve_metrics(
-            self.settings.metrics_port, live=self.live_checks, ready=self.ready_checks
+            self.settings.metrics_port,
+            self.settings.metrics_host,
+            live=self.live_checks,
+            ready=self.ready_checks,
         )
 
     def live_checks(self) -> dict[str, bool]:
