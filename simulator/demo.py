@@ -341,7 +341,7 @@ def _run(args: argparse.Namespace, began: float) -> int:
         )
         _say(
             f"processes: web pid {service.web.pid}, worker pid {service.worker.pid}, "
-            f"{postgres}; service logs in {service.logs}"
+            f"{postgres}; service logs in {service.logs} (kept if the demo fails)"
         )
         sim = Simulator(
             fake, service.client.base, signing_secret=signing_secret, timeout=args.timeout
@@ -358,6 +358,7 @@ def _run(args: argparse.Namespace, began: float) -> int:
         print(render_transcript(sim, [CHANNEL]))
         took = time.monotonic() - began
         if problems:
+            service.keep_logs = True  # the only way to see what went wrong
             print("✘ The demo failed:", *(f"  - {p}" for p in problems), sep="\n")
             print(f"  (service logs: {service.logs}; took {took:.1f} s)", flush=True)
             return 1
