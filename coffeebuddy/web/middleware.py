@@ -47,7 +47,9 @@ class RequestContext:
                 "request",
                 extra={
                     "method": req.method,
-                    "path": endpoint,
+                    # The path asked for, also when no route matched (the metric label
+                    # above stays the route template, to keep its series few).
+                    "path": req.path[:200],
                     "status": str(resp.status)[:3],
                     "latency_ms": round(elapsed * 1000, 2),
                 },
@@ -83,14 +85,26 @@ class SlackSignature:
             raise falcon.HTTPBadRequest(description="request body is not UTF-8") from None
         timestamp = req.get_header("X-Slack-Request-Timestamp") or ""
         signature = req.get_header("X-Slack-Signature") or ""
-        # The verifier would raise on a non-numeric timestamp; that is a bad signature too.
-        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not (
-            signature and self._verifier.is_valid(body, timestamp, signature)
-        ):
+        reason = self._rejection(body, timestamp, signature)
+        if reason is not None:
             ERRORS.labels("bad_signature").inc()
-            log.warning("signature_rejected", extra={"path": req.path})
+            log.warning("signature_rejected", extra={"path": req.path[:200], "reason": reason})
             raise falcon.HTTPUnauthorized(
                 title="Invalid Slack signature",
                 description="missing, invalid or stale X-Slack-Signature",
             )
         req.context.raw_body = body
+
+    def _rejection(self, body: bytes, timestamp: str, signature: str) -> str | None:
+        """Why the request is refused (for the log; the client gets one answer), or None."""
+        if not timestamp or not signature:
+            return "missing"
+        # The verifier would raise on a non-numeric timestamp; that is a wrong signature.
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            return "wrong"
+        if self._verifier.is_valid(body, timestamp, signature):
+            return None
+        # is_valid refuses both; a signature over an old timestamp could be a replay.
+        if abs(self._verifier.clock.now() - int(timestamp)) > 60 * 5:
+            return "stale"
+        return "wrong"

@@ -329,3 +329,18 @@ def test_the_audit_lists_each_action_in_the_given_order() -> None:
     assert lines[5].endswith(
         "<@U0ADMIN> changed fairness_window_runs 10 → 4, reminder_offset_minutes 5 → 10"
     )
+
+
+def test_every_input_is_labelled_by_what_it_sets() -> None:
+    """Issue 13, item 17: two checkboxes were labelled "Option"."""
+    modal = ab.settings_modal("C0TEST", SETTINGS, BOUNDS)
+    inputs = [b for b in modal["blocks"] if b["type"] == "input"]
+    labels = [b["label"]["text"] for b in inputs]
+    assert len(set(labels)) == len(labels), labels
+    assert not {"Option", "Options", ""} & set(labels)
+    switches = {b["block_id"]: b["label"]["text"] for b in inputs if b["block_id"] in ab.SWITCHES}
+    assert switches == {
+        "enabled": "CoffeeBuddy",
+        "reminders_enabled": "Runner reminder",
+        "last_call_enabled": "Last call",
+    }
