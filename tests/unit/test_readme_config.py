@@ -25,8 +25,9 @@ READ = re.compile(
 )
 
 
-# Not ours to document: a WSGI environ key, and the runner's setting for its children.
-NOT_SETTINGS = {"PATH_INFO", "TMPDIR"}
+# Not ours to document: a WSGI environ key, and what the runner sets for its children and
+# the embedded Postgres library.
+NOT_SETTINGS = {"PATH_INFO", "TMPDIR", "XDG_RUNTIME_DIR"}
 
 
 def _variables_read() -> set[str]:
