@@ -170,14 +170,24 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
     reaper: subprocess.Popen[bytes] | None = None
     code = 0
     try:
+        reaper = subprocess.Popen(
+            [
+                sys.executable, "-m", "coffeebuddy.reaper", str(os.getpid()), tmp,
+                *([str(embedded.state_dir(env))] if embedded_db else []),
+            ],
+            cwd=ROOT,
+            start_new_session=True,
+        )  # fmt: skip
         if embedded_db:
-            state = embedded.state_dir(env)
-            reaper = subprocess.Popen(
-                [sys.executable, "-m", "coffeebuddy.reaper", str(os.getpid()), str(state), tmp],
-                cwd=ROOT,
-                start_new_session=True,
-            )
-            env["DATABASE_URL"] = embedded.start(env)
+            try:
+                env["DATABASE_URL"] = embedded.start(env)
+            except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
+                print(
+                    f"coffeebuddy: the embedded Postgres did not start ({type(exc).__name__}); "
+                    f"its log is {embedded.pgdata(env) / 'log'}",
+                    file=sys.stderr,
+                )
+                return 3
             print(f"coffeebuddy: embedded Postgres in {embedded.pgdata(env)}", flush=True)
             print(f"coffeebuddy: DATABASE_URL={env['DATABASE_URL']}", flush=True)
         try:
@@ -192,7 +202,7 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
         children.append(_start([sys.executable, str(ROOT / "worker.py")], env))
         print(
             f"coffeebuddy: web on http://{settings.bind} (Slack request URLs: {SLACK_PATHS}), "
-            "worker running. Ctrl-C stops both.",
+            "worker running. Ctrl-C stops everything.",
             flush=True,
         )
         while all(child.poll() is None for child in children):

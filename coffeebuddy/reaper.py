@@ -1,11 +1,11 @@
-"""`python -m coffeebuddy.reaper PID STATE_DIR [TMP_DIR]`: clean up after a dev runner that
+"""`python -m coffeebuddy.reaper PID TMP_DIR [STATE_DIR]`: clean up after a dev runner that
 died without doing it itself (SIGKILL, the OOM killer).
 
 The runner's children die with it (PR_SET_PDEATHSIG), but the embedded Postgres is a daemon
 started by pg_ctl and would keep running, holding its port and data directory. The reaper
 waits, in its own session so that terminal signals pass it by, for the runner to exit; then
-it stops that Postgres (nothing to do after a clean stop) and removes the runner's
-temporary directory.
+it stops the embedded Postgres under STATE_DIR, if the runner started one, and removes the
+runner's temporary directory. After a clean stop the runner ends the reaper itself.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ def wait_for_exit(pid: int) -> None:
 def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
-    pid, state = int(argv[0]), argv[1]
+    pid, tmp = int(argv[0]), argv[1]
     wait_for_exit(pid)
-    embedded.stop({"COFFEEBUDDY_STATE_DIR": state})
     if len(argv) > 2:
-        shutil.rmtree(argv[2], ignore_errors=True)
+        embedded.stop({"COFFEEBUDDY_STATE_DIR": argv[2]})
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
