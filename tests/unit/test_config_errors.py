@@ -164,3 +164,21 @@ def test_an_unreachable_database_is_one_line(argv: list[str]) -> None:
     )
     assert "DATABASE_URL" in lines[0]
     assert "pw-7781" not in result.stderr + result.stdout
+
+
+def test_an_embedded_postgres_that_cannot_start_is_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "pgdata").write_text("not a directory")
+    result = _run(
+        ["-m", "coffeebuddy", "serve"],
+        SLACK_SIGNING_SECRET="s",
+        SLACK_BOT_TOKEN="xoxb-1",
+        COFFEEBUDDY_STATE_DIR=str(state),
+        PORT=str(_closed_port()),
+        COFFEEBUDDY_WORKER_METRICS_PORT="0",
+    )
+    assert result.returncode == 3, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("coffeebuddy: the embedded Postgres did not start: ")
+    assert "Traceback" not in result.stdout
