@@ -252,9 +252,7 @@ class RunService:
                     "touch_preference",
                     {"user_id": user["id"], "channel_id": run["channel_id"]},
                 )
-                self._order_changed(
-                    conn, run, actor, "order_changed" if current else "order_placed"
-                )
+                self._order_changed(conn, run, actor, "changed" if current else "placed")
                 self._tell(
                     conn,
                     run_id,
@@ -296,7 +294,7 @@ class RunService:
                     run["correlation_id"],
                 )
                 return
-            self._order_changed(conn, run, actor, "order_canceled")
+            self._order_changed(conn, run, actor, "canceled")
             self._tell(
                 conn,
                 run_id,
@@ -479,9 +477,7 @@ class RunService:
                 "save_preference",
                 {"user_id": user["id"], "channel_id": run["channel_id"], "order_text": text},
             )
-            self._order_changed(
-                conn, run, actor, "order_placed" if saved["inserted"] else "order_changed"
-            )
+            self._order_changed(conn, run, actor, "placed" if saved["inserted"] else "changed")
             verb = "Got your order" if saved["inserted"] else "Updated your order"
             extra = " You volunteered to go — thank you!" if volunteer else ""
             self._tell(
@@ -609,12 +605,13 @@ class RunService:
         )
 
     def _order_changed(self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: str) -> None:
-        """The run message and the event stream learn about an order change."""
+        """The run message and the event stream learn about an order change: `change` is
+        "placed", "changed" or "canceled" (the values `order_updated`'s schema allows)."""
         self._refresh(conn, run["id"], run["correlation_id"])
         count = db.one(conn, "count_active_orders", {"run_id": run["id"]})
         events.record(
             conn,
-            "run_updated",
+            "order_updated",
             run_id=run["id"],
             channel_id=run["slack_channel_id"],
             correlation_id=run["correlation_id"],
