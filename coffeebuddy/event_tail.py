@@ -108,6 +108,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = N
 
 
 def _tail(consumer: Any, args: argparse.Namespace, out: TextIO) -> int:
+    started_ms = int(time.time() * 1000)
     partitions = _partitions(consumer, args.topic or TOPICS)
     if not partitions:
         return _fail("none of the topics exists yet", 1)
@@ -116,8 +117,19 @@ def _tail(consumer: Any, args: argparse.Namespace, out: TextIO) -> int:
         consumer.seek_to_beginning(*partitions)
     else:
         consumer.seek_to_end(*partitions)
+    # Resolve the starting offsets now, so "reading" below means new events are seen.
+    for tp in partitions:
+        consumer.position(tp)
+    start = "the beginning" if args.from_beginning else "now"
+    topics = ", ".join(dict.fromkeys(tp.topic for tp in partitions))
+    print(f"coffeebuddy: reading {topics} from {start}", file=sys.stderr, flush=True)
     end = consumer.end_offsets(partitions) if args.no_follow else None
     wanted = args.run.encode() if args.run else None
+    # "From now" also by the clock: some Kafka-protocol brokers (Tansu) report the end of
+    # a partition as just past the first record of its last batch, so the seek to the end
+    # can land among records that were there before the tail started. The relay stamps
+    # each record when it sends it.
+    since_ms = -1 if args.from_beginning else started_ms
     deadline = time.monotonic() + CATCH_UP_SECONDS
     while True:
         if end is not None:
@@ -127,7 +139,7 @@ def _tail(consumer: Any, args: argparse.Namespace, out: TextIO) -> int:
                 return _fail("could not read up to the end of the topics in time", 1)
         for batch in consumer.poll(timeout_ms=POLL_MS).values():
             for record in batch:
-                if wanted is None or record.key == wanted:
+                if (wanted is None or record.key == wanted) and record.timestamp >= since_ms:
                     _print(record, out)
         out.flush()
 
