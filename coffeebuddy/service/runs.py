@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import coffeebuddy.domain.command as cmdparse
 from coffeebuddy import db, events
@@ -32,6 +32,8 @@ from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
+# `order_updated`'s kinds of change (events/schemas/order_updated.schema.json).
+OrderChange = Literal["placed", "changed", "canceled"]
 
 
 def normalize_order_text(text: str | None) -> str:
@@ -604,9 +606,10 @@ class RunService:
             correlation_id=correlation_id,
         )
 
-    def _order_changed(self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: str) -> None:
-        """The run message and the event stream learn about an order change: `change` is
-        "placed", "changed" or "canceled" (the values `order_updated`'s schema allows)."""
+    def _order_changed(
+        self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: OrderChange
+    ) -> None:
+        """The run message and the event stream learn about an order change."""
         self._refresh(conn, run["id"], run["correlation_id"])
         count = db.one(conn, "count_active_orders", {"run_id": run["id"]})
         events.record(
