@@ -1,4 +1,4 @@
-"""Command line: `python -m coffeebuddy migrate | serve | jobs list | jobs retry`."""
+"""Command line: `python -m coffeebuddy migrate | serve | jobs list | jobs retry | events tail`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import psycopg
 
-from coffeebuddy import embedded, logs, preflight
+from coffeebuddy import embedded, event_tail, logs, preflight
 from coffeebuddy.config import ConfigError, log_level
 from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.jobs import cli as jobs_cli
@@ -28,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         "--web-workers", type=int, default=None, help="gunicorn workers (GUNICORN_WORKERS; 2)"
     )
     jobs_cli.add_parser(sub)
+    event_tail.add_parser(sub)
     args = parser.parse_args(argv)
 
+    if args.command == "events":
+        # Kafka needs no secret here: no Vault round trip for a debugging tool.
+        return event_tail.run(args, os.environ)
     try:
         if args.command == "serve":
             return _serve(args.port, args.web_workers)
