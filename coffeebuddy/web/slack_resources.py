@@ -115,6 +115,17 @@ class SlackInteractions:
                 response_url=action.response_url,
                 correlation_id=corr,
             ),
+            blocks.ACTION_ILL_GO: lambda r: service.ill_go(
+                actor,
+                r,
+                trigger_id=action.trigger_id,
+                response_url=action.response_url,
+                correlation_id=corr,
+            ),
+            blocks.ACTION_CANCEL_RUN_PROMPT: lambda r: service.cancel_run_prompt(
+                actor, r, response_url=action.response_url, correlation_id=corr
+            ),
+            # Messages from before the overflow menu still carry this button.
             blocks.ACTION_EDIT_ORDER: lambda r: service.open_order_modal(
                 actor,
                 r,
@@ -162,6 +173,14 @@ class SlackInteractions:
                 actor,
                 rating[0],
                 rating[1],
+                response_url=action.response_url,
+                correlation_id=corr,
+            )
+        elif action.action_id == blocks.ACTION_HELP_MORE:
+            handler = functools.partial(
+                service.notify,
+                actor,
+                blocks.help_more_text(),
                 response_url=action.response_url,
                 correlation_id=corr,
             )
