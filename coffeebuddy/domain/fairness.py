@@ -48,8 +48,8 @@ from coffeebuddy.domain.models import Candidate, RunnerChoice
 # `/coffee stats` and the Home tab all show exactly this, so they never disagree.
 RULE_SUMMARY = (
     "A volunteer goes if anyone taps I'll go. Otherwise whoever went last time sits out, "
-    "and it's whoever has the fewest runs lately, then whoever has waited longest; "
-    "a tie is picked at random."
+    "and it's whoever has the fewest runs lately, then the longest wait; a tie is picked "
+    "at random."
 )
 
 # Named in every tie-break explanation: the draw is seeded with the run id, so it can be

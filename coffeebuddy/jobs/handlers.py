@@ -199,21 +199,17 @@ def _find_posted(
     we may not read the history: then posting again is the lesser harm than never
     posting)."""
     oldest = f"{record.view.started_at.timestamp() - 1:.6f}"
-    method = "conversations.replies" if thread_ts else "conversations.history"
-    where = {"ts": thread_ts} if thread_ts else {}
     cursor = None
     for _ in range(HISTORY_PAGES):
+        page_args = {
+            "channel": channel, "oldest": oldest, "limit": 200,
+            "include_all_metadata": True, "cursor": cursor,
+        }  # fmt: skip
         try:
-            page = call(
-                ctx.slack,
-                method,
-                channel=channel,
-                oldest=oldest,
-                limit=200,
-                include_all_metadata=True,
-                cursor=cursor,
-                **where,
-            )
+            if thread_ts:
+                page = call(ctx.slack, "conversations.replies", ts=thread_ts, **page_args)
+            else:
+                page = call(ctx.slack, "conversations.history", **page_args)
         except SlackApiError as exc:
             if exc.response.get("error") in PERMANENT_ERRORS:
                 log.warning("history_unreadable", extra={"slack_error": exc.response.get("error")})

@@ -94,7 +94,7 @@ def fairness_table(
             slack_user_id=p["slack_user_id"],
             runs_in_window=int(p["runs_in_window"]),
             last_run_at=p["last_run_at"],
-            name=p["display_name"],
+            name=p.get("display_name") or "",
         )
         for p in people
     ]
