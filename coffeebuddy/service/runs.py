@@ -390,7 +390,7 @@ class RunService:
     def cancel_run_prompt(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
-        """"Cancel run…" in the menu: the starter (or an admin) gets the real button, with
+        """The menu's "Cancel run…": the starter (or an admin) gets the real button, with
         its confirm dialog; nothing changes yet."""
         if not self._may_manage(actor, run_id, response_url, correlation_id):
             return

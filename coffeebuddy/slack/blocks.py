@@ -268,9 +268,7 @@ def _run_status_line(view: RunView) -> str | None:
         case RunStatus.CLOSED:
             if view.runner_slack_id is None:
                 return f"Closed. {_summary_pointer(view)}"
-            return (
-                f"Closed — {_mention(view.runner_slack_id)} is going. {_summary_pointer(view)}"
-            )
+            return f"Closed — {_mention(view.runner_slack_id)} is going. {_summary_pointer(view)}"
         case RunStatus.CANCELED:
             # cancel_reason is written by CoffeeBuddy, not users, and may hold mentions.
             return " ".join(filter(None, ["This run was canceled.", view.cancel_reason]))

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
 from coffeebuddy.domain.fairness import RULE_SUMMARY
+from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
 from coffeebuddy.slack import blocks as b
 
 PICKUP = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)

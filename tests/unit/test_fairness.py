@@ -115,7 +115,8 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "volunteer",
-        "U1 is going: one of 2 volunteers, fewest runs lately (a tie), and waited longest since their last run.",
+        "U1 is going: one of 2 volunteers, fewest runs lately (a tie), and waited longest "
+        "since their last run.",
         ("U1", "U2"),
     ),
     (
@@ -215,7 +216,8 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "longest_since",
-        "U1 is going: fewest runs lately (a tie), and waited longest since their last run; U2 went last time.",
+        "U1 is going: fewest runs lately (a tie), and waited longest since their last run; "
+        "U2 went last time.",
         ("U1", "U3", "U4", "U5"),
     ),
     (

@@ -69,7 +69,8 @@ def test_order_list_names_people_and_counts_only_repeats() -> None:
         "4 orders"
     )
     # Nothing repeated: no tally that only repeats the list.
-    assert s.order_list_text(ORDERS[:2]) == "• ana: Flat white\n• bo: oat latte, extra hot\n2 orders"
+    two = "• ana: Flat white\n• bo: oat latte, extra hot\n2 orders"
+    assert s.order_list_text(ORDERS[:2]) == two
     assert s.order_list_text(ORDERS[:1]).endswith("\n1 order")
     # Two repeated drinks are told apart by " · ": a comma stays inside one order.
     twice = (*ORDERS, OrderLine("U5", "oat latte, extra hot", name="eve"))
@@ -84,7 +85,8 @@ def test_summary_mentions_only_the_runner_once() -> None:
     assert re.findall(r"<@(\w+)>", everything) == ["U2"]
     assert text == "☕ Coffee run closed — <@U2> is going: 4 orders"
     head = blocks[0]["text"]["text"]
-    assert head == f"*☕ Coffee run closed — <@U2> is going*\nPickup {b.pickup_text(PICKUP)}, Lobby cafe"
+    when = b.pickup_text(PICKUP)
+    assert head == f"*☕ Coffee run closed — <@U2> is going*\nPickup {when}, Lobby cafe"
     assert blocks[1]["elements"][0]["text"] == (
         "Bo is going: fewest runs lately (a tie, picked at random)."
     )
@@ -108,7 +110,7 @@ def test_summary_is_shorter_than_before() -> None:
             ]
         )
     )
-    text, blocks = s.summary_message(_closed(orders=orders))
+    _, blocks = s.summary_message(_closed(orders=orders))
     shown = sum(len(n["text"]) for n in _walk(blocks) if isinstance(n.get("text"), str))
     assert shown < 700
     listed = "\n".join(blk["text"]["text"] for blk in _order_list(blocks))
