@@ -750,10 +750,25 @@ class RunService:
                 self._tell(conn, None, actor, text, response_url, correlation_id)
 
     def notify(
-        self, actor: Actor, text: str, *, response_url: str | None, correlation_id: str
+        self,
+        actor: Actor,
+        text: str,
+        *,
+        response_url: str | None,
+        correlation_id: str,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         with self.db.transaction() as conn:
-            self._tell(conn, None, actor, text, response_url, correlation_id)
+            tell(
+                conn,
+                None,
+                channel=actor.channel_id,
+                user=actor.user_id,
+                text=text,
+                response_url=response_url,
+                correlation_id=correlation_id,
+                blocks=blocks,
+            )
 
 
 def _misplaced(actor: Actor, run: Mapping[str, Any]) -> str | None:

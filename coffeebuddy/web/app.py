@@ -163,9 +163,8 @@ def create_app(
     people = People(database, slack, config, clock)
     runs = RunService(database, slack, config, people=people, clock=clock)
     admin = AdminService(database, slack, config, people, clock)
-    commands = Commands(
-        runs, admin, StatsService(database, config, clock, people), PrivacyService(database)
-    )
+    stats = StatsService(database, config, clock, people)
+    commands = Commands(runs, admin, stats, PrivacyService(database))
 
     middleware: list[Any] = [
         RequestContext(),
@@ -180,7 +179,11 @@ def create_app(
     app.add_route(
         "/slack/interactions",
         SlackInteractions(
-            runs, admin, swap=SwapService(database), ratings=RatingService(database, config)
+            runs,
+            admin,
+            swap=SwapService(database),
+            ratings=RatingService(database, config),
+            stats=stats,
         ),
     )
     app.add_route("/slack/events", SlackEvents(HomeService(database)))
