@@ -621,7 +621,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
             slack.fail_next(
                 "chat.postMessage", delay=HOLD_SECONDS, effect_first=True, when=_in_channel(CHANNEL)
             )
-            assert "started a coffee run" in chan.command("U0ANA", "in 20m Lobby cafe")["text"]
+            assert "Starting your coffee run" in chan.command("U0ANA", "in 20m Lobby cafe")["text"]
             run_id = chan.run_id()
             slack.wait_for(lambda: slack.messages(CHANNEL))
             kill_and_replace([queue.POST_RUN_MESSAGE], run_id)

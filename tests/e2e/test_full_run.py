@@ -44,7 +44,7 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
     people = ["U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE"]
 
     answer = chan.command("U0ANA", "in 30m Lobby cafe")
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     run_id = chan.run_id()
     slack.wait_for(lambda: slack.messages(CHANNEL))
 

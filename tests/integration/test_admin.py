@@ -621,7 +621,7 @@ def test_disabling_cancels_the_open_run_and_coffee_then_records_nothing(
         (ADMIN, "enable", {"canceled_run": None}),
     ]
     answer = chan.command("U0DAN")
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     second = chan.run_id()
     assert second != run_id and chan.status(second) == "open"
 

@@ -51,7 +51,7 @@ INITIATOR, BEN, CAT, DAN = "U0ANA", "U0BEN", "U0CAT", "U0DAN"
 INTERNAL_ERROR = "Something went wrong on CoffeeBuddy's side"
 DB_DOWN = "can't reach its database"
 GONE = "doesn't exist any more"
-STARTED = "You started a coffee run"
+STARTED = "Starting your coffee run"
 # Everything a request may change for good; jobs and events are checked as "what is new".
 BUSINESS_TABLES = (
     "runs",

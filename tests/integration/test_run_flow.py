@@ -31,7 +31,7 @@ def _text_of(message: dict[str, Any]) -> str:
 def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     answer = chan.command("U0ANA", "in 20m Lobby cafe")
     assert answer["response_type"] == "ephemeral"
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     run_id = chan.run_id()
     chan.work()
     message = _run_message(slack)

@@ -387,7 +387,7 @@ def test_cancel_run_updates_the_message_and_frees_the_channel(
     assert _summaries(slack) == []
 
     answer = chan.command("U0BEN")
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     second = chan.run_id()
     assert second != run_id
     assert chan.status(second) == "open"

@@ -359,7 +359,7 @@ def test_bot_not_in_channel_fails_the_run_and_says_how_to_fix_it(
     _assert_failed_permanently(chan, sql, run_id, "not_in_channel", ("/invite",))
     # The failed run does not block the channel once the bot is invited.
     slack.add_channel("C0PRIVATE1", name="secret-coffee", bot_member=True)
-    assert "started a coffee run" in chan.command("U0ANA")["text"]
+    assert "Starting your coffee run" in chan.command("U0ANA")["text"]
 
 
 @pytest.mark.parametrize(
