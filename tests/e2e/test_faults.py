@@ -954,8 +954,8 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
             run_id,
         )
         assert runner in {u for (u,) in final}
-        items = "1 item" if len(final) == 1 else f"{len(final)} items"
-        assert _posted_text(summary).endswith(f"— {items}"), (channel, _posted_text(summary))
+        items = "1 order" if len(final) == 1 else f"{len(final)} orders"
+        assert _posted_text(summary).endswith(f": {items}"), (channel, _posted_text(summary))
         events = Counter(
             t
             for (t,) in sql(

@@ -37,7 +37,8 @@ def _pick(chan: Channel, user: str, value: str) -> Any:
         selected_option={"text": {"type": "plain_text", "text": "x"}, "value": value},
     )
     payload["response_url"] = chan.slack.response_url(f"{user}-menu")
-    result = chan.web.post("/slack/interactions", urlencode({"payload": json.dumps(payload)}).encode())
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    result = chan.web.post("/slack/interactions", body)
     assert result.status_code == 200, result.text
     return result
 
@@ -274,10 +275,7 @@ def test_a_members_stats_are_short_and_everyone_is_one_tap(chan: Channel, sql: A
     chan.click("U0P007", stats_blocks.ACTION_STATS_ALL, "all")
     chan.work()
     (full,) = [
-        r
-        for name in chan._urls["U0P007"]
-        for r in chan.slack.responses(name)
-        if r.get("blocks")
+        r for name in chan._urls["U0P007"] for r in chan.slack.responses(name) if r.get("blocks")
     ]
     lines = [
         line
