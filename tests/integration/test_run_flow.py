@@ -4,6 +4,7 @@ with the fake Slack Web API on the other side."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -64,11 +65,13 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     assert runner in orders
 
     channel_messages = slack.messages(CHANNEL)
-    summaries = [m for m in channel_messages if "Total" in _text_of(m)]
+    summaries = [m for m in channel_messages if "Coffee run closed" in str(m["text"])]
     assert len(summaries) == 1, "exactly one summary in the channel"
     summary = _text_of(summaries[0])
-    assert "3× flat white" in summary and "Total: 5 items" in summary
+    assert "*To buy:* 3× flat white" in summary and "5 orders" in summary
+    # Only the runner is mentioned: a new post notifies everyone it mentions.
     assert f"<@{runner}>" in summary
+    assert re.findall(r"<@(\w+)>", summary) == [runner] * len(re.findall(r"<@(\w+)>", summary))
 
     dms = slack.dms(runner)
     assert len(dms) == 1
