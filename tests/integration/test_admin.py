@@ -736,7 +736,7 @@ def _fairness_starts_from_zero(chan: Channel, sql: SqlFn) -> None:
     run_id = _run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
     runner = _close(chan, run_id)
     expected = choose_runner(
-        [Candidate(u, 0, None, False) for u in ("U0BEN", "U0CAT")],
+        [Candidate(u, 0, None, False, name=u.lower()) for u in ("U0BEN", "U0CAT")],
         previous_runner=None,
         window=DEFAULTS["fairness_window_runs"],
         seed=run_id,

@@ -65,7 +65,7 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     assert runner in orders
 
     channel_messages = slack.messages(CHANNEL)
-    summaries = [m for m in channel_messages if "Coffee run closed" in str(m["text"])]
+    summaries = [m for m in channel_messages if _has_order_list(m)]
     assert len(summaries) == 1, "exactly one summary in the channel"
     summary = _text_of(summaries[0])
     assert "*To buy:* 3× flat white" in summary and "5 orders" in summary
@@ -113,3 +113,10 @@ def test_second_run_reuses_usual_with_one_click(chan: Channel, slack: Any, sql: 
     # The confirmation says what the usual is.
     assert any("Ordered your usual" in t and "cortado" in t for t in chan.told("U0BEN"))
     assert "1 person" in json.dumps(slack.messages(CHANNEL)[-1]["blocks"])
+
+
+def _has_order_list(message: dict[str, Any]) -> bool:
+    """The summary (not the closed run message): it carries the order list."""
+    return any(
+        str(b.get("block_id", "")).startswith("order_list") for b in message.get("blocks") or []
+    )
