@@ -99,7 +99,9 @@ def test_simulated_people_play_a_run_against_the_real_service(
     assert re.search(r"@ana started a coffee run, pickup \d\d:\d\d \w+ · Lobby cafe", run_message)
     assert "*" not in run_message  # mrkdwn is rendered, not shown
     assert "2 people were in: @ana, @ben" in run_message
-    assert "Closed — @ben is going. See the orders." in run_message
+    # It links to the summary once the worker has the link ("See the orders in the
+    # summary." until then).
+    assert "Closed — @ben is going. See the orders" in run_message
     assert "[Order / change]" not in run_message
     assert "Coffee run closed — @ben is going" in summary
     # Plain names in the summary: a new post notifies everyone it mentions.
