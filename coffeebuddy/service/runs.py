@@ -360,7 +360,7 @@ class RunService:
                         {"user_id": user["id"], "channel_id": run["channel_id"]},
                     )
                 self._order_changed(
-                    conn, run, actor, "order_changed" if current else "order_placed"
+                    conn, run, actor, "changed" if current else "placed"
                 )
                 ordered = "" if current else f" I ordered your usual: *{blocks.escape(text)}*."
                 self._tell(
