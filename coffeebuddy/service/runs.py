@@ -359,9 +359,7 @@ class RunService:
                         "touch_preference",
                         {"user_id": user["id"], "channel_id": run["channel_id"]},
                     )
-                self._order_changed(
-                    conn, run, actor, "changed" if current else "placed"
-                )
+                self._order_changed(conn, run, actor, "changed" if current else "placed")
                 ordered = "" if current else f" I ordered your usual: *{blocks.escape(text)}*."
                 self._tell(
                     conn,
