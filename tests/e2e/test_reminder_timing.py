@@ -30,7 +30,8 @@ def service(database_url: str, slack: FakeSlack) -> Iterator[Service]:
 
 
 def _reminders(slack: FakeSlack, user: str) -> list[dict[str, Any]]:
-    return [m for m in slack.dms(user) if "reminder" in str(m.get("text")).lower()]
+    # "⏰ Pickup 09:32, Lobby cafe: 2 orders"
+    return [m for m in slack.dms(user) if str(m.get("text")).startswith("⏰")]
 
 
 def test_reminder_is_sent_once_within_five_seconds(
