@@ -17,7 +17,12 @@ set -euo pipefail
 
 image="${1:?usage: image-standin-base.sh IMAGE}"
 cache_dir="${COFFEEBUDDY_IMAGE_CACHE:-/var/cache/coffeebuddy/image}"
-python_bin="${COFFEEBUDDY_STANDIN_PYTHON:-$(command -v pyenv >/dev/null 2>&1 && pyenv root || echo "$HOME/.pyenv")/versions/3.12.1/bin/python3.12}"
+# This machine's pyenv CPython 3.12 (the newest patch release it has), unless named.
+python_bin="${COFFEEBUDDY_STANDIN_PYTHON:-}"
+if [ -z "$python_bin" ]; then
+  pyenv_root="$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")"
+  python_bin="$(ls -d "$pyenv_root"/versions/3.12.*/bin/python3.12 2>/dev/null | sort -V | tail -1 || true)"
+fi
 # The pip that the pinned CPython release's ensurepip bundles (3.12.8 ships pip 24.3.1):
 # the Dockerfile's builder stage runs that pip in the real image.
 pip_version="${COFFEEBUDDY_STANDIN_PIP:-24.3.1}"
@@ -26,11 +31,8 @@ pip_version="${COFFEEBUDDY_STANDIN_PIP:-24.3.1}"
 libraries=(ca-certificates netbase tzdata libssl3 libffi8 libsqlite3-0 libbz2-1.0 liblzma5
   libreadline8 libncursesw6 libtinfo6 libuuid1 zlib1g libnsl2 libtirpc3 libcrypt1 libexpat1)
 
-if [ ! -x "$python_bin" ]; then
-  # Any pyenv 3.12 will do when the expected one is missing.
-  python_bin="$(ls -d "$(dirname "$(dirname "$(dirname "$python_bin")")")"/3.12.*/bin/python3.12 2>/dev/null | tail -1 || true)"
-fi
-[ -x "$python_bin" ] || { echo "image-standin-base: no CPython 3.12 build found" >&2; exit 1; }
+[ -n "$python_bin" ] && [ -x "$python_bin" ] \
+  || { echo "image-standin-base: no CPython 3.12 build found (set COFFEEBUDDY_STANDIN_PYTHON)" >&2; exit 1; }
 prefix="$("$python_bin" -c 'import sys; print(sys.prefix)')"
 shared="$("$python_bin" -c 'import sysconfig; print(sysconfig.get_config_var("Py_ENABLE_SHARED"))')"
 [ "$shared" = 1 ] || { echo "image-standin-base: $python_bin is not built with --enable-shared" >&2; exit 1; }
@@ -87,14 +89,19 @@ if [ ! -s "$tarball" ] || [ "${COFFEEBUDDY_IMAGE_REBUILD_BASE:-0}" = 1 ]; then
   cp -a "$prefix/bin/python3.12" "$local_dir/bin/python3.12"
   cp -a "$prefix"/lib/libpython3*.so* "$local_dir/lib/"
   cp -a "$prefix/include/python3.12" "$local_dir/include/"
+  cp -a "$prefix/lib/pkgconfig" "$local_dir/lib/"
   tar -C "$prefix/lib" \
     --exclude='python3.12/test' --exclude='python3.12/*/test' --exclude='python3.12/*/tests' \
     --exclude='idle_test' --exclude='__pycache__' --exclude='*.pyc' \
-    --exclude='python3.12/site-packages/*' \
+    --exclude='python3.12/site-packages/*' --exclude='libpython3.12.a' \
     -cf - python3.12 | tar -C "$local_dir/lib" -xf -
+  # The official image links with --strip-all; pyenv keeps debug info (a third of the size).
+  if command -v strip >/dev/null 2>&1; then
+    find "$local_dir" -type f \( -name '*.so*' -o -name python3.12 \) -exec strip --strip-unneeded {} +
+  fi
   for link in python3 python; do ln -s python3.12 "$local_dir/bin/$link"; done
   # The build's prefix is baked into sysconfig (used by venv, pip and compilers).
-  grep -rlI --null -F "$prefix" "$local_dir/lib/python3.12" "$local_dir/lib/pkgconfig" 2>/dev/null \
+  { grep -rlI --null -F "$prefix" "$local_dir/lib/python3.12" "$local_dir/lib/pkgconfig" || true; } \
     | xargs -0 -r sed -i "s#$prefix#/usr/local#g"
 
   # ensurepip, then the pinned release's pip from a wheel fetched on the host (the chroot
@@ -103,8 +110,8 @@ if [ ! -s "$tarball" ] || [ "${COFFEEBUDDY_IMAGE_REBUILD_BASE:-0}" = 1 ]; then
   "$python_bin" -m pip download --quiet --no-deps --only-binary=:all: "pip==$pip_version" \
     -d "$root/tmp/wheels"
   chroot "$root" /sbin/ldconfig
-  chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
-    sh -c 'python3 -m ensurepip --default-pip >/dev/null \
+  chroot "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 PIP_ROOT_USER_ACTION=ignore \
+    sh -c 'python3 -m ensurepip --default-pip >/dev/null 2>&1 \
       && python3 -m pip install --quiet --no-index --no-compile --disable-pip-version-check /tmp/wheels/pip-*.whl \
       && python3 -c "import ssl, ctypes, sqlite3, bz2, lzma, uuid, zlib, readline, curses, pyexpat" \
       && python3 -m pip --version'
@@ -118,6 +125,8 @@ if [ ! -s "$tarball" ] || [ "${COFFEEBUDDY_IMAGE_REBUILD_BASE:-0}" = 1 ]; then
   find "$cache_dir" -maxdepth 1 -name 'rootfs-*.tar' ! -name "rootfs-$key.tar" -delete
 fi
 
+# The image this replaces, removed once nothing uses it (old stand-ins are dead weight).
+previous="$(buildah images --quiet --noheading "$image" 2>/dev/null | head -1 || true)"
 ctr="$(buildah from scratch)"
 buildah add --quiet "$ctr" "$tarball" / >/dev/null
 buildah config \
@@ -126,4 +135,5 @@ buildah config \
   --cmd python3 --label "$label=$key" "$ctr"
 buildah commit --quiet --rm "$ctr" "$image" >/dev/null
 ctr=""
+[ -n "$previous" ] && buildah rmi "$previous" >/dev/null 2>&1 || true
 echo "image-standin-base: built $image (CPython $py_full, pip $pip_version, key $key)"
