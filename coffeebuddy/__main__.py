@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return jobs_cli.run(args, env)
     logs.setup(level)
     if args.command == "migrate":
-        from coffeebuddy.migrate import migrate
+        from coffeebuddy.migrate import MigrationError, migrate
 
         url = env.get("DATABASE_URL", "").strip()
         if not url:
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         except psycopg.OperationalError as exc:
             print(preflight.database_unreachable(url, exc), file=sys.stderr)
             return 3
+        except MigrationError as exc:
+            print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
+            return 1
         print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
         return 0
     return 2

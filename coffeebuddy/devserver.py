@@ -29,7 +29,7 @@ import psycopg
 
 from coffeebuddy import embedded, preflight
 from coffeebuddy.config import ConfigError, EnvReader, _int, _invalid
-from coffeebuddy.migrate import migrate
+from coffeebuddy.migrate import MigrationError, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_HOST = "127.0.0.1"
@@ -196,6 +196,9 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
         except psycopg.OperationalError as exc:
             print(preflight.database_unreachable(env["DATABASE_URL"], exc), file=sys.stderr)
             return 3
+        except MigrationError as exc:
+            print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
+            return 1
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = os.path.join(tmp, "metrics")
         os.mkdir(metrics_dir)
         env["TMPDIR"] = tmp  # what the children leave behind goes with the runner
