@@ -28,8 +28,9 @@ from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
+from coffeebuddy.web.access import AccessGate, PublicResource, is_slack_request
 from coffeebuddy.web.events import SlackEvents
-from coffeebuddy.web.middleware import RequestContext, SlackSignature
+from coffeebuddy.web.middleware import RequestContext, SigningSecrets, SlackSignature
 from coffeebuddy.web.ops import OpsAuth, OpsPurge, OpsRetryJob, OpsRun
 from coffeebuddy.web.slack_resources import (
     DB_DOWN_TEXT,
@@ -45,12 +46,12 @@ log = logging.getLogger(__name__)
 WEB_FAIL_FAST_SECONDS = 1.0
 
 
-class Live:
+class Live(PublicResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
 
 
-class Ready:
+class Ready(PublicResource):
     """Ready when the secrets are loaded, the database answers and its schema is current."""
 
     # Checking migrations costs a query; readiness probes come every few seconds.
@@ -79,7 +80,7 @@ class Ready:
         resp.media = {"status": "ok" if ok else "unavailable", "checks": checks}
 
 
-class Metrics:
+class Metrics(PublicResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         body, content_type = render()
         resp.data = body
@@ -107,7 +108,7 @@ def _on_db_down(
 ) -> None:
     ERRORS.labels("database").inc()
     log.error("database_unavailable")
-    if req.path.startswith("/slack/"):
+    if is_slack_request(req):
         _slack_answer(resp, DB_DOWN_TEXT)
     else:
         resp.status = falcon.HTTP_503
@@ -120,7 +121,7 @@ def _on_domain_error(
     # An expected failure with a message the person can act on (e.g. Slack unreachable
     # while reading their time zone).
     ERRORS.labels("domain").inc()
-    if req.path.startswith("/slack/"):
+    if is_slack_request(req):
         _slack_answer(resp, ex.user_message)
     else:
         resp.status = falcon.HTTP_409
@@ -129,7 +130,7 @@ def _on_domain_error(
 
 def _on_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     reference = report_internal(ex)
-    if req.path.startswith("/slack/"):
+    if is_slack_request(req):
         _slack_answer(resp, internal_error_text(reference))
     else:
         resp.status = falcon.HTTP_500
@@ -147,6 +148,7 @@ def create_app(
     slack: SlackGateway | None = None,
     secrets_ok: Callable[[], bool] = lambda: True,
     clock: Callable[[], datetime] = _utcnow,
+    signing_secrets: SigningSecrets | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     if database is None:
         database = Database(
@@ -167,13 +169,16 @@ def create_app(
         runs, admin, StatsService(database, config, clock, people), PrivacyService(database)
     )
 
-    middleware: list[Any] = [
-        RequestContext(),
-        SlackSignature(config.slack_signing_secret.reveal(), max_body_bytes=config.max_body_bytes),
-    ]
+    if signing_secrets is None:
+        signing_secrets = SigningSecrets(config.slack_signing_secret.reveal())
+    ops_auth = None
     if config.ops_issuer and config.ops_audience:
         verifier = JwtVerifier(config.ops_issuer, config.ops_audience, config.ops_scope)
-        middleware.append(OpsAuth(verifier))
+        ops_auth = OpsAuth(verifier)
+    gate = AccessGate(
+        slack=SlackSignature(signing_secrets, max_body_bytes=config.max_body_bytes), ops=ops_auth
+    )
+    middleware: list[Any] = [RequestContext(), gate]
     app = falcon.App(middleware=middleware)
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/slack/commands", SlackCommands(commands))

@@ -14,19 +14,19 @@ from coffeebuddy.db import Database
 from coffeebuddy.jobs import queue
 from coffeebuddy.service.privacy import purge_now
 from coffeebuddy.store import parse_uuid
+from coffeebuddy.web.access import OpsResource
 
 log = logging.getLogger(__name__)
 
 
 class OpsAuth:
-    """Middleware: anything under /ops/ without an acceptable token stops here."""
+    """The access check of ops resources (applied by `access.AccessGate` to every resource
+    marked `OpsResource`): no acceptable token, no entry."""
 
     def __init__(self, verifier: JwtVerifier) -> None:
         self._verifier = verifier
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not req.path.startswith("/ops/"):
-            return
+    def __call__(self, req: falcon.Request) -> None:
         try:
             claims = self._verifier.verify(req.get_header("Authorization"))
         except AuthError as exc:
@@ -39,7 +39,7 @@ class OpsAuth:
         req.context.ops_subject = str(claims.get("sub", ""))[:200]
 
 
-class OpsRun:
+class OpsRun(OpsResource):
     def __init__(self, database: Database) -> None:
         self._db = database
 
@@ -54,7 +54,7 @@ class OpsRun:
         resp.media = {key: _json(value) for key, value in row.items()}
 
 
-class OpsRetryJob:
+class OpsRetryJob(OpsResource):
     def __init__(self, database: Database) -> None:
         self._db = database
 
@@ -72,7 +72,7 @@ class OpsRetryJob:
         resp.media = {"id": job_id, "status": "queued"}
 
 
-class OpsPurge:
+class OpsPurge(OpsResource):
     def __init__(self, database: Database) -> None:
         self._db = database
 

@@ -24,6 +24,7 @@ from coffeebuddy.slack import admin_blocks, blocks
 from coffeebuddy.slack.response_url import post_ephemeral
 from coffeebuddy.store import parse_uuid
 from coffeebuddy.web import payloads
+from coffeebuddy.web.access import SlackResource, verified_body
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,12 @@ def internal_error_text(reference: str) -> str:
     )
 
 
-class SlackCommands:
+class SlackCommands(SlackResource):
     def __init__(self, commands: Commands) -> None:
         self._commands = commands
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        command = payloads.slash_command(req.context.raw_body)
+        command = payloads.slash_command(verified_body(req))
         REQUESTS.labels("slash").inc()
         actor = Actor(
             user_id=command.user_id,
@@ -70,7 +71,7 @@ class SlackCommands:
         resp.media = reply.to_slack()
 
 
-class SlackInteractions:
+class SlackInteractions(SlackResource):
     def __init__(
         self,
         service: RunService,
@@ -85,7 +86,7 @@ class SlackInteractions:
         self._ratings = ratings
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        payload = payloads.interaction(req.context.raw_body)
+        payload = payloads.interaction(verified_body(req))
         REQUESTS.labels("interaction").inc()
         kind = payload["type"]
         corr = req.context.correlation_id
