@@ -23,8 +23,8 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.slack import blocks
-from coffeebuddy.web.app import create_app
 from coffeebuddy.web.access import AccessGate, SlackResource
+from coffeebuddy.web.app import create_app
 from coffeebuddy.web.middleware import SigningSecrets, SlackSignature
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
