@@ -107,6 +107,9 @@ class Config:
     ops_issuer: str | None = None
     ops_audience: str | None = None
     ops_scope: str = "coffeebuddy:ops"
+    # Origins (scheme://host[:port]) a response_url may point at besides Slack's hooks host
+    # and the origin of slack_api_base_url; anything else is never POSTed to.
+    response_url_origins: tuple[str, ...] = ()
 
     @property
     def retention_bounds(self) -> tuple[int, int]:
@@ -142,6 +145,7 @@ class Config:
             else None,
             ops_audience=_raw(env, "COFFEEBUDDY_OPS_AUDIENCE"),
             ops_scope=_raw(env, "COFFEEBUDDY_OPS_SCOPE") or "coffeebuddy:ops",
+            response_url_origins=_origins(env, "COFFEEBUDDY_RESPONSE_URL_ORIGINS"),
         )
         if config.ops_issuer and not config.ops_audience:
             raise ConfigError(
@@ -200,6 +204,23 @@ def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     if bad:
         raise ConfigError(f"{name} must be comma-separated Slack user ids, bad: {', '.join(bad)}")
     return frozenset(ids)
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    value = _raw(env, name)
+    if value is None:
+        return ()
+    origins = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+    bad = []
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme != "https" or not parts.hostname or parts.path or "@" in parts.netloc:
+            bad.append(origin)
+    if bad:
+        raise ConfigError(
+            f"{name} must be comma-separated https://host[:port] origins, bad: " + ", ".join(bad)
+        )
+    return origins
 
 
 def _host_ports(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.relay import start_relay
 from coffeebuddy.secrets import SecretKeeper, SecretSettings, SecretSource, load_secrets
 from coffeebuddy.slack.api import make_client
+from coffeebuddy.slack.response_url import ResponseUrlPolicy
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -62,6 +63,10 @@ def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Respons
     return create_app(config, secrets_ok=keeper.healthy if keeper else lambda: True)
 
 
+def response_url_policy(config: Config) -> ResponseUrlPolicy:
+    return ResponseUrlPolicy.for_slack_api(config.slack_api_base_url, config.response_url_origins)
+
+
 def build_worker(config: Config, settings: WorkerSettings | None = None) -> Worker:
     settings = settings or config.worker
     database = Database(
@@ -74,7 +79,8 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
     # Job handlers may wait longer for Slack than a request can; the worker renews the
     # leases of the jobs it runs.
     client = make_client(config, timeout=settings.slack_timeout_seconds)
-    return Worker(config, database, Context(database=database, slack=client), settings)
+    context = Context(database=database, slack=client, response_urls=response_url_policy(config))
+    return Worker(config, database, context, settings)
 
 
 def run_worker(env: Mapping[str, str]) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.slack import blocks, home_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
-from coffeebuddy.slack.response_url import post_ephemeral
+from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class Context:
     database: Database
     slack: WebClient
     response_timeout: float = 3.0
+    # Where a job may POST an interaction's response_url (see slack/response_url.py).
+    response_urls: ResponseUrlPolicy = field(default_factory=lambda: ResponseUrlPolicy(()))
 
 
 Handler = Callable[[Context, Job], None]
@@ -287,7 +289,9 @@ def tell(ctx: Context, who: dict[str, Any], text: str) -> None:
     response_url when there is one (it works even where the bot can't post), else
     chat.postEphemeral in the channel."""
     response_url = who.get("response_url")
-    if response_url and post_ephemeral(response_url, text, timeout=ctx.response_timeout):
+    if response_url and post_ephemeral(
+        response_url, text, timeout=ctx.response_timeout, policy=ctx.response_urls
+    ):
         return
     if who.get("channel") and who.get("user"):
         try:

@@ -28,6 +28,7 @@ from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
+from coffeebuddy.slack.response_url import ResponseUrlPolicy
 from coffeebuddy.web.access import AccessGate, PublicResource, is_slack_request
 from coffeebuddy.web.events import SlackEvents
 from coffeebuddy.web.middleware import RequestContext, SigningSecrets, SlackSignature
@@ -185,7 +186,13 @@ def create_app(
     app.add_route(
         "/slack/interactions",
         SlackInteractions(
-            runs, admin, swap=SwapService(database), ratings=RatingService(database, config)
+            runs,
+            admin,
+            swap=SwapService(database),
+            ratings=RatingService(database, config),
+            response_urls=ResponseUrlPolicy.for_slack_api(
+                config.slack_api_base_url, config.response_url_origins
+            ),
         ),
     )
     app.add_route("/slack/events", SlackEvents(HomeService(database)))

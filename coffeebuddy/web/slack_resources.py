@@ -21,7 +21,7 @@ from coffeebuddy.service.ratings import RatingService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack import admin_blocks, blocks
-from coffeebuddy.slack.response_url import post_ephemeral
+from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from coffeebuddy.store import parse_uuid
 from coffeebuddy.web import payloads
 from coffeebuddy.web.access import SlackResource, verified_body
@@ -79,7 +79,9 @@ class SlackInteractions(SlackResource):
         *,
         swap: SwapService,
         ratings: RatingService,
+        response_urls: ResponseUrlPolicy,
     ) -> None:
+        self._response_urls = response_urls
         self._service = service
         self._admin = admin
         self._swap = swap
@@ -194,13 +196,17 @@ class SlackInteractions(SlackResource):
                 # Slack ignores the body of a block_actions answer; the response_url is the
                 # only way left to tell the person.
                 ERRORS.labels("database").inc()
-                respond_inline(action.response_url, DB_DOWN_TEXT)
+                respond_inline(self._response_urls, action.response_url, DB_DOWN_TEXT)
             except CoffeeBuddyError as exc:
-                respond_inline(action.response_url, exc.user_message)
+                respond_inline(self._response_urls, action.response_url, exc.user_message)
             except Exception as exc:
                 # Slack ignores a block_actions answer's body, so the generic handler's
                 # reply would never be seen: answer through the response_url instead.
-                respond_inline(action.response_url, internal_error_text(report_internal(exc)))
+                respond_inline(
+                    self._response_urls,
+                    action.response_url,
+                    internal_error_text(report_internal(exc)),
+                )
 
     def _view_submission(self, sub: payloads.ViewSubmission) -> dict[str, Any] | None:
         actor = Actor(
@@ -268,11 +274,11 @@ def _rating(action: payloads.BlockAction) -> tuple[uuid.UUID, int] | None:
     return run_id, parsed[1]
 
 
-def respond_inline(response_url: str | None, text: str) -> None:
+def respond_inline(policy: ResponseUrlPolicy, response_url: str | None, text: str) -> None:
     """Best-effort ephemeral answer through the interaction's response_url."""
     if not response_url:
         return
     try:
-        post_ephemeral(response_url, text, timeout=1.5)
+        post_ephemeral(response_url, text, timeout=1.5, policy=policy)
     except OSError:
         log.warning("response_url_failed")
