@@ -30,7 +30,7 @@ class Canary:
         self.seen = seen
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 seen.append(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
@@ -42,7 +42,7 @@ class Canary:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            do_GET = do_POST  # noqa: N815
+            do_GET = do_POST
 
             def log_message(self, *args: Any) -> None:
                 pass
