@@ -110,6 +110,9 @@ class Config:
     # Origins (scheme://host[:port]) a response_url may point at besides Slack's hooks host
     # and the origin of slack_api_base_url; anything else is never POSTed to.
     response_url_origins: tuple[str, ...] = ()
+    # After the signing secret rotates, requests signed with the previous one are still
+    # accepted this long (Slack and the secret store never switch at the same instant).
+    signing_secret_overlap_seconds: int = 300
 
     @property
     def retention_bounds(self) -> tuple[int, int]:
@@ -146,6 +149,9 @@ class Config:
             ops_audience=_raw(env, "COFFEEBUDDY_OPS_AUDIENCE"),
             ops_scope=_raw(env, "COFFEEBUDDY_OPS_SCOPE") or "coffeebuddy:ops",
             response_url_origins=_origins(env, "COFFEEBUDDY_RESPONSE_URL_ORIGINS"),
+            signing_secret_overlap_seconds=_int(
+                env, "COFFEEBUDDY_SIGNING_SECRET_OVERLAP_SECONDS", 300, 0, 24 * 3600
+            ),
         )
         if config.ops_issuer and not config.ops_audience:
             raise ConfigError(

@@ -499,12 +499,36 @@ class SecretKeeper:
         return _bundle(values, SecretSource.VAULT, f"Vault secret {where}", version)
 
     def _run_vault(self) -> None:
-        while not self._stopping.wait(self._vault_due_in()):
+        # Besides caring for the token, read the secret again every poll interval: a value
+        # rotated in Vault must reach the running process (see `_swap`).
+        next_read = self._clock() + self.settings.poll_seconds
+        while True:
+            token_due = self._vault_due_in()
+            read_due = max(0.0, next_read - self._clock())
+            if self._stopping.wait(read_due if token_due is None else min(token_due, read_due)):
+                return
+            if self._clock() >= next_read:
+                next_read = self._clock() + self.settings.poll_seconds
+                self._reread_vault()
+            token_due = self._vault_due_in()
+            if token_due is None or token_due > 0:
+                continue
             try:
                 self._maintain_token()
             except Exception:  # the keeper thread must outlive any surprise
                 log.exception("vault_keeper_error")
                 self._note_failure()
+
+    def _reread_vault(self) -> None:
+        if not self.healthy():
+            return  # the token is being cared for; reading now would only fail
+        try:
+            self.refresh()
+        except ConfigError as exc:
+            # Keep serving the last good values; the next read tries again.
+            log.warning("secrets_vault_unreadable", extra={"reason": str(exc)})
+        except Exception:
+            log.exception("secrets_vault_error")
 
     def _vault_due_in(self) -> float | None:
         if self._idle:
