@@ -107,6 +107,8 @@ class Config:
     ops_issuer: str | None = None
     ops_audience: str | None = None
     ops_scope: str = "coffeebuddy:ops"
+    # Ops tokens living longer than this (exp - iat) are refused: they are standing keys.
+    ops_max_token_lifetime_seconds: int = 3600
     # Origins (scheme://host[:port]) a response_url may point at besides Slack's hooks host
     # and the origin of slack_api_base_url; anything else is never POSTed to.
     response_url_origins: tuple[str, ...] = ()
@@ -148,6 +150,9 @@ class Config:
             else None,
             ops_audience=_raw(env, "COFFEEBUDDY_OPS_AUDIENCE"),
             ops_scope=_raw(env, "COFFEEBUDDY_OPS_SCOPE") or "coffeebuddy:ops",
+            ops_max_token_lifetime_seconds=_int(
+                env, "COFFEEBUDDY_OPS_MAX_TOKEN_LIFETIME_SECONDS", 3600, 60, 24 * 3600
+            ),
             response_url_origins=_origins(env, "COFFEEBUDDY_RESPONSE_URL_ORIGINS"),
             signing_secret_overlap_seconds=_int(
                 env, "COFFEEBUDDY_SIGNING_SECRET_OVERLAP_SECONDS", 300, 0, 24 * 3600

@@ -174,7 +174,12 @@ def create_app(
         signing_secrets = SigningSecrets(config.slack_signing_secret.reveal())
     ops_auth = None
     if config.ops_issuer and config.ops_audience:
-        verifier = JwtVerifier(config.ops_issuer, config.ops_audience, config.ops_scope)
+        verifier = JwtVerifier(
+            config.ops_issuer,
+            config.ops_audience,
+            config.ops_scope,
+            max_lifetime_seconds=config.ops_max_token_lifetime_seconds,
+        )
         ops_auth = OpsAuth(verifier)
     gate = AccessGate(
         slack=SlackSignature(signing_secrets, max_body_bytes=config.max_body_bytes), ops=ops_auth

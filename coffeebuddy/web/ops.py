@@ -33,6 +33,11 @@ class OpsAuth:
             log.warning("ops_auth_rejected", extra={"reason": exc.reason, "path": req.path})
             if exc.status == 403:
                 raise falcon.HTTPForbidden(description="token lacks the required scope") from None
+            if exc.status == 503:
+                raise falcon.HTTPServiceUnavailable(
+                    description="the token issuer is unavailable, try again later",
+                    retry_after=5,
+                ) from None
             raise falcon.HTTPUnauthorized(
                 description="a valid bearer token is required", challenges=["Bearer"]
             ) from None
