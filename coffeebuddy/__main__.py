@@ -10,6 +10,7 @@ from coffeebuddy import logs
 from coffeebuddy.config import ConfigError
 from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.jobs import cli as jobs_cli
+from coffeebuddy.secrets import load_database_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         return _serve(args.port, args.web_workers)
+    if args.command == "migrate":
+        return _migrate()
     try:
         # Vault or the Vault Agent's files may hold DATABASE_URL.
         env = environ_with_secrets(os.environ)
@@ -35,21 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "jobs":
         # Output for a person at a terminal, not JSON log lines.
         return jobs_cli.run(args, env)
-    logs.setup(env.get("LOG_LEVEL", "INFO").upper())
-    if args.command == "migrate":
-        from coffeebuddy.migrate import migrate
-
-        url = env.get("DATABASE_URL", "").strip()
-        if not url:
-            print(
-                "coffeebuddy: configuration error: DATABASE_URL is required but not set",
-                file=sys.stderr,
-            )
-            return 2
-        applied = migrate(url)
-        print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
-        return 0
     return 2
+
+
+def _migrate() -> int:
+    from coffeebuddy.migrate import migrate
+
+    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
+    try:
+        # The migration Job's pod holds only the database URL (Vault Agent file or env).
+        url = load_database_url(os.environ)
+    except ConfigError as exc:
+        print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    applied = migrate(url)
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
+    return 0
 
 
 def _serve(port: int, web_workers: int) -> int:

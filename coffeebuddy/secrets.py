@@ -201,6 +201,31 @@ def load_secrets(env: Mapping[str, str]) -> SecretBundle:
         keeper.stop()
 
 
+def load_database_url(env: Mapping[str, str]) -> str:
+    """Only the database URL, for the migration Job: its pod is given no other secret (with
+    the files source only `database_url` needs to exist). Raises ConfigError."""
+    settings = SecretSettings.from_environ(env)
+    if settings.source is SecretSource.FILES:
+        path = settings.secrets_dir / "database_url"
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"COFFEEBUDDY_SECRETS_DIR {settings.secrets_dir} has no file for: database_url"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"COFFEEBUDDY_SECRETS_DIR: cannot read {path} ({type(exc).__name__})"
+            ) from None
+    elif settings.source is SecretSource.VAULT:
+        value = load_secrets(env).database_url.reveal()
+    else:
+        value = _raw(env, ENV_NAMES["database_url"]) or ""
+    if not value:
+        raise ConfigError("DATABASE_URL is required but not set")
+    return value
+
+
 # ---------------------------------------------------------------------------------------
 # Vault
 # ---------------------------------------------------------------------------------------

@@ -56,8 +56,9 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-# The default handlers (including HTTPS_PROXY/NO_PROXY from the environment) minus redirects.
-_OPENER = urllib.request.build_opener(_NoRedirects)
+def _opener() -> urllib.request.OpenerDirector:
+    # Built per use so that HTTPS_PROXY/NO_PROXY are read from the environment as it is now.
+    return urllib.request.build_opener(_NoRedirects, urllib.request.ProxyHandler())
 
 
 def post_ephemeral(url: str, text: str, *, timeout: float, policy: ResponseUrlPolicy) -> bool:
@@ -72,7 +73,7 @@ def post_ephemeral(url: str, text: str, *, timeout: float, policy: ResponseUrlPo
         url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
-        with _OPENER.open(request, timeout=timeout) as answer:
+        with _opener().open(request, timeout=timeout) as answer:
             answer.read()
         return True
     except urllib.error.HTTPError as exc:

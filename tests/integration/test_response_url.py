@@ -14,7 +14,7 @@ import pytest
 
 from coffeebuddy.config import Config, ConfigError
 from coffeebuddy.slack import blocks
-from coffeebuddy.slack.response_url import ResponseUrlPolicy
+from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -154,3 +154,16 @@ def test_the_documented_setting() -> None:
     for bad in ("http://a.example", "https://a.example/path", "https://u@a.example"):
         with pytest.raises(ConfigError):
             Config.from_environ({**env, "COFFEEBUDDY_RESPONSE_URL_ORIGINS": bad})
+
+
+def test_response_urls_go_through_the_egress_proxy(
+    canary: Canary, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The canary plays a forward proxy: it gets the absolute URL in the request line.
+    for name in ("https_proxy", "http_proxy", "no_proxy", "NO_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", canary.origin)
+    policy = ResponseUrlPolicy.for_slack_api("http://slack-double.test/api/")
+    url = "http://slack-double.test/actions/T1/2/abc"
+    assert post_ephemeral(url, "hi", timeout=5, policy=policy)
+    assert canary.seen == [url]
