@@ -115,6 +115,11 @@ class Config:
     # After the signing secret rotates, requests signed with the previous one are still
     # accepted this long (Slack and the secret store never switch at the same instant).
     signing_secret_overlap_seconds: int = 300
+    # A retried channel post first looks for its message in the channel's history (needs
+    # the channels:history and groups:history scopes: slack/manifest-channel-dedupe.yaml).
+    # Off by default: the bot then reads no channel, and a crash in the moment between
+    # Slack accepting a post and the worker recording it can, rarely, show it twice.
+    channel_post_dedupe: bool = False
 
     @property
     def retention_bounds(self) -> tuple[int, int]:
@@ -154,6 +159,7 @@ class Config:
                 env, "COFFEEBUDDY_OPS_MAX_TOKEN_LIFETIME_SECONDS", 3600, 60, 24 * 3600
             ),
             response_url_origins=_origins(env, "COFFEEBUDDY_RESPONSE_URL_ORIGINS"),
+            channel_post_dedupe=_bool(env, "COFFEEBUDDY_CHANNEL_POST_DEDUPE", False),
             signing_secret_overlap_seconds=_int(
                 env, "COFFEEBUDDY_SIGNING_SECRET_OVERLAP_SECONDS", 300, 0, 24 * 3600
             ),
@@ -273,6 +279,17 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     if not lo <= number <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {number}")
     return number
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _raw(env, name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

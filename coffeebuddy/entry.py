@@ -132,7 +132,12 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
     # Job handlers may wait longer for Slack than a request can; the worker renews the
     # leases of the jobs it runs.
     client = make_client(config, timeout=settings.slack_timeout_seconds)
-    context = Context(database=database, slack=client, response_urls=response_url_policy(config))
+    context = Context(
+        database=database,
+        slack=client,
+        response_urls=response_url_policy(config),
+        channel_history=config.channel_post_dedupe,
+    )
     return Worker(config, database, context, settings)
 
 

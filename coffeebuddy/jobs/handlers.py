@@ -42,6 +42,8 @@ class Context:
     response_timeout: float = 3.0
     # Where a job may POST an interaction's response_url (see slack/response_url.py).
     response_urls: ResponseUrlPolicy = field(default_factory=lambda: ResponseUrlPolicy(()))
+    # Whether retried channel posts may read the channel's history (see config.py).
+    channel_history: bool = False
 
 
 Handler = Callable[[Context, Job], None]
@@ -131,7 +133,9 @@ def _post_once(
     """
     payload = {"run_id": record.view.run_id, "part": part}
     metadata = {"event_type": MESSAGE_EVENT_TYPE, "event_payload": payload}
-    if job.attempts > 1:
+    # The runner's DM ("D…") is the bot's own read-only conversation (im:history); a
+    # channel's history is only read when the operator opted in.
+    if job.attempts > 1 and (channel.startswith("D") or ctx.channel_history):
         found = _find_posted(ctx, channel, record, payload)
         if found is not None:
             log.info("message_already_posted", extra={"event_type": part.split(":")[0]})

@@ -183,6 +183,8 @@ def shared_service(fault_db: str, db_proxy: TcpProxy, fault_slack: FakeSlack) ->
         "COFFEEBUDDY_WORKER_SLACK_TIMEOUT_SECONDS": str(WORKER_SLACK_TIMEOUT_SECONDS),
         "COFFEEBUDDY_ADMIN_USER_IDS": ADMIN,
         "COFFEEBUDDY_WORKER_STATS_SECONDS": "5",
+        # Exactly-once channel posts are the opt-in mode (channels:history, groups:history).
+        "COFFEEBUDDY_CHANNEL_POST_DEDUPE": "true",
     }
     with start_service(
         _proxied(fault_db, db_proxy.port),
@@ -565,6 +567,7 @@ def _spawn_worker(
         "PROMETHEUS_MULTIPROC_DIR": str(service.logs / "metrics"),
         "COFFEEBUDDY_WORKER_METRICS_PORT": "0",
         "COFFEEBUDDY_JOB_LEASE_SECONDS": str(KILL_LEASE_SECONDS),
+        "COFFEEBUDDY_CHANNEL_POST_DEDUPE": "true",
     }
     log = (service.logs / f"worker-replacement-{n}.log").open("wb")
     try:
@@ -590,7 +593,10 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
 def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
     database_url: str, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    extra = {"COFFEEBUDDY_JOB_LEASE_SECONDS": str(KILL_LEASE_SECONDS)}
+    extra = {
+        "COFFEEBUDDY_JOB_LEASE_SECONDS": str(KILL_LEASE_SECONDS),
+        "COFFEEBUDDY_CHANNEL_POST_DEDUPE": "true",
+    }
     spawned: list[subprocess.Popen[bytes]] = []
     with start_service(database_url, slack.base_url, workers=1, extra_env=extra) as service:
         try:
