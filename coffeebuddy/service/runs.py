@@ -8,7 +8,6 @@ ones Slack's deadlines force into the request: `views.open` and (cached) `users.
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from coffeebuddy import db, events
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
+from coffeebuddy.domain.text import clean_user_text
 from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 
 def normalize_order_text(text: str | None) -> str:
-    return re.sub(r"\s+", " ", text or "").strip()
+    # Cleaned like a run note: no zero-width or bidi controls, single spaces.
+    return clean_user_text(text)
 
 
 def order_text_error(text: str) -> str | None:

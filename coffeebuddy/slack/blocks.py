@@ -10,7 +10,6 @@ handlers: change them only together.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -40,6 +39,7 @@ from coffeebuddy.domain.models import (
     RunView,
 )
 from coffeebuddy.domain.summary import grouped_items, normalized_text, total_items
+from coffeebuddy.domain.text import escape_mrkdwn
 
 BlockDict = dict[str, Any]
 
@@ -91,18 +91,22 @@ FIRST_RUN_HINT: Final = (
     "the runner is whoever has served least recently. `/coffee help` for more."
 )
 
-# An entity Slack already escaped; left alone so escaping twice does not show "&amp;amp;".
-_ESCAPED_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+
+def mrkdwn(text: str) -> MarkdownTextObject:
+    """Every mrkdwn text object: verbatim, so Slack links no bare URL, channel name or
+    user name in text someone typed (our own mentions use the explicit `<@U…>` form)."""
+    return MarkdownTextObject(text=text, verbatim=True)
 
 
 def escape(text: str) -> str:
-    """Make user text safe inside mrkdwn: `<!channel>` or `<@U1>` must not ping anyone.
+    """Make user text safe inside mrkdwn: `<!channel>`, `<@U1>` or a plain `@here` must not
+    ping anyone, and invisible bidi/zero-width controls must not reorder the message.
 
     Slack's rule is to escape only &, < and >. Text typed into a modal arrives raw, but
     text from a slash command may arrive already escaped, so an existing &amp;, &lt; or
     &gt; is kept as is: escaping is idempotent and callers need not know the source.
     """
-    return _ESCAPED_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+    return escape_mrkdwn(text)
 
 
 def pickup_text(when: datetime) -> str:
@@ -127,11 +131,11 @@ def _mention(user_id: str) -> str:
 
 
 def _section(text: str, *, block_id: str | None = None) -> BlockDict:
-    return SectionBlock(text=MarkdownTextObject(text=text), block_id=block_id).to_dict()
+    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()
 
 
 def _context(text: str) -> BlockDict:
-    return ContextBlock(elements=[MarkdownTextObject(text=text)]).to_dict()
+    return ContextBlock(elements=[mrkdwn(text)]).to_dict()
 
 
 def _details_lines(view: RunView, *, pickup_label: str, note_label: str) -> list[str]:
@@ -174,7 +178,7 @@ def participants_text(user_ids: Sequence[str], *, is_open: bool = True) -> str:
 def _run_buttons(run_id: str) -> BlockDict:
     cancel_confirm = ConfirmObject(
         title="Cancel this coffee run?",
-        text="Everyone's orders are dropped and nobody goes. This can't be undone.",
+        text=mrkdwn("Everyone's orders are dropped and nobody goes. This can't be undone."),
         confirm="Cancel run",
         deny="Keep it",
         style="danger",
@@ -279,7 +283,7 @@ def order_modal(
     if note:
         details.append(f"*Note:* {escape(note)}")
     if details:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text="\n".join(details))]))
+        blocks.append(ContextBlock(elements=[mrkdwn("\n".join(details))]))
 
     blocks.append(
         InputBlock(
@@ -516,8 +520,10 @@ def runner_dm(view: RunView) -> tuple[str, list[BlockDict]]:
 def _cant_go_button(run_id: str) -> BlockDict:
     confirm = ConfirmObject(
         title="Can't go?",
-        text="The next person by the usual rule becomes the runner, and the channel "
-        "summary says so. You can do this once per run.",
+        text=mrkdwn(
+            "The next person by the usual rule becomes the runner, and the channel "
+            "summary says so. You can do this once per run."
+        ),
         confirm="Hand it on",
         deny="Never mind",
     )

@@ -265,7 +265,9 @@ def test_summary_message_content() -> None:
     assert "Lobby cafe" in head
     assert blocks[1] == {
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": "<@U2> was chosen: 0 of the last 10 runs."}],
+        "elements": [
+            {"type": "mrkdwn", "text": "<@U2> was chosen: 0 of the last 10 runs.", "verbatim": True}
+        ],
     }
     # The only buttons are the one-tap rating, last, after the order list.
     buttons = _buttons(blocks)
