@@ -692,6 +692,10 @@ def _channel_data(sql: SqlFn, channel: str) -> dict[str, list[tuple[Any, ...]]]:
             f"SELECT * FROM jobs WHERE run_id IN {runs} AND status = 'queued' ORDER BY id",
             channel,
         ),
+        # The event outbox carries the channel's and its people's ids too.
+        "events": sql(
+            "SELECT id FROM events WHERE envelope->>'channel_id' = %s ORDER BY id", channel
+        ),
     }
 
 
@@ -717,10 +721,12 @@ def _check_reset(
                 "preferences": 3,
                 "runner_stats": len(before["runner_stats"]),
                 "jobs": seeded["queued"],
+                "events": len(before["events"]),
             },
         )
     ]
     assert len(before["orders"]) == 6 and len(before["runner_stats"]) == 2
+    assert before["events"], "the seeded runs wrote events"
     # The settings and the people stay; only the channel's history went.
     assert _settings(sql) == DEFAULTS
     assert sql("SELECT count(*) FROM users WHERE slack_user_id = 'U0BEN'") == [(1,)]
