@@ -83,6 +83,9 @@ class Config:
     slack_timeout_seconds: float = 2.0
     # How long a profile (time zone, admin flag) fetched from users.info is trusted.
     profile_ttl_seconds: int = 24 * 3600
+    # For CoffeeBuddy admin rights the workspace-admin flag is trusted only this long: a
+    # demoted Slack admin loses them within minutes, not a day.
+    admin_check_ttl_seconds: int = 300
     # Clicks within this window are folded into one chat.update of the run message.
     refresh_coalesce_ms: int = 700
     worker_concurrency: int = 4
@@ -138,6 +141,7 @@ class Config:
             db_pool_max=_int(env, "COFFEEBUDDY_DB_POOL_MAX", 8, 1, 100),
             slack_timeout_seconds=_float(env, "COFFEEBUDDY_SLACK_TIMEOUT_SECONDS", 2.0, 0.1, 30),
             profile_ttl_seconds=_int(env, "COFFEEBUDDY_PROFILE_TTL_SECONDS", 86400, 0, 30 * 86400),
+            admin_check_ttl_seconds=_int(env, "COFFEEBUDDY_ADMIN_CHECK_TTL_SECONDS", 300, 0, 86400),
             refresh_coalesce_ms=_int(env, "COFFEEBUDDY_REFRESH_COALESCE_MS", 700, 0, 10_000),
             worker_concurrency=_int(env, "COFFEEBUDDY_WORKER_CONCURRENCY", 4, 1, 64),
             worker_poll_seconds=_float(env, "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, 0.05, 60),

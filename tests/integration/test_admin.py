@@ -1082,3 +1082,58 @@ def test_the_audit_command_shows_at_most_the_last_actions(chan: Channel) -> None
     assert len(entries) == 15  # AUDIT_LIMIT
     assert "fairness_window_runs 17 → 18" in entries[0]
     assert "fairness_window_runs 3 → 4" in entries[-1]
+
+
+# ---- the workspace check and a demoted admin ------------------------------------------------
+
+
+def test_settings_and_reset_from_another_workspace_are_refused(
+    chan: Channel, sql: SqlFn, caplog: pytest.LogCaptureFixture
+) -> None:
+    _make_channel_exist(chan)
+    run_id = chan.start("U0ANA")
+    chan.work()
+    # The channel was first used from another workspace (a second install of the app).
+    sql("UPDATE channels SET slack_team_id = 'T0ELSEWHERE' WHERE slack_channel_id = %s", CHANNEL)
+    before = _settings(sql)
+
+    answer = _submit(chan.web, ADMIN, fairness_window_runs=6)
+    assert answer is not None and answer["response_action"] == "errors"
+    _press_reset_in_modal(chan.web, ADMIN)
+    chan.work()
+
+    assert _settings(sql) == before
+    assert _audit(sql) == []
+    assert chan.status(run_id) == "open"
+    assert len(_refusals(caplog, ADMIN)) == 2
+
+
+def test_a_demoted_workspace_admin_loses_admin_rights_within_the_ttl(
+    chan: Channel, slack: FakeSlack, sql: SqlFn
+) -> None:
+    assert chan.command(BOSS, "admin")["text"] != REFUSAL  # cached as a workspace admin
+    slack.add_user(BOSS)  # demoted in Slack
+    # Still inside the short TTL: the cached flag holds (no users.info per click).
+    calls = len(slack.calls("users.info"))
+    assert chan.command(BOSS, "admin")["text"] != REFUSAL
+    assert len(slack.calls("users.info")) == calls
+    # Past it (the default 5 minutes; the 24 h profile TTL is not what counts): asked again.
+    sql(
+        "UPDATE users SET profile_fetched_at = now() - interval '6 minutes'"
+        " WHERE slack_user_id = %s",
+        BOSS,
+    )
+    assert chan.command(BOSS, "admin")["text"] == REFUSAL
+
+
+def test_a_stale_admin_flag_is_not_trusted_when_slack_is_down(
+    chan: Channel, slack: FakeSlack, sql: SqlFn
+) -> None:
+    assert chan.command(BOSS, "admin")["text"] != REFUSAL
+    sql(
+        "UPDATE users SET profile_fetched_at = now() - interval '6 minutes'"
+        " WHERE slack_user_id = %s",
+        BOSS,
+    )
+    slack.fail_next("users.info", error="internal_error")
+    assert chan.command(BOSS, "admin")["text"] == REFUSAL
