@@ -33,7 +33,9 @@ def tell(
     response_url: str | None,
     correlation_id: str | None,
 ) -> None:
-    """An ephemeral answer to one person, sent by the worker."""
+    """An ephemeral answer to one person, sent by the worker. Answers about one run to one
+    person coalesce while queued, the latest winning: a burst of clicks is one message
+    saying how things stand now, not a backlog that delays everyone else's."""
     queue.enqueue(
         conn,
         queue.NOTIFY_USER,
@@ -41,4 +43,6 @@ def tell(
         run_id=run_id,
         correlation_id=correlation_id,
         max_attempts=4,
+        dedupe_key=f"notify:{run_id}:{user}" if run_id is not None else None,
+        replace_payload=True,
     )

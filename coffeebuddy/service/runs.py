@@ -238,7 +238,7 @@ class RunService:
                 current = db.one(
                     conn, "get_active_order", {"run_id": run_id, "user_id": user["id"]}
                 )
-                db.one(
+                changed = db.one(
                     conn,
                     "upsert_order",
                     {
@@ -248,6 +248,11 @@ class RunService:
                         "volunteer": bool(current and current["volunteer"]),
                     },
                 )
+                if changed is None:
+                    # Their usual is already their order: a repeated click changes nothing,
+                    # so it writes nothing (no refresh, event or confirmation job).
+                    log.info("order_unchanged", extra={"action": "use_usual"})
+                    return
                 db.run(
                     conn,
                     "touch_preference",
@@ -474,7 +479,10 @@ class RunService:
                     "volunteer": volunteer,
                 },
             )
-            assert saved is not None
+            if saved is None:
+                # The same order resubmitted: nothing changed, nothing to write or say.
+                log.info("order_unchanged", extra={"action": "modal"})
+                return None
             db.run(
                 conn,
                 "save_preference",

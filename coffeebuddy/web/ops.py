@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import falcon
+from psycopg.types.json import Jsonb
 
 from coffeebuddy import db
 from coffeebuddy.auth import AuthError, JwtVerifier
@@ -71,6 +72,8 @@ class OpsRetryJob(OpsResource):
             if job["status"] != "dead":
                 raise falcon.HTTPConflict(description=f"job {job_id} is {job['status']}, not dead")
             revived = queue.retry_dead(conn, [job_id])
+            if revived:
+                _audit(conn, req, "job_retried", {"job_id": job_id})
         if not revived:
             raise falcon.HTTPConflict(description="a job doing the same work is already queued")
         log.info("ops_job_retried", extra={"job_id": job_id, "user_id": req.context.ops_subject})
@@ -84,7 +87,18 @@ class OpsPurge(OpsResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         with self._db.transaction() as conn:
             counts = purge_now(conn)
+            _audit(conn, req, "retention_purge", {"purged": counts})
+        log.info("ops_retention_purged", extra={"user_id": req.context.ops_subject})
         resp.media = {"purged": counts}
+
+
+def _audit(conn: db.Conn, req: falcon.Request, action: str, details: dict[str, Any]) -> None:
+    # In the same transaction as the change: no change without its audit row.
+    db.run(
+        conn,
+        "insert_ops_action",
+        {"subject": req.context.ops_subject, "action": action, "details": Jsonb(details)},
+    )
 
 
 def _json(value: Any) -> Any:

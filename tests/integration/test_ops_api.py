@@ -265,3 +265,25 @@ def test_token_lifetime_cap_is_configurable(
     now = int(time.time())
     token = issuer.token(iat=now, exp=now + 900)
     assert client.simulate_post("/ops/retention/purge", headers=_bearer(token)).status_code == 401
+
+
+def test_ops_changes_are_audited_with_the_tokens_subject(
+    ops: falcon.testing.TestClient, issuer: FakeIssuer, sql: Any
+) -> None:
+    token = _bearer(issuer.token(sub="oncall-robot"))
+    assert ops.simulate_post("/ops/retention/purge", headers=token).status_code == 200
+    (dead,) = sql(
+        "INSERT INTO jobs (kind, payload, status, last_error) VALUES"
+        " ('notify_user', '{}', 'dead', 'http_500') RETURNING id"
+    )
+    assert ops.simulate_post(f"/ops/jobs/{dead[0]}/retry", headers=token).status_code == 200
+    rows = sql("SELECT subject, action, details FROM ops_actions ORDER BY id")
+    assert [(r[0], r[1]) for r in rows] == [
+        ("oncall-robot", "retention_purge"),
+        ("oncall-robot", "job_retried"),
+    ]
+    assert rows[0][2]["purged"]["runs"] == 0
+    assert rows[1][2] == {"job_id": dead[0]}
+    # A refused call changes nothing and so is not an ops action.
+    assert ops.simulate_post("/ops/retention/purge").status_code == 401
+    assert sql("SELECT count(*) FROM ops_actions") == [(2,)]
