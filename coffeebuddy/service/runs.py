@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import coffeebuddy.domain.command as cmdparse
 from coffeebuddy import db, events
@@ -32,6 +32,8 @@ from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
+# `order_updated`'s kinds of change (events/schemas/order_updated.schema.json).
+OrderChange = Literal["placed", "changed", "canceled"]
 
 
 def normalize_order_text(text: str | None) -> str:
@@ -258,9 +260,7 @@ class RunService:
                     "touch_preference",
                     {"user_id": user["id"], "channel_id": run["channel_id"]},
                 )
-                self._order_changed(
-                    conn, run, actor, "order_changed" if current else "order_placed"
-                )
+                self._order_changed(conn, run, actor, "changed" if current else "placed")
                 self._tell(
                     conn,
                     run_id,
@@ -302,7 +302,7 @@ class RunService:
                     run["correlation_id"],
                 )
                 return
-            self._order_changed(conn, run, actor, "order_canceled")
+            self._order_changed(conn, run, actor, "canceled")
             self._tell(
                 conn,
                 run_id,
@@ -488,9 +488,7 @@ class RunService:
                 "save_preference",
                 {"user_id": user["id"], "channel_id": run["channel_id"], "order_text": text},
             )
-            self._order_changed(
-                conn, run, actor, "order_placed" if saved["inserted"] else "order_changed"
-            )
+            self._order_changed(conn, run, actor, "placed" if saved["inserted"] else "changed")
             verb = "Got your order" if saved["inserted"] else "Updated your order"
             extra = " You volunteered to go — thank you!" if volunteer else ""
             self._tell(
@@ -617,13 +615,15 @@ class RunService:
             correlation_id=correlation_id,
         )
 
-    def _order_changed(self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: str) -> None:
+    def _order_changed(
+        self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: OrderChange
+    ) -> None:
         """The run message and the event stream learn about an order change."""
         self._refresh(conn, run["id"], run["correlation_id"])
         count = db.one(conn, "count_active_orders", {"run_id": run["id"]})
         events.record(
             conn,
-            "run_updated",
+            "order_updated",
             run_id=run["id"],
             channel_id=run["slack_channel_id"],
             correlation_id=run["correlation_id"],
