@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate() -> int:
-    from coffeebuddy.migrate import migrate
+    from coffeebuddy.migrate import MigrationError, migrate
 
     logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
     try:
@@ -55,7 +55,11 @@ def _migrate() -> int:
     except ConfigError as exc:
         print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
         return 2
-    applied = migrate(url)
+    try:
+        applied = migrate(url)
+    except MigrationError as exc:
+        print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
+        return 1
     print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
     return 0
 
