@@ -40,7 +40,12 @@ WITH ready AS (
                WHERE r.dedupe_key = j.dedupe_key AND r.id <> j.id
                  AND r.status = 'running' AND r.locked_until >= now()))
 ), due AS (
+    -- The state test again, on the row being locked: when another worker claimed it and
+    -- committed after `ready` was read, Postgres re-checks these conditions on the new row
+    -- version (not the CTE's copy) and the job is skipped instead of claimed twice.
     SELECT j.id FROM jobs j JOIN ready USING (id)
+     WHERE (j.status = 'queued' AND j.run_at <= now())
+        OR (j.status = 'running' AND j.locked_until < now())
      ORDER BY ready.turn, ready.run_at, j.id
      LIMIT %(limit)s
        FOR UPDATE OF j SKIP LOCKED
