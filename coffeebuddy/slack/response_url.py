@@ -14,6 +14,7 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,26 @@ def _opener() -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(_NoRedirects, urllib.request.ProxyHandler())
 
 
-def post_ephemeral(url: str, text: str, *, timeout: float, policy: ResponseUrlPolicy) -> bool:
+def post_ephemeral(
+    url: str,
+    text: str,
+    *,
+    timeout: float,
+    policy: ResponseUrlPolicy,
+    blocks: list[dict[str, Any]] | None = None,
+) -> bool:
     """True when Slack accepted the message; False when the URL is not allowed, expired,
     was used up or redirected. Server errors and rate limits raise, so a job can retry."""
     if not policy.allows(url):
         # Never log the URL itself: it is a bearer credential for the interaction.
         log.warning("response_url_refused", extra={"reason": "origin_not_allowed"})
         return False
-    body = json.dumps({"response_type": "ephemeral", "replace_original": False, "text": text})
+    message: dict[str, Any] = {
+        "response_type": "ephemeral", "replace_original": False, "text": text,
+    }  # fmt: skip
+    if blocks:
+        message["blocks"] = blocks
+    body = json.dumps(message)
     request = urllib.request.Request(  # noqa: S310 (origin checked against the allow-list)
         url, data=body.encode(), headers={"Content-Type": "application/json"}, method="POST"
     )

@@ -169,9 +169,8 @@ def create_app(
     people = People(database, slack, config, clock)
     runs = RunService(database, slack, config, people=people, clock=clock)
     admin = AdminService(database, slack, config, people, clock)
-    commands = Commands(
-        runs, admin, StatsService(database, config, clock, people), PrivacyService(database)
-    )
+    stats = StatsService(database, config, clock, people)
+    commands = Commands(runs, admin, stats, PrivacyService(database))
 
     if signing_secrets is None:
         signing_secrets = SigningSecrets(config.slack_signing_secret.reveal())
@@ -198,6 +197,7 @@ def create_app(
             admin,
             swap=SwapService(database),
             ratings=RatingService(database, config),
+            stats=stats,
             response_urls=ResponseUrlPolicy.for_slack_api(
                 config.slack_api_base_url, config.response_url_origins
             ),

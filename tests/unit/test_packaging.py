@@ -49,6 +49,8 @@ SCOPE_CHOICES = {
     # A retried post looks for its own message (by metadata) in the public or private
     # channel of the run, or in the runner's DM; never in group DMs.
     "conversations.history": ("channels:history", "groups:history", "im:history"),
+    # ...and a retried reply in the summary's thread (a channel) in that thread.
+    "conversations.replies": ("channels:history", "groups:history"),
 }
 # Slack method names as slack_sdk spells them on WebClient (`chat_postMessage`). Calling
 # them directly would bypass `coffeebuddy.slack.api.call` and this scope audit.
