@@ -12,6 +12,7 @@ from coffeebuddy import embedded, event_tail, logs, preflight
 from coffeebuddy.config import ConfigError, log_level
 from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.jobs import cli as jobs_cli
+from coffeebuddy.secrets import load_database_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     event_tail.add_parser(sub)
     args = parser.parse_args(argv)
 
+    if args.command == "migrate":
+        return _migrate()
     if args.command == "events":
         # Kafka needs no secret here: no Vault round trip for a debugging tool.
         return event_tail.run(args, os.environ)
     try:
         if args.command == "serve":
             return _serve(args.port, args.web_workers)
-        level = log_level(os.environ)
+        log_level(os.environ)  # a bad LOG_LEVEL is named like every other mistake
         # Vault or the Vault Agent's files may hold DATABASE_URL.
         env = environ_with_secrets(os.environ)
     except ConfigError as exc:
@@ -51,25 +54,30 @@ def main(argv: list[str] | None = None) -> int:
                 env["DATABASE_URL"] = url
         # Output for a person at a terminal, not JSON log lines.
         return jobs_cli.run(args, env)
-    logs.setup(level)
-    if args.command == "migrate":
-        from coffeebuddy.migrate import MigrationError, migrate
-
-        url = env.get("DATABASE_URL", "").strip()
-        if not url:
-            preflight.report(ConfigError("DATABASE_URL is required but not set"))
-            return 2
-        try:
-            applied = migrate(url)
-        except psycopg.OperationalError as exc:
-            print(preflight.database_unreachable(url, exc), file=sys.stderr)
-            return 3
-        except MigrationError as exc:
-            print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
-            return 1
-        print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
-        return 0
     return 2
+
+
+def _migrate() -> int:
+    from coffeebuddy.migrate import MigrationError, migrate
+
+    try:
+        level = log_level(os.environ)
+        # The migration Job's pod holds only the database URL (Vault Agent file or env).
+        url = load_database_url(os.environ)
+    except ConfigError as exc:
+        preflight.report(exc)
+        return 2
+    logs.setup(level)
+    try:
+        applied = migrate(url)
+    except psycopg.OperationalError as exc:
+        print(preflight.database_unreachable(url, exc), file=sys.stderr)
+        return 3
+    except MigrationError as exc:
+        print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
+        return 1
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
+    return 0
 
 
 def _serve(port: int | None, web_workers: int | None) -> int:

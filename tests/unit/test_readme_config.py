@@ -25,9 +25,9 @@ READ = re.compile(
 )
 
 
-# Not ours to document: a WSGI environ key, and what the runner sets for its children and
-# the embedded Postgres library.
-NOT_SETTINGS = {"PATH_INFO", "TMPDIR", "XDG_RUNTIME_DIR"}
+# Not ours to document: WSGI environ keys (the server's raw request line), and what the
+# runner sets for its children and the embedded Postgres library.
+NOT_SETTINGS = {"PATH_INFO", "RAW_URI", "REQUEST_URI", "TMPDIR", "XDG_RUNTIME_DIR"}
 
 
 def _variables_read() -> set[str]:

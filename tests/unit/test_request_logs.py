@@ -10,20 +10,15 @@ import logging
 import falcon
 import falcon.testing
 import pytest
-from slack_sdk.signature import Clock
 
-from coffeebuddy.web.middleware import RequestContext, SlackSignature
+from coffeebuddy.web.access import AccessGate, SlackResource
+from coffeebuddy.web.middleware import RequestContext, SigningSecrets, SlackSignature
 
 SECRET = "test-signing-secret"
 NOW = 1_800_000_000
 
 
-class FixedClock(Clock):
-    def now(self) -> float:
-        return NOW
-
-
-class Ok:
+class Ok(SlackResource):
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"ok": True}
 
@@ -33,7 +28,12 @@ def client() -> falcon.testing.TestClient:
     app = falcon.App(
         middleware=[
             RequestContext(),
-            SlackSignature(SECRET, max_body_bytes=4096, clock=FixedClock()),
+            AccessGate(
+                slack=SlackSignature(
+                    SigningSecrets(SECRET, clock=lambda: NOW), max_body_bytes=4096
+                ),
+                ops=None,
+            ),
         ]
     )
     app.add_route("/slack/commands", Ok())
@@ -68,7 +68,7 @@ def test_a_request_to_no_route_logs_its_path(
         (_headers(b"text=hi", NOW + 600), "stale"),
         (_headers(b"text=hi", NOW, secret="another-secret"), "wrong"),
         (_headers(b"text=other", NOW), "wrong"),
-        ({"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=abc"}, "wrong"),
+        ({"X-Slack-Request-Timestamp": "soon", "X-Slack-Signature": "v0=abc"}, "malformed"),
     ],
     ids=["no-headers", "no-signature", "old", "future", "other-secret", "other-body", "bad-ts"],
 )
