@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -123,10 +124,12 @@ def stop(env: Mapping[str, str]) -> bool:
     user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
         # Fast: roll back open transactions and stop now, as Ctrl-C on a database would.
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=60)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data, user=user, timeout=30)
     except Exception:
-        # pg_ctl failed (already stopping, or timed out): make sure it goes anyway.
+        # pg_ctl failed (already stopping, or a shutdown checkpoint stuck behind a busy
+        # disk): stop it immediately (SIGQUIT); the next start recovers from the WAL, and
+        # a runner told to stop must not hang on its database.
         with contextlib.suppress(Exception):
-            info.process.terminate()
+            info.process.send_signal(signal.SIGQUIT)
             info.process.wait(10)
     return True
