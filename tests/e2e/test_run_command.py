@@ -67,8 +67,12 @@ def state(tmp_path: Path) -> Iterator[Path]:
 
 
 def _ignore_sigint() -> None:
-    # As `nohup cmd &` or `cmd &` in a script leave it: SIGINT ignored from the start.
+    # As `cmd &` in a script leaves it: SIGINT ignored from the start. SIGHUP and SIGTERM
+    # are what these tests send, so they start at their defaults even when the test run
+    # itself was started under `nohup` (an ignored signal is inherited across exec).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
