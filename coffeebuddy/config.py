@@ -53,6 +53,9 @@ class WorkerSettings:
     # Timeout of each Slack call a job makes; a job's lease is renewed while it runs, so a
     # slow Slack never hands a live job to a second worker.
     slack_timeout_seconds: float = 10.0
+    # The worker's CPU priority (os.nice increment): below the web's, so that when both
+    # share cores, a burst's requests are answered first and its jobs done right after.
+    nice: int = 10
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> WorkerSettings:
@@ -64,6 +67,7 @@ class WorkerSettings:
             slack_timeout_seconds=_float(
                 env, "COFFEEBUDDY_WORKER_SLACK_TIMEOUT_SECONDS", 10.0, 1.0, 60
             ),
+            nice=_int(env, "COFFEEBUDDY_WORKER_NICE", 10, 0, 19),
         )
 
 

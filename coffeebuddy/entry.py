@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import NoReturn
@@ -82,6 +83,8 @@ def run_worker(env: Mapping[str, str]) -> int:
     full_env, keeper = keep_secrets(env)
     config = load_config(full_env)
     logs.setup(config.log_level)
+    if config.worker.nice:
+        os.nice(config.worker.nice)
     worker = build_worker(config)
     worker.install_signal_handlers()
     worker.serve_metrics()

@@ -61,13 +61,15 @@ def enqueue(
     delay_seconds: float = 0.0,
     dedupe_key: str | None = None,
     max_attempts: int = 8,
+    bring_forward: bool = True,
 ) -> int | None:
     """Add a job; with `dedupe_key`, nothing is added while one with that key is queued
-    (that one is brought forward if this one was due sooner). Returns the id of the job
-    added or brought forward, None when it simply joined a queued one."""
+    (that one is brought forward if this one was due sooner, unless `bring_forward` is
+    False: then joining it takes no row lock). Returns the id of the job added or brought
+    forward, None when it simply joined a queued one."""
     row = db.one(
         conn,
-        "enqueue_job",
+        "enqueue_job" if bring_forward else "enqueue_coalesced_job",
         {
             "kind": kind,
             "payload": Jsonb(dict(payload)),

@@ -11,7 +11,9 @@ from coffeebuddy.jobs import queue
 def refresh_run_message(
     conn: Conn, run_id: uuid.UUID | str, correlation_id: str | None, *, delay_seconds: float
 ) -> None:
-    """One chat.update of the run message; requests within `delay_seconds` coalesce."""
+    """One chat.update of the run message; requests within `delay_seconds` coalesce. One
+    due at once (a close, an edit) brings a queued one forward; a click's, due after the
+    coalescing window like the queued one, just joins it without locking it."""
     queue.enqueue(
         conn,
         queue.REFRESH_RUN_MESSAGE,
@@ -20,6 +22,7 @@ def refresh_run_message(
         correlation_id=correlation_id,
         delay_seconds=delay_seconds,
         dedupe_key=f"refresh:{run_id}",
+        bring_forward=delay_seconds == 0,
     )
 
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import coffeebuddy.domain.command as cmdparse
 from coffeebuddy import db, events
@@ -84,37 +85,34 @@ class RunService:
         response_url: str,
         correlation_id: str,
     ) -> Reply:
-        """`/coffee [time] [note]`: a new run in the channel."""
+        """`/coffee [time] [note]`: a new run in the channel, in one transaction (the
+        workspace and channel checks included). Only a time from someone whose profile
+        is not cached yet costs a users.info call first, and a second transaction."""
         # The start of the bot's start step (the pilot's outcome time), before any lookup.
         received_at = self.clock()
-        pickup = None
-        if command.time is not None:
-            # A disabled channel records nothing, not even the profile the time zone
-            # lookup would cache (`_start_run` checks again, in its transaction).
-            with self.db.transaction() as conn:
-                channel = db.one(
-                    conn, "get_channel_by_slack_id", {"slack_channel_id": actor.channel_id}
-                )
-            if channel is not None and not channel["enabled"]:
-                return Reply(DISABLED_TEXT)
-            tz = self.people.time_zone(actor.user_id)
-            try:
-                pickup = cmdparse.resolve_pickup(command.time, self.clock(), tz)
-            except cmdparse.CommandError as exc:
-                return Reply(exc.hint)
-        return self._start_run(
-            actor, pickup, command.note, response_url, correlation_id, received_at
-        )
+        reply = self._start_run(actor, command, response_url, correlation_id, received_at, tz=None)
+        if reply is not None:
+            return reply
+        # Profile unknown (the worker warms it when it first sees someone): ask Slack now,
+        # outside any transaction, then try again with the answer.
+        tz = self.people.time_zone(actor.user_id)
+        reply = self._start_run(actor, command, response_url, correlation_id, received_at, tz=tz)
+        assert reply is not None
+        return reply
 
     def _start_run(
         self,
         actor: Actor,
-        pickup: datetime | None,
-        note: str | None,
+        command: cmdparse.StartRun,
         response_url: str,
         correlation_id: str,
         received_at: datetime,
-    ) -> Reply:
+        *,
+        tz: ZoneInfo | None,
+    ) -> Reply | None:
+        """None when the command has a time and the person's time zone is not known yet
+        (`tz` None and no fresh profile cached): nothing is recorded then."""
+        note = command.note
         with self.db.transaction() as conn:
             channel = db.one(
                 conn,
@@ -126,6 +124,13 @@ class RunService:
                 },
             )
             assert channel is not None
+            team = channel["slack_team_id"]
+            if team and actor.team_id and actor.team_id != team:
+                # Another workspace's channel (the upsert keeps the first team): refuse,
+                # and record nothing.
+                conn.rollback()
+                log.warning("other_workspace", extra={"team_id": actor.team_id})
+                return Reply(OTHER_WORKSPACE_TEXT)
             if not channel["enabled"]:
                 # Disabled means nothing is recorded: undo the channel upsert too.
                 conn.rollback()
@@ -134,6 +139,17 @@ class RunService:
             if existing is not None:
                 return Reply(_already_open(existing))
             user = self._upsert_user(conn, actor)
+            pickup = None
+            if command.time is not None:
+                zone = tz or self.people.cached_time_zone(user)
+                if zone is None:
+                    conn.rollback()
+                    return None
+                try:
+                    pickup = cmdparse.resolve_pickup(command.time, self.clock(), zone)
+                except cmdparse.CommandError as exc:
+                    conn.rollback()
+                    return Reply(exc.hint)
             first = channel["onboarded_at"] is None
             run = db.one(
                 conn,
@@ -186,7 +202,6 @@ class RunService:
                 correlation_id=correlation_id,
             )
         RUNS.labels("started").inc()
-        log.info("run_started", extra={"run_id": str(run["id"]), "user_id": actor.user_id})
         when = f" for pickup at {blocks.pickup_text(pickup)}" if pickup else ""
         return Reply(f"☕ You started a coffee run{when}. The run message is on its way.")
 
@@ -225,7 +240,7 @@ class RunService:
         correlation_id: str,
     ) -> None:
         with self.db.transaction() as conn:
-            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
                 return
             user = self._upsert_user(conn, actor)
@@ -264,7 +279,6 @@ class RunService:
                     response_url,
                     run["correlation_id"],
                 )
-                log.info("order_placed", extra={"action": "use_usual", "user_id": actor.user_id})
                 return
         # No usual yet: the one click opens the order form instead.
         self.open_order_modal(
@@ -279,7 +293,7 @@ class RunService:
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
         with self.db.transaction() as conn:
-            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
                 return
             user = db.one(conn, "get_user_by_slack_id", {"slack_user_id": actor.user_id})
@@ -306,7 +320,6 @@ class RunService:
                 response_url,
                 run["correlation_id"],
             )
-        log.info("order_canceled", extra={"user_id": actor.user_id})
 
     def close_run(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
@@ -457,7 +470,7 @@ class RunService:
         if problem:
             return {"order": problem}
         with self.db.transaction() as conn:
-            run = db.one(conn, "lock_run", {"run_id": run_id})
+            run = db.one(conn, "share_run", {"run_id": run_id})
             if run is not None and (refusal := _misplaced(actor, run)):
                 return {"order": refusal}
             if run is None or run["status"] != RunStatus.OPEN:
@@ -493,7 +506,6 @@ class RunService:
                 None,
                 run["correlation_id"],
             )
-        log.info("order_placed", extra={"action": "modal", "user_id": actor.user_id})
         return None
 
     # ---- helpers ---------------------------------------------------------------------------
@@ -559,9 +571,12 @@ class RunService:
         run_id: uuid.UUID,
         response_url: str | None,
         correlation_id: str,
+        *,
+        share: bool = False,
     ) -> dict[str, Any] | None:
-        """Lock the run if it is still open; otherwise tell `actor` why not."""
-        run = db.one(conn, "lock_run", {"run_id": run_id})
+        """Lock the run if it is still open; otherwise tell `actor` why not. Order writes
+        `share` the lock: they may go side by side, never beside a close or cancel."""
+        run = db.one(conn, "share_run" if share else "lock_run", {"run_id": run_id})
         if run is not None and (refusal := _misplaced(actor, run)):
             self._tell(conn, None, actor, refusal, response_url, correlation_id)
             return None

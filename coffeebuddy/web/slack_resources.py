@@ -24,6 +24,7 @@ from coffeebuddy.slack import admin_blocks, blocks
 from coffeebuddy.slack.response_url import post_ephemeral
 from coffeebuddy.store import parse_uuid
 from coffeebuddy.web import payloads
+from coffeebuddy.web.middleware import log_fact
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class SlackCommands:
             user_name=command.user_name,
             channel_name=command.channel_name,
         )
+        log_fact(req, action="slash_command", user_id=command.user_id)
         with logs.context(channel=command.channel_id):
             reply = self._commands.handle(
                 actor,
@@ -90,10 +92,24 @@ class SlackInteractions:
         kind = payload["type"]
         corr = req.context.correlation_id
         if kind == "block_actions":
-            self._block_action(payloads.block_action(payload), corr)
+            action = payloads.block_action(payload)
+            log_fact(
+                req,
+                action=action.action_id[:64],
+                user_id=action.user_id,
+                run_id=str(action.run_id) if action.run_id else None,
+            )
+            self._block_action(action, corr)
             resp.status = falcon.HTTP_200
         elif kind == "view_submission":
-            answer = self._view_submission(payloads.view_submission(payload))
+            submission = payloads.view_submission(payload)
+            log_fact(
+                req,
+                action=f"view_submission:{submission.callback_id[:48]}",
+                user_id=submission.user_id,
+                run_id=str(submission.run_id) if submission.run_id else None,
+            )
+            answer = self._view_submission(submission)
             if answer is not None:
                 resp.media = answer
         # Other interaction types (view_closed, shortcuts) need no answer.
@@ -176,7 +192,6 @@ class SlackInteractions:
                 correlation_id=corr,
             )
         with logs.context(channel=action.channel_id, run=str(run_id) if run_id else None):
-            log.info("block_action", extra={"action": action.action_id[:64]})
             try:
                 if handler is None:
                     ERRORS.labels("unknown_action").inc()
