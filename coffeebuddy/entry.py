@@ -75,7 +75,10 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
     # Job handlers may wait longer for Slack than a request can; the worker renews the
     # leases of the jobs it runs.
     client = make_client(config, timeout=settings.slack_timeout_seconds)
-    return Worker(config, database, Context(database=database, slack=client), settings)
+    context = Context(
+        database=database, slack=client, profile_ttl_seconds=config.profile_ttl_seconds
+    )
+    return Worker(config, database, context, settings)
 
 
 def run_worker(env: Mapping[str, str]) -> int:

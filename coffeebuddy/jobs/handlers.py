@@ -24,6 +24,7 @@ from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.slack import blocks, home_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
+from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import post_ephemeral
 from coffeebuddy.store import RunRecord, load_run
 
@@ -40,6 +41,8 @@ class Context:
     database: Database
     slack: WebClient
     response_timeout: float = 3.0
+    # How long a cached profile is trusted (Config.profile_ttl_seconds).
+    profile_ttl_seconds: int = 24 * 3600
 
 
 Handler = Callable[[Context, Job], None]
@@ -403,6 +406,29 @@ def publish_home(ctx: Context, job: Job) -> None:
     call(ctx.slack, "views.publish", user_id=user, view=view)
 
 
+def warm_profile(ctx: Context, job: Job) -> None:
+    """users.info for someone the web saw without a fresh profile; cached for the web."""
+    user = job.payload["user"]
+    with ctx.database.transaction() as conn:
+        row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user})
+    fresh_after = datetime.now(UTC) - timedelta(seconds=ctx.profile_ttl_seconds)
+    if row is None or (row["profile_fetched_at"] and row["profile_fetched_at"] > fresh_after):
+        return  # forgotten since (forget me), or fetched meanwhile
+    profile = WebSlackGateway(ctx.slack).user_profile(user)
+    with ctx.database.transaction() as conn:
+        # Only for someone still on record: a "forget me" in between must stay forgotten.
+        db.one(
+            conn,
+            "refresh_user_profile",
+            {
+                "slack_user_id": user,
+                "display_name": profile.display_name,
+                "tz": profile.tz,
+                "is_workspace_admin": profile.is_workspace_admin,
+            },
+        )
+
+
 HANDLERS: dict[str, Handler] = {
     queue.POST_RUN_MESSAGE: post_run_message,
     queue.REFRESH_RUN_MESSAGE: refresh_run_message,
@@ -413,6 +439,7 @@ HANDLERS: dict[str, Handler] = {
     queue.UPDATE_SUMMARY: update_summary,
     queue.REMIND_NEW_RUNNER: remind_new_runner,
     queue.PUBLISH_HOME: publish_home,
+    queue.WARM_PROFILE: warm_profile,
     reminders.RUNNER_REMINDER: runner_reminder,
     reminders.LAST_CALL: last_call,
 }

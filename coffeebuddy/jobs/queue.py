@@ -28,6 +28,9 @@ UPDATE_SUMMARY = "update_summary"
 REMIND_NEW_RUNNER = "remind_new_runner"
 # The App Home tab, published when someone opens it (see `coffeebuddy.service.home`).
 PUBLISH_HOME = "publish_home"
+# A person's Slack profile (time zone, admin flag) fetched ahead of need, so that a request
+# that needs it finds it cached (see `coffeebuddy.service.effects.warm_profile`).
+WARM_PROFILE = "warm_profile"
 # Housekeeping the worker itself schedules (see `coffeebuddy.jobs.maintenance`).
 PRUNE_JOBS = "prune_jobs"
 # The daily retention purge (see `coffeebuddy.service.privacy`).

@@ -45,3 +45,19 @@ def tell(
         correlation_id=correlation_id,
         max_attempts=4,
     )
+
+
+def warm_profile(conn: Conn, user_id: str, correlation_id: str | None) -> None:
+    """Fetch this person's profile (users.info) in the worker, so that a later `/coffee
+    10:30` or admin check finds it cached instead of calling Slack while Slack waits."""
+    queue.enqueue(
+        conn,
+        queue.WARM_PROFILE,
+        {"user": user_id},
+        correlation_id=correlation_id,
+        dedupe_key=f"profile:{user_id}",
+        max_attempts=3,
+        # After the confirmations of the burst this person may be part of.
+        delay_seconds=2.0,
+        bring_forward=False,
+    )

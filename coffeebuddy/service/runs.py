@@ -25,7 +25,7 @@ from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
-from coffeebuddy.service.effects import refresh_run_message, tell
+from coffeebuddy.service.effects import refresh_run_message, tell, warm_profile
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import blocks
 from coffeebuddy.slack.api import classify
@@ -592,6 +592,10 @@ class RunService:
             {"slack_user_id": actor.user_id, "display_name": actor.user_name[:200]},
         )
         assert row is not None
+        if self.people.cached_time_zone(row) is None:
+            # Someone new (or not seen for a day): the worker fetches their profile now,
+            # so their `/coffee 10:30` needn't wait for users.info.
+            warm_profile(conn, actor.user_id, None)
         return dict(row)
 
     def _refresh(

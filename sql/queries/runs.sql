@@ -40,6 +40,14 @@ ON CONFLICT (slack_user_id) DO UPDATE
        updated_at = now()
 RETURNING *;
 
+-- name: refresh_user_profile
+-- The worker's warmed profile: only for someone still on record.
+UPDATE users
+   SET display_name = %(display_name)s, tz = %(tz)s,
+       is_workspace_admin = %(is_workspace_admin)s, profile_fetched_at = now(), updated_at = now()
+ WHERE slack_user_id = %(slack_user_id)s
+RETURNING id;
+
 -- name: get_open_run_for_channel
 SELECT r.*, u.slack_user_id AS initiator_slack_id
   FROM runs r JOIN users u ON u.id = r.initiator_user_id
