@@ -137,6 +137,18 @@ class Database:
                 self._down_until = time.monotonic() + self.fail_fast_seconds
             raise DatabaseUnavailable(str(exc)) from exc
 
+    @contextmanager
+    def statement(self) -> Iterator[Conn]:
+        """A connection for one statement that is a transaction by itself (autocommit):
+        no BEGIN and COMMIT round trips around it."""
+        with self.transaction() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+
     def ping(self) -> bool:
         try:
             with self.transaction() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import NoReturn
 
 import falcon
@@ -16,7 +17,10 @@ from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.relay import start_relay
 from coffeebuddy.secrets import SecretKeeper, SecretSettings, SecretSource, load_secrets
+from coffeebuddy.service.people import People
+from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack.api import make_client
+from coffeebuddy.slack.gateway import WebSlackGateway
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -63,6 +67,10 @@ def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Respons
     return create_app(config, secrets_ok=keeper.healthy if keeper else lambda: True)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def build_worker(config: Config, settings: WorkerSettings | None = None) -> Worker:
     settings = settings or config.worker
     database = Database(
@@ -75,8 +83,15 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
     # Job handlers may wait longer for Slack than a request can; the worker renews the
     # leases of the jobs it runs.
     client = make_client(config, timeout=settings.slack_timeout_seconds)
+    # Inboxed actions are applied by the same service the web uses; Slack calls it makes
+    # (views.open for someone whose usual vanished) go through the worker's client.
+    gateway = WebSlackGateway(client)
+    people = People(database, gateway, config, _utcnow)
     context = Context(
-        database=database, slack=client, profile_ttl_seconds=config.profile_ttl_seconds
+        database=database,
+        slack=client,
+        profile_ttl_seconds=config.profile_ttl_seconds,
+        runs=RunService(database, gateway, config, people=people, clock=_utcnow),
     )
     return Worker(config, database, context, settings)
 

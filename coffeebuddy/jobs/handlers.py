@@ -5,6 +5,7 @@ was already sent (the message timestamps stored on the run) and sends only what 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from coffeebuddy import db, events
+from coffeebuddy import db, events, logs
 from coffeebuddy.db import Database
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import RunStatus
@@ -22,6 +23,8 @@ from coffeebuddy.jobs.queue import Job
 from coffeebuddy.metrics import REMINDER_LATENESS
 from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
+from coffeebuddy.service.common import Actor
+from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack import blocks, home_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.gateway import WebSlackGateway
@@ -43,6 +46,8 @@ class Context:
     response_timeout: float = 3.0
     # How long a cached profile is trusted (Config.profile_ttl_seconds).
     profile_ttl_seconds: int = 24 * 3600
+    # Applies the actions the web acknowledged through the inbox.
+    runs: RunService | None = None
 
 
 Handler = Callable[[Context, Job], None]
@@ -406,6 +411,37 @@ def publish_home(ctx: Context, job: Job) -> None:
     call(ctx.slack, "views.publish", user_id=user, view=view)
 
 
+def apply_action(ctx: Context, job: Job) -> None:
+    """An action the web acknowledged through the inbox, applied as the web would have
+    (same service code, same confirmation). A retry after a failed transaction redoes
+    nothing twice: the whole action is one transaction."""
+    if ctx.runs is None:
+        raise RuntimeError("this worker was built without a RunService")
+    p = job.payload
+    actor = Actor(
+        user_id=p["user_id"],
+        channel_id=p.get("channel_id") or "",
+        team_id=p.get("team_id") or "",
+        user_name=p.get("user_name") or "",
+    )
+    run_id = uuid.UUID(p["run_id"])
+    with logs.context(run=str(run_id)):
+        if p["action"] == "use_usual":
+            ctx.runs.apply_usual(
+                actor,
+                run_id,
+                trigger_id=p.get("trigger_id") or "",
+                response_url=p.get("response_url"),
+                correlation_id=job.correlation_id or "",
+            )
+        elif p["action"] == "submit_order":
+            ctx.runs.apply_inboxed_order(
+                actor, run_id, p["text"], volunteer=bool(p.get("volunteer"))
+            )
+        else:
+            raise ValueError(f"unknown inboxed action {p['action']!r}")
+
+
 def warm_profile(ctx: Context, job: Job) -> None:
     """users.info for someone the web saw without a fresh profile; cached for the web."""
     user = job.payload["user"]
@@ -440,6 +476,7 @@ HANDLERS: dict[str, Handler] = {
     queue.REMIND_NEW_RUNNER: remind_new_runner,
     queue.PUBLISH_HOME: publish_home,
     queue.WARM_PROFILE: warm_profile,
+    queue.APPLY_ACTION: apply_action,
     reminders.RUNNER_REMINDER: runner_reminder,
     reminders.LAST_CALL: last_call,
 }

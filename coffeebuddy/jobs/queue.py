@@ -28,6 +28,8 @@ UPDATE_SUMMARY = "update_summary"
 REMIND_NEW_RUNNER = "remind_new_runner"
 # The App Home tab, published when someone opens it (see `coffeebuddy.service.home`).
 PUBLISH_HOME = "publish_home"
+# An action acknowledged through the inbox (`sql/queries/inbox.sql`), applied by the worker.
+APPLY_ACTION = "apply_action"
 # A person's Slack profile (time zone, admin flag) fetched ahead of need, so that a request
 # that needs it finds it cached (see `coffeebuddy.service.effects.warm_profile`).
 WARM_PROFILE = "warm_profile"

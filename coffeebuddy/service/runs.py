@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from psycopg.types.json import Jsonb
+
 import coffeebuddy.domain.command as cmdparse
 from coffeebuddy import db, events
 from coffeebuddy.config import Config
@@ -231,6 +233,32 @@ class RunService:
         self._open_view(actor, trigger_id, view, response_url, correlation_id)
 
     def use_usual(
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        *,
+        trigger_id: str,
+        response_url: str | None,
+        correlation_id: str,
+    ) -> None:
+        """ "Use my usual": queued in the inbox when it can simply be applied, else now."""
+        if self.config.inbox and self._to_inbox(
+            "inbox_usual",
+            actor,
+            run_id,
+            correlation_id,
+            {"action": "use_usual", "trigger_id": trigger_id, "response_url": response_url},
+        ):
+            return
+        self.apply_usual(
+            actor,
+            run_id,
+            trigger_id=trigger_id,
+            response_url=response_url,
+            correlation_id=correlation_id,
+        )
+
+    def apply_usual(
         self,
         actor: Actor,
         run_id: uuid.UUID,
@@ -464,11 +492,46 @@ class RunService:
     def submit_order(
         self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
     ) -> dict[str, str] | None:
-        """Save the modal's order; field errors (keyed by block id) keep the modal open."""
+        """Save the modal's order; field errors (keyed by block id) keep the modal open.
+        The text is checked here; an order for an open run then goes to the inbox."""
         text = normalize_order_text(text)
         problem = order_text_error(text)
         if problem:
             return {"order": problem}
+        if self.config.inbox and self._to_inbox(
+            "inbox_order",
+            actor,
+            run_id,
+            None,
+            {"action": "submit_order", "text": text, "volunteer": volunteer},
+        ):
+            return None
+        return self.apply_order(actor, run_id, text, volunteer=volunteer)
+
+    def apply_inboxed_order(
+        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+    ) -> None:
+        """The worker's half of an inboxed order form: the modal has closed, so a refusal
+        (the run closed meanwhile) reaches the person as an ephemeral message instead."""
+        errors = self.apply_order(actor, run_id, text, volunteer=volunteer)
+        if not errors:
+            return
+        with self.db.transaction() as conn:
+            row = db.one(conn, "get_run_view", {"run_id": run_id})
+            if row is not None:
+                self._tell(
+                    conn,
+                    run_id,
+                    Actor(user_id=actor.user_id, channel_id=row["slack_channel_id"]),
+                    next(iter(errors.values())),
+                    None,
+                    row["correlation_id"],
+                )
+
+    def apply_order(
+        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+    ) -> dict[str, str] | None:
+        """Save an order form's checked text now."""
         with self.db.transaction() as conn:
             run = db.one(conn, "share_run", {"run_id": run_id})
             if run is not None and (refusal := _misplaced(actor, run)):
@@ -509,6 +572,40 @@ class RunService:
         return None
 
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _to_inbox(
+        self,
+        query: str,
+        actor: Actor,
+        run_id: uuid.UUID,
+        correlation_id: str | None,
+        action: dict[str, Any],
+    ) -> bool:
+        """Queue `action` for the worker with one statement (see sql/queries/inbox.sql);
+        False when the query's conditions don't hold and the caller must act now."""
+        payload = {
+            **action,
+            "run_id": str(run_id),
+            "user_id": actor.user_id,
+            "user_name": actor.user_name[:200],
+            "team_id": actor.team_id,
+            "channel_id": actor.channel_id,
+        }
+        with self.db.statement() as conn:
+            row = db.one(
+                conn,
+                query,
+                {
+                    "payload": Jsonb(payload),
+                    "max_attempts": 4,
+                    "run_id": run_id,
+                    "correlation_id": correlation_id,
+                    "slack_user_id": actor.user_id,
+                    "slack_channel_id": actor.channel_id,
+                    "team_id": actor.team_id,
+                },
+            )
+        return row is not None
 
     def _may_manage(
         self, actor: Actor, run_id: uuid.UUID, response_url: str | None, correlation_id: str
