@@ -137,9 +137,8 @@ class RunService:
                 # Disabled means nothing is recorded: undo the channel upsert too.
                 conn.rollback()
                 return Reply(DISABLED_TEXT)
-            existing = db.one(conn, "get_open_run_for_channel", {"channel_id": channel["id"]})
-            if existing is not None:
-                return Reply(_already_open(existing))
+            # An open run already here shows as a conflict of insert_run below (rare: no
+            # read for it on the way).
             user = self._upsert_user(conn, actor)
             pickup = None
             if command.time is not None:
@@ -167,7 +166,8 @@ class RunService:
                 },
             )
             if run is None:
-                # Another /coffee won the race for this channel's one open run.
+                # The channel's one open run exists already (or another /coffee just won
+                # the race for it): nothing of this command is kept.
                 conn.rollback()
                 with self.db.transaction() as conn2:
                     existing = db.one(
@@ -187,15 +187,16 @@ class RunService:
                 has_note=bool(note),
                 first_in_channel=first,
             )
-            reminders.schedule(
-                conn,
-                run["id"],
-                pickup=pickup,
-                settings=channel,
-                channel_id=actor.channel_id,
-                correlation_id=correlation_id,
-                now=self.clock(),
-            )
+            if pickup is not None:  # a new run has no reminders to clear
+                reminders.schedule(
+                    conn,
+                    run["id"],
+                    pickup=pickup,
+                    settings=channel,
+                    channel_id=actor.channel_id,
+                    correlation_id=correlation_id,
+                    now=self.clock(),
+                )
             queue.enqueue(
                 conn,
                 queue.POST_RUN_MESSAGE,
@@ -271,7 +272,7 @@ class RunService:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
                 return
-            user = self._upsert_user(conn, actor)
+            user = self._upsert_orderer(conn, actor)
             pref = db.one(
                 conn, "get_preference", {"user_id": user["id"], "channel_id": run["channel_id"]}
             )
@@ -538,7 +539,7 @@ class RunService:
                 return {"order": refusal}
             if run is None or run["status"] != RunStatus.OPEN:
                 return {"order": _not_open_text(run) + " Your order wasn't saved."}
-            user = self._upsert_user(conn, actor)
+            user = self._upsert_orderer(conn, actor)
             saved = db.one(
                 conn,
                 "upsert_order",
@@ -689,11 +690,16 @@ class RunService:
             {"slack_user_id": actor.user_id, "display_name": actor.user_name[:200]},
         )
         assert row is not None
-        if self.people.cached_time_zone(row) is None:
-            # Someone new (or not seen for a day): the worker fetches their profile now,
-            # so their `/coffee 10:30` needn't wait for users.info.
-            warm_profile(conn, actor.user_id, None)
         return dict(row)
+
+    def _upsert_orderer(self, conn: Conn, actor: Actor) -> dict[str, Any]:
+        """`_upsert_user` for someone ordering. Someone new (or not seen for a day) has
+        their profile fetched by the worker, so that their own `/coffee 10:30` later
+        needn't wait for users.info."""
+        row = self._upsert_user(conn, actor)
+        if self.people.cached_time_zone(row) is None:
+            warm_profile(conn, actor.user_id, None)
+        return row
 
     def _refresh(
         self, conn: Conn, run_id: uuid.UUID, correlation_id: str, delay: float | None = None
