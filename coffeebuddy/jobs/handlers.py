@@ -5,7 +5,6 @@ was already sent (the message timestamps stored on the run) and sends only what 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,6 @@ from coffeebuddy.jobs.queue import Job
 from coffeebuddy.metrics import REMINDER_LATENESS
 from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
-from coffeebuddy.service.common import Actor
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack import blocks, home_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
@@ -321,6 +319,9 @@ def runner_reminder(ctx: Context, job: Job) -> None:
     reminders turned off for the channel at firing time nothing is sent."""
     run_id = job.payload["run_id"]
     outcome = None
+    if ctx.runs is not None:
+        # The reminder may close the run: orders acknowledged before it count.
+        ctx.runs.drain_inbox(run_id)
     with ctx.database.transaction() as conn:
         run = db.one(conn, "lock_run", {"run_id": run_id})
         if run is None or run["reminder_ts"] or run["reminder_at"] is None:
@@ -413,33 +414,11 @@ def publish_home(ctx: Context, job: Job) -> None:
 
 def apply_action(ctx: Context, job: Job) -> None:
     """An action the web acknowledged through the inbox, applied as the web would have
-    (same service code, same confirmation). A retry after a failed transaction redoes
-    nothing twice: the whole action is one transaction."""
+    (same service code, same confirmation); the whole action is one transaction."""
     if ctx.runs is None:
         raise RuntimeError("this worker was built without a RunService")
-    p = job.payload
-    actor = Actor(
-        user_id=p["user_id"],
-        channel_id=p.get("channel_id") or "",
-        team_id=p.get("team_id") or "",
-        user_name=p.get("user_name") or "",
-    )
-    run_id = uuid.UUID(p["run_id"])
-    with logs.context(run=str(run_id)):
-        if p["action"] == "use_usual":
-            ctx.runs.apply_usual(
-                actor,
-                run_id,
-                trigger_id=p.get("trigger_id") or "",
-                response_url=p.get("response_url"),
-                correlation_id=job.correlation_id or "",
-            )
-        elif p["action"] == "submit_order":
-            ctx.runs.apply_inboxed_order(
-                actor, run_id, p["text"], volunteer=bool(p.get("volunteer"))
-            )
-        else:
-            raise ValueError(f"unknown inboxed action {p['action']!r}")
+    with logs.context(run=str(job.payload.get("run_id") or "")):
+        ctx.runs.apply_inboxed(job.payload, job.correlation_id)
 
 
 def warm_profile(ctx: Context, job: Job) -> None:

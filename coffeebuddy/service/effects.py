@@ -57,7 +57,8 @@ def warm_profile(conn: Conn, user_id: str, correlation_id: str | None) -> None:
         correlation_id=correlation_id,
         dedupe_key=f"profile:{user_id}",
         max_attempts=3,
-        # After the confirmations of the burst this person may be part of.
-        delay_seconds=2.0,
+        # After the confirmations of a burst this person may be part of (the queue is
+        # first due, first served): warming is never urgent.
+        delay_seconds=10.0,
         bring_forward=False,
     )

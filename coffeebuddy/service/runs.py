@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -355,6 +356,7 @@ class RunService:
     ) -> None:
         if not self._may_manage(actor, run_id, response_url, correlation_id):
             return
+        self.drain_inbox(run_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
@@ -571,6 +573,62 @@ class RunService:
                 run["correlation_id"],
             )
         return None
+
+    # ---- the inbox ---------------------------------------------------------------------------
+
+    def apply_inboxed(self, action: Mapping[str, Any], correlation_id: str | None) -> None:
+        """Apply one action the web acknowledged through the inbox, as the web would have."""
+        actor = Actor(
+            user_id=action["user_id"],
+            channel_id=action.get("channel_id") or "",
+            team_id=action.get("team_id") or "",
+            user_name=action.get("user_name") or "",
+        )
+        run_id = uuid.UUID(action["run_id"])
+        if action["action"] == "use_usual":
+            self.apply_usual(
+                actor,
+                run_id,
+                trigger_id=action.get("trigger_id") or "",
+                response_url=action.get("response_url"),
+                correlation_id=correlation_id or "",
+            )
+        elif action["action"] == "submit_order":
+            self.apply_inboxed_order(
+                actor, run_id, action["text"], volunteer=bool(action.get("volunteer"))
+            )
+        else:
+            raise ValueError(f"unknown inboxed action {action['action']!r}")
+
+    def drain_inbox(self, run_id: uuid.UUID | str, *, wait_seconds: float = 3.0) -> None:
+        """Before a close: apply the run's actions still in the inbox, and let those a
+        worker is applying finish, so that every order acknowledged before the close
+        counts in it."""
+        worker_id = f"close:{uuid.uuid4().hex[:8]}"
+        with self.db.transaction() as conn:
+            taken = db.all_rows(
+                conn,
+                "take_inboxed_for_run",
+                {"run_id": run_id, "worker_id": worker_id, "lease_seconds": 60},
+            )
+        for job in taken:
+            self.apply_inboxed(job["payload"], job["correlation_id"])
+        if taken:
+            with self.db.transaction() as conn:
+                db.run(
+                    conn,
+                    "finish_inboxed",
+                    {"ids": [job["id"] for job in taken], "worker_id": worker_id},
+                )
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            with self.db.transaction() as conn:
+                row = db.one(
+                    conn, "inboxed_running_for_run", {"run_id": run_id, "worker_id": worker_id}
+                )
+            if row is None or not row["n"]:
+                return
+            time.sleep(0.05)
 
     # ---- helpers ---------------------------------------------------------------------------
 

@@ -119,21 +119,38 @@ def test_what_cant_be_queued_is_answered_in_the_request(chan: Channel, sql: SqlF
     assert _orders(sql, run_id) == [("U0BEN", "tea")]
 
 
-def test_a_run_closed_before_the_worker_applies_an_order_tells_the_person(
-    chan: Channel, sql: SqlFn
+def test_a_close_counts_the_orders_still_in_the_inbox(
+    chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
     run_id = chan.start("U0ANA")
     chan.submit("U0ANA", "flat white")
     chan.work()
-    assert chan.submit("U0BEN", "tea") is None  # queued
-    # The run closes before the worker gets to it (the close is applied in its request).
+    assert chan.submit("U0BEN", "tea") is None  # queued...
+    # ...and the worker hasn't got to it (far from due) when the run is closed.
     sql("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE kind = 'apply_action'")
     chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    assert chan.status(run_id) == "closed"
+    assert _orders(sql, run_id) == [("U0ANA", "flat white"), ("U0BEN", "tea")]
+    assert sql("SELECT DISTINCT status FROM jobs WHERE kind = 'apply_action'") == [("done",)]
+    chan.work()
+    summary = str(slack.messages(CHANNEL)[-1])
+    assert "2 items" in summary
+    assert any("Got your order: *tea*" in t for t in chan.told("U0BEN"))
+
+
+def test_a_run_canceled_before_the_worker_applies_an_order_tells_the_person(
+    chan: Channel, sql: SqlFn
+) -> None:
+    run_id = chan.start("U0ANA")
+    chan.work()
+    assert chan.submit("U0BEN", "tea") is None  # queued
+    sql("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE kind = 'apply_action'")
+    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     sql("UPDATE jobs SET run_at = now() WHERE kind = 'apply_action' AND status = 'queued'")
     chan.work()
-    assert _orders(sql, run_id) == [("U0ANA", "flat white")]
-    assert any("already closed" in t and "wasn't saved" in t for t in chan.told("U0BEN"))
+    assert _orders(sql, run_id) == []
+    assert any("was canceled" in t and "wasn't saved" in t for t in chan.told("U0BEN"))
 
 
 def test_another_workspace_is_never_queued(chan: Channel, sql: SqlFn) -> None:
