@@ -72,19 +72,19 @@ def enqueue(
     (that one is brought forward if this one was due sooner, unless `bring_forward` is
     False: then joining it takes no row lock). Returns the id of the job added or brought
     forward, None when it simply joined a queued one."""
-    row = db.one(
-        conn,
-        "enqueue_job" if bring_forward else "enqueue_coalesced_job",
-        {
-            "kind": kind,
-            "payload": Jsonb(dict(payload)),
-            "delay_seconds": delay_seconds,
-            "max_attempts": max_attempts,
-            "dedupe_key": dedupe_key,
-            "run_id": run_id,
-            "correlation_id": correlation_id,
-        },
-    )
+    params = {
+        "kind": kind,
+        "payload": Jsonb(dict(payload)),
+        "delay_seconds": delay_seconds,
+        "max_attempts": max_attempts,
+        "dedupe_key": dedupe_key,
+        "run_id": run_id,
+        "correlation_id": correlation_id,
+    }
+    if bring_forward:
+        row = db.one(conn, "enqueue_job", params)
+    else:
+        row = db.one(conn, "enqueue_coalesced_job", params)
     return int(row["id"]) if row else None
 
 

@@ -650,20 +650,20 @@ class RunService:
             "team_id": actor.team_id,
             "channel_id": actor.channel_id,
         }
+        params = {
+            "payload": Jsonb(payload),
+            "max_attempts": 4,
+            "run_id": run_id,
+            "correlation_id": correlation_id,
+            "slack_user_id": actor.user_id,
+            "slack_channel_id": actor.channel_id,
+            "team_id": actor.team_id,
+        }
         with self.db.statement() as conn:
-            row = db.one(
-                conn,
-                query,
-                {
-                    "payload": Jsonb(payload),
-                    "max_attempts": 4,
-                    "run_id": run_id,
-                    "correlation_id": correlation_id,
-                    "slack_user_id": actor.user_id,
-                    "slack_channel_id": actor.channel_id,
-                    "team_id": actor.team_id,
-                },
-            )
+            if query == "inbox_usual":
+                row = db.one(conn, "inbox_usual", params)
+            else:
+                row = db.one(conn, "inbox_order", params)
         return row is not None
 
     def _may_manage(
@@ -732,7 +732,10 @@ class RunService:
     ) -> dict[str, Any] | None:
         """Lock the run if it is still open; otherwise tell `actor` why not. Order writes
         `share` the lock: they may go side by side, never beside a close or cancel."""
-        run = db.one(conn, "share_run" if share else "lock_run", {"run_id": run_id})
+        if share:
+            run = db.one(conn, "share_run", {"run_id": run_id})
+        else:
+            run = db.one(conn, "lock_run", {"run_id": run_id})
         if run is not None and (refusal := _misplaced(actor, run)):
             self._tell(conn, None, actor, refusal, response_url, correlation_id)
             return None
