@@ -1,4 +1,4 @@
-"""Command line: `python -m coffeebuddy migrate | serve | jobs list | jobs retry`."""
+"""Command line: `python -m coffeebuddy migrate | serve | jobs list | jobs retry | events tail`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from coffeebuddy import logs
+from coffeebuddy import event_tail, logs
 from coffeebuddy.config import ConfigError
 from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.jobs import cli as jobs_cli
@@ -22,10 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     serve.add_argument("--web-workers", type=int, default=2)
     jobs_cli.add_parser(sub)
+    event_tail.add_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "serve":
         return _serve(args.port, args.web_workers)
+    if args.command == "events":
+        # Kafka needs no secret here: no Vault round trip for a debugging tool.
+        return event_tail.run(args, os.environ)
     try:
         # Vault or the Vault Agent's files may hold DATABASE_URL.
         env = environ_with_secrets(os.environ)

@@ -140,7 +140,7 @@ class Config:
             job_lease_seconds=_int(env, "COFFEEBUDDY_JOB_LEASE_SECONDS", 60, 5, 3600),
             worker=WorkerSettings.from_environ(env),
             log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-            kafka_bootstrap_servers=_host_ports(env, "KAFKA_BOOTSTRAP_SERVERS"),
+            kafka_bootstrap_servers=kafka_bootstrap_servers(env),
             relay_batch=_int(env, "COFFEEBUDDY_RELAY_BATCH", 500, 1, 10_000),
             relay_poll_seconds=_float(env, "COFFEEBUDDY_RELAY_POLL_SECONDS", 1.0, 0.05, 60),
             event_retention_days=_int(env, "COFFEEBUDDY_EVENT_RETENTION_DAYS", 7, 1, 3650),
@@ -162,6 +162,12 @@ class Config:
                 "COFFEEBUDDY_RETENTION_MIN_DAYS..COFFEEBUDDY_RETENTION_MAX_DAYS must include 90"
             )
         return config
+
+
+def kafka_bootstrap_servers(env: Mapping[str, str]) -> tuple[str, ...]:
+    """KAFKA_BOOTSTRAP_SERVERS on its own, for tools that need no other setting (the
+    operator's `events tail`)."""
+    return _host_ports(env, "KAFKA_BOOTSTRAP_SERVERS")
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:

@@ -2,6 +2,11 @@
 the change it describes; the relay (`coffeebuddy.relay`) publishes them to Kafka.
 
 Events carry ids, counts and Slack ids only — never order text or message bodies.
+
+This is a contract with other teams: each type has a JSON Schema in `events/schemas/`
+and both topics are described in `events/asyncapi.yaml`. A new type, or a change to a
+payload, goes there too (the tests check every event written against its schema), and
+follows the versioning rules in the README.
 """
 
 from __future__ import annotations
@@ -20,9 +25,19 @@ RUN_TOPIC = "coffeebuddy.run.events"
 REMINDER_TOPIC = "coffeebuddy.reminder.events"
 
 RUN_EVENTS = frozenset(
-    {"run_created", "run_updated", "run_closed", "runner_assigned", "run_canceled", "run_failed"}
+    {
+        "run_created",
+        # Only the run's own details (pickup time, note); orders have `order_updated`.
+        "run_updated",
+        "order_updated",
+        "run_closed",
+        "runner_assigned",
+        "run_canceled",
+        "run_failed",
+    }
 )
 REMINDER_EVENTS = frozenset({"reminder_scheduled", "reminder_due", "reminder_sent"})
+EVENT_TYPES = RUN_EVENTS | REMINDER_EVENTS
 
 
 def topic_for(event_type: str) -> str:
@@ -36,9 +51,9 @@ def topic_for(event_type: str) -> str:
 def envelope(
     event_type: str,
     *,
-    run_id: uuid.UUID | str | None,
-    channel_id: str | None,
-    correlation_id: str | None,
+    run_id: uuid.UUID | str,
+    channel_id: str,
+    correlation_id: str,
     data: dict[str, Any],
     event_id: uuid.UUID | None = None,
     occurred_at: datetime | None = None,
@@ -49,7 +64,7 @@ def envelope(
         "type": event_type,
         "schema_version": SCHEMA_VERSION,
         "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
-        "run_id": str(run_id) if run_id else None,
+        "run_id": str(run_id),
         "channel_id": channel_id,
         "correlation_id": correlation_id,
         "data": data,
@@ -60,12 +75,15 @@ def record(
     conn: Conn,
     event_type: str,
     *,
-    run_id: uuid.UUID | str | None,
-    channel_id: str | None,
-    correlation_id: str | None = None,
+    run_id: uuid.UUID | str,
+    channel_id: str,
+    correlation_id: str,
     **data: Any,
 ) -> str:
-    """Write one event to the outbox in the caller's transaction; returns its event id."""
+    """Write one event to the outbox in the caller's transaction; returns its event id.
+
+    Every event is about one run: its id is the Kafka key (per-run order) and its
+    correlation id lets an operator follow the run through logs and events alike."""
     body = envelope(
         event_type,
         run_id=run_id,

@@ -19,6 +19,7 @@ from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.migrate import migrate
 from coffeebuddy.web.app import create_app
+from tests import contract
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_payloads import SIGNING_SECRET, sign
 
@@ -51,8 +52,13 @@ def database_url(template_db: str) -> Iterator[str]:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     yield _db_url(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        # Whatever a test made the code write, the event contract must allow it.
+        broken = contract.check_outbox(_db_url(name))
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert not broken, "events outside their schema (events/schemas/):\n" + "\n".join(broken)
 
 
 @pytest.fixture

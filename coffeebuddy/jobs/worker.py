@@ -394,7 +394,8 @@ class Worker:
                     category=failure_category(failure),
                     from_statuses=["open"] if job.kind == queue.POST_RUN_MESSAGE else ["closed"],
                     channel_id=channel,
-                    correlation_id=job.correlation_id,
+                    # The run's own, which its events carry, even if this job had none.
+                    correlation_id=record.correlation_id,
                 )
             else:
                 what, failed = "runner's DM", False

@@ -192,8 +192,8 @@ def fail_run(
     reason: str,
     category: FailureCategory,
     from_statuses: list[str],
-    channel_id: str | None,
-    correlation_id: str | None,
+    channel_id: str,
+    correlation_id: str,
 ) -> bool:
     """Mark a run failed (it can't complete) for a `category` of reason (the pilot's
     critical error rate); True when this call changed it."""

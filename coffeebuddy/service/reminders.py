@@ -36,7 +36,7 @@ def schedule(
     pickup: datetime | None,
     settings: Mapping[str, Any],
     channel_id: str,
-    correlation_id: str | None,
+    correlation_id: str,
     now: datetime,
 ) -> datetime | None:
     """(Re)schedule the run's reminder jobs for `pickup`; None pickup removes them.

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from psycopg.types.json import Jsonb
@@ -36,6 +36,8 @@ from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
+# `order_updated`'s kinds of change (events/schemas/order_updated.schema.json).
+OrderChange = Literal["placed", "changed", "canceled"]
 
 
 def normalize_order_text(text: str | None) -> str:
@@ -297,9 +299,7 @@ class RunService:
                     "touch_preference",
                     {"user_id": user["id"], "channel_id": run["channel_id"]},
                 )
-                self._order_changed(
-                    conn, run, actor, "order_changed" if current else "order_placed"
-                )
+                self._order_changed(conn, run, actor, "changed" if current else "placed")
                 self._tell(
                     conn,
                     run_id,
@@ -340,7 +340,7 @@ class RunService:
                     run["correlation_id"],
                 )
                 return
-            self._order_changed(conn, run, actor, "order_canceled")
+            self._order_changed(conn, run, actor, "canceled")
             self._tell(
                 conn,
                 run_id,
@@ -558,9 +558,7 @@ class RunService:
                 "save_preference",
                 {"user_id": user["id"], "channel_id": run["channel_id"], "order_text": text},
             )
-            self._order_changed(
-                conn, run, actor, "order_placed" if saved["inserted"] else "order_changed"
-            )
+            self._order_changed(conn, run, actor, "placed" if saved["inserted"] else "changed")
             verb = "Got your order" if saved["inserted"] else "Updated your order"
             extra = " You volunteered to go — thank you!" if volunteer else ""
             self._tell(
@@ -791,13 +789,15 @@ class RunService:
             correlation_id=correlation_id,
         )
 
-    def _order_changed(self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: str) -> None:
+    def _order_changed(
+        self, conn: Conn, run: Mapping[str, Any], actor: Actor, change: OrderChange
+    ) -> None:
         """The run message and the event stream learn about an order change."""
         self._refresh(conn, run["id"], run["correlation_id"])
         count = db.one(conn, "count_active_orders", {"run_id": run["id"]})
         events.record(
             conn,
-            "run_updated",
+            "order_updated",
             run_id=run["id"],
             channel_id=run["slack_channel_id"],
             correlation_id=run["correlation_id"],

@@ -829,7 +829,7 @@ def _check_interaction(scene: Scene, interaction: Interaction) -> None:
             assert after["orders"][order_id]["run_id"] == scene.run_id
         for pref_id in changed.get("user_preferences", set()):
             assert after["user_preferences"][pref_id]["user_id"] == mine
-        assert set(new_events) <= {"run_updated"}, new_events
+        assert set(new_events) <= {"order_updated"}, new_events
         active = sql(
             "SELECT order_text, volunteer FROM orders o JOIN users u ON u.id = o.user_id"
             " WHERE o.run_id = %s AND u.slack_user_id = %s AND o.canceled_at IS NULL",

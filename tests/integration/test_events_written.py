@@ -86,7 +86,7 @@ def test_a_full_run_writes_its_events_in_order_without_order_text(
     expected = [
         "run_created",
         *(["reminder_scheduled"] if start_text else []),
-        *["run_updated"] * 5,
+        *["order_updated"] * 5,
         "run_closed",
         "runner_assigned",
     ]
@@ -101,13 +101,13 @@ def test_a_full_run_writes_its_events_in_order_without_order_text(
     assert created["initiator"] == "U0ANA"
     assert created["has_note"] is bool(start_text)
     assert (created["pickup_time"] is not None) is bool(start_text)
-    changes = [(d["change"], d["user"], d["participants"]) for d in by_type["run_updated"]]
+    changes = [(d["change"], d["user"], d["participants"]) for d in by_type["order_updated"]]
     assert changes == [
-        ("order_placed", "U0BEN", 1),
-        ("order_placed", "U0CAT", 2),
-        ("order_placed", "U0DAN", 3),
-        ("order_changed", "U0BEN", 3),
-        ("order_canceled", "U0CAT", 2),
+        ("placed", "U0BEN", 1),
+        ("placed", "U0CAT", 2),
+        ("placed", "U0DAN", 3),
+        ("changed", "U0BEN", 3),
+        ("canceled", "U0CAT", 2),
     ]
     closed = by_type["run_closed"][0]
     assert closed["by"] == "U0ANA" and closed["items"] == 2
@@ -132,7 +132,7 @@ def test_a_canceled_run_writes_run_canceled(chan: Channel, sql: SqlFn) -> None:
     chan.work()
     assert chan.status(run_id) == "canceled"
     rows = _rows(sql)
-    assert [r["event_type"] for r in rows] == ["run_created", "run_updated", "run_canceled"]
+    assert [r["event_type"] for r in rows] == ["run_created", "order_updated", "run_canceled"]
     correlation_id = sql("SELECT correlation_id FROM runs WHERE id = %s", run_id)[0][0]
     _check_envelopes(rows, run_id, correlation_id)
     assert rows[-1]["envelope"]["data"]["by"] == "U0ANA"

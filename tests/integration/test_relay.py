@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 
 from coffeebuddy import events
 from coffeebuddy.relay import EventRelay, make_producer
+from tests import contract
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel
 from tests.kafka_broker import KafkaBroker
@@ -78,12 +79,23 @@ def make_relay(database_url: str) -> Iterator[Callable[..., EventRelay]]:
         r.stop()
 
 
-def write(database_url: str, plan: Sequence[tuple[str | None, str]]) -> list[str]:
-    """One transaction per (run id, event type); returns the event ids in write order."""
+def write(database_url: str, plan: Sequence[tuple[str, str]]) -> list[str]:
+    """One transaction per (run id, event type), each with the example payload of its
+    type's schema; returns the event ids in write order."""
     ids = []
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         for run_id, event_type in plan:
-            ids.append(events.record(conn, event_type, run_id=run_id, channel_id=CHANNEL, n=1))
+            data = contract.example(event_type)["data"]
+            ids.append(
+                events.record(
+                    conn,
+                    event_type,
+                    run_id=run_id,
+                    channel_id=CHANNEL,
+                    correlation_id=f"corr-{run_id[:8]}",
+                    **data,
+                )
+            )
             conn.commit()
     return ids
 
@@ -154,7 +166,7 @@ def counter(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def mixed_plan(runs: int, per_run_events: int) -> list[tuple[str | None, str]]:
+def mixed_plan(runs: int, per_run_events: int) -> list[tuple[str, str]]:
     """Events of several runs, interleaved, with reminder events among them."""
     run_ids = [str(uuid.uuid4()) for _ in range(runs)]
     kinds = ["run_created", "reminder_scheduled", "run_updated", "runner_assigned", "run_closed"]
@@ -171,8 +183,8 @@ def mixed_plan(runs: int, per_run_events: int) -> list[tuple[str | None, str]]:
 def test_event_reaches_kafka_keyed_by_run_with_headers_and_the_envelope(
     kafka: KafkaBroker, database_url: str, sql: SqlFn, make_relay: Callable[..., EventRelay]
 ) -> None:
-    run_id = str(uuid.uuid4())
-    written = write(database_url, [(run_id, "run_created"), (None, "reminder_due")])
+    run_id, other_run = str(uuid.uuid4()), str(uuid.uuid4())
+    written = write(database_url, [(run_id, "run_created"), (other_run, "reminder_due")])
     envelopes = {
         eid: env for eid, env in sql("SELECT event_id::text, envelope FROM events ORDER BY id")
     }
@@ -193,8 +205,8 @@ def test_event_reaches_kafka_keyed_by_run_with_headers_and_the_envelope(
     assert body == envelopes[written[0]]
     assert body["event_id"] == written[0] and body["run_id"] == run_id
     assert body["type"] == "run_created" and body["schema_version"] == 1
-    # An event without a run still goes out, unkeyed, on its own topic.
-    assert due.topic == events.REMINDER_TOPIC and due.key is None
+    # A reminder event goes out on its own topic, keyed by its run too.
+    assert due.topic == events.REMINDER_TOPIC and due.key == other_run.encode()
     assert json.loads(due.value) == envelopes[written[1]]
     after = counter("coffeebuddy_events_published_total", topic=events.RUN_TOPIC)
     assert after - published_before == 1
@@ -239,7 +251,7 @@ def test_per_run_order_equals_write_order_across_many_runs(
     plans = [mixed_plan(runs=8, per_run_events=12) for _ in range(4)]
     failures: list[BaseException] = []
 
-    def writer(plan: list[tuple[str | None, str]]) -> None:
+    def writer(plan: list[tuple[str, str]]) -> None:
         try:
             write(database_url, plan)
         except BaseException as exc:
