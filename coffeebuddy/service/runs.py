@@ -322,6 +322,8 @@ class RunService:
     def cancel_order(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
+        # An order of theirs still in the inbox is placed first, then canceled.
+        self.drain_inbox(run_id, user_id=actor.user_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
@@ -598,16 +600,23 @@ class RunService:
         else:
             raise ValueError(f"unknown inboxed action {action['action']!r}")
 
-    def drain_inbox(self, run_id: uuid.UUID | str, *, wait_seconds: float = 3.0) -> None:
+    def drain_inbox(
+        self, run_id: uuid.UUID | str, *, user_id: str | None = None, wait_seconds: float = 3.0
+    ) -> None:
         """Before a close: apply the run's actions still in the inbox, and let those a
         worker is applying finish, so that every order acknowledged before the close
-        counts in it."""
+        counts in it. With `user_id`, only that person's (before they cancel theirs)."""
         worker_id = f"close:{uuid.uuid4().hex[:8]}"
         with self.db.transaction() as conn:
             taken = db.all_rows(
                 conn,
                 "take_inboxed_for_run",
-                {"run_id": run_id, "worker_id": worker_id, "lease_seconds": 60},
+                {
+                    "run_id": run_id,
+                    "user_id": user_id,
+                    "worker_id": worker_id,
+                    "lease_seconds": 60,
+                },
             )
         for job in taken:
             self.apply_inboxed(job["payload"], job["correlation_id"])
@@ -622,7 +631,9 @@ class RunService:
         while time.monotonic() < deadline:
             with self.db.transaction() as conn:
                 row = db.one(
-                    conn, "inboxed_running_for_run", {"run_id": run_id, "worker_id": worker_id}
+                    conn,
+                    "inboxed_running_for_run",
+                    {"run_id": run_id, "user_id": user_id, "worker_id": worker_id},
                 )
             if row is None or not row["n"]:
                 return

@@ -36,13 +36,15 @@ SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 
 -- name: take_inboxed_for_run
 -- A close applies the run's queued actions first (an order acknowledged before the close
--- counts): they are taken off the queue like a worker's claim.
+-- counts), a cancel of one's order those of that person: they are taken off the queue
+-- like a worker's claim. %(user_id)s NULL: everyone's.
 UPDATE jobs
    SET status = 'running', attempts = jobs.attempts + 1,
        locked_until = now() + make_interval(secs => %(lease_seconds)s),
        locked_by = %(worker_id)s, updated_at = now()
  WHERE id IN (SELECT id FROM jobs
                WHERE kind = 'apply_action' AND run_id = %(run_id)s AND status = 'queued'
+                 AND (%(user_id)s::text IS NULL OR payload->>'user_id' = %(user_id)s::text)
                ORDER BY id
                  FOR UPDATE SKIP LOCKED)
 RETURNING id, payload, correlation_id;
@@ -51,7 +53,8 @@ RETURNING id, payload, correlation_id;
 -- Actions of this run a worker is applying right now.
 SELECT count(*)::int AS n FROM jobs
  WHERE kind = 'apply_action' AND run_id = %(run_id)s AND status = 'running'
-   AND locked_until >= now() AND locked_by <> %(worker_id)s;
+   AND locked_until >= now() AND locked_by <> %(worker_id)s
+   AND (%(user_id)s::text IS NULL OR payload->>'user_id' = %(user_id)s::text);
 
 -- name: finish_inboxed
 UPDATE jobs SET status = 'done', finished_at = now(), locked_until = NULL, updated_at = now()

@@ -153,6 +153,21 @@ def test_a_run_canceled_before_the_worker_applies_an_order_tells_the_person(
     assert any("was canceled" in t and "wasn't saved" in t for t in chan.told("U0BEN"))
 
 
+def test_a_cancel_right_after_an_order_cancels_it(chan: Channel, sql: SqlFn) -> None:
+    run_id = chan.start("U0ANA")
+    chan.submit("U0ANA", "flat white")
+    chan.work()
+    assert chan.submit("U0BEN", "tea") is None  # queued, not applied yet
+    chan.click("U0BEN", blocks.ACTION_CANCEL_ORDER, run_id)
+    assert _orders(sql, run_id) == [("U0ANA", "flat white")]
+    assert sql(
+        "SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id"
+        " WHERE u.slack_user_id = 'U0BEN' AND o.canceled_at IS NOT NULL"
+    ) == [(1,)]
+    chan.work()
+    assert any("Your order is canceled" in t for t in chan.told("U0BEN"))
+
+
 def test_another_workspace_is_never_queued(chan: Channel, sql: SqlFn) -> None:
     first = chan.start("U0ANA")
     chan.submit("U0BEN", "tea")
