@@ -628,12 +628,22 @@ def main() -> None:
     parser.add_argument(
         "-w", "--web-workers", type=int, default=WEB_WORKERS, help="gunicorn workers, each side"
     )
+    parser.add_argument(
+        "--inbox",
+        choices=("on", "off"),
+        default="on",
+        help="COFFEEBUDDY_INBOX for the service (on here; the service's default is off)",
+    )
     args = parser.parse_args()
     channels = args.pilot_channels + 1 + args.users
 
     with (
         bench_service(
-            "C0BURST", channels, users=max(args.users, 30), web_workers=args.web_workers
+            "C0BURST",
+            channels,
+            users=max(args.users, 30),
+            web_workers=args.web_workers,
+            extra_env={"COFFEEBUDDY_INBOX": args.inbox},
         ) as service,
         serve_floor(service.url, SIGNING_SECRET, web_workers=args.web_workers) as floor_url,
     ):
@@ -654,7 +664,8 @@ def main() -> None:
         )
         bench = Comparison(service, floor_url, args.spread, meter)
         print(
-            f"ours: gunicorn {args.web_workers} sync workers + 1 job worker + Postgres, logs in"
+            f"ours (inbox {args.inbox}): gunicorn {args.web_workers} sync workers + 1 job worker"
+            f" + Postgres, logs in"
             f" {bench.log.parent}; floor: {floor_url}, same gunicorn settings"
         )
         pilot_channels = service.channels[: args.pilot_channels]

@@ -95,9 +95,6 @@ def config(database_url: str, slack: FakeSlack) -> Config:
         admin_user_ids=frozenset({"U0ADMIN"}),
         # Integration tests run jobs as soon as they are written; coalescing has its own test.
         refresh_coalesce_ms=0,
-        # These tests check each request's effect right after it; the inbox, which leaves
-        # a click's effect to the worker, has tests of its own (test_inbox.py).
-        inbox=False,
         db_pool_min=0,
         db_pool_max=4,
     )
