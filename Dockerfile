@@ -1,25 +1,35 @@
-# syntax=docker/dockerfile:1
 # One image, two commands: the web app (default CMD) and the worker (`python worker.py`).
-# Build: docker build -t coffeebuddy:<version> .
+# Build: docker build -t coffeebuddy:<version> .   (or: buildah bud -t coffeebuddy:<version> .)
+# No `# syntax=` line: it makes BuildKit pull a frontend image, which an offline builder can't.
+# scripts/build-image builds this file and smoke-runs the image on every test run.
+
+# The base, pinned by release. For production, pin it by digest too, so a re-pushed tag
+# can't change the image under the same version:
+#   docker build --build-arg PYTHON_IMAGE=python:3.12.8-slim-bookworm@sha256:<digest> .
+# (`docker buildx imagetools inspect python:3.12.8-slim-bookworm` prints the digest.)
+ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
 
 # ---- builder: a self-contained virtualenv with the pinned runtime dependencies ----
-FROM python:3.12.8-slim-bookworm AS builder
+FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_NO_INPUT=1
+    PIP_NO_INPUT=1 \
+    PIP_ROOT_USER_ACTION=ignore
 
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+# The venv gets no pip of its own: the base image's pip installs into it, so the runtime
+# ships no installer.
+RUN python -m venv --without-pip /opt/venv
 
 COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt
+RUN python -m pip --python /opt/venv/bin/python install --no-cache-dir -r /tmp/requirements.txt
 
 # ---- runtime: the venv and the application code, run as an unprivileged user ----
-FROM python:3.12.8-slim-bookworm AS runtime
+FROM ${PYTHON_IMAGE} AS runtime
 
 # A numeric uid so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
-RUN groupadd --system --gid 10001 coffeebuddy \
-    && useradd --system --uid 10001 --gid coffeebuddy --no-create-home \
+# --key SYS_UID_MAX: 10001 is above the system-uid range, which useradd warns about.
+RUN groupadd --system --key SYS_GID_MAX=10001 --gid 10001 coffeebuddy \
+    && useradd --system --key SYS_UID_MAX=10001 --uid 10001 --gid coffeebuddy --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin coffeebuddy
 
 ENV PATH=/opt/venv/bin:$PATH \
@@ -39,7 +49,8 @@ COPY --chmod=0755 docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 RUN python -m compileall -q /app/app.py /app/worker.py /app/gunicorn.conf.py /app/coffeebuddy
 
 USER 10001:10001
-EXPOSE 8080
+# 8080: the web app. 9102: the worker's /metrics and health probes.
+EXPOSE 8080 9102
 
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 # gunicorn.conf.py holds the settings (including no control socket: read-only root fs).

@@ -371,7 +371,7 @@ class Comparison:
         self.before_burst()
         began = time.time()
         fire(self.ours, "/coffee burst", actions, self.spread, 3)
-        started = sum(r.startswith("☕ You started a coffee run") for r in replies)
+        started = sum(r.startswith("☕ Starting your coffee run") for r in replies)
         self.failures.check(started == len(users), f"{started} of {len(users)} told the run began")
         with psycopg.connect(self.url) as conn:
             deadline = time.monotonic() + 60

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return jobs_cli.run(args, env)
     logs.setup(env.get("LOG_LEVEL", "INFO").upper())
     if args.command == "migrate":
-        from coffeebuddy.migrate import migrate
+        from coffeebuddy.migrate import MigrationError, migrate
 
         url = env.get("DATABASE_URL", "").strip()
         if not url:
@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        applied = migrate(url)
+        try:
+            applied = migrate(url)
+        except MigrationError as exc:
+            print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
+            return 1
         print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
         return 0
     return 2

@@ -4,6 +4,9 @@ Safe when several replicas start at once: a transaction-scoped advisory lock ser
 them, and each file is applied in its own transaction together with its version row, so a
 migration is either fully applied and recorded or not at all. Running it again when the
 schema is current changes nothing.
+
+The package knows the schema it was written for (`SCHEMA_VERSION`), so an install whose
+migration files are missing or stale fails loudly instead of reporting "schema current".
 """
 
 from __future__ import annotations
@@ -16,11 +19,21 @@ from typing import Any
 import psycopg
 
 from coffeebuddy.db import MIGRATIONS_DIR
+from coffeebuddy.errors import CoffeeBuddyError
 
 log = logging.getLogger(__name__)
 
+# The newest migration this code needs: bump it with every new file in sql/migrations
+# (tests/unit/test_migrate_version.py checks they agree). An image built without its
+# migration files would otherwise find nothing to apply and call the schema current.
+SCHEMA_VERSION = "0006"
+
 # An arbitrary, fixed key: every CoffeeBuddy process contends for the same lock.
 _LOCK_KEY = 0x0C0FFEE
+
+
+class MigrationError(CoffeeBuddyError):
+    """The migration files do not match what this code or the database expects."""
 
 
 @dataclass(frozen=True)
@@ -58,17 +71,58 @@ def applied_versions(conn: psycopg.Connection[Any]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def pending(conninfo: str) -> list[Migration]:
+def pending(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     with psycopg.connect(conninfo, connect_timeout=3) as conn:
         done = applied_versions(conn)
-    return [m for m in available() if m.version not in done]
+    return [m for m in available(directory) if m.version not in done]
 
 
-def migrate(conninfo: str) -> list[str]:
-    """Apply what is pending; return the names applied (empty when current)."""
+def schema_version(conninfo: str) -> str | None:
+    """The newest migration the database has applied (None: no migrations table)."""
+    with psycopg.connect(conninfo, connect_timeout=3) as conn:
+        done = applied_versions(conn)
+    return max(done, key=int) if done else None
+
+
+def schema_is_current(version: str | None, expected: str = SCHEMA_VERSION) -> bool:
+    """True when the database is at or past the schema this code needs. Past is fine: during
+    a rolling deploy the new release's migrations run while old pods still serve."""
+    return version is not None and int(version) >= int(expected)
+
+
+def _check_files(
+    found: list[Migration], done: set[str], directory: Path, expected: str
+) -> None:
+    if not found:
+        raise MigrationError(f"no migration files in {directory}: the install is incomplete")
+    known = {m.version for m in found}
+    unknown = sorted(done - known, key=int)
+    if unknown:
+        raise MigrationError(
+            f"the database has applied migrations {', '.join(unknown)} that {directory} "
+            f"does not hold: files are missing, or this code is older than the database"
+        )
+    newest = max(known, key=int)
+    if int(newest) < int(expected):
+        raise MigrationError(
+            f"the newest migration in {directory} is {newest}, this code needs {expected}: "
+            "files are missing"
+        )
+
+
+def migrate(
+    conninfo: str, directory: Path = MIGRATIONS_DIR, expected: str = SCHEMA_VERSION
+) -> list[str]:
+    """Apply what is pending; return the names applied (empty when current).
+
+    Raises MigrationError, before changing anything, when `directory` holds no migrations,
+    fewer than the database has applied, or none reaching `expected`."""
+    found = available(directory)
     applied: list[str] = []
     with psycopg.connect(conninfo, connect_timeout=5) as conn:
-        for migration in available():
+        _check_files(found, applied_versions(conn), directory, expected)
+        conn.commit()
+        for migration in found:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
                 _ensure_table(conn)

@@ -41,7 +41,12 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
     if row is None:
         return None
     orders = tuple(
-        OrderLine(slack_user_id=o["slack_user_id"], text=o["order_text"], volunteer=o["volunteer"])
+        OrderLine(
+            slack_user_id=o["slack_user_id"],
+            text=o["order_text"],
+            volunteer=o["volunteer"],
+            name=o["display_name"],
+        )
         for o in db.all_rows(conn, "active_orders", {"run_id": run_id})
     )
     view = RunView(
@@ -60,6 +65,10 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
         first_in_channel=row["first_in_channel"],
         rating_count=row["rating_count"],
         rating_average=row["rating_average"],
+        # The runner reminder closes a run still open; with reminders off nothing does.
+        order_by=row["reminder_at"] if row["reminders_enabled"] else None,
+        message_permalink=row["message_permalink"],
+        summary_permalink=row["summary_permalink"],
     )
     return RunRecord(
         view=view,

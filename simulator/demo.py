@@ -8,8 +8,9 @@ for this demo. Then five people play:
 
 1. a short first run, so that Cat has a usual: Cat starts it, orders, closes it;
 2. the main run: Ana starts it (`/coffee in 30m Lobby cafe`) and orders, Ben orders, Cat
-   clicks "Use my usual", Dan orders and then edits his order, Eve orders and then
-   cancels, and Ana closes the run.
+   clicks "Use my usual", Dan orders, edits his order and taps "I'll go", Eve orders and
+   then cancels (in the ⋯ menu), and Ana closes the run; Ben rates it, and the demo skips
+   ahead to the runner's reminder (it would otherwise come 25 minutes later).
 
 It prints the channel, what each person did and saw privately, and the DMs, and exits 0
 only when the runs really completed: closed in the database, the summary in the channel,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -38,6 +40,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from coffeebuddy.jobs.worker import CHANNEL as JOBS_CHANNEL
 from coffeebuddy.migrate import migrate
 from coffeebuddy.slack import blocks as cb
 from simulator.people import Click, Person, SimulationError, Simulator
@@ -57,6 +60,8 @@ PEOPLE = {
     "U0DAN": ("dan", "Dan Dietrich"),
     "U0EVE": ("eve", "Eve Engel"),
 }
+# The database the demo plays in (set by `_run`), for skipping ahead to the reminder.
+_DATABASE_URL: list[str] = [""]
 # "--refuse" means every call, for as long as a demo can last.
 REFUSE_TIMES = 100_000
 
@@ -96,7 +101,7 @@ class Finished:
     summary: dict[str, Any]
     runner: str  # user id of whoever got the runner DM
     dm: dict[str, Any]
-    expected_orders: frozenset[str]  # "@ana: espresso" lines the order list must show
+    expected_orders: frozenset[str]  # "ana: espresso" lines the order list must show
 
 
 def _order_list(message: dict[str, Any]) -> list[str]:
@@ -160,7 +165,8 @@ def _finish(sim: Simulator, label: str, close: Click, expected: dict[str, str]) 
         summary,
         runner,
         dm,
-        frozenset(f"@{PEOPLE[user][0]}: {text}" for user, text in expected.items()),
+        # The summary names people without mentioning them (a mention would notify).
+        frozenset(f"{PEOPLE[user][0]}: {text}" for user, text in expected.items()),
     )
 
 
@@ -180,7 +186,8 @@ def _play(sim: Simulator) -> list[Finished]:
     cat.use_usual()
     dan.order("cappuccino")
     dan.edit_order("large cappuccino, extra shot")
-    eve.order("chai latte")
+    dan.ill_go()
+    eve.order("flat white")
     eve.cancel_order()
     _say("main run: Ana closes it")
     expected = {
@@ -189,8 +196,36 @@ def _play(sim: Simulator) -> list[Finished]:
         "U0CAT": "oat flat white",
         "U0DAN": "large cappuccino, extra shot",
     }
-    finished.append(_finish(sim, "main run", ana.close_run(), expected))
+    main = _finish(sim, "main run", ana.close_run(), expected)
+    finished.append(main)
+    _say("main run: Ben rates it; skipping ahead to the runner's reminder")
+    ben.click(cb.ACTION_RATE_RUN + "_5", value=cb.rating_value(main.run_id, 5))
+    sim.wait_for(
+        lambda: any(
+            m["ts"] == main.summary["ts"] and "Rated *5.0*" in json.dumps(m.get("blocks"))
+            for m in sim.fake.messages(CHANNEL)
+        ),
+        "the rating on the summary",
+    )
+    _skip_to_reminder(sim, main)
     return finished
+
+
+def _skip_to_reminder(sim: Simulator, run: Finished) -> None:
+    """Make the run's reminder due now (the demo can't wait 25 minutes) and wait for it.
+    Only the times move: the worker sends it as it would at pickup minus the offset."""
+    with psycopg.connect(_DATABASE_URL[0], autocommit=True) as conn:
+        conn.execute("UPDATE runs SET reminder_at = now() WHERE id = %s", (run.run_id,))
+        conn.execute(
+            "UPDATE jobs SET run_at = now() WHERE run_id = %s AND kind = 'runner_reminder'"
+            " AND status = 'queued'",
+            (run.run_id,),
+        )
+        conn.execute("SELECT pg_notify(%s, '')", (JOBS_CHANNEL,))
+    sim.wait_for(
+        lambda: len([m for m in sim.fake.dms(run.runner) if _order_list(m)]) >= 2,
+        "the runner's reminder",
+    )
 
 
 def _check(sim: Simulator, database_url: str, run: Finished) -> list[str]:
@@ -233,8 +268,9 @@ def _check(sim: Simulator, database_url: str, run: Finished) -> list[str]:
             f"expected {sorted(run.expected_orders)}"
         )
     dms = [m for m in sim.fake.dms(run.runner) if _after(str(m["ts"]), run.run_message_ts)]
-    if len([m for m in dms if _order_list(m)]) != 1:
-        problems.append(f"{run.label}: the runner got {len(dms)} runner DMs, not one")
+    runner_dms = [m for m in dms if _order_list(m) and "You're the runner" in str(m["text"])]
+    if len(runner_dms) != 1:
+        problems.append(f"{run.label}: the runner got {len(runner_dms)} runner DMs, not one")
     # People would notice a closed run whose message still takes orders.
     try:
         sim.wait_for(
@@ -335,6 +371,7 @@ def _run(args: argparse.Namespace, began: float) -> int:
             database_url = _fresh_database(args.state_dir)
             postgres = f"Postgres pid {_postgres_pid(args.state_dir)}"
         migrate(database_url)
+        _DATABASE_URL[:] = [database_url]
         with psycopg.connect(database_url, autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FROM runs").fetchone()
         if row is not None and row[0]:
@@ -373,7 +410,7 @@ def _run(args: argparse.Namespace, began: float) -> int:
             print(f"  (service logs: {service.logs}; took {took:.1f} s)", flush=True)
             return 1
         main = finished[-1]
-        items = re.search(r"Total: (\d+ items?)", "\n".join(_order_list(main.summary)))
+        items = re.search(r"^(\d+ orders?)$", "\n".join(_order_list(main.summary)), re.M)
         print(
             f"✔ The coffee run completed: closed in the database, the summary is in "
             f"#{CHANNEL_NAME}, and @{PEOPLE[main.runner][0]} (the runner) got the same list "

@@ -175,6 +175,27 @@ def _buttons(block: JsonDict) -> list[JsonDict]:
     return []
 
 
+def _menu_choices(block: JsonDict, action_id: str) -> list[JsonDict]:
+    """The options of an actions block's overflow menus whose value names `action_id`
+    ("<action>:<run id>"), each as a pseudo-button a person can pick: it keeps the menu's
+    own action_id (what Slack sends) and carries the option as `selected_option`."""
+    if block.get("type") != "actions":
+        return []
+    return [
+        {
+            "type": "overflow",
+            "action_id": menu.get("action_id"),
+            "text": option.get("text"),
+            "selected_option": option,
+            "value": str(option.get("value", "")).partition(":")[2],
+        }
+        for menu in block.get("elements") or []
+        if menu.get("type") == "overflow"
+        for option in menu.get("options") or []
+        if str(option.get("value", "")).partition(":")[0] == action_id
+    ]
+
+
 def _slack_block_id(message_ts: str, index: int) -> str:
     # Slack gives every block without an id one of its own and echoes it in clicks; a
     # stable stand-in keeps repeated clicks on one message consistent, as Slack's are.
@@ -374,13 +395,16 @@ class Simulator:
             "text": copy.deepcopy(button.element.get("text")),
             "action_ts": f"{time.time():.6f}",
         }
-        if button.value is not None:  # Slack leaves out what the button doesn't have
+        if "selected_option" in button.element:  # a choice in an overflow menu
+            action["selected_option"] = copy.deepcopy(button.element["selected_option"])
+        elif button.value is not None:  # Slack leaves out what the button doesn't have
             action["value"] = button.value
         if "style" in button.element:
             action["style"] = button.element["style"]
         payload["actions"] = [action]
         where = " in their DM" if button.channel.startswith("D") else ""
-        self._event(user, f"clicks [{button.label}]{where}")
+        picks = "picks ⋯ " if "selected_option" in button.element else "clicks "
+        self._event(user, f"{picks}[{button.label}]{where}")
         at = time.time()
         answer = self._post("/slack/interactions", _payload_body(payload))
         if not answer.ok:
@@ -543,8 +567,8 @@ class Simulator:
 
     def _button_in(self, message: JsonDict, action_id: str, value: str | None) -> Button | None:
         for index, block in enumerate(message.get("blocks") or []):
-            for element in _buttons(block):
-                if element.get("action_id") != action_id:
+            for element in [*_buttons(block), *_menu_choices(block, action_id)]:
+                if element.get("action_id") != action_id and element.get("type") != "overflow":
                     continue
                 if value is not None and element.get("value") != value:
                     continue
@@ -679,8 +703,8 @@ class Person:
         return self.submit(view, {cb.ORDER_BLOCK_ID: text, cb.VOLUNTEER_BLOCK_ID: volunteer})
 
     def edit_order(self, text: str, *, volunteer: bool | None = None) -> str:
-        """[Edit my order]: the form opens with the current order; change it and save."""
-        _, view = self.open_form(cb.ACTION_EDIT_ORDER)
+        """[Order / change] again: the form opens with the current order; change it, save."""
+        _, view = self.open_form(cb.ACTION_PLACE_ORDER)
         answers: dict[str, FieldAnswer] = {cb.ORDER_BLOCK_ID: text}
         if volunteer is not None:
             answers[cb.VOLUNTEER_BLOCK_ID] = volunteer
@@ -695,7 +719,14 @@ class Person:
             raise SimulationError(f"@{self.name} has no usual yet: the order form opened")
         return self._wait_told(click, before, "the usual-order confirmation")
 
+    def ill_go(self) -> str:
+        """[I'll go]: one tap to volunteer; returns the confirmation."""
+        before = len(self.sim.fake.ephemerals(self.user_id))
+        click = self.click(cb.ACTION_ILL_GO)
+        return self._wait_told(click, before, "the volunteer confirmation")
+
     def cancel_order(self) -> str:
+        """⋯ [Cancel my order] on the run message."""
         before = len(self.sim.fake.ephemerals(self.user_id))
         click = self.click(cb.ACTION_CANCEL_ORDER)
         return self._wait_told(click, before, "the cancel confirmation")

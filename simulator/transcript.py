@@ -1,15 +1,18 @@
 """What the simulated people saw, as text a person can read in a terminal.
 
 Messages are rendered from their Block Kit blocks the way Slack shows them: section and
-header text, context lines (prefixed "›"), buttons as [labels]; mentions, channel links and
-date tokens become names and times. Ephemeral answers (only one person sees them) are
-listed in time order together with what each person did, so a transcript reads as the
-story of the run.
+header text, context lines (prefixed "›"), buttons as [labels], an overflow menu as
+[⋯ its options]; mentions, channel links and date tokens become names and times (with
+their zone), and mrkdwn styling is applied, not shown: *bold* is bold on a terminal (plain
+elsewhere), _italic_ italic, `code` and ~strike~ lose their marks. Ephemeral answers
+(only one person sees them) are listed in time order together with what each person did,
+so a transcript reads as the story of the run.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,10 +27,10 @@ _INDENT = "    "
 _SPECIAL = re.compile(r"<([@#!])([^>|]+)(?:\|([^>]*))?>")
 _LINK = re.compile(r"<((?:https?|mailto):[^>|]+)(?:\|([^>]*))?>")
 # Slack's date tokens, as strftime formats (rendered in the reader's own time zone, as
-# Slack renders them in the viewer's).
+# Slack renders them in the viewer's; a time says which zone that is).
 _DATE_TOKENS = {
-    "{time}": "%H:%M",
-    "{time_secs}": "%H:%M:%S",
+    "{time}": "%H:%M %Z",
+    "{time_secs}": "%H:%M:%S %Z",
     "{date_num}": "%Y-%m-%d",
     "{date_short}": "%b %d, %Y",
     "{date}": "%B %d, %Y",
@@ -55,8 +58,35 @@ def _date(ref: str, fallback: str | None) -> str:
     return shown
 
 
-def render_text(text: str, fake: FakeSlack) -> str:
-    """mrkdwn as a reader sees it: names for mentions, times for date tokens, &amp; → &."""
+# mrkdwn styles: a marker pair around text that neither starts nor ends with a space and
+# is not inside a word (Slack's own rule: "2*3*4" is not bold).
+_STYLES = {
+    "*": ("\033[1m", "\033[22m"),
+    "_": ("\033[3m", "\033[23m"),
+    "~": ("\033[9m", "\033[29m"),
+    "`": ("", ""),
+}
+_STYLE = {
+    mark: re.compile(
+        rf"(?<![\w{re.escape(mark)}]){re.escape(mark)}(?=\S)([^{re.escape(mark)}\n]*?\S)"
+        rf"{re.escape(mark)}(?![\w{re.escape(mark)}])"
+    )
+    for mark in _STYLES
+}
+# Whether styles become terminal escapes (a terminal) or are just dropped (a file, a log).
+STYLED = sys.stdout.isatty()
+
+
+def _styled(text: str, *, ansi: bool) -> str:
+    for mark, (on, off) in _STYLES.items():
+        shown = rf"{on}\1{off}" if ansi else r"\1"
+        text = _STYLE[mark].sub(shown, text)
+    return text
+
+
+def render_text(text: str, fake: FakeSlack, *, ansi: bool | None = None) -> str:
+    """mrkdwn as a reader sees it: names for mentions, times for date tokens, styles
+    applied (terminal escapes when `ansi`, default: when stdout is a terminal), &amp; → &."""
 
     def special(match: re.Match[str]) -> str:
         sigil, ref, label = match.groups()
@@ -74,6 +104,8 @@ def render_text(text: str, fake: FakeSlack) -> str:
 
     text = _SPECIAL.sub(special, text)
     text = _LINK.sub(lambda m: m.group(2) or m.group(1), text)
+    # Before unescaping: an escaped "&lt;" typed by someone is text, never markup.
+    text = _styled(text, ansi=STYLED if ansi is None else ansi)
     # Slack's three escapes, &amp; last so "&amp;lt;" stays "&lt;".
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
@@ -82,6 +114,9 @@ def _element_label(element: JsonDict, fake: FakeSlack) -> str:
     kind = element.get("type")
     if kind == "button":
         return f"[{_plain(element.get('text'))}]"
+    if kind == "overflow":
+        options = " · ".join(_plain(o.get("text")) for o in element.get("options") or [])
+        return f"[⋯ {options}]"
     if kind == "image":
         return f"(image: {element.get('alt_text', '')})"
     if "text" in element and isinstance(element["text"], str):

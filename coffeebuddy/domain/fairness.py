@@ -44,18 +44,18 @@ from functools import cmp_to_key
 
 from coffeebuddy.domain.models import Candidate, RunnerChoice
 
+# The rule in the words a colleague would use. The first-run hint, `/coffee help`,
+# `/coffee stats` and the Home tab all show exactly this, so they never disagree.
 RULE_SUMMARY = (
-    'If anyone presses "I\'ll go", a volunteer runs; otherwise whoever ran last time sits out. '
-    "Then it's whoever did the fewest recent runs, then whoever has waited longest since "
-    "their last run, then a draw seeded with the run id."
+    "A volunteer goes if anyone taps I'll go. Otherwise whoever went last time sits out, "
+    "and it's whoever has the fewest runs lately, then the longest wait; a tie is picked "
+    "at random."
 )
 
-# Named in every tie-break explanation so people can see the draw isn't a hidden favourite.
-TIE_BREAK_PHRASE = "tie broken by a draw seeded with the run id"
-
-# How many tied or fellow people a reason names before summarising the rest as "N others";
-# the reason must stay one short line in a Slack message.
-_MAX_NAMED = 2
+# Named in every tie-break explanation: the draw is seeded with the run id, so it can be
+# recomputed, but to people it is simply a random pick among those tied.
+TIE_BREAK_PHRASE = "a tie, picked at random"
+FEWEST_PHRASE = "fewest runs lately"
 
 
 def choose_runner(
@@ -64,73 +64,69 @@ def choose_runner(
     previous_runner: str | None,
     window: int,
     seed: str,
+    previous_runner_name: str | None = None,
 ) -> RunnerChoice:
-    """Pick the runner for one run and explain why in one Slack mrkdwn sentence.
+    """Pick the runner for one run and explain why in one plain sentence.
 
     ``previous_runner`` is whoever ran the channel's previous closed run (None if there
-    was none; they need not be among ``candidates``). ``window`` is how many recent runs
-    ``runs_in_window`` counts over; it only appears in the explanation. ``seed`` is the
-    run id and feeds the tie-break draw. The result never depends on the order of
-    ``candidates``.
+    was none; they need not be among ``candidates``), ``previous_runner_name`` the name
+    to call them by. ``window`` is how many recent runs ``runs_in_window`` counts over.
+    ``seed`` is the run id and feeds the tie-break draw. The result never depends on the
+    order of ``candidates``.
+
+    The explanation names people by their names, never by Slack mentions: it is shown in a
+    new channel post, where a mention would notify everyone it names. It is plain text
+    (the block builders escape it), e.g. "Ana is going: fewest runs lately (a tie, picked
+    at random); Cat went last time."
     """
     _validate(candidates, window)
+    by_id = {c.slack_user_id: c for c in candidates}
+    sat_name = previous_runner_name or (
+        _name(by_id[previous_runner]) if previous_runner in by_id else previous_runner
+    )
 
     if len(candidates) == 1:
         # Also covers step 3's "unless nobody else is left": with two or more distinct
         # participants, excluding one previous runner always leaves someone.
         only = candidates[0]
-        reason = f"{_mention(only)} was the only participant"
+        why = "the only one in the run"
         if only.slack_user_id == previous_runner:
-            reason += ", so they go again although they ran last time"
-        return RunnerChoice(
-            runner_slack_id=only.slack_user_id,
-            reason=reason + ".",
-            rule="only_participant",
-            considered=(only.slack_user_id,),
-        )
+            why += ", so they go again although they went last time"
+        return _choice(only, why, "only_participant", (only.slack_user_id,))
 
     volunteers = [c for c in candidates if c.volunteered]
     if volunteers:
         ranked = _rank(volunteers, seed)
-        runner = ranked[0]
         if len(ranked) == 1:
-            reason = f"{_mention(runner)} volunteered."
+            why = "volunteered"
         else:
-            _, detail = _decide(ranked, window, fewest="the fewest")
-            reason = f"{_mention(runner)} was chosen from {len(ranked)} volunteers: {detail}."
-        return RunnerChoice(
-            runner_slack_id=runner.slack_user_id,
-            reason=reason,
-            rule="volunteer",
-            considered=_ids(ranked),
-        )
+            _, detail = _decide(ranked)
+            why = f"one of {len(ranked)} volunteers, {detail}"
+        return _choice(ranked[0], why, "volunteer", _ids(ranked))
 
     eligible = [c for c in candidates if c.slack_user_id != previous_runner]
     # Only reached with >= 2 distinct participants, so at most one is dropped and
     # `eligible` is never empty.
     sat_out = previous_runner if len(eligible) < len(candidates) else None
     ranked = _rank(eligible, seed)
-    runner = ranked[0]
 
     if len(ranked) == 1:
         assert sat_out is not None  # two distinct participants minus at most one
-        return RunnerChoice(
-            runner_slack_id=runner.slack_user_id,
-            reason=(
-                f"{_mention(runner)} was chosen as the only participant besides "
-                f"<@{sat_out}>, who ran last time."
-            ),
-            rule="fewest_runs",
-            considered=_ids(ranked),
-        )
+        why = f"the only one besides {sat_name}, who went last time"
+        return _choice(ranked[0], why, "fewest_runs", _ids(ranked))
 
-    rule, detail = _decide(ranked, window, fewest=f"fewest among {len(ranked)} participants")
-    suffix = f"; <@{sat_out}> ran last time, so sat out" if sat_out is not None else ""
+    rule, detail = _decide(ranked)
+    suffix = f"; {sat_name} went last time" if sat_out is not None else ""
+    return _choice(ranked[0], detail + suffix, rule, _ids(ranked))
+
+
+def _choice(runner: Candidate, why: str, rule: str, considered: tuple[str, ...]) -> RunnerChoice:
     return RunnerChoice(
         runner_slack_id=runner.slack_user_id,
-        reason=f"{_mention(runner)} was chosen: {detail}{suffix}.",
+        reason=f"{_name(runner)} is going: {why}.",
         rule=rule,
-        considered=_ids(ranked),
+        considered=considered,
+        why=why,
     )
 
 
@@ -180,54 +176,26 @@ def _rank(candidates: Sequence[Candidate], seed: str) -> list[Candidate]:
     return sorted(candidates, key=cmp_to_key(compare))
 
 
-def _decide(ranked: Sequence[Candidate], window: int, *, fewest: str) -> tuple[str, str]:
-    """Which step-4 criterion separated ``ranked[0]`` from ``ranked[1]``, and the words for it.
-
-    ``fewest`` is the phrase for a clear fewest-runs win ("fewest among 6 participants"),
-    since only the caller knows what group the runner was compared with.
-    """
+def _decide(ranked: Sequence[Candidate]) -> tuple[str, str]:
+    """Which step-4 criterion separated ``ranked[0]`` from ``ranked[1]``, and the words for it."""
     runner, next_in_line = ranked[0], ranked[1]
-    runs = _runs_phrase(runner.runs_in_window, window)
-
     if runner.runs_in_window < next_in_line.runs_in_window:
-        return "fewest_runs", f"{runs}, {fewest}"
-
-    same_runs = [c for c in ranked[1:] if c.runs_in_window == runner.runs_in_window]
+        return "fewest_runs", FEWEST_PHRASE
     if _compare_since(runner.last_run_at, next_in_line.last_run_at) < 0:
         # Nobody shares both the runner's count and wait (they would rank next), so "the
         # longest" is strictly true against everyone with the same count.
         since = (
-            "but has never run before"
+            "has never gone before"
             if runner.last_run_at is None
-            else "but the longest since their last run"
+            else "waited longest since their last run"
         )
-        return "longest_since", f"{runs} like {_mention_list(same_runs)}, {since}"
-
-    tied = [c for c in same_runs if _compare_since(c.last_run_at, runner.last_run_at) == 0]
-    since = "no earlier run" if runner.last_run_at is None else "the same last run time"
-    return (
-        "tie_break",
-        f"tied with {_mention_list(tied)} at {runs} and {since}, {TIE_BREAK_PHRASE}",
-    )
+        return "longest_since", f"{FEWEST_PHRASE} (a tie), and {since}"
+    return "tie_break", f"{FEWEST_PHRASE} ({TIE_BREAK_PHRASE})"
 
 
-def _runs_phrase(count: int, window: int) -> str:
-    return f"{count} of the last {window} run{'s' if window != 1 else ''}"
-
-
-def _mention(candidate: Candidate) -> str:
-    return f"<@{candidate.slack_user_id}>"
-
-
-def _mention_list(people: Sequence[Candidate]) -> str:
-    """ "<@A>", "<@A> and <@B>", or "<@A>, <@B> and 3 others" (keeps the reason short)."""
-    named = [_mention(p) for p in people[:_MAX_NAMED]]
-    rest = len(people) - len(named)
-    if rest:
-        return f"{', '.join(named)} and {rest} other{'s' if rest != 1 else ''}"
-    if len(named) == 1:
-        return named[0]
-    return f"{', '.join(named[:-1])} and {named[-1]}"
+def _name(candidate: Candidate) -> str:
+    # A Slack id only when no name is known: never a mention (see `choose_runner`).
+    return candidate.name or candidate.slack_user_id
 
 
 def _ids(candidates: Sequence[Candidate]) -> tuple[str, ...]:

@@ -29,6 +29,8 @@ class OrderLine:
     slack_user_id: str
     text: str
     volunteer: bool = False
+    # The person's name as shown in posts that must not notify them (never a mention).
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class RunView:
     # CSAT: ratings given on the closed run so far, and their average (None before any).
     rating_count: int = 0
     rating_average: float | None = None
+    # When an open run closes itself (its runner reminder); None when nothing closes it.
+    order_by: datetime | None = None
+    # Links to the run message and the summary, once the worker fetched them.
+    message_permalink: str | None = None
+    summary_permalink: str | None = None
 
     @property
     def participant_ids(self) -> tuple[str, ...]:
@@ -70,15 +77,19 @@ class Candidate:
     last_run_at: datetime | None = None
     # Pressed "I'll go" for this run: chosen ahead of everyone who did not.
     volunteered: bool = False
+    # What explanations call them (plain text; the Slack id when unknown).
+    name: str = ""
 
 
 @dataclass(frozen=True)
 class RunnerChoice:
     runner_slack_id: str
-    # A one-line explanation for people, with Slack mentions, e.g.
-    # "<@U1> was chosen: 0 of the last 10 runs, fewest among 6 participants; <@U2> ran last time."
+    # A one-line plain-text explanation that names people without mentioning them, e.g.
+    # "Ana is going: fewest runs lately (a tie, picked at random); Cat went last time."
     reason: str
     # Machine-readable rule that decided: "volunteer", "fewest_runs", "longest_since",
     # "tie_break" or "only_participant".
     rule: str
     considered: tuple[str, ...] = field(default_factory=tuple)
+    # The reason without "<name> is going: " (for "Next in line: Ana — <why>").
+    why: str = ""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,8 +22,9 @@ from coffeebuddy.jobs.queue import Job
 from coffeebuddy.metrics import REMINDER_LATENESS
 from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
+from coffeebuddy.service.effects import refresh_run_message as refresh_run_message_job
 from coffeebuddy.service.runs import RunService
-from coffeebuddy.slack import blocks, home_blocks
+from coffeebuddy.slack import blocks, home_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import post_ephemeral
@@ -68,16 +69,26 @@ def _load(ctx: Context, job: Job) -> RunRecord | None:
 def post_run_message(ctx: Context, job: Job) -> None:
     record = _load(ctx, job)
     # A failed run (say a retried dead job) has nothing left to show.
-    if record is None or record.message_ts or record.view.status is RunStatus.FAILED:
+    if record is None or record.view.status is RunStatus.FAILED:
+        return
+    if record.message_ts:
+        # Posted by an attempt that died before it stored the link.
+        if record.view.message_permalink is None:
+            _store_permalink(ctx, record, record.message_ts, "message")
         return
     text, body = blocks.run_message(record.view)
     ts = _post_once(ctx, job, record, record.view.slack_channel_id, "run_message", text, body)
     with ctx.database.transaction() as conn:
         posted = db.one(conn, "set_run_message_ts", {"run_id": record.view.run_id, "ts": ts})
         timing.run_message_posted(posted)
+    _store_permalink(ctx, record, ts, "message")
+    with ctx.database.transaction() as conn:
         # Orders that arrived while we posted were rendered by nobody: refresh once more.
         latest = load_run(conn, record.view.run_id)
-        if latest is not None and latest.view != record.view:
+        # (Its own link, just stored, is not something the message shows.)
+        if latest is not None and replace(latest.view, message_permalink=None) != replace(
+            record.view, message_permalink=None
+        ):
             queue.enqueue(
                 conn,
                 queue.REFRESH_RUN_MESSAGE,
@@ -86,6 +97,32 @@ def post_run_message(ctx: Context, job: Job) -> None:
                 correlation_id=job.correlation_id,
                 dedupe_key=f"refresh:{record.view.run_id}",
             )
+
+
+def _store_permalink(ctx: Context, record: RunRecord, ts: str, which: str) -> str | None:
+    """Fetch and store the link to a message we posted in the run's channel ("message" or
+    "summary"). Answers link to it when Slack gives one; without it they still make sense,
+    so a failure here never fails the job (chat.getPermalink needs no extra scope)."""
+    try:
+        answer = call(
+            ctx.slack, "chat.getPermalink", channel=record.view.slack_channel_id, message_ts=ts
+        )
+    except SlackApiError as exc:
+        log.warning("permalink_unavailable", extra={"slack_error": exc.response.get("error")})
+        return None
+    permalink = str(answer.get("permalink") or "")[:1000] or None
+    if permalink is not None:
+        with ctx.database.transaction() as conn:
+            db.run(
+                conn,
+                "set_permalinks",
+                {
+                    "run_id": record.view.run_id,
+                    "message": permalink if which == "message" else None,
+                    "summary": permalink if which == "summary" else None,
+                },
+            )
+    return permalink
 
 
 def _update_message(
@@ -124,47 +161,61 @@ def _post_once(
     channel: str,
     part: str,
     text: str,
-    body: list[dict[str, Any]],
+    body: list[dict[str, Any]] | None,
+    *,
+    thread_ts: str | None = None,
 ) -> str:
     """chat.postMessage that a retried job does not repeat; returns the message's ts.
 
     Every message we post for a run carries Slack message metadata naming the run and
     the part. A job on its second or later attempt may have died after Slack accepted
     its message but before the ts was stored (a SIGKILL, a timeout whose request did
-    arrive), so it first looks for that message in the channel's history and adopts it.
+    arrive), so it first looks for that message in the channel's history (or, for a
+    reply, in its thread) and adopts it.
     """
     payload = {"run_id": record.view.run_id, "part": part}
     metadata = {"event_type": MESSAGE_EVENT_TYPE, "event_payload": payload}
     if job.attempts > 1:
-        found = _find_posted(ctx, channel, record, payload)
+        found = _find_posted(ctx, channel, record, payload, thread_ts=thread_ts)
         if found is not None:
             log.info("message_already_posted", extra={"event_type": part.split(":")[0]})
             return found
     answer = call(
-        ctx.slack, "chat.postMessage", channel=channel, text=text, blocks=body, metadata=metadata
+        ctx.slack,
+        "chat.postMessage",
+        channel=channel,
+        text=text,
+        blocks=body or None,
+        metadata=metadata,
+        thread_ts=thread_ts,
     )
     return str(answer["ts"])
 
 
 def _find_posted(
-    ctx: Context, channel: str, record: RunRecord, payload: dict[str, str]
+    ctx: Context,
+    channel: str,
+    record: RunRecord,
+    payload: dict[str, str],
+    *,
+    thread_ts: str | None = None,
 ) -> str | None:
-    """The ts of a message we posted in `channel` since the run started whose metadata is
-    `payload`; None when there is none (or we may not read the history: then posting
-    again is the lesser harm than never posting)."""
+    """The ts of a message we posted in `channel` (in the thread of `thread_ts` when
+    given) since the run started whose metadata is `payload`; None when there is none (or
+    we may not read the history: then posting again is the lesser harm than never
+    posting)."""
     oldest = f"{record.view.started_at.timestamp() - 1:.6f}"
     cursor = None
     for _ in range(HISTORY_PAGES):
+        page_args = {
+            "channel": channel, "oldest": oldest, "limit": 200,
+            "include_all_metadata": True, "cursor": cursor,
+        }  # fmt: skip
         try:
-            page = call(
-                ctx.slack,
-                "conversations.history",
-                channel=channel,
-                oldest=oldest,
-                limit=200,
-                include_all_metadata=True,
-                cursor=cursor,
-            )
+            if thread_ts:
+                page = call(ctx.slack, "conversations.replies", ts=thread_ts, **page_args)
+            else:
+                page = call(ctx.slack, "conversations.history", **page_args)
         except SlackApiError as exc:
             if exc.response.get("error") in PERMANENT_ERRORS:
                 log.warning("history_unreadable", extra={"slack_error": exc.response.get("error")})
@@ -195,11 +246,15 @@ def post_summary(ctx: Context, job: Job) -> None:
     record = _load(ctx, job)
     if record is None or record.summary_ts or record.view.status is not RunStatus.CLOSED:
         return
-    text, body = blocks.summary_message(record.view)
+    text, body = summary_blocks.summary_message(record.view)
     ts = _post_once(ctx, job, record, record.view.slack_channel_id, "summary", text, body)
     with ctx.database.transaction() as conn:
         posted = db.one(conn, "set_summary_ts", {"run_id": record.view.run_id, "ts": ts})
         timing.close_part_delivered(posted)
+    if _store_permalink(ctx, record, ts, "summary") is not None:
+        # The closed run message links to the summary instead of saying "below".
+        with ctx.database.transaction() as conn:
+            refresh_run_message_job(conn, record.view.run_id, job.correlation_id, delay_seconds=0)
 
 
 def dm_runner(ctx: Context, job: Job) -> None:
@@ -211,7 +266,7 @@ def dm_runner(ctx: Context, job: Job) -> None:
         or not record.view.runner_slack_id
     ):
         return
-    text, body = blocks.runner_dm(record.view)
+    text, body = summary_blocks.runner_dm(record.view)
     dm_channel, ts = _send_dm(
         ctx, job, record, record.view.runner_slack_id, "runner_dm", text, body
     )
@@ -236,8 +291,39 @@ def update_summary(ctx: Context, job: Job) -> None:
             # A post in flight may show the old runner: update it once it is there.
             raise NotYet(0.5)
         return
-    text, body = blocks.summary_message(record.view)
+    text, body = summary_blocks.summary_message(record.view)
     _update_message(ctx, record.view.slack_channel_id, record.summary_ts, text, body, "summary")
+
+
+def post_runner_change(ctx: Context, job: Job) -> None:
+    """A reply in the summary's thread when "I can't go" changed the runner: the channel
+    learns it without anyone being notified (plain names, no mentions)."""
+    record = _load(ctx, job)
+    if record is None or record.view.status is not RunStatus.CLOSED:
+        return
+    if not record.summary_ts:
+        with ctx.database.transaction() as conn:
+            pending = db.one(conn, "swap_summary_pending", {"run_id": record.view.run_id})
+        if pending is not None and pending["n"]:
+            raise NotYet(0.5)  # the thread starts with the summary
+        return
+    new, old = job.payload["new_runner"], job.payload["old_runner"]
+    with ctx.database.transaction() as conn:
+        names = {
+            r["slack_user_id"]: r["display_name"]
+            for r in db.all_rows(conn, "user_names", {"slack_user_ids": [new, old]})
+        }
+    text = summary_blocks.runner_changed_text(names.get(new) or new, names.get(old) or old)
+    _post_once(
+        ctx,
+        job,
+        record,
+        record.view.slack_channel_id,
+        f"runner_change:{old}",
+        text,
+        None,
+        thread_ts=record.summary_ts,
+    )
 
 
 def remind_new_runner(ctx: Context, job: Job) -> None:
@@ -257,7 +343,7 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
     if record is None or not record.view.runner_slack_id:
         return
     runner = record.view.runner_slack_id
-    text, body = blocks.reminder_dm(record.view)
+    text, body = summary_blocks.reminder_dm(record.view)
     _, ts = _send_dm(ctx, job, record, runner, "reminder", text, body)
     with ctx.database.transaction() as conn:
         marked = db.one(
@@ -293,12 +379,20 @@ def tell(ctx: Context, who: dict[str, Any], text: str) -> None:
     response_url when there is one (it works even where the bot can't post), else
     chat.postEphemeral in the channel."""
     response_url = who.get("response_url")
-    if response_url and post_ephemeral(response_url, text, timeout=ctx.response_timeout):
+    body = who.get("blocks") or None
+    if response_url and post_ephemeral(
+        response_url, text, timeout=ctx.response_timeout, blocks=body
+    ):
         return
     if who.get("channel") and who.get("user"):
         try:
             call(
-                ctx.slack, "chat.postEphemeral", channel=who["channel"], user=who["user"], text=text
+                ctx.slack,
+                "chat.postEphemeral",
+                channel=who["channel"],
+                user=who["user"],
+                text=text,
+                blocks=body,
             )
         except SlackApiError as exc:
             # The person left the channel or it is gone: nobody to tell, nothing to retry.
@@ -364,7 +458,7 @@ def runner_reminder(ctx: Context, job: Job) -> None:
         or record.view.status is not RunStatus.CLOSED
     ):
         return
-    text, body = blocks.reminder_dm(record.view)
+    text, body = summary_blocks.reminder_dm(record.view)
     _, ts = _send_dm(ctx, job, record, record.view.runner_slack_id, "reminder", text, body)
     with ctx.database.transaction() as conn:
         marked = db.one(conn, "mark_reminder_sent", {"run_id": run_id, "ts": ts})
@@ -397,7 +491,7 @@ def last_call(ctx: Context, job: Job) -> None:
     record = _load(ctx, job)
     if record is None:
         return
-    text, body = blocks.last_call_message(record.view, minutes)
+    text, body = summary_blocks.last_call_message(record.view, minutes)
     ts = _post_once(ctx, job, record, record.view.slack_channel_id, "last_call", text, body)
     with ctx.database.transaction() as conn:
         db.run(conn, "mark_last_call_sent", {"run_id": run_id, "ts": ts})
@@ -453,6 +547,7 @@ HANDLERS: dict[str, Handler] = {
     queue.REPLACE_MESSAGE: replace_message,
     queue.UPDATE_SUMMARY: update_summary,
     queue.REMIND_NEW_RUNNER: remind_new_runner,
+    queue.POST_RUNNER_CHANGE: post_runner_change,
     queue.PUBLISH_HOME: publish_home,
     queue.WARM_PROFILE: warm_profile,
     queue.APPLY_ACTION: apply_action,

@@ -26,6 +26,8 @@ REPLACE_MESSAGE = "replace_message"
 # old runner already was (see `coffeebuddy.service.swap`).
 UPDATE_SUMMARY = "update_summary"
 REMIND_NEW_RUNNER = "remind_new_runner"
+# ...and a reply in the summary's thread says so, with plain names (no notifications).
+POST_RUNNER_CHANGE = "post_runner_change"
 # The App Home tab, published when someone opens it (see `coffeebuddy.service.home`).
 PUBLISH_HOME = "publish_home"
 # An action acknowledged through the inbox (`sql/queries/inbox.sql`), applied by the worker.

@@ -146,10 +146,12 @@ def choose_fair_runner(
                 runs_in_window=int(history[o["slack_user_id"]]["runs_in_window"]),
                 last_run_at=history[o["slack_user_id"]]["last_run_at"],
                 volunteered=bool(o["volunteer"]),
+                name=o["display_name"],
             )
             for o in orders
         ],
         previous_runner=previous["slack_user_id"] if previous else None,
+        previous_runner_name=previous["display_name"] if previous else None,
         window=window,
         seed=str(run["id"]),
     )

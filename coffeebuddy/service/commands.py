@@ -45,7 +45,9 @@ class Commands:
             return Reply(refusal)
         match parsed:
             case cmdparse.ShowHelp():
-                return Reply(blocks.help_text(RULE_SUMMARY))
+                return Reply(
+                    blocks.help_text(RULE_SUMMARY), blocks=blocks.help_blocks(RULE_SUMMARY)
+                )
             case cmdparse.Admin(action=action):
                 return self.admin.command(
                     actor,

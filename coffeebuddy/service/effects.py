@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from coffeebuddy.db import Conn
 from coffeebuddy.jobs import queue
@@ -35,12 +36,19 @@ def tell(
     text: str,
     response_url: str | None,
     correlation_id: str | None,
+    blocks: list[dict[str, Any]] | None = None,
 ) -> None:
-    """An ephemeral answer to one person, sent by the worker."""
+    """An ephemeral answer to one person, sent by the worker; `text` is its notification
+    and fallback when it has `blocks`."""
+    payload: dict[str, Any] = {
+        "channel": channel, "user": user, "text": text, "response_url": response_url,
+    }  # fmt: skip
+    if blocks:
+        payload["blocks"] = blocks
     queue.enqueue(
         conn,
         queue.NOTIFY_USER,
-        {"channel": channel, "user": user, "text": text, "response_url": response_url},
+        payload,
         run_id=run_id,
         correlation_id=correlation_id,
         max_attempts=4,

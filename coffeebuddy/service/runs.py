@@ -208,8 +208,9 @@ class RunService:
                 correlation_id=correlation_id,
             )
         RUNS.labels("started").inc()
-        when = f" for pickup at {blocks.pickup_text(pickup)}" if pickup else ""
-        return Reply(f"☕ You started a coffee run{when}. The run message is on its way.")
+        # Not "you started": the post may still fail (say the bot isn't in the channel),
+        # and the worker then tells the starter why.
+        return Reply("☕ Starting your coffee run…")
 
     # ---- buttons ---------------------------------------------------------------------
 
@@ -351,6 +352,104 @@ class RunService:
                 "any time before the run closes.",
                 response_url,
                 run["correlation_id"],
+            )
+
+    def ill_go(
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        *,
+        trigger_id: str,
+        response_url: str | None,
+        correlation_id: str,
+    ) -> None:
+        """One tap on *I'll go*: the same rule as the order form's tick (a volunteer is
+        someone with an order). With an order it is marked; without one, the usual is
+        ordered; with neither, the order form opens with the tick set."""
+        with self.db.transaction() as conn:
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            if run is None:
+                return
+            user = self._upsert_user(conn, actor)
+            current = db.one(conn, "get_active_order", {"run_id": run_id, "user_id": user["id"]})
+            pref = db.one(
+                conn, "get_preference", {"user_id": user["id"], "channel_id": run["channel_id"]}
+            )
+            if current is not None and current["volunteer"]:
+                self._tell(
+                    conn,
+                    run_id,
+                    actor,
+                    "You've already said you'll go — thank you! The runner is picked at close.",
+                    response_url,
+                    run["correlation_id"],
+                )
+                return
+            source = current if current is not None else pref
+            if source is not None:
+                text = source["order_text"] if current is not None else source["last_order_text"]
+                db.one(
+                    conn,
+                    "upsert_order",
+                    {
+                        "run_id": run_id,
+                        "user_id": user["id"],
+                        "order_text": text,
+                        "volunteer": True,
+                    },
+                )
+                if current is None:
+                    db.run(
+                        conn,
+                        "touch_preference",
+                        {"user_id": user["id"], "channel_id": run["channel_id"]},
+                    )
+                self._order_changed(conn, run, actor, "changed" if current else "placed")
+                ordered = "" if current else f" I ordered your usual: *{blocks.escape(text)}*."
+                self._tell(
+                    conn,
+                    run_id,
+                    actor,
+                    f"🙌 You volunteered to go — thank you!{ordered} A volunteer is picked "
+                    "first when the run closes.",
+                    response_url,
+                    run["correlation_id"],
+                )
+                log.info("order_placed", extra={"action": "ill_go", "user_id": actor.user_id})
+                return
+        # Nothing to order yet: the form, with "I'll go" ticked.
+        record = self._load_open(actor, run_id, response_url, correlation_id)
+        if record is None:
+            return
+        view = blocks.order_modal(
+            str(run_id),
+            current_text=None,
+            volunteer=True,
+            pickup=record.view.pickup_time,
+            note=record.view.note,
+        )
+        self._open_view(actor, trigger_id, view, response_url, correlation_id)
+
+    def cancel_run_prompt(
+        self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
+    ) -> None:
+        """The menu's "Cancel run…": the starter (or an admin) gets the real button, with
+        its confirm dialog; nothing changes yet."""
+        if not self._may_manage(actor, run_id, response_url, correlation_id):
+            return
+        with self.db.transaction() as conn:
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            if run is None:
+                return
+            tell(
+                conn,
+                run_id,
+                channel=actor.channel_id,
+                user=actor.user_id,
+                text="Cancel the coffee run?",
+                response_url=response_url,
+                correlation_id=run["correlation_id"],
+                blocks=blocks.cancel_run_prompt(str(run_id)),
             )
 
     def close_run(
@@ -843,10 +942,25 @@ class RunService:
                 self._tell(conn, None, actor, text, response_url, correlation_id)
 
     def notify(
-        self, actor: Actor, text: str, *, response_url: str | None, correlation_id: str
+        self,
+        actor: Actor,
+        text: str,
+        *,
+        response_url: str | None,
+        correlation_id: str,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         with self.db.transaction() as conn:
-            self._tell(conn, None, actor, text, response_url, correlation_id)
+            tell(
+                conn,
+                None,
+                channel=actor.channel_id,
+                user=actor.user_id,
+                text=text,
+                response_url=response_url,
+                correlation_id=correlation_id,
+                blocks=blocks,
+            )
 
 
 def _misplaced(actor: Actor, run: Mapping[str, Any]) -> str | None:
@@ -854,9 +968,10 @@ def _misplaced(actor: Actor, run: Mapping[str, Any]) -> str | None:
 
 
 def _already_open(existing: Any) -> str:
+    message = blocks.link(existing["message_permalink"], "its message")
     return (
         f"There's already an open coffee run here, started by <@{existing['initiator_slack_id']}>"
-        " — order with the buttons on its message. A new run can start once it's closed."
+        f" — order with the buttons on {message}. A new run can start once it's closed."
     )
 
 
@@ -866,7 +981,10 @@ def _not_open_text(run: Any) -> str:
         return "That coffee run doesn't exist any more."
     status = run.view.status if hasattr(run, "view") else run["status"]
     if status == RunStatus.CLOSED:
-        return "This coffee run is already closed."
+        summary = run.view.summary_permalink if hasattr(run, "view") else run["summary_permalink"]
+        return "This coffee run is already closed." + (
+            f" {blocks.link(summary, 'See the orders')}." if summary else ""
+        )
     if status == RunStatus.CANCELED:
         return "This coffee run was canceled."
     if status == RunStatus.FAILED:

@@ -41,7 +41,9 @@ class StatsService:
         self.clock = clock
         self.people = people
 
-    def show(self, actor: Actor) -> Reply:
+    def show(self, actor: Actor, *, everyone: bool = False) -> Reply:
+        """`/coffee stats`: short for a member (the next few picks); the whole table for an
+        admin, or with `everyone` (the "Show everyone" button)."""
         now = self.clock()
         with self.db.transaction() as conn:
             db.run(conn, "stats_read_only")
@@ -76,7 +78,7 @@ class StatsService:
             runs_counted=min(window, closed_runs),
             seed=f"{actor.channel_id}:{closed_runs}",
         )
-        text, blocks = stats_blocks.fairness_reply(table)
+        text, blocks = stats_blocks.fairness_reply(table, short=not (admin or everyone))
         return Reply(text, blocks=[*blocks, *pilot_blocks.fairness_share_blocks(share), *report])
 
 
@@ -94,6 +96,7 @@ def fairness_table(
             slack_user_id=p["slack_user_id"],
             runs_in_window=int(p["runs_in_window"]),
             last_run_at=p["last_run_at"],
+            name=p.get("display_name") or "",
         )
         for p in people
     ]

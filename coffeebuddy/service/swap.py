@@ -112,13 +112,21 @@ def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
 
     choice, history = choose_fair_runner(conn, run, remaining)
     runner = next(o for o in remaining if o["slack_user_id"] == choice.runner_slack_id)
+    names = {
+        r["slack_user_id"]: r["display_name"]
+        for r in db.all_rows(conn, "user_names", {"slack_user_ids": declined})
+    }
     swapped = db.one(
         conn,
         "swap_runner",
         {
             "run_id": run_id,
             "runner_user_id": runner["user_id"],
-            "runner_reason": swap_reason(choice, declined),
+            "runner_reason": swap_reason(
+                choice,
+                [names.get(d) or d for d in declined],
+                runner["display_name"] or runner["slack_user_id"],
+            ),
             "runner_rule": choice.rule,
             "declined": decliner,
             "old_runner_user_id": run["runner_user_id"],
@@ -155,7 +163,7 @@ def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
             },
         )
 
-    _queue_messages(conn, run, new_runner=runner["slack_user_id"])
+    _queue_messages(conn, run, new_runner=runner["slack_user_id"], old_runner=decliner)
     events.record(
         conn,
         "runner_assigned",
@@ -174,7 +182,9 @@ def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
     return None
 
 
-def _queue_messages(conn: Conn, run: Mapping[str, Any], *, new_runner: str) -> None:
+def _queue_messages(
+    conn: Conn, run: Mapping[str, Any], *, new_runner: str, old_runner: str
+) -> None:
     """Everything Slack shows about the runner catches up; `run` is the row as locked,
     before the swap, so it still holds the old runner's DM and reminder."""
     run_id = run["id"]
@@ -190,6 +200,13 @@ def _queue_messages(conn: Conn, run: Mapping[str, Any], *, new_runner: str) -> N
         dedupe_key=f"summary:{run_id}",
     )
     queue.enqueue(conn, queue.DM_RUNNER, payload, run_id=run_id, correlation_id=corr)
+    queue.enqueue(
+        conn,
+        queue.POST_RUNNER_CHANGE,
+        {**payload, "new_runner": new_runner, "old_runner": old_runner},
+        run_id=run_id,
+        correlation_id=corr,
+    )
     off_the_hook = (
         f"👍 You're off the hook for the coffee run in <#{run['slack_channel_id']}> — "
         f"<@{new_runner}> is going instead."
@@ -218,14 +235,13 @@ def _queue_messages(conn: Conn, run: Mapping[str, Any], *, new_runner: str) -> N
         )
 
 
-def swap_reason(choice: RunnerChoice, declined: Sequence[str]) -> str:
-    """The explanation shown in the summary: who couldn't go (in the order they said so),
-    then the rule's own sentence. Starts with the new runner, like every runner reason."""
-    runner = f"<@{choice.runner_slack_id}>"
-    names = [f"<@{d}>" for d in declined]
-    who = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-    why = choice.reason
+def swap_reason(choice: RunnerChoice, declined: Sequence[str], runner_name: str) -> str:
+    """The explanation shown in the summary, in plain words like every runner reason:
+    the new runner, who couldn't go (names, in the order they said so), then the rule's
+    own words ("Ana is going instead: Gus can't go; fewest runs lately.")."""
+    who = declined[0] if len(declined) == 1 else f"{', '.join(declined[:-1])} and {declined[-1]}"
+    why = choice.why
     if choice.rule == "only_participant":
         # The rule saw only those left, not everyone in the run.
-        why = why.replace(" was the only participant", " was the only one left", 1)
-    return f"{runner} is going instead, as {who} couldn't go. {why}"
+        why = "the only one left"
+    return f"{runner_name} is going instead: {who} can't go; {why}."

@@ -210,5 +210,32 @@ def _describe(action: str, details: Mapping[str, Any]) -> str:
             f"{details.get('preferences', 0)} usuals)"
         )
     changes = details.get("changes") or {}
-    parts = [f"{key} {c['before']} → {c['after']}" for key, c in sorted(changes.items())]
-    return "changed " + (", ".join(parts) if parts else "nothing")
+    parts = [_change_words(key, c["before"], c["after"]) for key, c in sorted(changes.items())]
+    return ", ".join(parts) if parts else "changed nothing"
+
+
+# How the audit says each setting changed, in words ("turned the last call on").
+_SWITCH_WORDS: Final = {
+    "enabled": "CoffeeBuddy",
+    "reminders_enabled": "the runner reminder",
+    "last_call_enabled": "the last call",
+}
+_NUMBER_WORDS: Final = {
+    "reminder_offset_minutes": ("the reminder", "minutes before pickup"),
+    "last_call_minutes": ("the last call", "minutes before the reminder"),
+    "fairness_window_runs": ("the fairness window", "runs"),
+    "data_retention_days": ("data retention", "days"),
+}
+
+
+def _change_words(key: str, before: Any, after: Any) -> str:
+    """One setting's change as a sentence fragment; an unknown key keeps the old form."""
+    if key in _SWITCH_WORDS:
+        return f"turned {_SWITCH_WORDS[key]} {'on' if after else 'off'}"
+    if key in _NUMBER_WORDS:
+        what, unit = _NUMBER_WORDS[key]
+        return f"changed {what} from {before} to {after} {unit}"
+    if key == "admin_user_ids":
+        names = ", ".join(f"<@{u}>" for u in after or []) or "nobody"
+        return f"set the channel admins to {names}"
+    return f"changed {key} from {before} to {after}"

@@ -26,20 +26,20 @@ from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
     Option,
+    OverflowMenuElement,
     PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
 )
 from slack_sdk.models.views import View
 
+from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import (
     MAX_NOTE_CHARS,
     MAX_ORDER_CHARS,
-    OrderLine,
     RunStatus,
     RunView,
 )
-from coffeebuddy.domain.summary import grouped_items, normalized_text, total_items
 
 BlockDict = dict[str, Any]
 
@@ -51,7 +51,18 @@ ACTION_CANCEL_ORDER: Final = "cancel_order"
 ACTION_CLOSE_RUN: Final = "close_run"
 ACTION_CANCEL_RUN: Final = "cancel_run"
 ACTION_EDIT_RUN: Final = "edit_run"
+# One tap to volunteer as the runner: the same rule as the order form's tick.
+ACTION_ILL_GO: Final = "ill_go"
 RUN_ACTIONS_BLOCK_ID: Final = "run_actions"
+# The run message's overflow menu ("⋯"): each option's value is "<action>:<run id>", where
+# <action> is one of RUN_MENU_ACTIONS. "Cancel run" answers with a button that has the
+# confirm dialog (an overflow option can't carry one of its own).
+ACTION_RUN_MENU: Final = "run_menu"
+ACTION_CANCEL_RUN_PROMPT: Final = "cancel_run_prompt"
+RUN_MENU_ACTIONS: Final = (ACTION_CANCEL_ORDER, ACTION_EDIT_RUN, ACTION_CANCEL_RUN_PROMPT)
+
+# `/coffee help` is short; its button shows the rest.
+ACTION_HELP_MORE: Final = "help_more"
 
 # The runner's DM: "I can't go" hands the run to the next person; its `value` is the run id.
 ACTION_CANT_GO: Final = "cant_go"
@@ -87,8 +98,8 @@ MAX_BLOCKS: Final = 50
 MAX_SECTION_CHARS: Final = 3000
 
 FIRST_RUN_HINT: Final = (
-    "How this works: place an order or use your usual, the starter closes the run, and "
-    "the runner is whoever has served least recently. `/coffee help` for more."
+    "How this works: order, or use your usual; whoever started the run closes it and I "
+    f"pick the runner. {RULE_SUMMARY} `/coffee help` for more."
 )
 
 # An entity Slack already escaped; left alone so escaping twice does not show "&amp;amp;".
@@ -143,6 +154,18 @@ def _details_lines(view: RunView, *, pickup_label: str, note_label: str) -> list
     return lines
 
 
+def rating_value(run_id: str, score: int) -> str:
+    return f"{run_id}:{score}"
+
+
+def parse_rating_value(value: str) -> tuple[str, int] | None:
+    """(run id text, score) from a rating button's value; None when it isn't one."""
+    run_id, sep, score = value.rpartition(":")
+    if not sep or not score.isdigit() or int(score) not in RATING_SCORES:
+        return None
+    return run_id, int(score)
+
+
 # --- run message ----------------------------------------------------------------------
 
 
@@ -171,32 +194,71 @@ def participants_text(user_ids: Sequence[str], *, is_open: bool = True) -> str:
     return prefix + ", ".join(shown) + f" and {count - len(shown)} more"
 
 
-def _run_buttons(run_id: str) -> BlockDict:
-    cancel_confirm = ConfirmObject(
+def _run_buttons(view: RunView) -> BlockDict:
+    """Four actions everyone uses, the rest (mostly the starter's) behind the ⋯ menu, so
+    the message stays one row of buttons on a phone."""
+    run_id = view.run_id
+    count = len(view.participant_ids)
+    close_confirm = ConfirmObject(
+        title="Close the run now?",
+        text=f"{_plural(count, 'person is', 'people are')} in. I'll pick the runner and "
+        "post the orders. This can't be undone.",
+        confirm="Close run",
+        deny="Keep it open",
+    )
+    menu = OverflowMenuElement(
+        action_id=ACTION_RUN_MENU,
+        options=[
+            Option(value=f"{ACTION_CANCEL_ORDER}:{run_id}", text="Cancel my order"),
+            Option(value=f"{ACTION_EDIT_RUN}:{run_id}", text="Edit time/note"),
+            Option(value=f"{ACTION_CANCEL_RUN_PROMPT}:{run_id}", text="Cancel run…"),
+        ],
+    )
+    elements = [
+        ButtonElement(
+            text="Order / change", action_id=ACTION_PLACE_ORDER, value=run_id, style="primary"
+        ),
+        ButtonElement(text="Use my usual", action_id=ACTION_USE_USUAL, value=run_id),
+        ButtonElement(text="I'll go", action_id=ACTION_ILL_GO, value=run_id),
+        ButtonElement(
+            text="Close run", action_id=ACTION_CLOSE_RUN, value=run_id, confirm=close_confirm
+        ),
+        menu,
+    ]
+    return ActionsBlock(elements=elements, block_id=RUN_ACTIONS_BLOCK_ID).to_dict()
+
+
+def cancel_run_prompt(run_id: str) -> list[BlockDict]:
+    """The answer to "Cancel run…" in the menu: the real button, with its confirm dialog."""
+    confirm = ConfirmObject(
         title="Cancel this coffee run?",
         text="Everyone's orders are dropped and nobody goes. This can't be undone.",
         confirm="Cancel run",
         deny="Keep it",
         style="danger",
     )
-    buttons = [
-        ButtonElement(
-            text="Place order", action_id=ACTION_PLACE_ORDER, value=run_id, style="primary"
-        ),
-        ButtonElement(text="Use my usual", action_id=ACTION_USE_USUAL, value=run_id),
-        ButtonElement(text="Edit my order", action_id=ACTION_EDIT_ORDER, value=run_id),
-        ButtonElement(text="Cancel my order", action_id=ACTION_CANCEL_ORDER, value=run_id),
-        ButtonElement(text="Close run", action_id=ACTION_CLOSE_RUN, value=run_id),
-        ButtonElement(text="Edit time/note", action_id=ACTION_EDIT_RUN, value=run_id),
-        ButtonElement(
-            text="Cancel run",
-            action_id=ACTION_CANCEL_RUN,
-            value=run_id,
-            style="danger",
-            confirm=cancel_confirm,
-        ),
+    button = ButtonElement(
+        text="Cancel run",
+        action_id=ACTION_CANCEL_RUN,
+        value=run_id,
+        style="danger",
+        confirm=confirm,
+    )
+    return [
+        _section("Cancel the coffee run? Everyone's orders are dropped."),
+        ActionsBlock(elements=[button]).to_dict(),
     ]
-    return ActionsBlock(elements=buttons, block_id=RUN_ACTIONS_BLOCK_ID).to_dict()
+
+
+def link(url: str | None, label: str) -> str:
+    """A mrkdwn link, or the bare label when there is no URL (yet)."""
+    return f"<{url}|{label}>" if url else label
+
+
+def _summary_pointer(view: RunView) -> str:
+    return link(view.summary_permalink, "See the orders") + (
+        "." if view.summary_permalink else " in the summary."
+    )
 
 
 def _run_status_line(view: RunView) -> str | None:
@@ -205,8 +267,8 @@ def _run_status_line(view: RunView) -> str | None:
             return None
         case RunStatus.CLOSED:
             if view.runner_slack_id is None:
-                return "Closed. Summary below."
-            return f"Closed — {_mention(view.runner_slack_id)} is on it. Summary below."
+                return f"Closed. {_summary_pointer(view)}"
+            return f"Closed — {_mention(view.runner_slack_id)} is going. {_summary_pointer(view)}"
         case RunStatus.CANCELED:
             # cancel_reason is written by CoffeeBuddy, not users, and may hold mentions.
             return " ".join(filter(None, ["This run was canceled.", view.cancel_reason]))
@@ -220,31 +282,47 @@ def _run_fallback(view: RunView) -> str:
     # Shown in notifications and by clients that can't render blocks; no order texts.
     match view.status:
         case RunStatus.OPEN:
+            by = f", order by {pickup_text(view.order_by)}" if view.order_by else ""
             return (
-                f"☕ {_mention(view.initiator_slack_id)} is doing a coffee run — "
+                f"☕ {_mention(view.initiator_slack_id)} started a coffee run{by} — "
                 f"{len(view.orders)} in so far"
             )
         case RunStatus.CLOSED:
             if view.runner_slack_id is None:
                 return "☕ Coffee run closed"
-            return f"☕ Coffee run closed — {_mention(view.runner_slack_id)} is on it"
+            return f"☕ Coffee run closed — {_mention(view.runner_slack_id)} is going"
         case RunStatus.CANCELED:
             return "☕ Coffee run canceled"
         case RunStatus.FAILED:
             return "☕ Coffee run couldn't complete"
 
 
+def facts_line(view: RunView) -> str:
+    """When ordering ends, pickup and place, in one line: "order by *09:27* · pickup 09:32
+    · Lobby cafe" (each part only when set)."""
+    parts = []
+    if view.order_by is not None and view.status is RunStatus.OPEN:
+        parts.append(f"order by *{pickup_text(view.order_by)}*")
+    if view.pickup_time is not None:
+        parts.append(f"pickup {pickup_text(view.pickup_time)}")
+    if view.note:
+        parts.append(escape(view.note))
+    return " · ".join(parts)
+
+
 def run_message(view: RunView) -> tuple[str, list[BlockDict]]:
     """The channel message for a run: fallback text and blocks.
 
     It lists who is in but never what they ordered; the orders go to the closing summary
-    and the runner's DM only.
+    and the runner's DM only. It leads with who started it and when ordering ends, and
+    says the runner is picked at close (the starter is not the runner).
     """
     is_open = view.status is RunStatus.OPEN
-    intro = [
-        f"{_mention(view.initiator_slack_id)} is doing a coffee run",
-        *_details_lines(view, pickup_label="Pickup", note_label="Note"),
-    ]
+    lead = f"*{_mention(view.initiator_slack_id)} started a coffee run*"
+    facts = facts_line(view)
+    intro = [f"{lead}, {facts}" if facts else lead]
+    if is_open:
+        intro.append("Runner picked fairly at close.")
     blocks = [
         HeaderBlock(text=PlainTextObject(text="☕ Coffee run")).to_dict(),
         _section("\n".join(intro)),
@@ -256,7 +334,7 @@ def run_message(view: RunView) -> tuple[str, list[BlockDict]]:
     if is_open:
         if view.first_in_channel:
             blocks.append(_context(FIRST_RUN_HINT))
-        blocks.append(_run_buttons(view.run_id))
+        blocks.append(_run_buttons(view))
     return _run_fallback(view), blocks
 
 
@@ -271,7 +349,8 @@ def order_modal(
     pickup: datetime | None,
     note: str | None,
 ) -> BlockDict:
-    """The `view` for views.open; with current_text/volunteer set it edits an order."""
+    """The `view` for views.open; with current_text set it edits an order (and its dismiss
+    button says "Close": "Cancel" would read as "cancel my order")."""
     blocks: list[Block] = []
     details = []
     if pickup is not None:
@@ -315,7 +394,7 @@ def order_modal(
         callback_id=CALLBACK_ORDER_MODAL,
         title="Coffee order",
         submit="Save order",
-        close="Cancel",
+        close="Close" if current_text else "Cancel",
         private_metadata=run_id,
         blocks=blocks,
     ).to_dict()
@@ -363,215 +442,43 @@ def run_modal(run_id: str, *, pickup_local: str | None, note: str | None) -> Blo
     ).to_dict()
 
 
-def last_call_message(view: RunView, minutes: int) -> tuple[str, list[BlockDict]]:
-    """The channel's last call before the run closes. It mentions nobody: those who
-    ordered don't need a ping, and the rest can ignore it."""
-    count = _plural(len(view.orders), "person", "people")
-    text = (
-        f"⏰ *Last call for coffee!* The run closes in about {minutes} min "
-        f"({count} in so far). Order with the buttons on the run message."
-    )
-    return "⏰ Last call for coffee", [_section(text)]
-
-
-# --- order list, summary and DMs ------------------------------------------------------
-
-
-def order_list_text(orders: Sequence[OrderLine]) -> str:
-    """Who wants what, the counts to order at the counter, and the total: one text.
-
-    The channel summary and the runner DM both render exactly this, so the runner and
-    the channel never see different lists.
-    """
-    if not orders:
-        return "No orders.\nTotal: 0 items"
-    lines = [f"• {_mention(o.slack_user_id)}: {escape(normalized_text(o.text))}" for o in orders]
-    counts = ", ".join(f"{count}× {escape(drink)}" for drink, count in grouped_items(orders))
-    total = _plural(total_items(orders), "item", "items")
-    return "\n".join([*lines, "", counts, f"Total: {total}"])
-
-
-def _split_text(text: str, limit: int) -> list[str]:
-    """Cut text into pieces of at most `limit` chars, at line breaks where possible.
-
-    A single over-long line (the grouped counts with many distinct drinks) is cut after
-    a ", ", which never falls inside a mention or an escaped entity.
-    """
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        for part in _split_line(line, limit):
-            candidate = part if not current else f"{current}\n{part}"
-            if len(candidate) <= limit:
-                current = candidate
-            else:
-                pieces.append(current)
-                current = part
-    pieces.append(current)
-    return [piece for piece in pieces if piece.strip()]
-
-
-def _split_line(line: str, limit: int) -> list[str]:
-    if len(line) <= limit:
-        return [line]
-    parts: list[str] = []
-    current = ""
-    for chunk in line.split(", "):
-        candidate = chunk if not current else f"{current}, {chunk}"
-        if len(candidate) <= limit:
-            current = candidate
-            continue
-        if current:
-            parts.append(current)
-        # A chunk alone over the limit cannot come from real orders (each is at most
-        # MAX_ORDER_CHARS before escaping); a hard cut is the last resort.
-        while len(chunk) > limit:
-            parts.append(chunk[:limit])
-            chunk = chunk[limit:]
-        current = chunk
-    parts.append(current)
-    return parts
-
-
-def order_list_blocks(orders: Sequence[OrderLine], *, max_blocks: int) -> list[BlockDict]:
-    """`order_list_text` as sections, split to fit Slack's per-section limit."""
-    pieces = _split_text(order_list_text(orders), MAX_SECTION_CHARS)
-    if len(pieces) > max_blocks:
-        # Only reachable with thousands of orders; say so rather than fail the message.
-        pieces = [*pieces[: max_blocks - 1], "… the list is too long to show in full."]
-    return [
-        _section(piece, block_id=f"{ORDER_LIST_BLOCK_ID}_{i}")
-        for i, piece in enumerate(pieces, start=1)
-    ]
-
-
-def _with_order_list(
-    head: list[BlockDict], orders: Sequence[OrderLine], tail: Sequence[BlockDict] = ()
-) -> list[BlockDict]:
-    listed = order_list_blocks(orders, max_blocks=MAX_BLOCKS - len(head) - len(tail))
-    return [*head, *listed, *tail]
-
-
-def summary_message(view: RunView) -> tuple[str, list[BlockDict]]:
-    """The closing summary posted in the run's thread/channel, with the full order list."""
-    title = "☕ Coffee run closed"
-    if view.runner_slack_id is not None:
-        title += f" — runner: {_mention(view.runner_slack_id)}"
-    lines = [f"*{title}*", *_details_lines(view, pickup_label="Pickup", note_label="Note")]
-    head = [_section("\n".join(lines))]
-    if view.runner_reason:
-        # Written by the fairness rule, not by users; it carries mentions on purpose.
-        head.append(_context(view.runner_reason))
-    items = _plural(total_items(view.orders), "item", "items")
-    return f"{title} — {items}", _with_order_list(head, view.orders, _rating_blocks(view))
-
-
-def rating_value(run_id: str, score: int) -> str:
-    return f"{run_id}:{score}"
-
-
-def parse_rating_value(value: str) -> tuple[str, int] | None:
-    """(run id text, score) from a rating button's value; None when it isn't one."""
-    run_id, sep, score = value.rpartition(":")
-    if not sep or not score.isdigit() or int(score) not in RATING_SCORES:
-        return None
-    return run_id, int(score)
-
-
-def rating_line(view: RunView) -> str:
-    if not view.rating_count or view.rating_average is None:
-        return "How was this run? Tap a number, 1 (poor) to 5 (great) — for people who took part."
-    people = _plural(view.rating_count, "rating", "ratings")
-    return (
-        f"Rated *{view.rating_average:.1f}* / 5 from {people} — tap a number to rate "
-        "or change yours."
-    )
-
-
-def _rating_blocks(view: RunView) -> list[BlockDict]:
-    # Plain buttons, one tap each; no confirm dialog (a rating is changed the same way).
-    buttons = [
-        ButtonElement(
-            text=f"{score} ⭐" if score == 5 else str(score),
-            action_id=f"{ACTION_RATE_RUN}_{score}",
-            value=rating_value(view.run_id, score),
-        )
-        for score in RATING_SCORES
-    ]
-    return [
-        _context(rating_line(view)),
-        ActionsBlock(elements=buttons, block_id=RATING_BLOCK_ID).to_dict(),
-    ]
-
-
-def runner_dm(view: RunView) -> tuple[str, list[BlockDict]]:
-    """The private message telling the runner what to fetch, when and where."""
-    title = f"You're the runner for the coffee run in <#{view.slack_channel_id}>"
-    lines = [f"*{title}*", *_details_lines(view, pickup_label="When", note_label="Where")]
-    head = [_section("\n".join(lines)), _cant_go_button(view.run_id)]
-    items = _plural(total_items(view.orders), "item", "items")
-    return f"☕ {title} — {items}", _with_order_list(head, view.orders)
-
-
-def _cant_go_button(run_id: str) -> BlockDict:
-    confirm = ConfirmObject(
-        title="Can't go?",
-        text="The next person by the usual rule becomes the runner, and the channel "
-        "summary says so. You can do this once per run.",
-        confirm="Hand it on",
-        deny="Never mind",
-    )
-    button = ButtonElement(
-        text="I can't go", action_id=ACTION_CANT_GO, value=run_id, confirm=confirm
-    )
-    return ActionsBlock(elements=[button], block_id=RUNNER_ACTIONS_BLOCK_ID).to_dict()
-
-
-def reminder_dm(view: RunView) -> tuple[str, list[BlockDict]]:
-    """The runner's reminder shortly before pickup, with the same order list."""
-    items = _plural(total_items(view.orders), "item", "items")
-    people = _plural(len(set(view.participant_ids)), "person", "people")
-    if view.pickup_time is not None:
-        title = f"⏰ Pickup at {pickup_text(view.pickup_time)} — {items} for {people}"
-    else:
-        title = f"⏰ Coffee run reminder — {items} for {people}"
-    lines = [f"*{title}*"]
-    if view.note:
-        lines.append(f"*Where:* {escape(view.note)}")
-    head = [_section("\n".join(lines))]
-    fallback = f"⏰ Coffee run reminder — {items} for {people}"
-    return fallback, _with_order_list(head, view.orders)
-
-
 # --- help -----------------------------------------------------------------------------
 
 
 def help_text(rule_summary: str) -> str:
-    """The `/coffee help` reply (mrkdwn). `rule_summary` explains how the runner is chosen."""
+    """The `/coffee help` reply (mrkdwn): the few lines people need, on one phone screen.
+    `rule_summary` explains how the runner is chosen; the rest is behind "More help"."""
     return "\n".join(
         [
-            "*☕ CoffeeBuddy* — start a coffee run and collect everyone's order in one place.",
-            "",
-            "*Start a run:* `/coffee [time] [note]`",
-            "• `/coffee` — a run with no set pickup time",
-            "• `/coffee 10:30 Lobby cafe` — pickup at 10:30, with a note",
-            "• `/coffee in 20m` — pickup in 20 minutes",
-            "• `/coffee 3pm` — pickup at 3pm",
-            "Times are in your own time zone.",
-            "",
-            "*Buttons on the run message:*",
-            "• *Place order* — type your drink; tick _I'll go_ to volunteer as runner",
-            "• *Use my usual* — repeat your usual order in one click",
-            "• *Edit my order* / *Cancel my order* — change your mind while the run is open",
-            "• *Close run* / *Cancel run* — for whoever started the run (or an admin): close "
-            "picks the runner and posts the summary, cancel drops the run",
-            "",
+            "*☕ CoffeeBuddy* — a coffee run in one message.",
+            "• `/coffee 10:30 Lobby cafe` starts one (time and place optional, your time zone)",
+            "• On the run message: *Order / change*, *Use my usual* or *I'll go*; whoever "
+            "started it taps *Close run*",
+            "• `/coffee stats` — who went lately",
+            f"*Who goes:* {rule_summary}",
+        ]
+    )
+
+
+def help_blocks(rule_summary: str) -> list[BlockDict]:
+    button = ButtonElement(text="More help", action_id=ACTION_HELP_MORE, value="more")
+    return [_section(help_text(rule_summary)), ActionsBlock(elements=[button]).to_dict()]
+
+
+def help_more_text() -> str:
+    """Behind the "More help" button: every form of `/coffee` and every button."""
+    return "\n".join(
+        [
+            "*Start a run:* `/coffee [time] [note]` — `/coffee`, `/coffee 10:30 Lobby cafe`, "
+            "`/coffee in 20m`, `/coffee 3pm`. Times are in your own time zone; the run "
+            "closes itself at its *order by* time.",
+            "*On the run message:* *Order / change* opens the form (tick _I'll go_ to "
+            "volunteer) · *Use my usual* repeats your last order · *I'll go* volunteers in "
+            "one tap · *Close run* picks the runner and posts the orders. The ⋯ menu: "
+            "cancel my order, edit time/note, cancel run.",
             "Only who is in shows in the channel; the orders appear in the summary and in "
             "the runner's DM.",
-            "",
-            "*More:* `/coffee stats` — who ran lately and who is next · `/coffee forget me` — "
-            "delete your stored usual orders · `/coffee admin` — channel settings (admins)",
-            "",
-            f"*Who runs:* {rule_summary}",
+            "*More:* `/coffee forget me` — delete your stored usual orders · `/coffee admin` — "
+            "channel settings (admins). The CoffeeBuddy Home tab shows your usual and runs.",
         ]
     )

@@ -31,9 +31,9 @@ QUICK_START: Final = "\n".join(
         "*Quick start* — your first run takes a minute:",
         "1. In a channel, invite me once: `/invite @CoffeeBuddy`",
         "2. Start a run: `/coffee 10:30 Lobby cafe` (time and place are optional)",
-        "3. Everyone taps *Place order* or *Use my usual* on the run message",
-        "4. Whoever started it taps *Close run*: I pick the runner fairly, post the summary, "
-        "DM the runner the list and remind them before pickup",
+        "3. Everyone taps *Order / change*, *Use my usual* or *I'll go* on the run message",
+        "4. Whoever started it taps *Close run* (or it closes at its *order by* time): I pick "
+        "the runner, post the orders, DM the runner the list and remind them before pickup",
         "`/coffee help` in any channel shows everything else.",
     ]
 )
@@ -49,12 +49,9 @@ class HomeChannel:
 
 
 def home_view(channels: Sequence[HomeChannel], rule_summary: str) -> BlockDict:
-    """The `view` for views.publish."""
-    blocks: list[BlockDict] = [
-        HeaderBlock(text=PlainTextObject(text="☕ CoffeeBuddy")).to_dict(),
-        _section(QUICK_START, "home_quick_start"),
-        DividerBlock().to_dict(),
-    ]
+    """The `view` for views.publish: the person's own runs first (what they come back
+    for), then the quick start and the rule."""
+    blocks: list[BlockDict] = [HeaderBlock(text=PlainTextObject(text="☕ CoffeeBuddy")).to_dict()]
     if channels:
         blocks.append(_section("*Your coffee runs*", "home_channels_heading"))
         for channel in channels[:MAX_CHANNELS]:
@@ -68,9 +65,11 @@ def home_view(channels: Sequence[HomeChannel], rule_summary: str) -> BlockDict:
             )
         )
     blocks.append(DividerBlock().to_dict())
+    blocks.append(_section(QUICK_START, "home_quick_start"))
+    blocks.append(DividerBlock().to_dict())
     blocks.append(
         ContextBlock(
-            elements=[MarkdownTextObject(text=f"*Who runs:* {rule_summary}")],
+            elements=[MarkdownTextObject(text=f"*Who goes:* {rule_summary}")],
             block_id="home_rule",
         ).to_dict()
     )

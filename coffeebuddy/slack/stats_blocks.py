@@ -9,9 +9,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
 
 from coffeebuddy.domain.models import RunnerChoice
+from coffeebuddy.slack.blocks import escape
 
 BlockDict = dict[str, Any]
 
@@ -19,6 +26,9 @@ BlockDict = dict[str, Any]
 SECTION_LIMIT: Final = 3000
 # Rows shown before the rest are summarised as "and N more".
 MAX_ROWS: Final = 25
+# A member's short answer: the next few picks; "Show everyone" gives the whole table.
+SHORT_ROWS: Final = 5
+ACTION_STATS_ALL: Final = "stats_all"
 
 NO_RUNS_TEXT: Final = "No coffee runs here yet — start one with `/coffee`."
 NO_CLOSED_RUNS_TEXT: Final = (
@@ -67,18 +77,24 @@ def no_history_text(rule_summary: str, *, known_channel: bool) -> str:
     return f"{first}\n*Who runs:* {rule_summary}"
 
 
-def fairness_reply(table: FairnessTable) -> tuple[str, list[BlockDict]]:
-    """The notification text and the blocks for the table."""
+def fairness_reply(table: FairnessTable, *, short: bool = False) -> tuple[str, list[BlockDict]]:
+    """The notification text and the blocks for the table. `short` (a member's answer)
+    shows the next SHORT_ROWS picks and a "Show everyone" button for the rest."""
     if not table.rows:
         raise ValueError("a fairness table needs at least one person")
     runner = table.next_in_line.runner_slack_id
     text = f"Fairness in this channel: next in line is <@{runner}>."
     blocks: list[BlockDict] = [_section(_heading(table), block_id="stats_heading")]
-    for i, chunk in enumerate(_chunks(_table_lines(table))):
+    lines = _table_lines(table, limit=SHORT_ROWS if short else MAX_ROWS)
+    for i, chunk in enumerate(_chunks(lines)):
         blocks.append(_section(chunk, block_id=f"stats_table_{i}"))
-    next_lines = [f"*Next in line:* <@{runner}> — {table.next_in_line.reason}", ASSUMPTION_TEXT]
-    if table.next_in_line.rule == "tie_break":
-        next_lines.append(DRAW_NOTE)
+    # Ephemeral, so the mention notifies nobody; the reason's own words are plain text.
+    why = escape(table.next_in_line.why or table.next_in_line.reason)
+    next_lines = [f"*Next in line:* <@{runner}> — {why}"]
+    if not short:
+        next_lines.append(ASSUMPTION_TEXT)
+        if table.next_in_line.rule == "tie_break":
+            next_lines.append(DRAW_NOTE)
     blocks.append(_section(_clip("\n".join(next_lines)), block_id="stats_next"))
     blocks.append(
         ContextBlock(
@@ -86,6 +102,9 @@ def fairness_reply(table: FairnessTable) -> tuple[str, list[BlockDict]]:
             block_id="stats_rule",
         ).to_dict()
     )
+    if short and len(table.rows) + table.more > SHORT_ROWS:
+        button = ButtonElement(text="Show everyone", action_id=ACTION_STATS_ALL, value="all")
+        blocks.append(ActionsBlock(elements=[button], block_id="stats_more").to_dict())
     return text, blocks
 
 
@@ -110,12 +129,11 @@ def _heading(table: FairnessTable) -> str:
     return f"*☕ Who ran lately in this channel* — {scope}, next pick first:"
 
 
-def _table_lines(table: FairnessTable) -> list[str]:
+def _table_lines(table: FairnessTable, *, limit: int = MAX_ROWS) -> list[str]:
     lines = [
-        _row_line(i, row, table.runs_counted)
-        for i, row in enumerate(table.rows[:MAX_ROWS], start=1)
+        _row_line(i, row, table.runs_counted) for i, row in enumerate(table.rows[:limit], start=1)
     ]
-    more = table.more + max(0, len(table.rows) - MAX_ROWS)
+    more = table.more + max(0, len(table.rows) - limit)
     if more > 0:
         lines.append(f"…and {_plural(more, 'more person', 'more people')}, picked after these.")
     return lines

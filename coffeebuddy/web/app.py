@@ -51,7 +51,8 @@ class Live:
 
 
 class Ready:
-    """Ready when the secrets are loaded, the database answers and its schema is current."""
+    """Ready when the secrets are loaded, the database answers and its schema is at least the
+    one this code needs (migrate.SCHEMA_VERSION), whatever migration files are installed."""
 
     # Checking migrations costs a query; readiness probes come every few seconds.
     _SCHEMA_CHECK_EVERY = 30.0
@@ -69,7 +70,9 @@ class Ready:
         }
         if checks["database"] and time.monotonic() - self._schema_ok_at > self._SCHEMA_CHECK_EVERY:
             try:
-                checks["migrations"] = not migrate.pending(self._db.conninfo)
+                checks["migrations"] = migrate.schema_is_current(
+                    migrate.schema_version(self._db.conninfo)
+                )
             except Exception:
                 checks["migrations"] = False
             if checks["migrations"]:
@@ -163,9 +166,8 @@ def create_app(
     people = People(database, slack, config, clock)
     runs = RunService(database, slack, config, people=people, clock=clock)
     admin = AdminService(database, slack, config, people, clock)
-    commands = Commands(
-        runs, admin, StatsService(database, config, clock, people), PrivacyService(database)
-    )
+    stats = StatsService(database, config, clock, people)
+    commands = Commands(runs, admin, stats, PrivacyService(database))
 
     middleware: list[Any] = [
         RequestContext(),
@@ -180,7 +182,11 @@ def create_app(
     app.add_route(
         "/slack/interactions",
         SlackInteractions(
-            runs, admin, swap=SwapService(database), ratings=RatingService(database, config)
+            runs,
+            admin,
+            swap=SwapService(database),
+            ratings=RatingService(database, config),
+            stats=stats,
         ),
     )
     app.add_route("/slack/events", SlackEvents(HomeService(database)))

@@ -10,6 +10,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from coffeebuddy.errors import BadRequest
+from coffeebuddy.slack.blocks import ACTION_RUN_MENU as MENU_ACTION_ID
+from coffeebuddy.slack.blocks import RUN_MENU_ACTIONS as MENU_ACTIONS
 from coffeebuddy.store import parse_uuid
 
 # \Z, not $: "$" also matches before a trailing newline, which the database's CHECK
@@ -170,14 +172,22 @@ def block_action(payload: dict[str, Any]) -> BlockAction:
     if not isinstance(channel, str) or not _CHANNEL_ID.match(channel):
         raise BadRequest("block action without a channel")
     response_url = payload.get("response_url")
+    action_id = clean(_str(action, "action_id")[:255])
+    value = action.get("value")
+    if action_id == MENU_ACTION_ID:
+        # An overflow menu sends the chosen option, "<action>:<run id>": it is handled as
+        # that action on that run; anything else there is an unknown action.
+        chosen = _get(action, "selected_option", "value")
+        sub, _, value = chosen.partition(":") if isinstance(chosen, str) else ("", "", None)
+        action_id = clean(sub[:64]) if sub in MENU_ACTIONS else MENU_ACTION_ID
     return BlockAction(
         team_id=_str(payload, "team", "id", pattern=_SLACK_ID),
         user_id=_str(payload, "user", "id", pattern=_USER_ID),
         user_name=_name(payload),
         channel_id=channel,
-        action_id=clean(_str(action, "action_id")[:255]),
-        value=clean(str(action.get("value") or "")[:100]),
-        run_id=parse_uuid(action.get("value")),
+        action_id=action_id,
+        value=clean(str(value or "")[:100]),
+        run_id=parse_uuid(value),
         trigger_id=clean(str(payload.get("trigger_id") or "")),
         response_url=(
             response_url if isinstance(response_url, str) and _URL.match(response_url) else None

@@ -19,8 +19,9 @@ from coffeebuddy.service.commands import Commands
 from coffeebuddy.service.common import Actor
 from coffeebuddy.service.ratings import RatingService
 from coffeebuddy.service.runs import RunService
+from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
-from coffeebuddy.slack import admin_blocks, blocks
+from coffeebuddy.slack import admin_blocks, blocks, stats_blocks
 from coffeebuddy.slack.response_url import post_ephemeral
 from coffeebuddy.store import parse_uuid
 from coffeebuddy.web import payloads
@@ -80,11 +81,13 @@ class SlackInteractions:
         *,
         swap: SwapService,
         ratings: RatingService,
+        stats: StatsService,
     ) -> None:
         self._service = service
         self._admin = admin
         self._swap = swap
         self._ratings = ratings
+        self._stats = stats
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         payload = payloads.interaction(req.context.raw_body)
@@ -131,6 +134,17 @@ class SlackInteractions:
                 response_url=action.response_url,
                 correlation_id=corr,
             ),
+            blocks.ACTION_ILL_GO: lambda r: service.ill_go(
+                actor,
+                r,
+                trigger_id=action.trigger_id,
+                response_url=action.response_url,
+                correlation_id=corr,
+            ),
+            blocks.ACTION_CANCEL_RUN_PROMPT: lambda r: service.cancel_run_prompt(
+                actor, r, response_url=action.response_url, correlation_id=corr
+            ),
+            # Messages from before the overflow menu still carry this button.
             blocks.ACTION_EDIT_ORDER: lambda r: service.open_order_modal(
                 actor,
                 r,
@@ -181,6 +195,16 @@ class SlackInteractions:
                 response_url=action.response_url,
                 correlation_id=corr,
             )
+        elif action.action_id == blocks.ACTION_HELP_MORE:
+            handler = functools.partial(
+                service.notify,
+                actor,
+                blocks.help_more_text(),
+                response_url=action.response_url,
+                correlation_id=corr,
+            )
+        elif action.action_id == stats_blocks.ACTION_STATS_ALL:
+            handler = functools.partial(self._stats_everyone, actor, action.response_url, corr)
         elif action.action_id == admin_blocks.ACTION_ADMIN_RESET and (
             action.value == action.channel_id
         ):
@@ -215,6 +239,13 @@ class SlackInteractions:
                 # Slack ignores a block_actions answer's body, so the generic handler's
                 # reply would never be seen: answer through the response_url instead.
                 respond_inline(action.response_url, internal_error_text(report_internal(exc)))
+
+    def _stats_everyone(self, actor: Actor, response_url: str | None, corr: str) -> None:
+        """ "Show everyone" under a member's short `/coffee stats`: the whole table."""
+        reply = self._stats.show(actor, everyone=True)
+        self._service.notify(
+            actor, reply.text, response_url=response_url, correlation_id=corr, blocks=reply.blocks
+        )
 
     def _view_submission(self, sub: payloads.ViewSubmission) -> dict[str, Any] | None:
         actor = Actor(

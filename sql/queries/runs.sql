@@ -98,6 +98,7 @@ SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
        r.runner_reason, r.failure_reason, r.cancel_reason, r.first_in_channel, r.message_ts,
        r.summary_ts,
        r.runner_dm_channel, r.runner_dm_ts, r.correlation_id,
+       r.message_permalink, r.summary_permalink, c.reminders_enabled,
        (SELECT count(*) FROM run_ratings rr WHERE rr.run_id = r.id)::int AS rating_count,
        (SELECT avg(rr.score) FROM run_ratings rr WHERE rr.run_id = r.id)::float
            AS rating_average,
@@ -112,7 +113,8 @@ SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,
  WHERE r.id = %(run_id)s;
 
 -- name: active_orders
-SELECT o.id, o.order_text, o.volunteer, o.created_at, u.slack_user_id, u.id AS user_id
+SELECT o.id, o.order_text, o.volunteer, o.created_at, u.slack_user_id, u.id AS user_id,
+       u.display_name
   FROM orders o JOIN users u ON u.id = o.user_id
  WHERE o.run_id = %(run_id)s AND o.canceled_at IS NULL
  ORDER BY o.created_at, o.id;
@@ -172,7 +174,7 @@ SELECT u.id AS user_id, u.slack_user_id,
  WHERE u.id = ANY(%(user_ids)s);
 
 -- name: previous_runner
-SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id
+SELECT u.slack_user_id, u.display_name FROM runs r JOIN users u ON u.id = r.runner_user_id
  WHERE r.channel_id = %(channel_id)s AND r.status = 'closed' AND r.id <> %(run_id)s
  ORDER BY r.closed_at DESC, r.id DESC
  LIMIT 1;
@@ -207,6 +209,12 @@ UPDATE runs SET message_ts = %(ts)s, message_posted_at = now()
  WHERE id = %(run_id)s AND message_ts IS NULL
 RETURNING command_at, message_posted_at;
 
+-- name: set_permalinks
+-- Either link may be NULL in a call: a link already stored is kept.
+UPDATE runs SET message_permalink = COALESCE(%(message)s, message_permalink),
+                summary_permalink = COALESCE(%(summary)s, summary_permalink)
+ WHERE id = %(run_id)s;
+
 -- name: set_summary_ts
 -- The summary half of the bot's close step; both halves done completes the run's timing.
 UPDATE runs SET summary_ts = %(ts)s, summary_posted_at = now()
@@ -229,3 +237,7 @@ UPDATE runs SET pickup_time = %(pickup_time)s, pickup_note = %(pickup_note)s
 
 -- name: count_active_orders
 SELECT count(*)::int AS n FROM orders WHERE run_id = %(run_id)s AND canceled_at IS NULL;
+
+-- name: user_names
+-- Plain names for messages that must not notify the people they name.
+SELECT slack_user_id, display_name FROM users WHERE slack_user_id = ANY(%(slack_user_ids)s);

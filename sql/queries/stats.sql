@@ -47,7 +47,7 @@ people AS (
     UNION
     SELECT user_id FROM served
 )
-SELECT u.slack_user_id,
+SELECT u.slack_user_id, u.display_name,
        COALESCE(served.runs_in_window, 0) AS runs_in_window,
        COALESCE(joined.runs_joined, 0) AS runs_joined,
        (SELECT max(r.closed_at) FROM runs r

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -95,8 +96,12 @@ def _posted_text(message: JsonDict) -> str:
 def _part(message: JsonDict) -> str:
     """Which of our messages this is, from the text it was posted with."""
     text = _posted_text(message)
-    if "— runner: " in text:
+    # "☕ Coffee run closed — <@U1> is going: 3 orders" (a run message posted after its
+    # close reads the same, without the count).
+    if re.match(r"☕ Coffee run closed\b.*: \d+ orders?$", text):
         return "summary"
+    if text.startswith("🔁 Runner changed"):
+        return "runner_change"
     if "You're the runner" in text:
         return "runner_dm"
     if "reminder" in text.lower() or text.startswith("⏰"):
@@ -115,8 +120,14 @@ def _runner_dms(slack: FakeSlack, channel: str) -> list[tuple[str, JsonDict]]:
         (user, m)
         for user in users
         for m in slack.dms(user)
-        if _part(m) == "runner_dm" and f"<#{channel}>" in _posted_text(m)
+        if _part(m) == "runner_dm" and f"<#{channel}>" in _posted_blocks(m)
     ]
+
+
+def _posted_blocks(message: JsonDict) -> str:
+    """A message's blocks as they were posted, as JSON text."""
+    history = message.get("history") or []
+    return json.dumps((history[0] if history else message).get("blocks"))
 
 
 def _in_channel(channel: str) -> Callable[[JsonDict], bool]:
@@ -621,7 +632,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
             slack.fail_next(
                 "chat.postMessage", delay=HOLD_SECONDS, effect_first=True, when=_in_channel(CHANNEL)
             )
-            assert "started a coffee run" in chan.command("U0ANA", "in 20m Lobby cafe")["text"]
+            assert "Starting your coffee run" in chan.command("U0ANA", "in 20m Lobby cafe")["text"]
             run_id = chan.run_id()
             slack.wait_for(lambda: slack.messages(CHANNEL))
             kill_and_replace([queue.POST_RUN_MESSAGE], run_id)
@@ -946,7 +957,7 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
         messages = slack.messages(channel)
         assert _parts(messages) == {"run_message": 1, "summary": 1}, channel
         [summary] = [m for m in messages if _part(m) == "summary"]
-        assert f"runner: <@{runner}>" in _posted_text(summary)
+        assert f"— <@{runner}> is going" in _posted_text(summary)
         assert [user for user, _ in _runner_dms(slack, channel)] == [runner], channel
         final = sql(
             "SELECT u.slack_user_id FROM orders o JOIN users u ON u.id = o.user_id"
@@ -954,8 +965,8 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
             run_id,
         )
         assert runner in {u for (u,) in final}
-        items = "1 item" if len(final) == 1 else f"{len(final)} items"
-        assert _posted_text(summary).endswith(f"— {items}"), (channel, _posted_text(summary))
+        items = "1 order" if len(final) == 1 else f"{len(final)} orders"
+        assert _posted_text(summary).endswith(f": {items}"), (channel, _posted_text(summary))
         events = Counter(
             t
             for (t,) in sql(

@@ -44,7 +44,7 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
     people = ["U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE"]
 
     answer = chan.command("U0ANA", "in 30m Lobby cafe")
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     run_id = chan.run_id()
     slack.wait_for(lambda: slack.messages(CHANNEL))
 
@@ -77,7 +77,7 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
     summary = slack.messages(CHANNEL)[1]
     summary_text = json.dumps(summary["blocks"], ensure_ascii=False)
     assert "2× flat white" in summary_text
-    assert "Total: 5 items" in summary_text
+    assert "5 orders" in summary_text
     assert "cortado" in summary_text and "oat latte" not in summary_text
     order_list = [b for b in summary["blocks"] if str(b.get("block_id", "")).startswith("order_")]
     assert order_list == [

@@ -30,14 +30,15 @@ def service(database_url: str, slack: FakeSlack) -> Iterator[Service]:
 
 
 def _reminders(slack: FakeSlack, user: str) -> list[dict[str, Any]]:
-    return [m for m in slack.dms(user) if "reminder" in str(m.get("text")).lower()]
+    # "⏰ Pickup 09:32, Lobby cafe: 2 orders"
+    return [m for m in slack.dms(user) if str(m.get("text")).startswith("⏰")]
 
 
 def test_reminder_is_sent_once_within_five_seconds(
     service: Service, slack: FakeSlack, sql: Any
 ) -> None:
     chan = Channel(service.client, None, sql, CHANNEL, slack)
-    assert "started a coffee run" in chan.command("U0ANA", "in 20m Lobby cafe")["text"]
+    assert "Starting your coffee run" in chan.command("U0ANA", "in 20m Lobby cafe")["text"]
     run_id = chan.run_id()
     slack.wait_for(lambda: slack.messages(CHANNEL))
     assert chan.submit("U0BEN", "flat white") is None

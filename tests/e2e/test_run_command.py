@@ -61,7 +61,7 @@ def test_run_command_with_embedded_postgres(tmp_path: Path, slack: FakeSlack) ->
         )
         answer = client.post("/slack/commands", body)
         assert answer.status_code == 200
-        assert "started a coffee run" in json.loads(answer.text)["text"]
+        assert "Starting your coffee run" in json.loads(answer.text)["text"]
         posted = slack.wait_for(lambda: slack.messages(CHANNEL), timeout=20)
         assert "Lobby" in json.dumps(posted[0]["blocks"])
     finally:

@@ -96,26 +96,29 @@ def test_simulated_people_play_a_run_against_the_real_service(
     parts = _sections(render_transcript(sim, [CHANNEL]))
     channel, timeline, dms = parts["#coffee:"], parts["What"], parts["Direct"]
     run_message, summary = _messages(channel)
-    assert "@ana is doing a coffee run" in run_message
-    assert "Note:* Lobby cafe" in run_message
+    assert re.search(r"@ana started a coffee run, pickup \d\d:\d\d \w+ · Lobby cafe", run_message)
+    assert "*" not in run_message  # mrkdwn is rendered, not shown
     assert "2 people were in: @ana, @ben" in run_message
-    assert "Closed — @ben is on it" in run_message
-    assert "[Place order]" not in run_message
-    assert "Coffee run closed — runner: @ben" in summary
-    assert sorted(_bullets(summary)) == ["• @ana: flat white", "• @ben: tea"]
+    # It links to the summary once the worker has the link ("See the orders in the
+    # summary." until then).
+    assert "Closed — @ben is going. See the orders" in run_message
+    assert "[Order / change]" not in run_message
+    assert "Coffee run closed — @ben is going" in summary
+    # Plain names in the summary: a new post notifies everyone it mentions.
+    assert sorted(_bullets(summary)) == ["• ana: flat white", "• ben: tea"]
     # The runner's DM carries the same list as the channel summary.
     assert _bullets(_dm_section(dms, "ben")) == _bullets(summary)
     assert "[I can't go]" in _dm_section(dms, "ben")
     for line in (
         r"@ana\s+types `/coffee in 20m Lobby cafe`",
-        r"@ana\s+← only they see: ☕ You started a coffee run for pickup at \d\d:\d\d\.",
-        r"@ben\s+clicks \[Place order\]",
+        r"@ana\s+← only they see: ☕ Starting your coffee run…",
+        r"@ben\s+clicks \[Order / change\]",
         r"@ben\s+fills “Coffee order”: Your order = “tea”; Runner = I'll go — make me the "
         r"runner → \[Save order\]",
-        r"@ben\s+← only they see: ☕ Got your order: \*tea\*\.",
-        r"@cat\s+clicks \[Cancel my order\]",
+        r"@ben\s+← only they see: ☕ Got your order: tea\.",
+        r"@cat\s+picks ⋯ \[Cancel my order\]",
         r"@cat\s+← only they see: Your order is canceled\.",
-        r"CoffeeBuddy\s+posts in #coffee: ☕ @ana is doing a coffee run",
+        r"CoffeeBuddy\s+posts in #coffee: ☕ @ana started a coffee run, order by \d\d:\d\d",
         r"CoffeeBuddy\s+posts in @ben's DM: ☕ You're the runner",
     ):
         assert re.search(line, timeline), f"{line!r} not in:\n{timeline}"
@@ -126,14 +129,18 @@ def test_simulated_people_play_a_run_against_the_real_service(
         blocks.ACTION_PLACE_ORDER,
         blocks.ACTION_PLACE_ORDER,
         blocks.ACTION_PLACE_ORDER,
-        blocks.ACTION_CANCEL_ORDER,
+        blocks.ACTION_RUN_MENU,
         blocks.ACTION_CLOSE_RUN,
     ]
     for click in clicks:
         action = click["actions"][0]
         assert action["block_id"] == blocks.RUN_ACTIONS_BLOCK_ID
-        assert action["value"] == run_id
-        assert action["type"] == "button" and action["text"]["text"]
+        if action["type"] == "overflow":  # Slack sends the chosen option, not a value
+            assert "value" not in action
+            assert action["selected_option"]["value"] == f"{blocks.ACTION_CANCEL_ORDER}:{run_id}"
+        else:
+            assert action["value"] == run_id
+            assert action["type"] == "button" and action["text"]["text"]
         assert click["container"] == {
             "type": "message",
             "message_ts": run_button.message_ts,
@@ -225,24 +232,32 @@ def test_scripts_demo_plays_a_whole_run_from_nothing(tmp_path: Path) -> None:
     assert re.search(r"✔ The coffee run completed: .* Took \d+\.\d s\.", out)
     parts = _sections(out)
     channel, timeline, dms = parts["#coffee:"], parts["What"], parts["Direct"]
-    summaries = [m for m in _messages(channel) if "Coffee run closed — runner:" in m]
+    summaries = [m for m in _messages(channel) if "Coffee run closed — @" in m]
     assert len(summaries) == 2  # the first short run, then the main run
     main = summaries[-1]
     assert sorted(_bullets(main)) == [
-        "• @ana: espresso",
-        "• @ben: flat white",
-        "• @cat: oat flat white",
-        "• @dan: large cappuccino, extra shot",
+        "• ana: espresso",
+        "• ben: flat white",
+        "• cat: oat flat white",
+        "• dan: large cappuccino, extra shot",
     ]
-    runner = re.search(r"runner: @(\w+)", main)
+    runner = re.search(r"Coffee run closed — @(\w+) is going", main)
     assert runner
-    # The runner's last DM (the main run's) lists exactly what the channel summary lists.
-    assert _bullets(_messages(_dm_section(dms, runner.group(1)))[-1]) == _bullets(main)
+    # Dan tapped "I'll go", so Dan runs; his DMs (runner DM, then the reminder) list
+    # exactly what the channel summary lists.
+    assert runner.group(1) == "dan"
+    dan_dms = _messages(_dm_section(dms, "dan"))
+    assert [_bullets(m) for m in dan_dms] == [_bullets(main), _bullets(main)]
+    assert re.search(r"⏰ Pickup \d\d:\d\d \w+, Lobby cafe: 4 orders", dan_dms[-1])
+    assert "Rated 5.0 / 5 from 1 rating" in main  # the rating, rendered: no asterisks
     assert re.search(r"@cat\s+clicks \[Use my usual\]", timeline)
-    assert re.search(r"@cat\s+← only they see: ☕ Ordered your usual: \*oat flat white\*", timeline)
-    assert re.search(r"@dan\s+clicks \[Edit my order\]", timeline)
+    assert re.search(r"@cat\s+← only they see: ☕ Ordered your usual: oat flat white", timeline)
+    assert re.search(r"@dan\s+clicks \[Order / change\]", timeline)
     assert re.search(r"@dan\s+← only they see: ☕ Updated your order", timeline)
+    assert re.search(r"@dan\s+clicks \[I'll go\]", timeline)
+    assert re.search(r"@eve\s+picks ⋯ \[Cancel my order\]", timeline)
     assert re.search(r"@eve\s+← only they see: Your order is canceled", timeline)
+    assert re.search(r"@ben\s+clicks \[5 ⭐\]", timeline)
     # Nothing it started is left running: gunicorn, the worker, the embedded Postgres.
     assert not [pid for pid in _started(out) if _alive(pid)]
     assert not (state / "pgdata" / "postmaster.pid").exists()

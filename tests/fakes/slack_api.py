@@ -212,6 +212,7 @@ class FakeSlack:
         self.team_id = team_id
         self.team_name = "CoffeeBuddy Test"
         self.bot_user_id, self.bot_id, self.app_id = "U0BOT", "B0BOT", "A0BOT"
+        self.permalink_base = "https://coffeebuddy-test.slack.com"
         self.users: dict[str, JsonDict] = {}
         self.channels: dict[str, Channel] = {}
         self._lock = threading.RLock()
@@ -826,6 +827,79 @@ class FakeSlack:
             "messages": messages, "has_more": bool(rest), "pin_count": 0,
             "response_metadata": {"next_cursor": cursor},
         }  # fmt: skip
+
+    def _conversations_replies(self, args: JsonDict) -> JsonDict:
+        """A thread, parent first then the replies oldest first, as Slack pages it; a ts
+        with no replies gives just that message. Same access rules as the history."""
+        channel = self.channels.get(str(args["channel"]))
+        if channel is None or (
+            channel.dm_user is None and not channel.bot_member and channel.id.startswith("G")
+        ):
+            raise SlackError("channel_not_found")
+        if channel.dm_user is None and not channel.bot_member:
+            raise SlackError("not_in_channel")
+        stored = [s.message for s in self._messages.get(channel.id, [])]
+        target = next((m for m in stored if m["ts"] == str(args["ts"])), None)
+        if target is None:
+            raise SlackError("thread_not_found")
+        root = str(target.get("thread_ts") or target["ts"])
+        thread = sorted(
+            (m for m in stored if m["ts"] == root or m.get("thread_ts") == root),
+            key=lambda m: _micros(m["ts"]),
+        )
+        oldest = _ts_micros(args.get("oldest"), "invalid_ts_oldest", default=0) or 0
+        latest = _ts_micros(args.get("latest"), "invalid_ts_latest", default=None)
+        inclusive = _truthy(args.get("inclusive"))
+        try:
+            limit = int(args.get("limit") or HISTORY_DEFAULT_LIMIT)
+        except (TypeError, ValueError):
+            raise SlackError("invalid_arguments", "invalid `limit`") from None
+        limit = min(limit, HISTORY_MAX_LIMIT) if limit > 0 else HISTORY_DEFAULT_LIMIT
+        start = 0
+        if args.get("cursor"):
+            try:
+                decoded = base64.b64decode(str(args["cursor"]), validate=True).decode()
+                start_ts = _ts_micros(decoded.removeprefix("next_ts:"), "invalid_cursor", None)
+            except (ValueError, UnicodeDecodeError):
+                raise SlackError("invalid_cursor") from None
+            if not decoded.startswith("next_ts:") or start_ts is None:
+                raise SlackError("invalid_cursor")
+            start = start_ts
+
+        def wanted(m: JsonDict) -> bool:
+            ts = _micros(m["ts"])
+            if m["ts"] == root:  # Slack always leads with the parent on the first page
+                return not start
+            low_ok = ts > oldest or (ts == oldest and inclusive and "oldest" in args)
+            high_ok = latest is None or ts < latest or (ts == latest and inclusive)
+            return low_ok and high_ok and ts >= start
+
+        found = [m for m in thread if wanted(m)]
+        page, rest = found[:limit], found[limit:]
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        messages = [copy.deepcopy(m) if with_metadata else self._without_metadata(m) for m in page]
+        if messages and messages[0]["ts"] == root:
+            replies = [m for m in thread if m["ts"] != root]
+            messages[0].update(thread_ts=root, reply_count=len(replies))
+        cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+        return {
+            "messages": messages, "has_more": bool(rest),
+            "response_metadata": {"next_cursor": cursor},
+        }  # fmt: skip
+
+    def _chat_getPermalink(self, args: JsonDict) -> JsonDict:
+        """A link to a message (top-level or a reply) the bot can see; no scope needed."""
+        channel = self.channels.get(str(args["channel"]))
+        if channel is None or (
+            channel.dm_user is None and not channel.bot_member and channel.id.startswith("G")
+        ):
+            raise SlackError("channel_not_found")
+        message = self._find(channel, str(args["message_ts"])).message
+        digits = message["ts"].replace(".", "")
+        link = f"{self.permalink_base}/archives/{channel.id}/p{digits}"
+        if (thread := message.get("thread_ts")) and thread != message["ts"]:
+            link += f"?thread_ts={thread}&cid={channel.id}"
+        return {"channel": channel.id, "permalink": link}
 
     def _chat_postMessage(self, args: JsonDict) -> JsonDict:
         channel = self._channel(args["channel"], bot_posts=True)

@@ -621,7 +621,7 @@ def test_disabling_cancels_the_open_run_and_coffee_then_records_nothing(
         (ADMIN, "enable", {"canceled_run": None}),
     ]
     answer = chan.command("U0DAN")
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     second = chan.run_id()
     assert second != run_id and chan.status(second) == "open"
 
@@ -736,7 +736,7 @@ def _fairness_starts_from_zero(chan: Channel, sql: SqlFn) -> None:
     run_id = _run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
     runner = _close(chan, run_id)
     expected = choose_runner(
-        [Candidate(u, 0, None, False) for u in ("U0BEN", "U0CAT")],
+        [Candidate(u, 0, None, False, name=u.lower()) for u in ("U0BEN", "U0CAT")],
         previous_runner=None,
         window=DEFAULTS["fairness_window_runs"],
         seed=run_id,
@@ -872,7 +872,7 @@ def test_admin_audit_lists_recent_actions_newest_first(chan: Channel, sql: SqlFn
     assert f"<@{ADMIN}> reset the channel's data (1 runs, 1 usuals)" in entries[0]
     assert f"<@{OWNER}> turned CoffeeBuddy on" in entries[1]
     assert f"<@{BOSS}> turned CoffeeBuddy off" in entries[2]
-    assert f"<@{ADMIN}> changed fairness_window_runs 10 → 5" in entries[3]
+    assert f"<@{ADMIN}> changed the fairness window from 10 to 5 runs" in entries[3]
     assert all("<!date^" in e for e in entries)
 
     assert chan.command("U0BEN", "admin audit")["text"] == REFUSAL
@@ -1041,10 +1041,10 @@ def test_audit_sample_over_many_runs_with_admin_actions(
     text = chan.command(OWNER, "admin audit")["text"]
     entries = text.splitlines()[1:]
     assert len(entries) == len(expected)
-    assert f"<@{ADMIN}> changed data_retention_days 60 → 45" in entries[0]
+    assert f"<@{ADMIN}> changed data retention from 60 to 45 days" in entries[0]
     assert f"<@{ADMIN}> turned CoffeeBuddy on" in entries[1]
     assert f"<@{OWNER}> turned CoffeeBuddy off" in entries[2]
-    assert f"<@{ADMIN}> changed fairness_window_runs 10 → 5" in entries[-1]
+    assert f"<@{ADMIN}> changed the fairness window from 10 to 5 runs" in entries[-1]
 
     # Neither the bot token nor the signing secret is stored anywhere.
     secrets = (BOT_TOKEN, SIGNING_SECRET, BOT_TOKEN.removeprefix("xoxb-"))
@@ -1074,5 +1074,5 @@ def test_the_audit_command_shows_at_most_the_last_actions(chan: Channel) -> None
         assert _submit(chan.web, ADMIN, fairness_window_runs=n + 1) is None
     entries = chan.command(ADMIN, "admin audit")["text"].splitlines()[1:]
     assert len(entries) == 15  # AUDIT_LIMIT
-    assert "fairness_window_runs 17 → 18" in entries[0]
-    assert "fairness_window_runs 3 → 4" in entries[-1]
+    assert "the fairness window from 17 to 18 runs" in entries[0]
+    assert "the fairness window from 3 to 4 runs" in entries[-1]

@@ -169,8 +169,10 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
     assert after["runner"] == DAN
     assert after["rule"] == "fewest_runs"
     assert after["declined"] == [BEN]
-    assert after["reason"].startswith(f"<@{DAN}> is going instead, as <@{BEN}> couldn't go. ")
-    assert f"<@{EVE}>, who ran last time" in after["reason"]
+    # In plain words, naming people without mentioning them (the summary is a post).
+    assert after["reason"].startswith(f"{DAN.lower()} is going instead: {BEN.lower()} can't go; ")
+    assert f"{EVE.lower()}, who went last time" in after["reason"]
+    assert "<@" not in after["reason"]
 
     # The summary is updated in place: same message, new runner, the swap explained,
     # the same order list.
@@ -179,8 +181,8 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
     updated = summaries[-1]
     assert updated["ts"] == before["summary_ts"]
     assert updated["updates"] == 1
-    assert f"runner: <@{DAN}>" in updated["text"]
-    assert f"runner: <@{BEN}>" not in _text_of(updated)
+    assert f"— <@{DAN}> is going" in updated["text"]
+    assert f"<@{BEN}>" not in _text_of(updated)
     assert after["reason"] in _text_of(updated)
     assert _order_list(updated) == _order_list(summary)
 
@@ -203,8 +205,8 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
 
     # The run message names the new runner.
     run_message = next(m for m in slack.messages(CHANNEL) if m["ts"] == after["message_ts"])
-    assert f"<@{DAN}> is on it" in _text_of(run_message)
-    assert f"<@{BEN}> is on it" not in _text_of(run_message)
+    assert f"<@{DAN}> is going" in _text_of(run_message)
+    assert f"<@{BEN}> is going" not in _text_of(run_message)
 
     assigned = _events(sql, run_id, "runner_assigned")
     assert len(assigned) == 2
@@ -223,11 +225,11 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
     assert last["runner"] == EVE
     assert last["declined"] == [BEN, DAN]
     assert last["reason"] == (
-        f"<@{EVE}> is going instead, as <@{BEN}> and <@{DAN}> couldn't go. "
-        f"<@{EVE}> was the only one left, so they go again although they ran last time."
+        f"{EVE.lower()} is going instead: {BEN.lower()} and {DAN.lower()} can't go; "
+        "the only one left."
     )
     assert len(_summaries(slack)) == 3
-    assert f"runner: <@{EVE}>" in _summaries(slack)[-1]["text"]
+    assert f"— <@{EVE}> is going" in _summaries(slack)[-1]["text"]
     assert _summaries(slack)[-1]["updates"] == 2
     assert "You're off the hook" in slack.dms(DAN)[-1]["text"]
     assert "You're off the hook" not in slack.dms(DAN)[0]["text"]
@@ -267,7 +269,7 @@ def test_fairness_afterwards_counts_the_replacement_not_the_decliner(
     after = _run(sql, second)
     assert after["runner"] == BEN
     assert after["reason"] == (
-        f"<@{BEN}> was chosen as the only participant besides <@{CAT}>, who ran last time."
+        f"{BEN.lower()} is going: the only one besides {CAT.lower()}, who went last time."
     )
     stats = _stats(sql)
     assert stats[BEN] == (1, after["closed_at"])
@@ -423,7 +425,7 @@ def test_the_new_runner_is_reminded_when_the_old_one_already_was(
     assert len(slack.dms(CAT)) == 2
     assert all("You're off the hook" in m["text"] for m in slack.dms(BEN))
     assert len(_summaries(slack)) == 1
-    assert f"runner: <@{CAT}>" in _summaries(slack)[0]["text"]
+    assert f"— <@{CAT}> is going" in _summaries(slack)[0]["text"]
     assert len(_events(sql, run_id, "reminder_sent")) == 2
 
 

@@ -345,7 +345,7 @@ def test_pickup_time_already_past_in_the_users_zone(
 
     # The same command later in that zone's day starts a run for today, in that zone.
     answer = chan.command("U0ZED", "23:59 Lobby")
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     pickup = sql("SELECT pickup_time FROM runs")[0][0]
     local = pickup.astimezone(ZoneInfo(zone))
     assert (local.hour, local.minute) == (23, 59)
@@ -356,7 +356,7 @@ def test_relative_pickup_is_stored(chan: Channel, sql: SqlFn) -> None:
     before = datetime.now(UTC)
     answer = chan.command("U0ANA", "in 20m")
     after = datetime.now(UTC)
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     rows = sql("SELECT pickup_time, status FROM runs")
     assert len(rows) == 1
     pickup, status = rows[0]

@@ -446,7 +446,7 @@ def test_app_home_shows_usuals_runs_served_rule_and_quick_start(
     assert f"<#{CHANNEL}> — your usual: _U0ANA latte_" in text
     assert "you served 1 run" in text
     assert "ordered in 1" in text
-    assert "Who runs:" in text
+    assert "Who goes:" in text
     assert len(slack.calls("views.publish")) == 1
 
     # Someone CoffeeBuddy knows nothing about gets the quick start, and nothing is stored.

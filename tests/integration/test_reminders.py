@@ -110,7 +110,8 @@ def _requeue(sql: SqlFn, run_id: str, kind: str) -> None:
 
 
 def _reminder_dms(slack: FakeSlack, user: str) -> list[dict[str, Any]]:
-    return [m for m in slack.dms(user) if "reminder" in str(m.get("text")).lower()]
+    # "⏰ Pickup 09:32, Lobby cafe: 3 orders" (or "⏰ Coffee run reminder: …" without a time)
+    return [m for m in slack.dms(user) if str(m.get("text")).startswith("⏰")]
 
 
 def _all_dms(slack: FakeSlack) -> list[dict[str, Any]]:
@@ -218,8 +219,8 @@ def test_reminder_on_closed_run_dms_the_runner_once(
     pickup = _run(sql, run_id)["pickup_time"]
     assert f"<!date^{int(pickup.timestamp())}^" in text  # by when
     assert "Lobby cafe" in text  # where
-    assert "3 items" in text  # how many
-    assert "2× oat flat white" in text and "espresso" in text  # what to buy
+    assert "3 orders" in text  # how many
+    assert "*To buy:* 2× oat flat white" in text and "espresso" in text  # what to buy
     order_list = [
         b for b in reminders[0]["blocks"] if str(b.get("block_id", "")).startswith("order_list")
     ]
@@ -270,9 +271,9 @@ def test_reminder_closes_a_still_open_run_then_reminds(
     assert run["status"] == "closed"
     runner = run["runner"]
     assert runner in ("U0BEN", "U0CAT")
-    summaries = [m for m in slack.messages(CHANNEL) if "Total" in _text_of(m)]
+    summaries = [m for m in slack.messages(CHANNEL) if _has_order_list(m)]
     assert len(summaries) == 1
-    assert "Total: 2 items" in _text_of(summaries[0])
+    assert "2 orders" in _text_of(summaries[0])
     # The run message shows the close too.
     assert "Closed" in _text_of(slack.messages(CHANNEL)[0])
 
@@ -281,7 +282,7 @@ def test_reminder_closes_a_still_open_run_then_reminds(
     assert len(reminders) == 1
     assert len(dms) == 2, "the runner DM and the reminder"
     assert dms[1]["ts"] == reminders[0]["ts"], "the reminder comes after the runner DM"
-    assert "2 items" in _text_of(reminders[0]) and "Lobby cafe" in _text_of(reminders[0])
+    assert "2 orders" in _text_of(reminders[0]) and "Lobby cafe" in _text_of(reminders[0])
     assert run["reminder_sent_at"] is not None
     loser = ({"U0BEN", "U0CAT"} - {runner}).pop()
     assert slack.dms(loser) == []
@@ -436,3 +437,10 @@ def test_no_last_call_when_disabled(chan: Channel, sql: SqlFn, slack: FakeSlack)
     _fast_forward(sql, run_id)  # even at the reminder itself
     chan.work()
     assert _last_calls(slack) == []
+
+
+def _has_order_list(message: dict[str, Any]) -> bool:
+    """The summary (not the closed run message): it carries the order list."""
+    return any(
+        str(b.get("block_id", "")).startswith("order_list") for b in message.get("blocks") or []
+    )

@@ -4,6 +4,7 @@ with the fake Slack Web API on the other side."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -31,7 +32,7 @@ def _text_of(message: dict[str, Any]) -> str:
 def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     answer = chan.command("U0ANA", "in 20m Lobby cafe")
     assert answer["response_type"] == "ephemeral"
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     run_id = chan.run_id()
     chan.work()
     message = _run_message(slack)
@@ -64,11 +65,13 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     assert runner in orders
 
     channel_messages = slack.messages(CHANNEL)
-    summaries = [m for m in channel_messages if "Total" in _text_of(m)]
+    summaries = [m for m in channel_messages if _has_order_list(m)]
     assert len(summaries) == 1, "exactly one summary in the channel"
     summary = _text_of(summaries[0])
-    assert "3× flat white" in summary and "Total: 5 items" in summary
+    assert "*To buy:* 3× flat white" in summary and "5 orders" in summary
+    # Only the runner is mentioned: a new post notifies everyone it mentions.
     assert f"<@{runner}>" in summary
+    assert re.findall(r"<@(\w+)>", summary) == [runner] * len(re.findall(r"<@(\w+)>", summary))
 
     dms = slack.dms(runner)
     assert len(dms) == 1
@@ -110,3 +113,10 @@ def test_second_run_reuses_usual_with_one_click(chan: Channel, slack: Any, sql: 
     # The confirmation says what the usual is.
     assert any("Ordered your usual" in t and "cortado" in t for t in chan.told("U0BEN"))
     assert "1 person" in json.dumps(slack.messages(CHANNEL)[-1]["blocks"])
+
+
+def _has_order_list(message: dict[str, Any]) -> bool:
+    """The summary (not the closed run message): it carries the order list."""
+    return any(
+        str(b.get("block_id", "")).startswith("order_list") for b in message.get("blocks") or []
+    )

@@ -301,8 +301,9 @@ def _close_and_summary(chan: Channel, slack: FakeSlack, sql: SqlFn, run_id: str)
     reason = sql("SELECT runner_reason FROM runs WHERE id = %s", run_id)[0][0]
     summary = _text_of(_summaries(slack)[-1])
     assert f"<@{runner}>" in summary
-    # The explanation sentence names the runner and is shown in the summary.
-    assert reason.startswith(f"<@{runner}>")
+    # The explanation sentence names the runner (a name, not a mention) and is shown in
+    # the summary.
+    assert reason.startswith(f"{runner.lower()} is going: ")
     assert reason in summary
     return runner
 
@@ -328,7 +329,7 @@ def test_runners_rotate_and_volunteers_go(chan: Channel, slack: FakeSlack, sql: 
     runner = _close_and_summary(chan, slack, sql, run_id)
     assert runner == volunteer
     assert sql("SELECT runner_rule FROM runs WHERE id = %s", run_id) == [("volunteer",)]
-    assert f"<@{volunteer}> volunteered." in _text_of(_summaries(slack)[-1])
+    assert f"{volunteer.lower()} is going: volunteered." in _text_of(_summaries(slack)[-1])
 
 
 def test_the_previous_runner_sits_out_even_with_the_fewest_runs(
@@ -345,7 +346,7 @@ def test_the_previous_runner_sits_out_even_with_the_fewest_runs(
     # each) BEN has waited longest.
     assert runner == "U0BEN"
     reason = sql("SELECT runner_reason FROM runs WHERE id = %s", run_id)[0][0]
-    assert "<@U0ANA> ran last time, so sat out" in reason
+    assert reason.endswith("; u0ana went last time.")
 
 
 # ---- channel state ---------------------------------------------------------------------
@@ -387,7 +388,7 @@ def test_cancel_run_updates_the_message_and_frees_the_channel(
     assert _summaries(slack) == []
 
     answer = chan.command("U0BEN")
-    assert "started a coffee run" in answer["text"]
+    assert "Starting your coffee run" in answer["text"]
     second = chan.run_id()
     assert second != run_id
     assert chan.status(second) == "open"

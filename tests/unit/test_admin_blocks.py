@@ -327,5 +327,25 @@ def test_the_audit_lists_each_action_in_the_given_order() -> None:
     assert lines[3].endswith("<@U0BOSS> turned CoffeeBuddy off and canceled the open run")
     assert lines[4].endswith("<@U0ADMIN> turned CoffeeBuddy off")
     assert lines[5].endswith(
-        "<@U0ADMIN> changed fairness_window_runs 10 → 4, reminder_offset_minutes 5 → 10"
+        "<@U0ADMIN> changed the fairness window from 10 to 4 runs, changed the reminder "
+        "from 5 to 10 minutes before pickup"
     )
+
+
+def test_the_audit_says_changes_in_words() -> None:
+    """Issue 14 item 10: "turned the last call on", not `last_call_enabled False → True`."""
+    changes = {
+        "last_call_enabled": {"before": False, "after": True},
+        "reminders_enabled": {"before": True, "after": False},
+        "data_retention_days": {"before": 90, "after": 30},
+        "last_call_minutes": {"before": 5, "after": 10},
+        "admin_user_ids": {"before": [], "after": ["U0ANA", "U0BO"]},
+    }
+    (_, line) = ab.audit_text([_row("update_config", {"changes": changes})]).splitlines()
+    assert line.endswith(
+        "<@U0ADMIN> set the channel admins to <@U0ANA>, <@U0BO>, changed data retention from "
+        "90 to 30 days, turned the last call on, changed the last call from 5 to 10 minutes "
+        "before the reminder, turned the runner reminder off"
+    )
+    assert "→" not in line
+    assert "_enabled" not in line

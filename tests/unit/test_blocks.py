@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
 from coffeebuddy.slack import blocks as b
 
@@ -38,7 +39,7 @@ def _closed(**changes: Any) -> RunView:
     return _view(
         status=RunStatus.CLOSED,
         runner_slack_id="U2",
-        runner_reason="<@U2> was chosen: 0 of the last 10 runs.",
+        runner_reason="Bo is going: fewest runs lately.",
         **changes,
     )
 
@@ -97,45 +98,80 @@ def test_pickup_text_uses_slack_date_token_with_utc_fallback() -> None:
 # --- run message -----------------------------------------------------------------------
 
 
-def test_open_run_has_all_buttons_with_run_id() -> None:
+def _menu(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    (menu,) = [n for n in _walk(blocks) if n.get("type") == "overflow"]
+    return menu
+
+
+def test_open_run_has_four_buttons_and_a_menu() -> None:
+    """Issue 14 item 2: one row on a phone: order/change (primary), usual, I'll go, close;
+    the rest in the ⋯ menu. "Edit my order" is gone: it opened the same form as order."""
     _, blocks = b.run_message(_view())
     actions = [blk for blk in blocks if blk["type"] == "actions"]
     assert len(actions) == 1
     assert actions[0]["block_id"] == "run_actions"
     buttons = _buttons(blocks)
-    assert list(buttons) == [
-        "place_order",
-        "use_usual",
-        "edit_order",
-        "cancel_order",
-        "close_run",
-        "edit_run",
-        "cancel_run",
+    assert list(buttons) == ["place_order", "use_usual", "ill_go", "close_run"]
+    assert [btn["text"]["text"] for btn in buttons.values()] == [
+        "Order / change",
+        "Use my usual",
+        "I'll go",
+        "Close run",
     ]
     assert {btn["value"] for btn in buttons.values()} == {"run-123"}
     assert buttons["place_order"]["style"] == "primary"
-    assert buttons["cancel_run"]["style"] == "danger"
+    menu = _menu(blocks)
+    assert menu["action_id"] == b.ACTION_RUN_MENU
+    assert [(o["text"]["text"], o["value"]) for o in menu["options"]] == [
+        ("Cancel my order", "cancel_order:run-123"),
+        ("Edit time/note", "edit_run:run-123"),
+        ("Cancel run…", "cancel_run_prompt:run-123"),
+    ]
+    assert {o["value"].partition(":")[0] for o in menu["options"]} == set(b.RUN_MENU_ACTIONS)
 
 
-def test_cancel_run_asks_for_confirmation() -> None:
+def test_close_run_asks_for_confirmation_with_the_count() -> None:
+    """Issue 14 item 7: closing can't be undone and ends ordering for everyone."""
     _, blocks = b.run_message(_view())
+    confirm = _buttons(blocks)["close_run"]["confirm"]
+    assert confirm["title"]["text"] == "Close the run now?"
+    assert confirm["text"]["text"].startswith(
+        "4 people are in. I'll pick the runner and post the orders."
+    )
+    _, blocks = b.run_message(_view(orders=ORDERS[:1]))
+    assert _buttons(blocks)["close_run"]["confirm"]["text"]["text"].startswith("1 person is in.")
+    # The one-tap actions stay one tap.
     buttons = _buttons(blocks)
-    confirm = buttons["cancel_run"]["confirm"]
-    assert confirm["style"] == "danger"
-    assert {"title", "text", "confirm", "deny"} <= confirm.keys()
-    assert all("confirm" not in btn for aid, btn in buttons.items() if aid != "cancel_run")
+    assert all("confirm" not in btn for aid, btn in buttons.items() if aid != "close_run")
 
 
-def test_run_message_shows_initiator_pickup_note_and_who_is_in() -> None:
-    text, blocks = b.run_message(_view())
-    joined = "\n".join(_texts(blocks))
+def test_cancel_run_prompt_has_the_danger_button_with_confirmation() -> None:
+    blocks = b.cancel_run_prompt("run-123")
+    button = _buttons(blocks)["cancel_run"]
+    assert button["value"] == "run-123"
+    assert button["style"] == "danger"
+    assert button["confirm"]["style"] == "danger"
+    assert {"title", "text", "confirm", "deny"} <= button["confirm"].keys()
+
+
+def test_run_message_leads_with_starter_and_when_ordering_ends() -> None:
+    """Issue 14 item 1: "@ana started a coffee run, order by 09:27 · pickup 09:32 · Lobby
+    cafe", then that the runner is picked at close (the starter is not the runner)."""
+    order_by = PICKUP - timedelta(minutes=5)
+    text, blocks = b.run_message(_view(order_by=order_by))
     assert blocks[0]["type"] == "header"
     assert blocks[0]["text"]["text"] == "☕ Coffee run"
-    assert "<@U0> is doing a coffee run" in joined
-    assert b.pickup_text(PICKUP) in joined
-    assert "Lobby cafe" in joined
+    assert blocks[1]["text"]["text"] == (
+        f"*<@U0> started a coffee run*, order by *{b.pickup_text(order_by)}* · "
+        f"pickup {b.pickup_text(PICKUP)} · Lobby cafe\nRunner picked fairly at close."
+    )
+    assert "doing a coffee run" not in json.dumps([text, blocks])
+    joined = "\n".join(_texts(blocks))
     assert "4 people are in: <@U1>, <@U2>, <@U3>, <@U4>" in joined
-    assert "<@U0>" in text
+    assert text.startswith("☕ <@U0> started a coffee run, order by ")
+    # Without a reminder nothing closes the run by itself, so there is no "order by".
+    _, blocks = b.run_message(_view())
+    assert "order by" not in blocks[1]["text"]["text"]
 
 
 def test_run_message_never_shows_order_texts() -> None:
@@ -158,7 +194,9 @@ def test_nobody_yet_and_singular() -> None:
 
 def test_pickup_and_note_are_optional() -> None:
     _, blocks = b.run_message(_view(pickup_time=None, note=None))
-    assert blocks[1]["text"]["text"] == "<@U0> is doing a coffee run"
+    assert blocks[1]["text"]["text"] == (
+        "*<@U0> started a coffee run*\nRunner picked fairly at close."
+    )
 
 
 def test_note_is_escaped() -> None:
@@ -172,15 +210,24 @@ def test_first_run_hint_only_when_first_in_channel() -> None:
     contexts = [blk for blk in blocks if blk["type"] == "context"]
     assert contexts[0]["elements"][0]["text"] == b.FIRST_RUN_HINT
     assert "`/coffee help`" in b.FIRST_RUN_HINT
+    # Issue 14 item 6: the same words as the rule everywhere, not "served least recently".
+    assert RULE_SUMMARY in b.FIRST_RUN_HINT
+    assert "least recently" not in b.FIRST_RUN_HINT
     _, blocks = b.run_message(_view())
     assert not [blk for blk in blocks if blk["type"] == "context"]
 
 
-def test_closed_run_has_no_buttons_and_names_runner() -> None:
-    _, blocks = b.run_message(_closed(first_in_channel=True))
+def test_closed_run_has_no_buttons_and_links_to_the_summary() -> None:
+    """Issue 14 item 8: the closed run message links to the summary, not "Summary below"."""
+    link = "https://x.slack.com/archives/C42/p1700000000000100"
+    _, blocks = b.run_message(_closed(first_in_channel=True, summary_permalink=link))
     assert not _buttons(blocks)
-    assert not [blk for blk in blocks if blk["type"] in {"actions", "context"}]
-    assert "Closed — <@U2> is on it. Summary below." in _texts(blocks)
+    assert not [blk for blk in blocks if blk["type"] in {"actions", "context", "overflow"}]
+    assert f"Closed — <@U2> is going. <{link}|See the orders>." in _texts(blocks)
+    assert "below" not in json.dumps(blocks)
+    # Before the link is known it still reads right.
+    _, blocks = b.run_message(_closed())
+    assert "Closed — <@U2> is going. See the orders in the summary." in _texts(blocks)
 
 
 @pytest.mark.parametrize(
@@ -215,135 +262,6 @@ def test_participants_list_not_truncated_when_it_fits() -> None:
     text = b.participants_text(ids)
     assert "more" not in text
     assert text.count("<@") == 150
-
-
-# --- order list, summary, DMs ----------------------------------------------------------
-
-
-def test_order_list_text() -> None:
-    assert b.order_list_text(ORDERS) == (
-        "• <@U1>: Flat white\n"
-        "• <@U2>: oat latte\n"
-        "• <@U3>: flat white\n"
-        "• <@U4>: FLAT WHITE\n"
-        "\n"
-        "3× Flat white, 1× oat latte\n"
-        "Total: 4 items"
-    )
-    assert b.order_list_text(ORDERS[:1]).endswith("Total: 1 item")
-
-
-def test_order_text_is_escaped_everywhere() -> None:
-    orders = (OrderLine("U1", "<!channel> latte & cake"), OrderLine("U2", "tea <@U9>"))
-    escaped = "&lt;!channel&gt; latte &amp; cake"
-    for builder in (b.summary_message, b.runner_dm, b.reminder_dm):
-        _, blocks = builder(_closed(orders=orders))
-        dumped = json.dumps(blocks)
-        assert "<!channel>" not in dumped
-        assert "<@U9>" not in dumped
-        text = "\n".join(blk["text"]["text"] for blk in _order_list(blocks))
-        assert f"• <@U1>: {escaped}" in text
-        assert f"1× {escaped}" in text
-
-
-def test_summary_and_runner_dm_share_identical_order_list() -> None:
-    view = _closed()
-    _, summary = b.summary_message(view)
-    _, dm = b.runner_dm(view)
-    _, reminder = b.reminder_dm(view)
-    assert _order_list(summary)
-    assert _order_list(summary) == _order_list(dm) == _order_list(reminder)
-    assert _order_list(summary)[0]["text"]["text"] == b.order_list_text(ORDERS)
-
-
-def test_summary_message_content() -> None:
-    text, blocks = b.summary_message(_closed())
-    assert "☕ Coffee run closed — runner: <@U2>" in text
-    head = blocks[0]["text"]["text"]
-    assert "☕ Coffee run closed — runner: <@U2>" in head
-    assert b.pickup_text(PICKUP) in head
-    assert "Lobby cafe" in head
-    assert blocks[1] == {
-        "type": "context",
-        "elements": [{"type": "mrkdwn", "text": "<@U2> was chosen: 0 of the last 10 runs."}],
-    }
-    # The only buttons are the one-tap rating, last, after the order list.
-    buttons = _buttons(blocks)
-    assert sorted(buttons) == [f"rate_run_{n}" for n in range(1, 6)]
-    assert [buttons[f"rate_run_{n}"]["value"] for n in range(1, 6)] == [
-        f"run-123:{n}" for n in range(1, 6)
-    ]
-    assert blocks[-1]["block_id"] == b.RATING_BLOCK_ID
-    assert "How was this run?" in blocks[-2]["elements"][0]["text"]
-
-
-def test_summary_shows_the_runs_average_once_rated() -> None:
-    _, blocks = b.summary_message(_closed(rating_count=3, rating_average=13 / 3))
-    assert "Rated *4.3* / 5 from 3 ratings" in blocks[-2]["elements"][0]["text"]
-    _, blocks = b.summary_message(_closed(rating_count=1, rating_average=5.0))
-    assert "Rated *5.0* / 5 from 1 rating " in blocks[-2]["elements"][0]["text"]
-
-
-def test_rating_values_round_trip_and_reject_junk() -> None:
-    run_id = "0b5f3a4e-0000-4000-8000-000000000001"
-    for score in b.RATING_SCORES:
-        assert b.parse_rating_value(b.rating_value(run_id, score)) == (run_id, score)
-    for junk in ("", run_id, f"{run_id}:0", f"{run_id}:6", f"{run_id}:x", f"{run_id}:-1", ":"):
-        assert b.parse_rating_value(junk) is None, junk
-
-
-def test_runner_dm_and_reminder_have_no_rating() -> None:
-    for builder in (b.runner_dm, b.reminder_dm):
-        _, blocks = builder(_closed())
-        assert not [a for a in _buttons(blocks) if a.startswith(b.ACTION_RATE_RUN)]
-
-
-def test_runner_dm_content() -> None:
-    text, blocks = b.runner_dm(_closed())
-    head = blocks[0]["text"]["text"]
-    assert "You're the runner for the coffee run in <#C42>" in head
-    assert f"*When:* {b.pickup_text(PICKUP)}" in head
-    assert "*Where:* Lobby cafe" in head
-    assert "<#C42>" in text
-    assert "4 items" in text
-
-
-def test_reminder_dm_content() -> None:
-    text, blocks = b.reminder_dm(_closed())
-    head = blocks[0]["text"]["text"]
-    assert f"Pickup at {b.pickup_text(PICKUP)} — 4 items for 4 people" in head
-    assert "4 items for 4 people" in text
-    _, blocks = b.reminder_dm(_closed(pickup_time=None, orders=ORDERS[:1]))
-    assert "1 item for 1 person" in blocks[0]["text"]["text"]
-
-
-def test_huge_order_list_is_split_within_slack_limits() -> None:
-    # Worst case per line: a maximal order text that quadruples when escaped.
-    orders = tuple(
-        OrderLine(f"U{i:010d}", f"{i} " + "<" * (MAX_ORDER_CHARS - 5)) for i in range(400)
-    )
-    for builder in (b.summary_message, b.runner_dm, b.reminder_dm):
-        _, blocks = builder(_closed(orders=orders))
-        assert len(blocks) <= b.MAX_BLOCKS
-        sections = [blk for blk in blocks if blk["type"] == "section"]
-        assert all(len(blk["text"]["text"]) <= b.MAX_SECTION_CHARS for blk in sections)
-        block_ids = [blk["block_id"] for blk in _order_list(blocks)]
-        assert len(block_ids) == len(set(block_ids))
-        assert _order_list(blocks)[-1]["text"]["text"].startswith("… the list is too long")
-
-
-def test_long_list_split_keeps_every_line() -> None:
-    orders = tuple(OrderLine(f"U{i:010d}", f"drink number {i}") for i in range(300))
-    _, blocks = b.summary_message(_closed(orders=orders))
-    parts = [blk["text"]["text"] for blk in _order_list(blocks)]
-    assert len(parts) > 1
-    assert all(len(p) <= b.MAX_SECTION_CHARS for p in parts)
-    joined = "\n".join(parts)
-    assert all(f"• <@U{i:010d}>: drink number {i}\n" in joined for i in range(300))
-    assert joined.endswith("Total: 300 items")
-    # The grouped counts line is longer than one section and is cut only after ", ".
-    assert "1× drink number 0, " in joined
-    assert "1× drink number 299\n" in joined
 
 
 # --- modal -----------------------------------------------------------------------------
@@ -396,18 +314,25 @@ def test_edit_order_modal_has_initial_values() -> None:
     details = context["elements"][0]["text"]
     assert b.pickup_text(PICKUP) in details
     assert "&lt;!here&gt; lobby" in details
+    # Issue 14 item 10: dismissing the edit form must not read as "cancel my order".
+    assert view["close"]["text"] == "Close"
 
 
 # --- help ------------------------------------------------------------------------------
 
 
-def test_help_text() -> None:
-    rule = "Whoever ran least among the last 10 runs goes; volunteers first."
-    text = b.help_text(rule)
-    for example in ("`/coffee [time] [note]`", "`/coffee`", "`/coffee 10:30 Lobby cafe`"):
-        assert example in text
-    assert "`/coffee in 20m`" in text
-    assert "`/coffee 3pm`" in text
-    for button in ("Place order", "Use my usual", "Edit my order", "Close run", "Cancel run"):
+def test_help_is_short_and_the_rest_is_behind_a_button() -> None:
+    """Issue 14 item 9: the few lines people need (it was 1,203 characters)."""
+    text = b.help_text(RULE_SUMMARY)
+    assert len(text) <= 600
+    assert "`/coffee 10:30 Lobby cafe`" in text
+    for button in ("Order / change", "Use my usual", "I'll go", "Close run"):
         assert button in text
-    assert rule in text
+    assert RULE_SUMMARY in text
+    blocks = b.help_blocks(RULE_SUMMARY)
+    assert blocks[0]["text"]["text"] == text
+    assert list(_buttons(blocks)) == [b.ACTION_HELP_MORE]
+    more = b.help_more_text()
+    for example in ("`/coffee in 20m`", "`/coffee 3pm`", "`/coffee forget me`", "`/coffee admin`"):
+        assert example in more
+    assert "cancel run" in more

@@ -55,7 +55,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "only_participant",
-        "<@U1> was the only participant.",
+        "U1 is going: the only one in the run.",
         ("U1",),
     ),
     (
@@ -65,7 +65,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "only_participant",
-        "<@U1> was the only participant, so they go again although they ran last time.",
+        "U1 is going: the only one in the run, so they go again although they went last time.",
         ("U1",),
     ),
     (
@@ -75,7 +75,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "only_participant",
-        "<@U1> was the only participant.",
+        "U1 is going: the only one in the run.",
         ("U1",),
     ),
     (
@@ -85,7 +85,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "volunteer",
-        "<@U1> volunteered.",
+        "U1 is going: volunteered.",
         ("U1",),
     ),
     (
@@ -95,7 +95,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "volunteer",
-        "<@U1> volunteered.",
+        "U1 is going: volunteered.",
         ("U1",),
     ),
     (
@@ -105,7 +105,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "volunteer",
-        "<@U1> was chosen from 2 volunteers: 1 of the last 10 runs, the fewest.",
+        "U1 is going: one of 2 volunteers, fewest runs lately.",
         ("U1", "U2"),
     ),
     (
@@ -115,8 +115,8 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "volunteer",
-        "<@U1> was chosen from 2 volunteers: 2 of the last 10 runs like <@U2>, "
-        "but the longest since their last run.",
+        "U1 is going: one of 2 volunteers, fewest runs lately (a tie), and waited longest "
+        "since their last run.",
         ("U1", "U2"),
     ),
     (
@@ -126,8 +126,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-2",
         "U4",
         "volunteer",
-        "<@U4> was chosen from 2 volunteers: tied with <@U1> at 0 of the last 10 runs "
-        "and no earlier run, tie broken by a draw seeded with the run id.",
+        "U4 is going: one of 2 volunteers, fewest runs lately (a tie, picked at random).",
         ("U1", "U4"),
     ),
     (
@@ -144,7 +143,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "fewest_runs",
-        "<@U1> was chosen: 0 of the last 10 runs, fewest among 6 participants.",
+        "U1 is going: fewest runs lately.",
         ("U1", "U2", "U3", "U4", "U5", "U6"),
     ),
     (
@@ -161,8 +160,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "fewest_runs",
-        "<@U1> was chosen: 0 of the last 10 runs, fewest among 5 participants; "
-        "<@U2> ran last time, so sat out.",
+        "U1 is going: fewest runs lately; U2 went last time.",
         ("U1", "U3", "U4", "U5", "U6"),
     ),
     (
@@ -172,8 +170,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "fewest_runs",
-        "<@U1> was chosen: 2 of the last 10 runs, fewest among 2 participants; "
-        "<@U2> ran last time, so sat out.",
+        "U1 is going: fewest runs lately; U2 went last time.",
         ("U1", "U3"),
     ),
     (
@@ -183,7 +180,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "fewest_runs",
-        "<@U1> was chosen as the only participant besides <@U2>, who ran last time.",
+        "U1 is going: the only one besides U2, who went last time.",
         ("U1",),
     ),
     (
@@ -193,7 +190,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "longest_since",
-        "<@U1> was chosen: 2 of the last 10 runs like <@U3>, but the longest since their last run.",
+        "U1 is going: fewest runs lately (a tie), and waited longest since their last run.",
         ("U1", "U3", "U4"),
     ),
     (
@@ -203,8 +200,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "longest_since",
-        "<@U1> was chosen: 2 of the last 10 runs like <@U3> and <@U4>, "
-        "but the longest since their last run.",
+        "U1 is going: fewest runs lately (a tie), and waited longest since their last run.",
         ("U1", "U3", "U4"),
     ),
     (
@@ -220,8 +216,8 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "longest_since",
-        "<@U1> was chosen: 1 of the last 10 runs like <@U3>, <@U4> and 1 other, "
-        "but the longest since their last run; <@U2> ran last time, so sat out.",
+        "U1 is going: fewest runs lately (a tie), and waited longest since their last run; "
+        "U2 went last time.",
         ("U1", "U3", "U4", "U5"),
     ),
     (
@@ -231,7 +227,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "longest_since",
-        "<@U1> was chosen: 0 of the last 10 runs like <@U3>, but has never run before.",
+        "U1 is going: fewest runs lately (a tie), and has never gone before.",
         ("U1", "U3"),
     ),
     (
@@ -241,8 +237,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-2",
         "U2",
         "tie_break",
-        "<@U2> was chosen: tied with <@U1> at 0 of the last 10 runs and no earlier run, "
-        "tie broken by a draw seeded with the run id.",
+        "U2 is going: fewest runs lately (a tie, picked at random).",
         ("U1", "U2", "U3"),
     ),
     (
@@ -252,8 +247,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-1",
         "U1",
         "tie_break",
-        "<@U1> was chosen: tied with <@U2> at 0 of the last 10 runs and no earlier run, "
-        "tie broken by a draw seeded with the run id.",
+        "U1 is going: fewest runs lately (a tie, picked at random).",
         ("U1", "U2", "U3"),
     ),
     (
@@ -263,8 +257,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-3",
         "U2",
         "tie_break",
-        "<@U2> was chosen: tied with <@U4> at 1 of the last 10 runs and the same last run "
-        "time, tie broken by a draw seeded with the run id; <@U1> ran last time, so sat out.",
+        "U2 is going: fewest runs lately (a tie, picked at random); U1 went last time.",
         ("U2", "U4", "U5"),
     ),
     (
@@ -274,8 +267,7 @@ CASES: list[tuple[str, list[Candidate], str | None, str, str, str, str, tuple[st
         "run-2",
         "U4",
         "tie_break",
-        "<@U4> was chosen: tied with <@U3>, <@U2> and 1 other at 0 of the last 10 runs "
-        "and no earlier run, tie broken by a draw seeded with the run id.",
+        "U4 is going: fewest runs lately (a tie, picked at random).",
         ("U1", "U2", "U3", "U4"),
     ),
 ]
@@ -296,14 +288,31 @@ def test_choice_and_sentence(
 ) -> None:
     choice = choose_runner(candidates, previous_runner=previous, window=WINDOW, seed=seed)
     assert choice == RunnerChoice(
-        runner_slack_id=runner, reason=reason, rule=rule, considered=considered
+        runner_slack_id=runner, reason=reason, rule=rule, considered=considered, why=choice.why
     )
+    assert choice.reason == f"{runner} is going: {choice.why}."
     assert_one_sentence(choice)
 
 
-def test_window_of_one_reads_singular() -> None:
-    choice = choose_runner([c("U1"), c("U2", 1, T0)], previous_runner=None, window=1, seed="r")
-    assert choice.reason == "<@U1> was chosen: 0 of the last 1 run, fewest among 2 participants."
+def test_reason_names_people_in_plain_words_and_mentions_nobody() -> None:
+    """Issue 14 item 6: "Ana is going: fewest runs lately (a tie, picked at random); Cat
+    went last time." The summary is a new post: a mention there would notify."""
+    people = [
+        Candidate("U1", name="Ana"),
+        Candidate("U2", name="Ivy"),
+        Candidate("U3", 1, T0, name="Cat"),
+    ]
+    choice = choose_runner(people, previous_runner="U3", window=10, seed="run-1")
+    assert choice.reason == (
+        "Ana is going: fewest runs lately (a tie, picked at random); Cat went last time."
+    )
+    assert choice.why == "fewest runs lately (a tie, picked at random); Cat went last time"
+    # The previous runner's name comes from the caller when they are not in this run.
+    choice = choose_runner(
+        people[:2], previous_runner="U9", previous_runner_name="Gus", window=10, seed="run-1"
+    )
+    assert "<@" not in choice.reason
+    assert choice.reason.startswith("Ana is going: ")
 
 
 def test_tie_break_is_the_lowest_seeded_hash() -> None:
@@ -354,12 +363,14 @@ def test_rule_summary_is_two_short_sentences() -> None:
     assert len(sentences) == 2
     assert "".join(sentences).replace(" ", "") == RULE_SUMMARY.replace(" ", "")
     assert all(len(s.split()) <= 25 for s in sentences)
-    assert "run id" in RULE_SUMMARY
+    assert "picked at random" in RULE_SUMMARY
+    assert "least recently" not in RULE_SUMMARY
 
 
 def assert_one_sentence(choice: RunnerChoice) -> None:
     reason = choice.reason
-    assert reason.startswith(f"<@{choice.runner_slack_id}> ")
+    assert reason.startswith(f"{choice.runner_slack_id} is going: ")
+    assert "<@" not in reason
     assert reason.endswith(".")
     # One sentence: no sentence break before the final full stop.
     assert not re.search(r"[.!?]\s", reason)
@@ -560,5 +571,6 @@ def test_order_of_candidates_does_not_matter(
     assert_one_sentence(choice)
     if previous in ids and not volunteers and len(people) > 1:
         # Whoever sat out is named, so nobody wonders why they were skipped.
-        assert f"<@{previous}>" in choice.reason
-        assert "ran last time" in choice.reason
+        assert f"{previous}, who went last time" in choice.reason or (
+            f"{previous} went last time" in choice.reason
+        )

@@ -514,3 +514,65 @@ def test_fault_with_when_waits_for_a_matching_call(fake: FakeSlack, client: WebC
     assert [(c.args["channel"], c.status) for c in fake.calls("chat.postMessage")] == [
         ("C1", 200), ("DU1", 503), ("DU1", 200)
     ]  # fmt: skip
+
+
+def test_replies_give_the_thread_parent_first_with_metadata_only_when_asked(
+    fake: FakeSlack, client: WebClient
+) -> None:
+    parent = client.chat_postMessage(channel="C1", text="summary")["ts"]
+    client.chat_postMessage(channel="C1", text="other")
+    meta = {"event_type": "coffeebuddy_message", "event_payload": {"part": "x"}}
+    first = client.chat_postMessage(channel="C1", text="r1", thread_ts=parent, metadata=meta)
+    client.chat_postMessage(channel="C1", text="r2", thread_ts=parent)
+    page = client.conversations_replies(channel="C1", ts=parent)
+    assert [m["text"] for m in page["messages"]] == ["summary", "r1", "r2"]
+    assert page["messages"][0]["reply_count"] == 2
+    assert page["messages"][0]["thread_ts"] == parent
+    assert "metadata" not in page["messages"][1]
+    page = client.conversations_replies(channel="C1", ts=first["ts"], include_all_metadata=True)
+    assert page["messages"][1]["metadata"] == meta  # a reply's ts gives its whole thread
+    # Pages of `limit`, the parent only on the first.
+    one = client.conversations_replies(channel="C1", ts=parent, limit=2)
+    assert [m["text"] for m in one["messages"]] == ["summary", "r1"]
+    assert one["has_more"] is True
+    rest = client.conversations_replies(
+        channel="C1", ts=parent, cursor=one["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in rest["messages"]] == ["r2"]
+    # History keeps replies in their thread.
+    history = client.conversations_history(channel="C1")
+    assert [m["text"] for m in history["messages"]] == ["other", "summary"]
+
+
+def test_replies_errors(fake: FakeSlack, client: WebClient) -> None:
+    assert (
+        error_of(lambda: client.conversations_replies(channel="C1", ts="1.000001")).response[
+            "error"
+        ]
+        == "thread_not_found"
+    )
+    assert (
+        error_of(lambda: client.conversations_replies(channel="C9", ts="1.1")).response["error"]
+        == "channel_not_found"
+    )
+    assert (
+        error_of(lambda: client.conversations_replies(channel="C2", ts="1.1")).response["error"]
+        == "not_in_channel"
+    )
+
+
+def test_permalink_to_a_message_and_to_a_reply(fake: FakeSlack, client: WebClient) -> None:
+    parent = client.chat_postMessage(channel="C1", text="hi")["ts"]
+    reply = client.chat_postMessage(channel="C1", text="re", thread_ts=parent)["ts"]
+    link = client.chat_getPermalink(channel="C1", message_ts=parent)
+    assert link["channel"] == "C1"
+    assert link["permalink"] == (f"{fake.permalink_base}/archives/C1/p{parent.replace('.', '')}")
+    threaded = client.chat_getPermalink(channel="C1", message_ts=reply)["permalink"]
+    assert threaded.endswith(f"p{reply.replace('.', '')}?thread_ts={parent}&cid=C1")
+    for channel, ts, error in (
+        ("C1", "1.000001", "message_not_found"),
+        ("C9", parent, "channel_not_found"),
+        ("C1", "", "invalid_arguments"),
+    ):
+        found = error_of(lambda c=channel, t=ts: client.chat_getPermalink(channel=c, message_ts=t))
+        assert found.response["error"] == error

@@ -1,6 +1,6 @@
 """Static checks of what ships: the Slack app manifest, the Kubernetes manifests and the
-Dockerfile. Docker and a cluster are not available in CI, so these read the files and
-cross-check them against each other and against the code."""
+Dockerfile. No cluster is available in CI, so these read the files and cross-check them
+against each other and against the code (scripts/build-image builds and runs the image)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ ENTRYPOINT = ROOT / "docker-entrypoint.sh"
 
 APP_UID = 10001
 APP_PORT = 8080
+WORKER_PORT = 9102
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 # Paths inside the container, not temporary files of this test run.
 CONTAINER_TMP = "/tmp"  # noqa: S108
@@ -47,6 +48,8 @@ SCOPE_CHOICES = {
     # A retried post looks for its own message (by metadata) in the public or private
     # channel of the run, or in the runner's DM; never in group DMs.
     "conversations.history": ("channels:history", "groups:history", "im:history"),
+    # ...and a retried reply in the summary's thread (a channel) in that thread.
+    "conversations.replies": ("channels:history", "groups:history"),
 }
 # Slack method names as slack_sdk spells them on WebClient (`chat_postMessage`). Calling
 # them directly would bypass `coffeebuddy.slack.api.call` and this scope audit.
@@ -485,8 +488,19 @@ def dockerfile_uid() -> int:
     return int(user)
 
 
+def build_args() -> dict[str, str]:
+    """Defaults of the ARGs declared before the first FROM (usable in FROM lines)."""
+    args = [i.value for i in dockerfile() if i.keyword == "ARG" and i.stage == -1]
+    return dict(a.partition("=")[::2] for a in args)
+
+
 def test_base_images_are_pinned_python_312_slim() -> None:
-    froms = [i.value.split() for i in dockerfile() if i.keyword == "FROM"]
+    defaults = build_args()
+
+    def resolve(image: str) -> str:
+        return re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: defaults[m[1] or m[2]], image)
+
+    froms = [resolve(i.value).split() for i in dockerfile() if i.keyword == "FROM"]
     assert len(froms) >= 2, "multi-stage build expected"
     stage_names = {words[2] for words in froms if len(words) == 3 and words[1].upper() == "AS"}
     for words in froms:
@@ -532,6 +546,7 @@ def test_runtime_environment_and_port() -> None:
     assert env["PROMETHEUS_MULTIPROC_DIR"] == METRICS_DIR
     exposed = {p for i in final_stage() if i.keyword == "EXPOSE" for p in i.value.split()}
     assert str(APP_PORT) in exposed or f"{APP_PORT}/tcp" in exposed
+    assert str(WORKER_PORT) in exposed or f"{WORKER_PORT}/tcp" in exposed
     assert f":{APP_PORT}" in (ROOT / "gunicorn.conf.py").read_text(encoding="utf-8")
 
 

@@ -159,13 +159,15 @@ def test_home_view_escapes_the_usual_and_lists_channels() -> None:
     view = home_blocks.home_view(channels, "the rule")
     assert view["type"] == "home"
     texts = [b["text"]["text"] for b in view["blocks"] if b["type"] == "section"]
-    assert texts[0] == home_blocks.QUICK_START
-    assert "<#C1> — your usual: _tea &lt;b&gt; &amp; milk_" in texts[2]
-    assert "you served 2 runs, last <!date^" in texts[2]
-    assert "ordered in 5" in texts[2]
-    assert "<#C2> — no usual yet" in texts[3]
-    assert "you served 1 run ·" in texts[3]
-    assert view["blocks"][-1]["elements"][0]["text"] == "*Who runs:* the rule"
+    # Issue 14 item 10: the person's own runs come first, then the quick start.
+    assert texts[0] == "*Your coffee runs*"
+    assert "<#C1> — your usual: _tea &lt;b&gt; &amp; milk_" in texts[1]
+    assert "you served 2 runs, last <!date^" in texts[1]
+    assert "ordered in 5" in texts[1]
+    assert "<#C2> — no usual yet" in texts[2]
+    assert "you served 1 run ·" in texts[2]
+    assert texts[3] == home_blocks.QUICK_START
+    assert view["blocks"][-1]["elements"][0]["text"] == "*Who goes:* the rule"
     many = [
         home_blocks.HomeChannel(f"C{i}", usual="tea", served=0, joined=1, last_served_at=None)
         for i in range(100)

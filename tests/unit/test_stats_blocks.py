@@ -26,8 +26,9 @@ from coffeebuddy.slack.stats_blocks import (
 T0 = datetime(2024, 5, 6, 9, 30, tzinfo=UTC)
 CHOICE = RunnerChoice(
     runner_slack_id="U0BEN",
-    reason="<@U0BEN> was chosen: 0 of the last 10 runs, fewest among 2 participants.",
+    reason="Ben is going: fewest runs lately.",
     rule="fewest_runs",
+    why="fewest runs lately",
 )
 
 
@@ -81,7 +82,7 @@ def test_rows_show_served_joined_last_run_and_the_marker() -> None:
         " · _ran last time, sits out unless they volunteer_",
     ]
     texts = _texts(blocks)
-    assert texts["stats_next"].startswith(f"*Next in line:* <@U0BEN> — {CHOICE.reason}\n")
+    assert texts["stats_next"].startswith("*Next in line:* <@U0BEN> — fewest runs lately\n")
     assert stats_blocks.ASSUMPTION_TEXT in texts["stats_next"]
     assert stats_blocks.DRAW_NOTE not in texts["stats_next"]
     assert texts["stats_rule"] == f"*The rule:* {RULE_SUMMARY}"
@@ -231,3 +232,30 @@ def test_fairness_table_caps_the_rows() -> None:
     assert table.more == 5
     assert table.next_in_line.rule == "tie_break"
     assert table.rows[0].slack_user_id == table.next_in_line.runner_slack_id
+
+
+def test_a_members_answer_is_short_with_the_rest_behind_a_button() -> None:
+    """Issue 14 item 9: a member's /coffee stats was 1,550 characters."""
+    rows = [
+        StatsRow(f"U0P{i:03d}", 1, 4, T0 - timedelta(days=i), ran_last=i == 0) for i in range(8)
+    ]
+    table = _table(rows, more=0)
+    _, full = fairness_reply(table)
+    _, short = fairness_reply(table, short=True)
+    assert len(_table_lines(full)) == 8
+    lines = _table_lines(short)
+    assert len(lines) == stats_blocks.SHORT_ROWS + 1
+    assert lines[-1] == "…and 3 more people, picked after these."
+    short_texts = _texts([b for b in short if b["type"] != "actions"])
+    assert stats_blocks.ASSUMPTION_TEXT not in short_texts["stats_next"]
+    (more,) = [b for b in short if b["type"] == "actions"]
+    assert more["elements"][0]["action_id"] == stats_blocks.ACTION_STATS_ALL
+    assert not [b for b in full if b["type"] == "actions"]
+
+    def size(blocks: list[dict[str, Any]]) -> int:
+        return sum(len(t) for t in _texts([b for b in blocks if b["type"] != "actions"]).values())
+
+    assert size(short) < 0.75 * size(full)
+    # Few enough people: nothing hidden, no button.
+    _, small = fairness_reply(_table(rows[:3]), short=True)
+    assert not [b for b in small if b["type"] == "actions"]
