@@ -276,11 +276,12 @@ class RunService:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
                 return
-            user = self._upsert_orderer(conn, actor)
+            user = self._upsert_user(conn, actor)
             pref = db.one(
                 conn, "get_preference", {"user_id": user["id"], "channel_id": run["channel_id"]}
             )
             if pref is not None:
+                self._warm_profile(conn, actor, user)
                 text = pref["last_order_text"]
                 current = db.one(
                     conn, "get_active_order", {"run_id": run_id, "user_id": user["id"]}
@@ -862,13 +863,16 @@ class RunService:
         return dict(row)
 
     def _upsert_orderer(self, conn: Conn, actor: Actor) -> dict[str, Any]:
-        """`_upsert_user` for someone ordering. Someone new (or not seen for a day) has
-        their profile fetched by the worker, so that their own `/coffee 10:30` later
-        needn't wait for users.info."""
+        """`_upsert_user` for someone placing an order."""
         row = self._upsert_user(conn, actor)
-        if self.people.cached_time_zone(row) is None:
-            warm_profile(conn, actor.user_id, None)
+        self._warm_profile(conn, actor, row)
         return row
+
+    def _warm_profile(self, conn: Conn, actor: Actor, user: Mapping[str, Any]) -> None:
+        """Someone ordering who is new (or not seen for a day) has their profile fetched
+        by the worker, so that their own `/coffee 10:30` later needn't wait for users.info."""
+        if self.people.cached_time_zone(user) is None:
+            warm_profile(conn, actor.user_id, None)
 
     def _refresh(
         self, conn: Conn, run_id: uuid.UUID, correlation_id: str, delay: float | None = None

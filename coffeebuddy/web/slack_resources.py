@@ -294,6 +294,10 @@ class SlackInteractions:
             except DatabaseUnavailable:
                 ERRORS.labels("database").inc()
                 errors = {first_field: DB_DOWN_TEXT}
+            except CoffeeBuddyError as exc:
+                # An expected failure the person can act on (Slack couldn't tell us their
+                # time zone): shown on the form, as a button's is through its response_url.
+                errors = {first_field: exc.user_message}
             except Exception as exc:
                 # A modal only shows field errors; any other answer reads as "trouble connecting".
                 errors = {first_field: internal_error_text(report_internal(exc))}

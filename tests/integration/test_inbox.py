@@ -134,7 +134,7 @@ def test_a_close_counts_the_orders_still_in_the_inbox(
     assert sql("SELECT DISTINCT status FROM jobs WHERE kind = 'apply_action'") == [("done",)]
     chan.work()
     summary = str(slack.messages(CHANNEL)[-1])
-    assert "2 items" in summary
+    assert "2 orders" in summary
     assert any("Got your order: *tea*" in t for t in chan.told("U0BEN"))
 
 
