@@ -10,6 +10,7 @@ from coffeebuddy import event_tail, logs
 from coffeebuddy.config import ConfigError
 from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.jobs import cli as jobs_cli
+from coffeebuddy.secrets import load_database_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         return _serve(args.port, args.web_workers)
+    if args.command == "migrate":
+        return _migrate()
     if args.command == "events":
         # Kafka needs no secret here: no Vault round trip for a debugging tool.
         return event_tail.run(args, os.environ)
@@ -39,25 +42,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "jobs":
         # Output for a person at a terminal, not JSON log lines.
         return jobs_cli.run(args, env)
-    logs.setup(env.get("LOG_LEVEL", "INFO").upper())
-    if args.command == "migrate":
-        from coffeebuddy.migrate import MigrationError, migrate
-
-        url = env.get("DATABASE_URL", "").strip()
-        if not url:
-            print(
-                "coffeebuddy: configuration error: DATABASE_URL is required but not set",
-                file=sys.stderr,
-            )
-            return 2
-        try:
-            applied = migrate(url)
-        except MigrationError as exc:
-            print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
-            return 1
-        print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
-        return 0
     return 2
+
+
+def _migrate() -> int:
+    from coffeebuddy.migrate import MigrationError, migrate
+
+    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
+    try:
+        # The migration Job's pod holds only the database URL (Vault Agent file or env).
+        url = load_database_url(os.environ)
+    except ConfigError as exc:
+        print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        applied = migrate(url)
+    except MigrationError as exc:
+        print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
+        return 1
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (schema current)'}")
+    return 0
 
 
 def _serve(port: int, web_workers: int) -> int:

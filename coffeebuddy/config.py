@@ -87,6 +87,9 @@ class Config:
     slack_timeout_seconds: float = 2.0
     # How long a profile (time zone, admin flag) fetched from users.info is trusted.
     profile_ttl_seconds: int = 24 * 3600
+    # For CoffeeBuddy admin rights the workspace-admin flag is trusted only this long: a
+    # demoted Slack admin loses them within minutes, not a day.
+    admin_check_ttl_seconds: int = 300
     # Clicks within this window are folded into one chat.update of the run message.
     refresh_coalesce_ms: int = 700
     # Acknowledge "Use my usual" and the order form with one insert into the job queue
@@ -116,6 +119,19 @@ class Config:
     ops_issuer: str | None = None
     ops_audience: str | None = None
     ops_scope: str = "coffeebuddy:ops"
+    # Ops tokens living longer than this (exp - iat) are refused: they are standing keys.
+    ops_max_token_lifetime_seconds: int = 3600
+    # Origins (scheme://host[:port]) a response_url may point at besides Slack's hooks host
+    # and the origin of slack_api_base_url; anything else is never POSTed to.
+    response_url_origins: tuple[str, ...] = ()
+    # After the signing secret rotates, requests signed with the previous one are still
+    # accepted this long (Slack and the secret store never switch at the same instant).
+    signing_secret_overlap_seconds: int = 300
+    # A retried channel post first looks for its message in the channel's history (needs
+    # the channels:history and groups:history scopes: slack/manifest-channel-dedupe.yaml).
+    # Off by default: the bot then reads no channel, and a crash in the moment between
+    # Slack accepting a post and the worker recording it can, rarely, show it twice.
+    channel_post_dedupe: bool = False
 
     @property
     def retention_bounds(self) -> tuple[int, int]:
@@ -134,6 +150,7 @@ class Config:
             db_pool_max=_int(env, "COFFEEBUDDY_DB_POOL_MAX", 8, 1, 100),
             slack_timeout_seconds=_float(env, "COFFEEBUDDY_SLACK_TIMEOUT_SECONDS", 2.0, 0.1, 30),
             profile_ttl_seconds=_int(env, "COFFEEBUDDY_PROFILE_TTL_SECONDS", 86400, 0, 30 * 86400),
+            admin_check_ttl_seconds=_int(env, "COFFEEBUDDY_ADMIN_CHECK_TTL_SECONDS", 300, 0, 86400),
             refresh_coalesce_ms=_int(env, "COFFEEBUDDY_REFRESH_COALESCE_MS", 700, 0, 10_000),
             inbox=_choice(env, "COFFEEBUDDY_INBOX", "OFF", ("ON", "OFF")) == "ON",
             worker_concurrency=_int(env, "COFFEEBUDDY_WORKER_CONCURRENCY", 4, 1, 64),
@@ -152,6 +169,14 @@ class Config:
             else None,
             ops_audience=_raw(env, "COFFEEBUDDY_OPS_AUDIENCE"),
             ops_scope=_raw(env, "COFFEEBUDDY_OPS_SCOPE") or "coffeebuddy:ops",
+            ops_max_token_lifetime_seconds=_int(
+                env, "COFFEEBUDDY_OPS_MAX_TOKEN_LIFETIME_SECONDS", 3600, 60, 24 * 3600
+            ),
+            response_url_origins=_origins(env, "COFFEEBUDDY_RESPONSE_URL_ORIGINS"),
+            channel_post_dedupe=_bool(env, "COFFEEBUDDY_CHANNEL_POST_DEDUPE", False),
+            signing_secret_overlap_seconds=_int(
+                env, "COFFEEBUDDY_SIGNING_SECRET_OVERLAP_SECONDS", 300, 0, 24 * 3600
+            ),
         )
         if config.ops_issuer and not config.ops_audience:
             raise ConfigError(
@@ -218,6 +243,23 @@ def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     return frozenset(ids)
 
 
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    value = _raw(env, name)
+    if value is None:
+        return ()
+    origins = tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+    bad = []
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme != "https" or not parts.hostname or parts.path or "@" in parts.netloc:
+            bad.append(origin)
+    if bad:
+        raise ConfigError(
+            f"{name} must be comma-separated https://host[:port] origins, bad: " + ", ".join(bad)
+        )
+    return origins
+
+
 def _host_ports(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     value = _raw(env, name)
     if value is None:
@@ -257,6 +299,17 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     if not lo <= number <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, got {number}")
     return number
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = _raw(env, name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:

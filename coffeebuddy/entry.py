@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import NoReturn
 
 import falcon
+from slack_sdk import WebClient
 
 from coffeebuddy import logs
 from coffeebuddy.config import Config, ConfigError, WorkerSettings
@@ -16,11 +17,18 @@ from coffeebuddy.db import Database
 from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.relay import start_relay
-from coffeebuddy.secrets import SecretKeeper, SecretSettings, SecretSource, load_secrets
+from coffeebuddy.secrets import (
+    SecretBundle,
+    SecretKeeper,
+    SecretSettings,
+    SecretSource,
+    load_secrets,
+)
 from coffeebuddy.service.people import People
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import WebSlackGateway
+from coffeebuddy.slack.response_url import ResponseUrlPolicy
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -44,27 +52,77 @@ def environ_with_secrets(env: Mapping[str, str]) -> dict[str, str]:
     return {**env, **load_secrets(env).as_environ()}
 
 
-def keep_secrets(env: Mapping[str, str]) -> tuple[dict[str, str], SecretKeeper | None]:
+class SecretListeners:
+    """Fans a rotated secret bundle out to whatever holds a copy of a secret (the signature
+    check, the Slack clients), so a rotation takes effect without a restart."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[SecretBundle], None]] = []
+
+    def add(self, listener: Callable[[SecretBundle], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self, bundle: SecretBundle) -> None:
+        for listener in self._listeners:
+            listener(bundle)
+
+    def follow(self, keeper: SecretKeeper | None) -> None:
+        # A rotation between the keeper's start and the listeners' registration is applied
+        # now (each listener ignores values it already has).
+        if keeper is not None:
+            self(keeper.bundle)
+
+
+def slack_token_listener(client: WebClient) -> Callable[[SecretBundle], None]:
+    def swap(bundle: SecretBundle) -> None:
+        # slack_sdk reads `token` on every call; one attribute store swaps it for all threads.
+        client.token = bundle.slack_bot_token.reveal()
+
+    return swap
+
+
+def keep_secrets(
+    env: Mapping[str, str], on_change: Callable[[SecretBundle], None] | None = None
+) -> tuple[dict[str, str], SecretKeeper | None]:
     """The environment with the secrets filled in from Vault or the Vault Agent's files,
     and the keeper that renews them (None when they come from the environment itself,
     which is for local development only)."""
     try:
         if SecretSettings.from_environ(env).source is SecretSource.ENV:
             return dict(env), None
-        keeper = SecretKeeper.from_environ(env).start()
+        keeper = SecretKeeper.from_environ(env, on_change=on_change).start()
     except ConfigError as exc:
         _die(str(exc))
     return {**env, **keeper.bundle.as_environ()}, keeper
 
 
 def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Response]:
+    from coffeebuddy.slack.gateway import WebSlackGateway
     from coffeebuddy.web.app import create_app
+    from coffeebuddy.web.middleware import SigningSecrets
 
     logs.setup((env.get("LOG_LEVEL") or "INFO").upper())
-    full_env, keeper = keep_secrets(env)
+    listeners = SecretListeners()
+    full_env, keeper = keep_secrets(env, on_change=listeners)
     config = load_config(full_env)
     logs.setup(config.log_level)
-    return create_app(config, secrets_ok=keeper.healthy if keeper else lambda: True)
+    signing = SigningSecrets(
+        config.slack_signing_secret.reveal(), overlap_seconds=config.signing_secret_overlap_seconds
+    )
+    client = make_client(config, timeout=config.slack_timeout_seconds)
+    listeners.add(lambda bundle: signing.rotate(bundle.slack_signing_secret.reveal()))
+    listeners.add(slack_token_listener(client))
+    listeners.follow(keeper)
+    return create_app(
+        config,
+        slack=WebSlackGateway(client),
+        signing_secrets=signing,
+        secrets_ok=keeper.healthy if keeper else lambda: True,
+    )
+
+
+def response_url_policy(config: Config) -> ResponseUrlPolicy:
+    return ResponseUrlPolicy.for_slack_api(config.slack_api_base_url, config.response_url_origins)
 
 
 def _utcnow() -> datetime:
@@ -90,6 +148,8 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
     context = Context(
         database=database,
         slack=client,
+        response_urls=response_url_policy(config),
+        channel_history=config.channel_post_dedupe,
         profile_ttl_seconds=config.profile_ttl_seconds,
         runs=RunService(database, gateway, config, people=people, clock=_utcnow),
     )
@@ -98,12 +158,15 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
 
 def run_worker(env: Mapping[str, str]) -> int:
     logs.setup((env.get("LOG_LEVEL") or "INFO").upper())
-    full_env, keeper = keep_secrets(env)
+    listeners = SecretListeners()
+    full_env, keeper = keep_secrets(env, on_change=listeners)
     config = load_config(full_env)
     logs.setup(config.log_level)
     if config.worker.nice:
         os.nice(config.worker.nice)
     worker = build_worker(config)
+    listeners.add(slack_token_listener(worker.context.slack))
+    listeners.follow(keeper)
     worker.install_signal_handlers()
     worker.serve_metrics()
     relay = start_relay(config)

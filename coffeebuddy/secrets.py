@@ -201,6 +201,31 @@ def load_secrets(env: Mapping[str, str]) -> SecretBundle:
         keeper.stop()
 
 
+def load_database_url(env: Mapping[str, str]) -> str:
+    """Only the database URL, for the migration Job: its pod is given no other secret (with
+    the files source only `database_url` needs to exist). Raises ConfigError."""
+    settings = SecretSettings.from_environ(env)
+    if settings.source is SecretSource.FILES:
+        path = settings.secrets_dir / "database_url"
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"COFFEEBUDDY_SECRETS_DIR {settings.secrets_dir} has no file for: database_url"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"COFFEEBUDDY_SECRETS_DIR: cannot read {path} ({type(exc).__name__})"
+            ) from None
+    elif settings.source is SecretSource.VAULT:
+        value = load_secrets(env).database_url.reveal()
+    else:
+        value = _raw(env, ENV_NAMES["database_url"]) or ""
+    if not value:
+        raise ConfigError("DATABASE_URL is required but not set")
+    return value
+
+
 # ---------------------------------------------------------------------------------------
 # Vault
 # ---------------------------------------------------------------------------------------
@@ -499,12 +524,36 @@ class SecretKeeper:
         return _bundle(values, SecretSource.VAULT, f"Vault secret {where}", version)
 
     def _run_vault(self) -> None:
-        while not self._stopping.wait(self._vault_due_in()):
+        # Besides caring for the token, read the secret again every poll interval: a value
+        # rotated in Vault must reach the running process (see `_swap`).
+        next_read = self._clock() + self.settings.poll_seconds
+        while True:
+            token_due = self._vault_due_in()
+            read_due = max(0.0, next_read - self._clock())
+            if self._stopping.wait(read_due if token_due is None else min(token_due, read_due)):
+                return
+            if self._clock() >= next_read:
+                next_read = self._clock() + self.settings.poll_seconds
+                self._reread_vault()
+            token_due = self._vault_due_in()
+            if token_due is None or token_due > 0:
+                continue
             try:
                 self._maintain_token()
             except Exception:  # the keeper thread must outlive any surprise
                 log.exception("vault_keeper_error")
                 self._note_failure()
+
+    def _reread_vault(self) -> None:
+        if not self.healthy():
+            return  # the token is being cared for; reading now would only fail
+        try:
+            self.refresh()
+        except ConfigError as exc:
+            # Keep serving the last good values; the next read tries again.
+            log.warning("secrets_vault_unreadable", extra={"reason": str(exc)})
+        except Exception:
+            log.exception("secrets_vault_error")
 
     def _vault_due_in(self) -> float | None:
         if self._idle:

@@ -8,12 +8,12 @@ ready to show the person who typed the command.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from coffeebuddy.domain.models import MAX_NOTE_CHARS
+from coffeebuddy.domain.text import clean_user_text, quote_code
 from coffeebuddy.errors import CoffeeBuddyError
 
 MIN_RELATIVE_MINUTES = 1
@@ -110,8 +110,6 @@ _HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 # the note "stats" today and changing meaning when the subcommand ships.
 _RESERVED_WORDS = frozenset({"close", "cancel", "status"})
 
-# Bidi overrides can make a note render differently from what was typed.
-_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 # The text is normalised to single spaces before matching, so " " is the only separator.
 _FLAGS = re.IGNORECASE | re.ASCII
@@ -216,13 +214,7 @@ def resolve_pickup(spec: TimeSpec, now: datetime, tz: ZoneInfo) -> datetime:
 
 
 def _normalise(text: str) -> str:
-    cleaned = "".join(" " if _is_control(ch) else ch for ch in text)
-    return " ".join(cleaned.split())
-
-
-def _is_control(ch: str) -> bool:
-    # Cs: lone surrogates can't be stored or sent back to Slack as UTF-8.
-    return unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"} or ch in _BIDI_CONTROLS
+    return clean_user_text(text)
 
 
 def _split_time(s: str) -> tuple[TimeSpec | None, str]:
@@ -344,10 +336,9 @@ def _to_int(digits: str) -> int:
 
 
 def _clip(text: str) -> str:
-    # Echoed inside backticks: a stray backtick would break the formatting.
-    clean = text.replace("`", "'")
-    return clean if len(clean) <= 24 else clean[:23] + "…"
+    # Echoed inside backticks: escaped, and a stray backtick would break the formatting.
+    return quote_code(text)[1:-1]
 
 
 def _quote(text: str) -> str:
-    return f"`{_clip(text)}`"
+    return quote_code(text)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from coffeebuddy.domain.models import OrderLine
+from coffeebuddy.domain.text import strip_invisible
 
 
 def normalized_text(text: str) -> str:
@@ -17,7 +18,7 @@ def normalized_text(text: str) -> str:
     Modal input is a single line, but stray double spaces or a trailing space would
     otherwise make "flat white" and "flat  white " look like different drinks.
     """
-    return " ".join(text.split())
+    return " ".join(strip_invisible(text).split())
 
 
 def _group_key(text: str) -> str:

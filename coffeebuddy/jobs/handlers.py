@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +27,7 @@ from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack import blocks, home_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.gateway import WebSlackGateway
-from coffeebuddy.slack.response_url import post_ephemeral
+from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from coffeebuddy.store import RunRecord, load_run
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,10 @@ class Context:
     database: Database
     slack: WebClient
     response_timeout: float = 3.0
+    # Where a job may POST an interaction's response_url (see slack/response_url.py).
+    response_urls: ResponseUrlPolicy = field(default_factory=lambda: ResponseUrlPolicy(()))
+    # Whether retried channel posts may read the channel's history (see config.py).
+    channel_history: bool = False
     # How long a cached profile is trusted (Config.profile_ttl_seconds).
     profile_ttl_seconds: int = 24 * 3600
     # Applies the actions the web acknowledged through the inbox.
@@ -175,7 +179,9 @@ def _post_once(
     """
     payload = {"run_id": record.view.run_id, "part": part}
     metadata = {"event_type": MESSAGE_EVENT_TYPE, "event_payload": payload}
-    if job.attempts > 1:
+    # The runner's DM ("D…") is the bot's own read-only conversation (im:history); a
+    # channel's history (and a thread in it) is only read when the operator opted in.
+    if job.attempts > 1 and (channel.startswith("D") or ctx.channel_history):
         found = _find_posted(ctx, channel, record, payload, thread_ts=thread_ts)
         if found is not None:
             log.info("message_already_posted", extra={"event_type": part.split(":")[0]})
@@ -381,7 +387,7 @@ def tell(ctx: Context, who: dict[str, Any], text: str) -> None:
     response_url = who.get("response_url")
     body = who.get("blocks") or None
     if response_url and post_ephemeral(
-        response_url, text, timeout=ctx.response_timeout, blocks=body
+        response_url, text, timeout=ctx.response_timeout, policy=ctx.response_urls, blocks=body
     ):
         return
     if who.get("channel") and who.get("user"):

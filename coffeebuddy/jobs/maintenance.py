@@ -84,8 +84,33 @@ def prune(database: Database, settings: WorkerSettings) -> Pruned:
     return Pruned(done, dead, more=True)
 
 
-def prune_and_reschedule(database: Database, settings: WorkerSettings) -> Pruned:
-    """The prune job's work: prune, then queue the next run (its dedupe key keeps it one)."""
+def prune_unrelayed_events(database: Database, retention_seconds: float, batch: int) -> int:
+    """Without a relay nothing marks events sent (and so the relay's own prune never
+    deletes them): delete them by age instead, in short batches."""
+    total = 0
+    while True:
+        with database.transaction() as conn:
+            deleted = db.run(
+                conn,
+                "prune_events_without_relay",
+                {"retention_seconds": retention_seconds, "limit": batch},
+            )
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+def prune_and_reschedule(
+    database: Database, settings: WorkerSettings, *, event_retention_seconds: float | None = None
+) -> Pruned:
+    """The prune job's work: prune, then queue the next run (its dedupe key keeps it one).
+    `event_retention_seconds` is given when no relay runs (see prune_unrelayed_events)."""
+    if event_retention_seconds is not None:
+        events = prune_unrelayed_events(
+            database, event_retention_seconds, settings.prune_batch_size
+        )
+        if events:
+            log.info("events_pruned", extra={"count": events})
     pruned = prune(database, settings)
     JOBS_PRUNED.labels("done").inc(pruned.done)
     JOBS_PRUNED.labels("dead").inc(pruned.dead)

@@ -68,12 +68,15 @@ def enqueue(
     delay_seconds: float = 0.0,
     dedupe_key: str | None = None,
     max_attempts: int = 8,
+    replace_payload: bool = False,
+    lane: str | None = None,
     bring_forward: bool = True,
 ) -> int | None:
     """Add a job; with `dedupe_key`, nothing is added while one with that key is queued
-    (that one is brought forward if this one was due sooner, unless `bring_forward` is
-    False: then joining it takes no row lock). Returns the id of the job added or brought
-    forward, None when it simply joined a queued one."""
+    (that one is brought forward if this one was due sooner, and takes this payload when
+    `replace_payload`: the latest wins; with `bring_forward` False, joining it takes no
+    row lock). Returns the id of the job added or brought forward, None when it simply
+    joined a queued one."""
     params = {
         "kind": kind,
         "payload": Jsonb(dict(payload)),
@@ -82,12 +85,26 @@ def enqueue(
         "dedupe_key": dedupe_key,
         "run_id": run_id,
         "correlation_id": correlation_id,
+        "replace_payload": replace_payload,
+        "lane": lane or _lane(payload, run_id),
     }
-    if bring_forward:
+    if bring_forward or replace_payload:
         row = db.one(conn, "enqueue_job", params)
     else:
         row = db.one(conn, "enqueue_coalesced_job", params)
     return int(row["id"]) if row else None
+
+
+def _lane(payload: Mapping[str, Any], run_id: uuid.UUID | str | None) -> str | None:
+    """Whose turn a job waits for: a person's answers are their own lane, a run's message
+    work its run's, so one person's or one channel's burst never queues the others."""
+    user = payload.get("user")
+    if isinstance(user, str) and user:
+        return f"user:{user}"
+    if run_id is not None:
+        return f"run:{run_id}"
+    channel = payload.get("channel")
+    return f"channel:{channel}" if isinstance(channel, str) and channel else None
 
 
 def claim(conn: Conn, *, worker_id: str, limit: int, lease_seconds: int) -> list[Job]:

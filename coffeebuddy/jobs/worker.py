@@ -240,7 +240,14 @@ class Worker:
             self._pilot.publish(conn, datetime.now(UTC))
 
     def _prune_jobs(self, _ctx: Context, _job: Job) -> None:
-        maintenance.prune_and_reschedule(self.database, self.settings)
+        relay_off = not self.config.kafka_bootstrap_servers
+        maintenance.prune_and_reschedule(
+            self.database,
+            self.settings,
+            event_retention_seconds=self.config.event_retention_days * 86400.0
+            if relay_off
+            else None,
+        )
 
     def _retention_purge(self, _ctx: Context, _job: Job) -> None:
         maintenance.purge_and_reschedule(self.database)

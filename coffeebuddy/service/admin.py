@@ -22,7 +22,7 @@ from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.jobs import queue
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run
-from coffeebuddy.service.common import Actor, Reply
+from coffeebuddy.service.common import Actor, Reply, misplaced
 from coffeebuddy.service.effects import tell
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import admin_blocks
@@ -116,6 +116,9 @@ class AdminService:
         """Apply the modal; field errors (keyed by block id) keep it open."""
         with self.db.transaction() as conn:
             current = db.one(conn, "get_channel_by_slack_id", {"slack_channel_id": channel_id})
+        if current is not None and (wrong := _elsewhere(actor, current, channel_id)):
+            log.warning("admin_refused", extra={"action": "settings", "user_id": actor.user_id})
+            return {"enabled": wrong}
         if current is None or not self.people.is_admin(actor.user_id, current["admin_user_ids"]):
             # A forged or stale submission, whatever it holds: refused, logged, nothing written.
             log.warning("admin_refused", extra={"action": "settings", "user_id": actor.user_id})
@@ -203,13 +206,17 @@ class AdminService:
         """Delete the channel's runs, orders, usuals, runner stats and pending jobs."""
         with self.db.transaction() as conn:
             current = db.one(conn, "get_channel_by_slack_id", {"slack_channel_id": channel_id})
-        allowed = current is not None and self.people.is_admin(
-            actor.user_id, current["admin_user_ids"]
+        wrong = _elsewhere(actor, current, channel_id) if current is not None else None
+        allowed = (
+            current is not None
+            and wrong is None
+            and self.people.is_admin(actor.user_id, current["admin_user_ids"])
         )
         with self.db.transaction() as conn:
             if not allowed:
                 log.warning("admin_refused", extra={"action": "reset", "user_id": actor.user_id})
-                self._tell(conn, actor, channel_id, REFUSAL, response_url, correlation_id)
+                text = wrong or REFUSAL
+                self._tell(conn, actor, channel_id, text, response_url, correlation_id)
                 return
             channel = db.one(conn, "lock_channel", {"slack_channel_id": channel_id})
             assert channel is not None
@@ -281,6 +288,11 @@ class AdminService:
             response_url=response_url,
             correlation_id=correlation_id,
         )
+
+
+def _elsewhere(actor: Actor, channel: Mapping[str, Any], channel_id: str) -> str | None:
+    """Why a settings submit or reset from another workspace (or channel) is refused."""
+    return misplaced(actor, team_id=channel["slack_team_id"], channel_id=channel_id)
 
 
 def parse_settings(

@@ -39,7 +39,9 @@ def tell(
     blocks: list[dict[str, Any]] | None = None,
 ) -> None:
     """An ephemeral answer to one person, sent by the worker; `text` is its notification
-    and fallback when it has `blocks`."""
+    and fallback when it has `blocks`. Answers about one run to one person coalesce while
+    queued, the latest winning: a burst of clicks is one message saying how things stand
+    now, not a backlog that delays everyone else's."""
     payload: dict[str, Any] = {
         "channel": channel, "user": user, "text": text, "response_url": response_url,
     }  # fmt: skip
@@ -52,6 +54,8 @@ def tell(
         run_id=run_id,
         correlation_id=correlation_id,
         max_attempts=4,
+        dedupe_key=f"notify:{run_id}:{user}" if run_id is not None else None,
+        replace_payload=True,
     )
 
 

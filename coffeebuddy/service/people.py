@@ -32,11 +32,21 @@ class People:
         self.config = config
         self.clock = clock
 
-    def profile(self, conn: Conn, user_id: str, *, remember: bool = True) -> Profile:
-        """The user's Slack profile, from our cache while fresh, else from users.info
-        (cached unless `remember` is False: a read-only command stores nothing)."""
+    def profile(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        remember: bool = True,
+        max_age_seconds: int | None = None,
+    ) -> Profile:
+        """The user's Slack profile, from our cache while fresh (younger than
+        `max_age_seconds`, by default the profile TTL), else from users.info (cached unless
+        `remember` is False: a read-only command stores nothing). With a `max_age_seconds`
+        an older copy is never used, even when Slack can't be reached."""
         row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user_id})
-        fresh_after = self.clock() - timedelta(seconds=self.config.profile_ttl_seconds)
+        ttl = self.config.profile_ttl_seconds if max_age_seconds is None else max_age_seconds
+        fresh_after = self.clock() - timedelta(seconds=ttl)
         fetched = row["profile_fetched_at"] if row is not None else None
         if row is not None and fetched and fetched > fresh_after:
             return _from_row(row)
@@ -47,7 +57,7 @@ class People:
             if failure is None:
                 raise
             log.warning("profile_fetch_failed", extra={"slack_error": failure.code})
-            if row is not None and fetched:
+            if row is not None and fetched and max_age_seconds is None:
                 return _from_row(row)
             raise CoffeeBuddyError(
                 failure.hint
@@ -91,7 +101,13 @@ class People:
             return True
         try:
             with self.db.transaction() as conn:
-                return self.profile(conn, user_id, remember=remember).is_workspace_admin
+                # Rights follow Slack's flag within minutes (a demotion must take effect).
+                return self.profile(
+                    conn,
+                    user_id,
+                    remember=remember,
+                    max_age_seconds=self.config.admin_check_ttl_seconds,
+                ).is_workspace_admin
         except CoffeeBuddyError:
             # Slack unreachable and nothing cached: not proven an admin.
             return False

@@ -14,7 +14,9 @@ What the purge deletes, in one transaction:
   not this table, so the table is made to agree with that history again (a person who no
   longer served any remaining closed run in the channel loses the row);
 - people who left no trace (no run started or served, no order, no usual, no runner stats)
-  and were not touched within the last day.
+  and were not touched within the last day;
+- outbox events past their channel's retention or of runs that are gone (they carry user
+  and channel ids).
 
 The audit trail (`channel_admin_actions`) and channel settings are never touched.
 """
@@ -40,6 +42,7 @@ PURGE_COUNTS = (
     "runner_stats_deleted",
     "runner_stats_updated",
     "users",
+    "events",
 )
 
 
@@ -66,6 +69,10 @@ def purge(conn: Conn, now: datetime) -> dict[str, int]:
         "runner_stats_deleted": int(stats["deleted"]),
         "runner_stats_updated": int(stats["updated"]),
         "users": _purge_users(conn, params),
+        # After the runs: events of purged runs go with them.
+        "events": db.run(
+            conn, "purge_expired_events", {**params, "run_ids": list(runs["run_ids"])}
+        ),
     }
     log.info("retention_purged", extra={"count": counts})
     return counts
@@ -95,10 +102,13 @@ class PrivacyService:
         self.db = database
 
     def forget_me(self, actor: Actor) -> Reply:
-        """Delete the person's stored usual in every channel, and nothing else. Works in
+        """Delete the person's stored usual in every channel and the outbox events that name
+        them, and nothing else. Works in
         any channel, enabled or not: it is about the person, not the channel."""
         with self.db.transaction() as conn:
             deleted = db.all_rows(conn, "forget_user_preferences", {"slack_user_id": actor.user_id})
+            # The event outbox names people too; their events go (nothing else of runs).
+            db.run(conn, "forget_user_events", {"slack_user_id": actor.user_id})
         count = len(deleted)
         log.info("preferences_forgotten", extra={"count": count})
         if count == 0:

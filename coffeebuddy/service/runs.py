@@ -8,7 +8,6 @@ ones Slack's deadlines force into the request: `views.open` and (cached) `users.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from coffeebuddy import db, events
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
+from coffeebuddy.domain.text import clean_user_text
 from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
@@ -41,7 +41,8 @@ OrderChange = Literal["placed", "changed", "canceled"]
 
 
 def normalize_order_text(text: str | None) -> str:
-    return re.sub(r"\s+", " ", text or "").strip()
+    # Cleaned like a run note: no zero-width or bidi controls, single spaces.
+    return clean_user_text(text)
 
 
 def order_text_error(text: str) -> str | None:
@@ -286,7 +287,7 @@ class RunService:
                 current = db.one(
                     conn, "get_active_order", {"run_id": run_id, "user_id": user["id"]}
                 )
-                db.one(
+                changed = db.one(
                     conn,
                     "upsert_order",
                     {
@@ -296,6 +297,11 @@ class RunService:
                         "volunteer": bool(current and current["volunteer"]),
                     },
                 )
+                if changed is None:
+                    # Their usual is already their order: a repeated click changes nothing,
+                    # so it writes nothing (no refresh, event or confirmation job).
+                    log.info("order_unchanged", extra={"action": "use_usual"})
+                    return
                 db.run(
                     conn,
                     "touch_preference",
@@ -654,7 +660,10 @@ class RunService:
                     "volunteer": volunteer,
                 },
             )
-            assert saved is not None
+            if saved is None:
+                # The same order resubmitted: nothing changed, nothing to write or say.
+                log.info("order_unchanged", extra={"action": "modal"})
+                return None
             db.run(
                 conn,
                 "save_preference",

@@ -16,7 +16,6 @@ from slack_sdk.models.blocks import (
     ConfirmObject,
     DividerBlock,
     InputBlock,
-    MarkdownTextObject,
     NumberInputElement,
     Option,
     PlainTextObject,
@@ -24,6 +23,8 @@ from slack_sdk.models.blocks import (
     UserMultiSelectElement,
 )
 from slack_sdk.models.views import View
+
+from coffeebuddy.slack.blocks import mrkdwn
 
 CALLBACK_ADMIN_MODAL: Final = "admin_modal"
 ACTION_ADMIN_RESET: Final = "admin_reset"
@@ -89,7 +90,7 @@ def settings_modal(
     """The `/coffee admin` modal; `settings` is the channel row. The channel id travels in
     private_metadata, so the submission and the reset button know where they belong."""
     blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=f"Settings for <#{channel_id}>")),
+        SectionBlock(text=mrkdwn(f"Settings for <#{channel_id}>")),
     ]
     for key, label in SWITCHES.items():
         option = Option(value=ON, text=PlainTextObject(text=label))
@@ -148,17 +149,17 @@ def settings_modal(
 def reset_blocks(channel_id: str) -> list[Block]:
     confirm = ConfirmObject(
         title="Delete this channel's data?",
-        text="All coffee runs, orders, usual orders and runner history of this channel are "
-        "deleted, and fairness starts from zero. The admin audit trail is kept.",
+        text=mrkdwn(
+            "All coffee runs, orders, usual orders and runner history of this channel are "
+            "deleted, and fairness starts from zero. The admin audit trail is kept."
+        ),
         confirm="Delete it all",
         deny="Keep it",
         style="danger",
     )
     return [
         SectionBlock(
-            text=MarkdownTextObject(
-                text="*Reset:* delete every run, order, usual and runner count of this channel."
-            )
+            text=mrkdwn("*Reset:* delete every run, order, usual and runner count of this channel.")
         ),
         ActionsBlock(
             block_id="admin_reset",

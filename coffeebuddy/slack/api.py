@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import socket
 import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -54,12 +56,24 @@ _HINTS = {
 def make_client(config: Config, *, timeout: float) -> WebClient:
     # One quick retry on a dropped connection; rate limits and server errors are handled
     # by rescheduling jobs, never by sleeping.
-    return WebClient(
+    client = WebClient(
         token=config.slack_bot_token.reveal(),
         base_url=config.slack_api_base_url,
         timeout=max(1, round(timeout)),
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],
+        proxy=egress_proxy(config.slack_api_base_url),
     )
+    # slack_sdk falls back to HTTPS_PROXY by itself and knows nothing of NO_PROXY.
+    client.proxy = egress_proxy(config.slack_api_base_url)
+    return client
+
+
+def egress_proxy(url: str) -> str | None:
+    """The proxy for `url` from HTTPS_PROXY/HTTP_PROXY, unless NO_PROXY exempts its host."""
+    parts = urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme) or None
 
 
 def call(client: WebClient, method: str, **kwargs: Any) -> SlackResponse:

@@ -10,7 +10,6 @@ handlers: change them only together.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -40,6 +39,7 @@ from coffeebuddy.domain.models import (
     RunStatus,
     RunView,
 )
+from coffeebuddy.domain.text import escape_mrkdwn
 
 BlockDict = dict[str, Any]
 
@@ -102,18 +102,22 @@ FIRST_RUN_HINT: Final = (
     f"pick the runner. {RULE_SUMMARY} `/coffee help` for more."
 )
 
-# An entity Slack already escaped; left alone so escaping twice does not show "&amp;amp;".
-_ESCAPED_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
+
+def mrkdwn(text: str) -> MarkdownTextObject:
+    """Every mrkdwn text object: verbatim, so Slack links no bare URL, channel name or
+    user name in text someone typed (our own mentions use the explicit `<@U…>` form)."""
+    return MarkdownTextObject(text=text, verbatim=True)
 
 
 def escape(text: str) -> str:
-    """Make user text safe inside mrkdwn: `<!channel>` or `<@U1>` must not ping anyone.
+    """Make user text safe inside mrkdwn: `<!channel>`, `<@U1>` or a plain `@here` must not
+    ping anyone, and invisible bidi/zero-width controls must not reorder the message.
 
     Slack's rule is to escape only &, < and >. Text typed into a modal arrives raw, but
     text from a slash command may arrive already escaped, so an existing &amp;, &lt; or
     &gt; is kept as is: escaping is idempotent and callers need not know the source.
     """
-    return _ESCAPED_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+    return escape_mrkdwn(text)
 
 
 def pickup_text(when: datetime) -> str:
@@ -138,11 +142,11 @@ def _mention(user_id: str) -> str:
 
 
 def _section(text: str, *, block_id: str | None = None) -> BlockDict:
-    return SectionBlock(text=MarkdownTextObject(text=text), block_id=block_id).to_dict()
+    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()
 
 
 def _context(text: str) -> BlockDict:
-    return ContextBlock(elements=[MarkdownTextObject(text=text)]).to_dict()
+    return ContextBlock(elements=[mrkdwn(text)]).to_dict()
 
 
 def _details_lines(view: RunView, *, pickup_label: str, note_label: str) -> list[str]:
@@ -201,8 +205,10 @@ def _run_buttons(view: RunView) -> BlockDict:
     count = len(view.participant_ids)
     close_confirm = ConfirmObject(
         title="Close the run now?",
-        text=f"{_plural(count, 'person is', 'people are')} in. I'll pick the runner and "
-        "post the orders. This can't be undone.",
+        text=mrkdwn(
+            f"{_plural(count, 'person is', 'people are')} in. I'll pick the runner and "
+            "post the orders. This can't be undone."
+        ),
         confirm="Close run",
         deny="Keep it open",
     )
@@ -232,7 +238,7 @@ def cancel_run_prompt(run_id: str) -> list[BlockDict]:
     """The answer to "Cancel run…" in the menu: the real button, with its confirm dialog."""
     confirm = ConfirmObject(
         title="Cancel this coffee run?",
-        text="Everyone's orders are dropped and nobody goes. This can't be undone.",
+        text=mrkdwn("Everyone's orders are dropped and nobody goes. This can't be undone."),
         confirm="Cancel run",
         deny="Keep it",
         style="danger",
@@ -358,7 +364,7 @@ def order_modal(
     if note:
         details.append(f"*Note:* {escape(note)}")
     if details:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text="\n".join(details))]))
+        blocks.append(ContextBlock(elements=[mrkdwn("\n".join(details))]))
 
     blocks.append(
         InputBlock(

@@ -12,12 +12,11 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     DividerBlock,
     HeaderBlock,
-    MarkdownTextObject,
     PlainTextObject,
     SectionBlock,
 )
 
-from coffeebuddy.slack.blocks import escape
+from coffeebuddy.slack.blocks import escape, mrkdwn
 from coffeebuddy.slack.stats_blocks import last_run_text
 
 BlockDict = dict[str, Any]
@@ -69,7 +68,7 @@ def home_view(channels: Sequence[HomeChannel], rule_summary: str) -> BlockDict:
     blocks.append(DividerBlock().to_dict())
     blocks.append(
         ContextBlock(
-            elements=[MarkdownTextObject(text=f"*Who goes:* {rule_summary}")],
+            elements=[mrkdwn(f"*Who goes:* {rule_summary}")],
             block_id="home_rule",
         ).to_dict()
     )
@@ -90,4 +89,4 @@ def channel_text(channel: HomeChannel) -> str:
 
 
 def _section(text: str, block_id: str) -> BlockDict:
-    return SectionBlock(text=MarkdownTextObject(text=text), block_id=block_id).to_dict()
+    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()

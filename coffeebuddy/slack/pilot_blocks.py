@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from slack_sdk.models.blocks import ContextBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import ContextBlock, SectionBlock
 
 from coffeebuddy.domain.pilot import (
     CSAT_TARGET,
@@ -20,6 +20,7 @@ from coffeebuddy.domain.pilot import (
     duration_text,
     percent,
 )
+from coffeebuddy.slack.blocks import mrkdwn
 
 BlockDict = dict[str, Any]
 
@@ -104,8 +105,8 @@ def period_text(period: PilotPeriod) -> str:
 
 
 def _section(text: str, block_id: str) -> BlockDict:
-    return SectionBlock(text=MarkdownTextObject(text=text), block_id=block_id).to_dict()
+    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()
 
 
 def _context(text: str, block_id: str) -> BlockDict:
-    return ContextBlock(elements=[MarkdownTextObject(text=text)], block_id=block_id).to_dict()
+    return ContextBlock(elements=[mrkdwn(text)], block_id=block_id).to_dict()

@@ -9,16 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from slack_sdk.models.blocks import (
-    ActionsBlock,
-    ButtonElement,
-    ContextBlock,
-    MarkdownTextObject,
-    SectionBlock,
-)
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock, SectionBlock
 
 from coffeebuddy.domain.models import RunnerChoice
-from coffeebuddy.slack.blocks import escape
+from coffeebuddy.slack.blocks import escape, mrkdwn
 
 BlockDict = dict[str, Any]
 
@@ -98,7 +92,7 @@ def fairness_reply(table: FairnessTable, *, short: bool = False) -> tuple[str, l
     blocks.append(_section(_clip("\n".join(next_lines)), block_id="stats_next"))
     blocks.append(
         ContextBlock(
-            elements=[MarkdownTextObject(text=_clip(f"*The rule:* {table.rule_summary}"))],
+            elements=[mrkdwn(_clip(f"*The rule:* {table.rule_summary}"))],
             block_id="stats_rule",
         ).to_dict()
     )
@@ -173,7 +167,7 @@ def _plural(count: int, singular: str, plural: str) -> str:
 
 
 def _section(text: str, *, block_id: str) -> BlockDict:
-    return SectionBlock(text=MarkdownTextObject(text=text), block_id=block_id).to_dict()
+    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()
 
 
 def text_section(text: str) -> BlockDict:

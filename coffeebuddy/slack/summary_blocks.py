@@ -32,6 +32,7 @@ from coffeebuddy.slack.blocks import (
     _section,
     escape,
     link,
+    mrkdwn,
     pickup_text,
     rating_value,
 )
@@ -219,8 +220,10 @@ def runner_dm(view: RunView) -> tuple[str, list[BlockDict]]:
 def _cant_go_button(run_id: str) -> BlockDict:
     confirm = ConfirmObject(
         title="Can't go?",
-        text="The next person by the usual rule becomes the runner, and the channel "
-        "is told in the summary's thread. You can do this once per run.",
+        text=mrkdwn(
+            "The next person by the usual rule becomes the runner, and the channel "
+            "is told in the summary's thread. You can do this once per run."
+        ),
         confirm="Hand it on",
         deny="Never mind",
     )

@@ -28,8 +28,10 @@ from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
+from coffeebuddy.slack.response_url import ResponseUrlPolicy
+from coffeebuddy.web.access import AccessGate, PublicResource, is_slack_request
 from coffeebuddy.web.events import SlackEvents
-from coffeebuddy.web.middleware import RequestContext, SlackSignature
+from coffeebuddy.web.middleware import RequestContext, SigningSecrets, SlackSignature
 from coffeebuddy.web.ops import OpsAuth, OpsPurge, OpsRetryJob, OpsRun
 from coffeebuddy.web.slack_resources import (
     DB_DOWN_TEXT,
@@ -45,12 +47,12 @@ log = logging.getLogger(__name__)
 WEB_FAIL_FAST_SECONDS = 1.0
 
 
-class Live:
+class Live(PublicResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = {"status": "ok"}
 
 
-class Ready:
+class Ready(PublicResource):
     """Ready when the secrets are loaded, the database answers and its schema is at least the
     one this code needs (migrate.SCHEMA_VERSION), whatever migration files are installed."""
 
@@ -82,7 +84,7 @@ class Ready:
         resp.media = {"status": "ok" if ok else "unavailable", "checks": checks}
 
 
-class Metrics:
+class Metrics(PublicResource):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         body, content_type = render()
         resp.data = body
@@ -110,7 +112,7 @@ def _on_db_down(
 ) -> None:
     ERRORS.labels("database").inc()
     log.error("database_unavailable")
-    if req.path.startswith("/slack/"):
+    if is_slack_request(req):
         _slack_answer(resp, DB_DOWN_TEXT)
     else:
         resp.status = falcon.HTTP_503
@@ -123,7 +125,7 @@ def _on_domain_error(
     # An expected failure with a message the person can act on (e.g. Slack unreachable
     # while reading their time zone).
     ERRORS.labels("domain").inc()
-    if req.path.startswith("/slack/"):
+    if is_slack_request(req):
         _slack_answer(resp, ex.user_message)
     else:
         resp.status = falcon.HTTP_409
@@ -132,7 +134,7 @@ def _on_domain_error(
 
 def _on_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     reference = report_internal(ex)
-    if req.path.startswith("/slack/"):
+    if is_slack_request(req):
         _slack_answer(resp, internal_error_text(reference))
     else:
         resp.status = falcon.HTTP_500
@@ -150,6 +152,7 @@ def create_app(
     slack: SlackGateway | None = None,
     secrets_ok: Callable[[], bool] = lambda: True,
     clock: Callable[[], datetime] = _utcnow,
+    signing_secrets: SigningSecrets | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     if database is None:
         database = Database(
@@ -169,13 +172,21 @@ def create_app(
     stats = StatsService(database, config, clock, people)
     commands = Commands(runs, admin, stats, PrivacyService(database))
 
-    middleware: list[Any] = [
-        RequestContext(),
-        SlackSignature(config.slack_signing_secret.reveal(), max_body_bytes=config.max_body_bytes),
-    ]
+    if signing_secrets is None:
+        signing_secrets = SigningSecrets(config.slack_signing_secret.reveal())
+    ops_auth = None
     if config.ops_issuer and config.ops_audience:
-        verifier = JwtVerifier(config.ops_issuer, config.ops_audience, config.ops_scope)
-        middleware.append(OpsAuth(verifier))
+        verifier = JwtVerifier(
+            config.ops_issuer,
+            config.ops_audience,
+            config.ops_scope,
+            max_lifetime_seconds=config.ops_max_token_lifetime_seconds,
+        )
+        ops_auth = OpsAuth(verifier)
+    gate = AccessGate(
+        slack=SlackSignature(signing_secrets, max_body_bytes=config.max_body_bytes), ops=ops_auth
+    )
+    middleware: list[Any] = [RequestContext(), gate]
     app = falcon.App(middleware=middleware)
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/slack/commands", SlackCommands(commands))
@@ -187,6 +198,9 @@ def create_app(
             swap=SwapService(database),
             ratings=RatingService(database, config),
             stats=stats,
+            response_urls=ResponseUrlPolicy.for_slack_api(
+                config.slack_api_base_url, config.response_url_origins
+            ),
         ),
     )
     app.add_route("/slack/events", SlackEvents(HomeService(database)))

@@ -16,19 +16,20 @@ from coffeebuddy.errors import BadRequest
 from coffeebuddy.metrics import REQUESTS
 from coffeebuddy.service.home import HomeService
 from coffeebuddy.web import payloads
+from coffeebuddy.web.access import SlackResource, verified_body
 
 log = logging.getLogger(__name__)
 
 MAX_CHALLENGE = 200
 
 
-class SlackEvents:
+class SlackEvents(SlackResource):
     def __init__(self, home: HomeService) -> None:
         self._home = home
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
-            body = json.loads(req.context.raw_body)
+            body = json.loads(verified_body(req))
         except ValueError:
             raise BadRequest("event body is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("type"), str):

@@ -1,5 +1,6 @@
 """Request middleware: correlation ids and timing for every request, and Slack's signature
-check (over the raw body, before anything parses it) for every `/slack/` request."""
+check (over the raw body, before anything parses it), applied by `access.AccessGate` to
+every resource marked as a Slack resource."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -69,18 +71,79 @@ def log_fact(req: falcon.Request, **facts: Any) -> None:
         context_facts.update(facts)
 
 
-class SlackSignature:
-    """Reject what Slack did not sign: 413 for oversized bodies, 401 for a missing, bad or
-    stale signature. The verified raw body is left in `req.context.raw_body`."""
+# Slack signs with `v0=` and a hex HMAC-SHA256; its timestamps are Unix seconds. Anything
+# else is refused before the comparison (hmac.compare_digest raises on non-ASCII text).
+_SIGNATURE_SHAPE = re.compile(r"v0=[0-9a-f]{64}")
+_TIMESTAMP_SHAPE = re.compile(r"[0-9]{1,12}")
 
-    def __init__(self, signing_secret: str, *, max_body_bytes: int, clock: Clock | None = None):
-        self._verifier = SignatureVerifier(signing_secret, clock=clock or Clock())
+
+class SigningSecrets:
+    """The signing secret in use and, for a short overlap after a rotation, the one before
+    it (Slack and the secret store are not switched at the same instant). Swapped as one
+    tuple, so a request sees either the old pair or the new one."""
+
+    def __init__(
+        self,
+        secret: str,
+        *,
+        overlap_seconds: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._overlap = overlap_seconds
+        self._clock = clock
+        self._state: tuple[SignatureVerifier, SignatureVerifier | None, float] = (
+            self._verifier(secret),
+            None,
+            0.0,
+        )
+        self._secret = secret
+
+    def _verifier(self, secret: str) -> SignatureVerifier:
+        # The verifier's own clock checks staleness; ours only times the overlap.
+        return SignatureVerifier(secret, clock=_WallClock(self._clock))
+
+    def rotate(self, secret: str) -> None:
+        if secret == self._secret:
+            return
+        current = self._state[0]
+        self._state = (self._verifier(secret), current, self._clock() + self._overlap)
+        self._secret = secret
+
+    def is_valid(self, body: bytes, timestamp: str, signature: str) -> bool:
+        current, previous, previous_until = self._state
+        if current.is_valid(body, timestamp, signature):
+            return True
+        return (
+            previous is not None
+            and self._clock() < previous_until
+            and previous.is_valid(body, timestamp, signature)
+        )
+
+
+class _WallClock(Clock):
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        return self._now()
+
+
+class SlackSignature:
+    """The access check of Slack resources: 411 without a Content-Length, 413 for oversized
+    bodies, 401 for a missing, malformed, bad or stale signature. The verified raw body is
+    left in `req.context.raw_body`."""
+
+    def __init__(self, secrets: SigningSecrets, *, max_body_bytes: int) -> None:
+        self._secrets = secrets
         self._max = max_body_bytes
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not req.path.startswith("/slack/"):
-            return
-        if req.content_length is not None and req.content_length > self._max:
+    def __call__(self, req: falcon.Request) -> None:
+        if req.content_length is None:
+            # A chunked body has no length up front; Slack always sends one. Reading it as
+            # empty would check a signature over the wrong bytes.
+            ERRORS.labels("bad_request").inc()
+            raise falcon.HTTPLengthRequired(description="a Content-Length is required")
+        if req.content_length > self._max:
             ERRORS.labels("body_too_large").inc()
             raise falcon.HTTPContentTooLarge(description="request body too large")
         body = req.bounded_stream.read(self._max + 1)
@@ -95,12 +158,18 @@ class SlackSignature:
             raise falcon.HTTPBadRequest(description="request body is not UTF-8") from None
         timestamp = req.get_header("X-Slack-Request-Timestamp") or ""
         signature = req.get_header("X-Slack-Signature") or ""
-        # The verifier would raise on a non-numeric timestamp; that is a bad signature too.
-        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12) or not (
-            signature and self._verifier.is_valid(body, timestamp, signature)
-        ):
+        reason = None
+        if not signature:
+            reason = "missing"
+        elif not _SIGNATURE_SHAPE.fullmatch(signature):
+            reason = "malformed_signature"
+        elif not _TIMESTAMP_SHAPE.fullmatch(timestamp):
+            reason = "malformed_timestamp"
+        elif not self._secrets.is_valid(body, timestamp, signature):
+            reason = "mismatch_or_stale"
+        if reason is not None:
             ERRORS.labels("bad_signature").inc()
-            log.warning("signature_rejected", extra={"path": req.path})
+            log.warning("signature_rejected", extra={"reason": reason, "path": req.path[:200]})
             raise falcon.HTTPUnauthorized(
                 title="Invalid Slack signature",
                 description="missing, invalid or stale X-Slack-Signature",

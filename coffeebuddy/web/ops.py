@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import falcon
+from psycopg.types.json import Jsonb
 
 from coffeebuddy import db
 from coffeebuddy.auth import AuthError, JwtVerifier
@@ -14,32 +15,37 @@ from coffeebuddy.db import Database
 from coffeebuddy.jobs import queue
 from coffeebuddy.service.privacy import purge_now
 from coffeebuddy.store import parse_uuid
+from coffeebuddy.web.access import OpsResource
 
 log = logging.getLogger(__name__)
 
 
 class OpsAuth:
-    """Middleware: anything under /ops/ without an acceptable token stops here."""
+    """The access check of ops resources (applied by `access.AccessGate` to every resource
+    marked `OpsResource`): no acceptable token, no entry."""
 
     def __init__(self, verifier: JwtVerifier) -> None:
         self._verifier = verifier
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not req.path.startswith("/ops/"):
-            return
+    def __call__(self, req: falcon.Request) -> None:
         try:
             claims = self._verifier.verify(req.get_header("Authorization"))
         except AuthError as exc:
             log.warning("ops_auth_rejected", extra={"reason": exc.reason, "path": req.path})
             if exc.status == 403:
                 raise falcon.HTTPForbidden(description="token lacks the required scope") from None
+            if exc.status == 503:
+                raise falcon.HTTPServiceUnavailable(
+                    description="the token issuer is unavailable, try again later",
+                    retry_after=5,
+                ) from None
             raise falcon.HTTPUnauthorized(
                 description="a valid bearer token is required", challenges=["Bearer"]
             ) from None
         req.context.ops_subject = str(claims.get("sub", ""))[:200]
 
 
-class OpsRun:
+class OpsRun(OpsResource):
     def __init__(self, database: Database) -> None:
         self._db = database
 
@@ -54,7 +60,7 @@ class OpsRun:
         resp.media = {key: _json(value) for key, value in row.items()}
 
 
-class OpsRetryJob:
+class OpsRetryJob(OpsResource):
     def __init__(self, database: Database) -> None:
         self._db = database
 
@@ -66,20 +72,33 @@ class OpsRetryJob:
             if job["status"] != "dead":
                 raise falcon.HTTPConflict(description=f"job {job_id} is {job['status']}, not dead")
             revived = queue.retry_dead(conn, [job_id])
+            if revived:
+                _audit(conn, req, "job_retried", {"job_id": job_id})
         if not revived:
             raise falcon.HTTPConflict(description="a job doing the same work is already queued")
         log.info("ops_job_retried", extra={"job_id": job_id, "user_id": req.context.ops_subject})
         resp.media = {"id": job_id, "status": "queued"}
 
 
-class OpsPurge:
+class OpsPurge(OpsResource):
     def __init__(self, database: Database) -> None:
         self._db = database
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         with self._db.transaction() as conn:
             counts = purge_now(conn)
+            _audit(conn, req, "retention_purge", {"purged": counts})
+        log.info("ops_retention_purged", extra={"user_id": req.context.ops_subject})
         resp.media = {"purged": counts}
+
+
+def _audit(conn: db.Conn, req: falcon.Request, action: str, details: dict[str, Any]) -> None:
+    # In the same transaction as the change: no change without its audit row.
+    db.run(
+        conn,
+        "insert_ops_action",
+        {"subject": req.context.ops_subject, "action": action, "details": Jsonb(details)},
+    )
 
 
 def _json(value: Any) -> Any:

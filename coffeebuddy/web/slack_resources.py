@@ -22,9 +22,10 @@ from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack import admin_blocks, blocks, stats_blocks
-from coffeebuddy.slack.response_url import post_ephemeral
+from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from coffeebuddy.store import parse_uuid
 from coffeebuddy.web import payloads
+from coffeebuddy.web.access import SlackResource, verified_body
 from coffeebuddy.web.middleware import log_fact
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,12 @@ def internal_error_text(reference: str) -> str:
     )
 
 
-class SlackCommands:
+class SlackCommands(SlackResource):
     def __init__(self, commands: Commands) -> None:
         self._commands = commands
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        command = payloads.slash_command(req.context.raw_body)
+        command = payloads.slash_command(verified_body(req))
         REQUESTS.labels("slash").inc()
         actor = Actor(
             user_id=command.user_id,
@@ -73,7 +74,7 @@ class SlackCommands:
         resp.media = reply.to_slack()
 
 
-class SlackInteractions:
+class SlackInteractions(SlackResource):
     def __init__(
         self,
         service: RunService,
@@ -82,7 +83,9 @@ class SlackInteractions:
         swap: SwapService,
         ratings: RatingService,
         stats: StatsService,
+        response_urls: ResponseUrlPolicy,
     ) -> None:
+        self._response_urls = response_urls
         self._service = service
         self._admin = admin
         self._swap = swap
@@ -90,7 +93,7 @@ class SlackInteractions:
         self._stats = stats
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        payload = payloads.interaction(req.context.raw_body)
+        payload = payloads.interaction(verified_body(req))
         REQUESTS.labels("interaction").inc()
         kind = payload["type"]
         corr = req.context.correlation_id
@@ -232,13 +235,17 @@ class SlackInteractions:
                 # Slack ignores the body of a block_actions answer; the response_url is the
                 # only way left to tell the person.
                 ERRORS.labels("database").inc()
-                respond_inline(action.response_url, DB_DOWN_TEXT)
+                respond_inline(self._response_urls, action.response_url, DB_DOWN_TEXT)
             except CoffeeBuddyError as exc:
-                respond_inline(action.response_url, exc.user_message)
+                respond_inline(self._response_urls, action.response_url, exc.user_message)
             except Exception as exc:
                 # Slack ignores a block_actions answer's body, so the generic handler's
                 # reply would never be seen: answer through the response_url instead.
-                respond_inline(action.response_url, internal_error_text(report_internal(exc)))
+                respond_inline(
+                    self._response_urls,
+                    action.response_url,
+                    internal_error_text(report_internal(exc)),
+                )
 
     def _stats_everyone(self, actor: Actor, response_url: str | None, corr: str) -> None:
         """ "Show everyone" under a member's short `/coffee stats`: the whole table."""
@@ -317,11 +324,11 @@ def _rating(action: payloads.BlockAction) -> tuple[uuid.UUID, int] | None:
     return run_id, parsed[1]
 
 
-def respond_inline(response_url: str | None, text: str) -> None:
+def respond_inline(policy: ResponseUrlPolicy, response_url: str | None, text: str) -> None:
     """Best-effort ephemeral answer through the interaction's response_url."""
     if not response_url:
         return
     try:
-        post_ephemeral(response_url, text, timeout=1.5)
+        post_ephemeral(response_url, text, timeout=1.5, policy=policy)
     except OSError:
         log.warning("response_url_failed")

@@ -45,9 +45,17 @@ WITH channel_runs AS (
     DELETE FROM user_preferences WHERE channel_id = %(channel_id)s RETURNING 1
 ), dropped_stats AS (
     DELETE FROM runner_stats WHERE channel_id = %(channel_id)s RETURNING 1
+), dropped_events AS (
+    -- The outbox holds user and channel ids too.
+    DELETE FROM events
+     WHERE run_id IN (SELECT id FROM channel_runs)
+        OR envelope->>'channel_id' = (SELECT slack_channel_id FROM channels
+                                        WHERE id = %(channel_id)s)
+    RETURNING 1
 )
 SELECT (SELECT count(*) FROM dropped_runs)::int AS runs,
        (SELECT n FROM order_count) AS orders,
        (SELECT count(*) FROM dropped_prefs)::int AS preferences,
        (SELECT count(*) FROM dropped_stats)::int AS runner_stats,
-       (SELECT count(*) FROM dropped_jobs)::int AS jobs;
+       (SELECT count(*) FROM dropped_jobs)::int AS jobs,
+       (SELECT count(*) FROM dropped_events)::int AS events;

@@ -43,3 +43,13 @@ WHERE id IN (
     WHERE sent_at < now() - make_interval(secs => %(retention_seconds)s)
     LIMIT %(limit)s
 );
+
+-- name: prune_events_without_relay
+-- With no relay configured nothing is ever marked sent, so events are pruned by age
+-- instead: they carry user and channel ids and must not be kept forever.
+DELETE FROM events
+WHERE id IN (
+    SELECT id FROM events
+    WHERE created_at < now() - make_interval(secs => %(retention_seconds)s)
+    LIMIT %(limit)s
+);

@@ -8,8 +8,9 @@
 -- "Use my usual" on a run that is open in this channel and workspace, by someone who has a
 -- usual in that channel.
 WITH ins AS (
-    INSERT INTO jobs (kind, payload, run_at, max_attempts, run_id, correlation_id)
-    SELECT 'apply_action', %(payload)s, now(), %(max_attempts)s, r.id, %(correlation_id)s
+    INSERT INTO jobs (kind, payload, run_at, max_attempts, run_id, correlation_id, lane)
+    SELECT 'apply_action', %(payload)s, now(), %(max_attempts)s, r.id, %(correlation_id)s,
+           'run:' || r.id::text
       FROM runs r
       JOIN channels c ON c.id = r.channel_id
       JOIN users u ON u.slack_user_id = %(slack_user_id)s
@@ -24,8 +25,9 @@ SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 -- name: inbox_order
 -- An order form's text (already checked) for a run that is open in this workspace.
 WITH ins AS (
-    INSERT INTO jobs (kind, payload, run_at, max_attempts, run_id, correlation_id)
-    SELECT 'apply_action', %(payload)s, now(), %(max_attempts)s, r.id, %(correlation_id)s
+    INSERT INTO jobs (kind, payload, run_at, max_attempts, run_id, correlation_id, lane)
+    SELECT 'apply_action', %(payload)s, now(), %(max_attempts)s, r.id, %(correlation_id)s,
+           'run:' || r.id::text
       FROM runs r
       JOIN channels c ON c.id = r.channel_id
      WHERE r.id = %(run_id)s AND r.status = 'open'

@@ -4,13 +4,20 @@
 -- The NOTIFY is delivered at commit, so a worker never wakes for a row it can't see yet.
 -- A job whose key is already queued joins it; if it is wanted sooner (a close right after
 -- a click's coalesced refresh), the queued one is brought forward.
+-- With %(replace_payload)s the queued one also takes the new payload (latest wins).
 WITH ins AS (
-    INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key, run_id, correlation_id)
+    INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key, run_id, correlation_id,
+                      lane)
     VALUES (%(kind)s, %(payload)s, now() + make_interval(secs => %(delay_seconds)s),
-            %(max_attempts)s, %(dedupe_key)s, %(run_id)s, %(correlation_id)s)
+            %(max_attempts)s, %(dedupe_key)s, %(run_id)s, %(correlation_id)s, %(lane)s)
     ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL
-    DO UPDATE SET run_at = EXCLUDED.run_at, updated_at = now()
-         WHERE EXCLUDED.run_at < jobs.run_at
+    DO UPDATE SET run_at = least(jobs.run_at, EXCLUDED.run_at),
+                  payload = CASE WHEN %(replace_payload)s THEN EXCLUDED.payload
+                                 ELSE jobs.payload END,
+                  correlation_id = CASE WHEN %(replace_payload)s THEN EXCLUDED.correlation_id
+                                        ELSE jobs.correlation_id END,
+                  updated_at = now()
+         WHERE EXCLUDED.run_at < jobs.run_at OR %(replace_payload)s
     RETURNING id, kind
 )
 SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
@@ -21,9 +28,10 @@ SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 -- does not queue behind that row until each commit. The queued one is due no later than
 -- this one would be (same delay) unless a 429 pushed it back, which it must respect.
 WITH ins AS (
-    INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key, run_id, correlation_id)
+    INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key, run_id, correlation_id,
+                      lane)
     VALUES (%(kind)s, %(payload)s, now() + make_interval(secs => %(delay_seconds)s),
-            %(max_attempts)s, %(dedupe_key)s, %(run_id)s, %(correlation_id)s)
+            %(max_attempts)s, %(dedupe_key)s, %(run_id)s, %(correlation_id)s, %(lane)s)
     ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL
     DO NOTHING
     RETURNING id, kind
@@ -33,18 +41,30 @@ SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 -- name: claim_jobs
 -- Due jobs, plus running jobs whose lease ran out (their worker died). A job whose
 -- dedupe key is being worked on elsewhere waits, so two refreshes of one message never
--- race and the older one never lands last.
-WITH due AS (
-    SELECT j.id FROM jobs j
+-- race and the older one never lands last. Fair across lanes (a person, a run): each
+-- lane's oldest due job comes first, then each lane's second, and so on, so one burst
+-- never holds back everyone else's work.
+WITH ready AS (
+    SELECT j.id, j.run_at,
+           row_number() OVER (PARTITION BY coalesce(j.lane, j.id::text)
+                              ORDER BY j.run_at, j.id) AS turn
+      FROM jobs j
      WHERE ((j.status = 'queued' AND j.run_at <= now())
             OR (j.status = 'running' AND j.locked_until < now()))
        AND (j.dedupe_key IS NULL OR NOT EXISTS (
               SELECT 1 FROM jobs r
                WHERE r.dedupe_key = j.dedupe_key AND r.id <> j.id
                  AND r.status = 'running' AND r.locked_until >= now()))
-     ORDER BY j.run_at, j.id
+), due AS (
+    -- The state test again, on the row being locked: when another worker claimed it and
+    -- committed after `ready` was read, Postgres re-checks these conditions on the new row
+    -- version (not the CTE's copy) and the job is skipped instead of claimed twice.
+    SELECT j.id FROM jobs j JOIN ready USING (id)
+     WHERE (j.status = 'queued' AND j.run_at <= now())
+        OR (j.status = 'running' AND j.locked_until < now())
+     ORDER BY ready.turn, ready.run_at, j.id
      LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
+       FOR UPDATE OF j SKIP LOCKED
 )
 UPDATE jobs
    SET status = 'running', attempts = jobs.attempts + 1,

@@ -5,6 +5,22 @@
 -- name: db_now
 SELECT now() AS now;
 
+-- name: forget_user_events
+-- Outbox events that name the person anywhere in their data (as initiator, runner, user).
+DELETE FROM events
+ WHERE jsonb_path_exists(envelope->'data', '$.** ? (@ == $user)',
+                         jsonb_build_object('user', %(slack_user_id)s::text));
+
+-- name: purge_expired_events
+-- Outbox events of the runs this purge deleted (%(run_ids)s) and events past their
+-- channel's retention: the same rules as the rows they describe.
+DELETE FROM events e
+ WHERE e.run_id = ANY(%(run_ids)s::uuid[])
+    OR EXISTS (
+        SELECT 1 FROM channels c
+         WHERE c.slack_channel_id = e.envelope->>'channel_id'
+           AND e.created_at < %(now)s::timestamptz - make_interval(days => c.data_retention_days));
+
 -- name: forget_user_preferences
 -- Every stored usual of one Slack user, in every channel. Nothing else of theirs changes.
 DELETE FROM user_preferences p
@@ -30,9 +46,10 @@ WITH expired AS (
 ), order_count AS (
     SELECT count(*)::int AS n FROM orders WHERE run_id IN (SELECT id FROM expired)
 ), dropped_runs AS (
-    DELETE FROM runs WHERE id IN (SELECT id FROM expired) RETURNING channel_id
+    DELETE FROM runs WHERE id IN (SELECT id FROM expired) RETURNING id, channel_id
 )
 SELECT (SELECT count(*) FROM dropped_runs)::int AS runs,
+       coalesce((SELECT array_agg(id) FROM dropped_runs), '{}') AS run_ids,
        (SELECT n FROM order_count) AS orders,
        (SELECT count(*) FROM dropped_jobs)::int AS jobs,
        coalesce((SELECT array_agg(DISTINCT channel_id) FROM dropped_runs), '{}') AS channel_ids;

@@ -125,12 +125,15 @@ SELECT o.* FROM orders o
 
 -- name: upsert_order
 -- Editing replaces the active order in place; xmax = 0 tells a fresh insert from an update.
+-- The same order again changes nothing and returns no row (no refresh, event or answer).
 INSERT INTO orders (run_id, user_id, order_text, volunteer)
 VALUES (%(run_id)s, %(user_id)s, %(order_text)s, %(volunteer)s)
 ON CONFLICT (run_id, user_id) WHERE canceled_at IS NULL DO UPDATE
    SET order_text = EXCLUDED.order_text,
        volunteer = EXCLUDED.volunteer,
        updated_at = now()
+ WHERE (orders.order_text, orders.volunteer)
+       IS DISTINCT FROM (EXCLUDED.order_text, EXCLUDED.volunteer)
 RETURNING id, (xmax = 0) AS inserted;
 
 -- name: cancel_order

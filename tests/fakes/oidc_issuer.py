@@ -21,6 +21,12 @@ class FakeIssuer:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._keys: dict[str, Any] = {}  # kid -> private key, all published
         self.jwks_fetches = 0
+        # Every request it got; with `fail_status` set it answers that status to all of them;
+        # with `hold` set each request waits for that event (after setting `arrived`).
+        self.requests = 0
+        self.fail_status: int | None = None
+        self.hold: threading.Event | None = None
+        self.arrived = threading.Event()
         self.add_key("k1")
 
     def start(self) -> FakeIssuer:
@@ -83,6 +89,13 @@ class FakeIssuer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                issuer.requests += 1
+                issuer.arrived.set()
+                if issuer.hold is not None:
+                    issuer.hold.wait(10)
+                if issuer.fail_status is not None:
+                    self.send_error(issuer.fail_status)
+                    return
                 if self.path == "/.well-known/openid-configuration":
                     body = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/.well-known/jwks.json"}
                 elif self.path == "/.well-known/jwks.json":

@@ -692,6 +692,10 @@ def _channel_data(sql: SqlFn, channel: str) -> dict[str, list[tuple[Any, ...]]]:
             f"SELECT * FROM jobs WHERE run_id IN {runs} AND status = 'queued' ORDER BY id",
             channel,
         ),
+        # The event outbox carries the channel's and its people's ids too.
+        "events": sql(
+            "SELECT id FROM events WHERE envelope->>'channel_id' = %s ORDER BY id", channel
+        ),
     }
 
 
@@ -717,10 +721,12 @@ def _check_reset(
                 "preferences": 3,
                 "runner_stats": len(before["runner_stats"]),
                 "jobs": seeded["queued"],
+                "events": len(before["events"]),
             },
         )
     ]
     assert len(before["orders"]) == 6 and len(before["runner_stats"]) == 2
+    assert before["events"], "the seeded runs wrote events"
     # The settings and the people stay; only the channel's history went.
     assert _settings(sql) == DEFAULTS
     assert sql("SELECT count(*) FROM users WHERE slack_user_id = 'U0BEN'") == [(1,)]
@@ -1076,3 +1082,58 @@ def test_the_audit_command_shows_at_most_the_last_actions(chan: Channel) -> None
     assert len(entries) == 15  # AUDIT_LIMIT
     assert "the fairness window from 17 to 18 runs" in entries[0]
     assert "the fairness window from 3 to 4 runs" in entries[-1]
+
+
+# ---- the workspace check and a demoted admin ------------------------------------------------
+
+
+def test_settings_and_reset_from_another_workspace_are_refused(
+    chan: Channel, sql: SqlFn, caplog: pytest.LogCaptureFixture
+) -> None:
+    _make_channel_exist(chan)
+    run_id = chan.start("U0ANA")
+    chan.work()
+    # The channel was first used from another workspace (a second install of the app).
+    sql("UPDATE channels SET slack_team_id = 'T0ELSEWHERE' WHERE slack_channel_id = %s", CHANNEL)
+    before = _settings(sql)
+
+    answer = _submit(chan.web, ADMIN, fairness_window_runs=6)
+    assert answer is not None and answer["response_action"] == "errors"
+    _press_reset_in_modal(chan.web, ADMIN)
+    chan.work()
+
+    assert _settings(sql) == before
+    assert _audit(sql) == []
+    assert chan.status(run_id) == "open"
+    assert len(_refusals(caplog, ADMIN)) == 2
+
+
+def test_a_demoted_workspace_admin_loses_admin_rights_within_the_ttl(
+    chan: Channel, slack: FakeSlack, sql: SqlFn
+) -> None:
+    assert chan.command(BOSS, "admin")["text"] != REFUSAL  # cached as a workspace admin
+    slack.add_user(BOSS)  # demoted in Slack
+    # Still inside the short TTL: the cached flag holds (no users.info per click).
+    calls = len(slack.calls("users.info"))
+    assert chan.command(BOSS, "admin")["text"] != REFUSAL
+    assert len(slack.calls("users.info")) == calls
+    # Past it (the default 5 minutes; the 24 h profile TTL is not what counts): asked again.
+    sql(
+        "UPDATE users SET profile_fetched_at = now() - interval '6 minutes'"
+        " WHERE slack_user_id = %s",
+        BOSS,
+    )
+    assert chan.command(BOSS, "admin")["text"] == REFUSAL
+
+
+def test_a_stale_admin_flag_is_not_trusted_when_slack_is_down(
+    chan: Channel, slack: FakeSlack, sql: SqlFn
+) -> None:
+    assert chan.command(BOSS, "admin")["text"] != REFUSAL
+    sql(
+        "UPDATE users SET profile_fetched_at = now() - interval '6 minutes'"
+        " WHERE slack_user_id = %s",
+        BOSS,
+    )
+    slack.fail_next("users.info", error="internal_error")
+    assert chan.command(BOSS, "admin")["text"] == REFUSAL

@@ -23,8 +23,9 @@ from slack_sdk.signature import Clock, SignatureVerifier
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.slack import blocks
+from coffeebuddy.web.access import AccessGate, SlackResource
 from coffeebuddy.web.app import create_app
-from coffeebuddy.web.middleware import SlackSignature
+from coffeebuddy.web.middleware import SigningSecrets, SlackSignature
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -61,7 +62,7 @@ class FixedClock(Clock):
         return self._now
 
 
-class EchoBody:
+class EchoBody(SlackResource):
     """Answers with the body the middleware verified."""
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -114,9 +115,9 @@ def _sample(text: str, name: str, labels: dict[str, str]) -> float:
 
 
 def _vector_app(clock: Clock) -> falcon.testing.TestClient:
-    app = falcon.App(
-        middleware=[SlackSignature(VECTOR_SECRET, max_body_bytes=64 * 1024, clock=clock)]
-    )
+    secrets = SigningSecrets(VECTOR_SECRET, clock=clock.now)
+    gate = AccessGate(slack=SlackSignature(secrets, max_body_bytes=64 * 1024), ops=None)
+    app = falcon.App(middleware=[gate])
     app.req_options.auto_parse_form_urlencoded = False
     app.add_route("/slack/commands", EchoBody())
     return falcon.testing.TestClient(app)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -164,3 +168,26 @@ def test_closed_run_needs_a_runner(sql: SqlFn, ids: dict[str, str]) -> None:
         sql, ids, status="closed", closed_at="2024-01-01T10:00:00Z", runner_user_id=ids["ben"]
     )
     assert sql("SELECT status FROM runs") == [("closed",)]
+
+
+def test_migrate_needs_only_the_database_url_file(tmp_path: Path, database_url: str) -> None:
+    # The migration Job's pod is given only /vault/secrets/database_url (least privilege).
+    secrets_dir = tmp_path / "vault-secrets"
+    secrets_dir.mkdir()
+    (secrets_dir / "database_url").write_text(database_url + "\n")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"}
+    }
+    env.update(COFFEEBUDDY_SECRETS_SOURCE="files", COFFEEBUDDY_SECRETS_DIR=str(secrets_dir))
+    done = subprocess.run(
+        [sys.executable, "-m", "coffeebuddy", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "none (schema current)" in done.stdout

@@ -4,6 +4,8 @@ right audience, unexpired, and carrying the ops scope."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -167,3 +169,121 @@ def test_tokens_never_reach_the_logs(
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert "ops_auth_rejected" in text
     assert good not in text and bad not in text
+
+
+# ---- the issuer can't stall the web -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "not-a-jwt",
+        "a.b.c",
+        "x" * 20_000,
+        "eyJhbGciOiJub25lIn0.e30.",  # alg none, empty signature
+        "é.é.é",
+    ],
+)
+def test_junk_bearer_strings_never_reach_the_issuer(
+    ops: falcon.testing.TestClient, issuer: FakeIssuer, token: str
+) -> None:
+    answer = ops.simulate_post("/ops/retention/purge", headers=_bearer(token))
+    assert answer.status_code == 401
+    assert issuer.requests == 0
+
+
+def test_wrong_issuer_or_expired_tokens_never_reach_the_issuer(
+    ops: falcon.testing.TestClient, issuer: FakeIssuer
+) -> None:
+    for token in (issuer.token(iss="https://evil.example"), issuer.token(lifetime=-3600)):
+        assert ops.simulate_post("/ops/retention/purge", headers=_bearer(token)).status_code == 401
+    assert issuer.requests == 0
+
+
+def test_an_unavailable_issuer_answers_503_with_backoff(
+    ops: falcon.testing.TestClient, issuer: FakeIssuer
+) -> None:
+    issuer.fail_status = 500
+    token = _bearer(issuer.token())
+    first = ops.simulate_post("/ops/retention/purge", headers=token)
+    assert first.status_code == 503
+    assert first.headers.get("Retry-After")
+    asked = issuer.requests
+    assert asked >= 1
+    for _ in range(5):
+        assert ops.simulate_post("/ops/retention/purge", headers=token).status_code == 503
+    assert issuer.requests == asked  # backing off: nobody waits on the issuer meanwhile
+
+
+def test_a_slow_discovery_does_not_queue_other_requests(
+    ops: falcon.testing.TestClient, issuer: FakeIssuer
+) -> None:
+    issuer.hold = threading.Event()
+    token = _bearer(issuer.token())
+    results: list[int] = []
+    first = threading.Thread(
+        target=lambda: results.append(
+            ops.simulate_post("/ops/retention/purge", headers=token).status_code
+        )
+    )
+    first.start()
+    try:
+        assert issuer.arrived.wait(10)
+        # While one request waits on discovery, others are answered without joining it.
+        assert ops.simulate_post("/ops/retention/purge", headers=token).status_code == 503
+        assert ops.simulate_get("/health/live").status_code == 200
+    finally:
+        issuer.hold.set()
+        first.join(15)
+    assert results == [200]
+
+
+def test_token_lifetime_is_capped(ops: falcon.testing.TestClient, issuer: FakeIssuer) -> None:
+    now = int(time.time())
+    long_lived = issuer.token(iat=now, exp=now + 2 * 3600)
+    no_iat = issuer.token()
+    claims = jwt.decode(no_iat, options={"verify_signature": False})
+    del claims["iat"]
+    stripped = jwt.encode(claims, issuer._keys["k1"], algorithm="RS256", headers={"kid": "k1"})
+    for token in (long_lived, stripped):
+        answer = ops.simulate_post("/ops/retention/purge", headers=_bearer(token))
+        assert answer.status_code == 401
+    fine = issuer.token(iat=now, exp=now + 3000)
+    assert ops.simulate_post("/ops/retention/purge", headers=_bearer(fine)).status_code == 200
+
+
+def test_token_lifetime_cap_is_configurable(
+    config: Config, app_database: Database, issuer: FakeIssuer
+) -> None:
+    configured = replace(
+        config,
+        ops_issuer=issuer.url,
+        ops_audience="coffeebuddy-ops",
+        ops_max_token_lifetime_seconds=600,
+    )
+    client = falcon.testing.TestClient(create_app(configured, database=app_database))
+    now = int(time.time())
+    token = issuer.token(iat=now, exp=now + 900)
+    assert client.simulate_post("/ops/retention/purge", headers=_bearer(token)).status_code == 401
+
+
+def test_ops_changes_are_audited_with_the_tokens_subject(
+    ops: falcon.testing.TestClient, issuer: FakeIssuer, sql: Any
+) -> None:
+    token = _bearer(issuer.token(sub="oncall-robot"))
+    assert ops.simulate_post("/ops/retention/purge", headers=token).status_code == 200
+    (dead,) = sql(
+        "INSERT INTO jobs (kind, payload, status, last_error) VALUES"
+        " ('notify_user', '{}', 'dead', 'http_500') RETURNING id"
+    )
+    assert ops.simulate_post(f"/ops/jobs/{dead[0]}/retry", headers=token).status_code == 200
+    rows = sql("SELECT subject, action, details FROM ops_actions ORDER BY id")
+    assert [(r[0], r[1]) for r in rows] == [
+        ("oncall-robot", "retention_purge"),
+        ("oncall-robot", "job_retried"),
+    ]
+    assert rows[0][2]["purged"]["runs"] == 0
+    assert rows[1][2] == {"job_id": dead[0]}
+    # A refused call changes nothing and so is not an ops action.
+    assert ops.simulate_post("/ops/retention/purge").status_code == 401
+    assert sql("SELECT count(*) FROM ops_actions") == [(2,)]

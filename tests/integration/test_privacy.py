@@ -199,9 +199,14 @@ def test_purge_keeps_each_channels_retention_open_runs_and_the_audit_trail(
     b1_closed = _closed_at(sql, b1)
     a2_closed = _closed_at(sql, a2)
 
+    purged_events = sql(
+        "SELECT count(*) FROM events WHERE run_id IN (%s, %s, %s)", a1, canceled, b2
+    )[0][0]
+    assert purged_events > 0
     counts = _purge(worker, datetime.now(UTC) + timedelta(days=20))
 
     assert counts == {
+        "events": purged_events,  # the outbox entries of the purged runs
         "runs": 3,  # a1, the canceled run, b2
         "orders": 4,
         "jobs": 1,
@@ -478,3 +483,76 @@ def test_forget_me_in_one_channel_answers_in_the_singular(coffee: Channel, sql: 
     assert sql("SELECT count(*) FROM orders WHERE run_id = %s AND canceled_at IS NULL", run_id) == [
         (1,)
     ]
+
+
+# ---- the event outbox follows the same rules ------------------------------------------------
+
+
+def _events_naming(sql: SqlFn, user: str) -> int:
+    return int(
+        sql(
+            "SELECT count(*) FROM events WHERE jsonb_path_exists(envelope->'data',"
+            " '$.** ? (@ == $u)', jsonb_build_object('u', %s::text))",
+            user,
+        )[0][0]
+    )
+
+
+def test_the_purge_deletes_the_events_of_purged_runs_and_old_events(
+    coffee: Channel, worker: Worker, sql: SqlFn
+) -> None:
+    recent = _closed_run(coffee, "U0ANA", {"U0ANA": "flat white"}, runner="U0ANA")
+    old = _closed_run(coffee, "U0BEN", {"U0BEN": "tea"}, runner="U0BEN")
+    _age_run(sql, old, 91)
+    # An event without a run (a reminder, say) that is older than the channel's retention.
+    sql(
+        "UPDATE events SET created_at = now() - interval '91 days'"
+        " WHERE id = (SELECT min(id) FROM events WHERE run_id = %s)",
+        recent,
+    )
+    sql("UPDATE events SET run_id = NULL WHERE created_at < now() - interval '90 days'")
+    assert sql("SELECT count(*) FROM events WHERE run_id = %s", old)[0][0] > 0
+    kept = sql("SELECT count(*) FROM events WHERE run_id = %s", recent)[0][0]
+
+    with worker.database.transaction() as conn:
+        counts = privacy.purge_now(conn)
+
+    assert sql("SELECT count(*) FROM events WHERE run_id = %s", old) == [(0,)]
+    assert sql("SELECT count(*) FROM events WHERE run_id IS NULL") == [(0,)]
+    assert sql("SELECT count(*) FROM events WHERE run_id = %s", recent) == [(kept,)]
+    assert counts["events"] >= 2
+
+
+def test_forget_me_deletes_the_events_that_name_the_person(coffee: Channel, sql: SqlFn) -> None:
+    _closed_run(coffee, "U0ANA", {"U0ANA": "flat white", "U0BEN": "tea"}, runner="U0BEN")
+    assert _events_naming(sql, "U0ANA") > 0
+    ben = _events_naming(sql, "U0BEN")
+    assert ben > 0
+
+    coffee.command("U0ANA", "forget me")
+
+    assert _events_naming(sql, "U0ANA") == 0
+    # Events that name only others stay.
+    assert _events_naming(sql, "U0BEN") > 0
+
+
+def test_without_a_relay_old_events_are_pruned_anyway(
+    coffee: Channel, make_worker: MakeWorker, sql: SqlFn
+) -> None:
+    # The base ConfigMap's default: no Kafka, so nothing is ever marked sent.
+    run_id = _closed_run(coffee, "U0ANA", {"U0ANA": "flat white"}, runner="U0ANA")
+    total = sql("SELECT count(*) FROM events")[0][0]
+    assert total > 1
+    assert sql("SELECT count(*) FROM events WHERE sent_at IS NOT NULL") == [(0,)]
+    sql(
+        "UPDATE events SET created_at = now() - interval '8 days'"
+        " WHERE id = (SELECT min(id) FROM events WHERE run_id = %s)",
+        run_id,
+    )
+    worker = make_worker(event_retention_days=7)
+    assert not worker.config.kafka_bootstrap_servers
+    with worker.database.transaction() as conn:
+        maintenance.ensure_prune_job(conn)
+    worker.run_until_idle()
+    assert sql("SELECT count(*) FROM events") == [(total - 1,)]
+    assert sql("SELECT count(*) FROM events WHERE created_at < now() - interval '7 days'") == [(0,)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -228,7 +229,11 @@ def test_the_summary_mentions_only_the_runner_and_a_change_is_told_in_its_thread
     assert set(re.findall(r"<@(\w+)>", updated)) == {second}
 
 
-def test_a_retried_thread_reply_is_not_posted_twice(chan: Channel, sql: Any, slack: Any) -> None:
+def test_a_retried_thread_reply_is_not_posted_twice(
+    chan: Channel, sql: Any, slack: Any, make_worker: Callable[..., Any]
+) -> None:
+    # Finding a lost reply reads the channel's thread: only with the opt-in setting.
+    chan.worker = make_worker(channel_post_dedupe=True)
     run_id = chan.start("U0ANA")
     chan.submit("U0ANA", "tea")
     chan.submit("U0BEN", "tea")

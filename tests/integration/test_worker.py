@@ -158,11 +158,16 @@ def test_summary_and_runner_dm_are_never_sent_twice(
 
 @pytest.mark.parametrize("answer", [{"status": 500}, {"error": "internal_error"}])
 def test_a_post_slack_accepted_but_never_answered_is_adopted_not_repeated(
-    chan: Channel, slack: FakeSlack, sql: SqlFn, answer: dict[str, Any]
+    chan: Channel,
+    slack: FakeSlack,
+    sql: SqlFn,
+    answer: dict[str, Any],
+    make_worker: Callable[..., Worker],
 ) -> None:
     """Slack stores the summary and the runner DM but the worker sees a failure (a 500, or
     a timeout's lost answer): the retry finds each message by its metadata in the history
-    and records it; nobody sees anything twice."""
+    and records it; nobody sees anything twice (channel posts: with the opt-in setting)."""
+    chan.worker = make_worker(channel_post_dedupe=True)
     run_id = chan.start("U0ANA")
     chan.work()
     chan.submit("U0BEN", "tea")
@@ -188,6 +193,31 @@ def test_a_post_slack_accepted_but_never_answered_is_adopted_not_repeated(
     assert len(summary) == 1
     assert summary[0]["metadata"]["event_payload"] == {"run_id": run_id, "part": "summary"}
     assert slack.dms(runner)[0]["ts"] == row[1]
+
+
+def test_by_default_a_retried_channel_post_never_reads_the_channel(
+    chan: Channel, slack: FakeSlack, sql: SqlFn
+) -> None:
+    """Without the opt-in setting the bot reads no channel history (no channels:history
+    scope): a retried summary is posted again (the rare, accepted duplicate), while the
+    runner's DM, the bot's own read-only conversation, is still found and adopted."""
+    run_id = chan.start("U0ANA")
+    chan.work()
+    chan.submit("U0BEN", "tea")
+    slack.fail_next("chat.postMessage", effect_first=True, times=2, status=500)
+    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.work()
+    _force_due(sql)
+    chan.work()
+    history = slack.calls("conversations.history")
+    assert history, "the DM is still looked up"
+    assert all(str(c.args.get("channel", "")).startswith("D") for c in history)
+    runner = sql(
+        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
+        " WHERE r.id = %s",
+        run_id,
+    )[0][0]
+    assert len(slack.dms(runner)) == 1
 
 
 def test_a_first_attempt_never_reads_the_history(chan: Channel, slack: FakeSlack) -> None:

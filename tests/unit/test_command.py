@@ -259,7 +259,9 @@ def test_note_control_characters_become_single_spaces() -> None:
     assert parse_command("Lobby\ncafe\r\n2nd\tfloor\x00x\u2028y") == StartRun(
         None, "Lobby cafe 2nd floor x y"
     )
-    assert parse_command("Lobby\u202ecafe") == StartRun(None, "Lobby cafe")
+    # Bidi and zero-width controls are removed, not spaced: they are invisible.
+    assert parse_command("Lobby\u202ecafe") == StartRun(None, "Lobbycafe")
+    assert parse_command("Lobby \u200bcafe\u2066") == StartRun(None, "Lobby cafe")
     assert parse_command("\x00\x07") == StartRun(None, None)
 
 

@@ -40,6 +40,9 @@ no_deadline = settings(deadline=None)
 
 # Characters the parser must treat as separators or drop: controls, line and paragraph
 # separators, lone surrogates and the bidi overrides that could disguise a note.
+# Zero-width and bidi controls are removed wherever they are (they are not separators).
+_INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_DROP_INVISIBLE = str.maketrans("", "", _INVISIBLE)
 _NASTY = "\x00\x07\x1b\x7f\x85\t\n\r\x0b\x0c\u2028\u2029\u202a\u202e\u2066\u200f\ud800"
 # Text with plenty of the characters that tend to break parsers: controls, surrogates,
 # combining marks, wide and right-to-left scripts, Slack escapes, backticks.
@@ -279,11 +282,15 @@ def test_the_note_field_and_a_timeless_command_agree(text: str) -> None:
 
 
 @no_deadline
-@given(_WRITTEN_TIME, st.lists(st.sampled_from([*_NASTY, " ", "\t", "\u3000"]), min_size=1))
+@given(
+    _WRITTEN_TIME,
+    st.lists(
+        st.sampled_from([*_NASTY.translate(_DROP_INVISIBLE), " ", "\t", "\u3000"]), min_size=1
+    ),
+)
 def test_separators_and_controls_are_all_just_a_space(text: str, junk: list[str]) -> None:
-    # Between words, any run of controls, separators, bidi marks or lone surrogates reads
-    # as one space.
-    spaced = "".join(junk).join(text.split(" "))
+    # Between words, any run of controls, separators or lone surrogates reads as one space.
+    spaced = " " + "".join(junk).join(text.split(" "))
     plain = _parse(text)
     messy = _parse(spaced)
     if isinstance(plain, CommandError):
@@ -398,3 +405,24 @@ def _skipped(local: datetime) -> bool:
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     end = start + timedelta(days=1)
     return start.utcoffset() != end.utcoffset()
+
+
+@no_deadline
+@given(_ANY_TEXT, st.lists(st.tuples(st.integers(0, 400), st.sampled_from(list(_INVISIBLE)))))
+def test_zero_width_and_bidi_controls_are_stripped_anywhere(
+    text: str, inserts: list[tuple[int, str]]
+) -> None:
+    messy = text
+    for position, ch in inserts:
+        messy = messy[:position] + ch + messy[position:]
+    got, want = _parse(messy), _parse(text.translate(_DROP_INVISIBLE))
+    if isinstance(want, CommandError):
+        assert isinstance(got, CommandError)
+        assert got.problem == want.problem
+    else:
+        assert got == want
+    try:
+        note = clean_note(messy)
+    except CommandError:
+        return
+    assert note is None or not set(note) & set(_INVISIBLE)

@@ -40,6 +40,10 @@ WORKER_METRICS_PORT = 9102
 IMAGE = "registry.example.internal/coffeebuddy/coffeebuddy"
 SECRETS = ("slack_signing_secret", "slack_bot_token", "database_url")
 VAULT = "vault.hashicorp.com/"
+# Read by the HTTP clients (slack_sdk, urllib) rather than by config.py.
+PROXY_SETTINGS = {"HTTPS_PROXY", "NO_PROXY"}
+PROXY_PORT = 3128
+ISSUER_PORT = 4444
 SLACK_PATHS = {"/slack/commands", "/slack/interactions", "/slack/events"}
 
 # The oldest Kubernetes the manifests must still be valid for, and the newest schemas the
@@ -374,8 +378,8 @@ def test_vault_agent_writes_each_secret_for_the_environment(env: str) -> None:
             # (files source) picks them up without a restart.
             assert only_init == "false", name
         assert annotations[f"{VAULT}role"] == f"coffeebuddy-{env}", name
-        # The same three files everywhere: one KV secret, and the same loader in each process.
-        wanted = SECRETS
+        # Each pod gets only the secrets it uses: the migration Job only the database URL.
+        wanted = ("database_url",) if workload["kind"] == "Job" else SECRETS
         injected = {
             key.removeprefix(f"{VAULT}agent-inject-secret-")
             for key in annotations
@@ -443,7 +447,7 @@ def test_configmap_is_settings_the_app_accepts(env: str) -> None:
     objects = overlay(env)
     data = one(objects, "ConfigMap", "coffeebuddy-config")["data"]
     source = (PACKAGE / "config.py").read_text(encoding="utf-8")
-    for key in data:
+    for key in data.keys() - PROXY_SETTINGS:
         assert f'"{key}"' in source, f"{key} is not read by coffeebuddy/config.py"
     assert not {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"} & data.keys()
     # The real parser accepts the values (secrets here are stand-ins, never in ConfigMaps).
@@ -589,10 +593,10 @@ def test_network_policies(env: str) -> None:
         common = {(53, "UDP"), (53, "TCP"), (5432, "TCP"), (8200, "TCP")}
         if component == "web":
             assert allowed_in == {(APP_PORT, "TCP")}
-            assert allowed_out == common | {(443, "TCP")}
+            assert allowed_out == common | {(PROXY_PORT, "TCP"), (ISSUER_PORT, "TCP")}
         elif component == "worker":
             assert allowed_in == {(WORKER_METRICS_PORT, "TCP")}
-            assert allowed_out == common | {(443, "TCP"), (9092, "TCP")}
+            assert allowed_out == common | {(PROXY_PORT, "TCP"), (9092, "TCP")}
         else:
             assert allowed_in == set()
             assert allowed_out == common
@@ -844,3 +848,13 @@ def test_alert_jobs_are_the_scraped_services() -> None:
             assert name in deployments, alert["alert"]
         for pattern in re.findall(r'pod\s*=~\s*"([^"]+)"', alert["expr"]):
             assert any(pattern.startswith(d) for d in deployments), alert["alert"]
+
+
+def test_egress_proxy_setting_matches_the_network_policy(env: str) -> None:
+    from urllib.parse import urlsplit
+
+    data = one(overlay(env), "ConfigMap", "coffeebuddy-config")["data"]
+    proxy = urlsplit(data["HTTPS_PROXY"])
+    assert proxy.port == PROXY_PORT
+    # In-cluster peers (Postgres, Vault, the Ory issuer, Kafka) must not go to the proxy.
+    assert ".svc" in data["NO_PROXY"].split(",")

@@ -25,6 +25,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "coffeebuddy"
 MANIFEST = ROOT / "slack" / "manifest.yaml"
+DEDUPE_MANIFEST = ROOT / "slack" / "manifest-channel-dedupe.yaml"
 SCHEMA_DIR = ROOT / "tests" / "fixtures" / "slack-manifest-schema"
 METHODS_DIR = ROOT / "tests" / "fakes" / "slack_methods"
 K8S = ROOT / "k8s"
@@ -65,8 +66,8 @@ SLACK_METHOD_NAME = re.compile(r"^[a-z]+(\.[a-zA-Z]+)+$")
 # ---------------------------------------------------------------------------------------
 
 
-def load_manifest() -> dict[str, Any]:
-    manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+def load_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(manifest, dict)
     return manifest
 
@@ -185,17 +186,42 @@ def test_the_scanner_sees_the_calls_we_know_about() -> None:
     assert {"chat.postMessage", "users.info", "views.open"} <= called.keys()
 
 
+# Reading channel history is opt-in (COFFEEBUDDY_CHANNEL_POST_DEDUPE and its manifest).
+CHANNEL_READ_SCOPES = {"channels:history", "groups:history"}
+
+
 def test_bot_scopes_are_exactly_the_ones_the_code_needs() -> None:
     needed = {"commands"}  # the /coffee slash command
     for method in slack_methods_called():
         needed |= bot_scopes_for(method)
-    scopes = load_manifest()["oauth_config"]["scopes"]
-    declared = scopes["bot"]
-    assert len(declared) == len(set(declared)), "duplicate bot scope"
-    assert set(declared) == needed, (
-        f"unused: {sorted(set(declared) - needed)}, missing: {sorted(needed - set(declared))}"
-    )
-    assert set(scopes) == {"bot"}, "no user or optional scopes"
+    for manifest, wanted in (
+        (load_manifest(), needed - CHANNEL_READ_SCOPES),
+        (load_manifest(DEDUPE_MANIFEST), needed),
+    ):
+        scopes = manifest["oauth_config"]["scopes"]
+        declared = scopes["bot"]
+        assert len(declared) == len(set(declared)), "duplicate bot scope"
+        assert set(declared) == wanted, (
+            f"unused: {sorted(set(declared) - wanted)}, missing: {sorted(wanted - set(declared))}"
+        )
+        assert set(scopes) == {"bot"}, "no user or optional scopes"
+
+
+def test_default_scopes_are_least_privilege() -> None:
+    assert set(load_manifest()["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "users:read",
+        "im:write",
+        "im:history",
+    }
+    # The two manifests differ only in the channel-reading scopes.
+    default, dedupe = load_manifest(), load_manifest(DEDUPE_MANIFEST)
+    dedupe["oauth_config"]["scopes"]["bot"] = [
+        s for s in dedupe["oauth_config"]["scopes"]["bot"] if s not in CHANNEL_READ_SCOPES
+    ]
+    assert default == dedupe
+    assert not list(manifest_validator().iter_errors(load_manifest(DEDUPE_MANIFEST)))
 
 
 def _routes() -> set[str]:
@@ -386,7 +412,9 @@ def test_configmap_keys_are_settings_the_app_reads() -> None:
     data = configmap["data"]
     assert {"SLACK_API_BASE_URL", "LOG_LEVEL", "COFFEEBUDDY_ADMIN_USER_IDS"} <= data.keys()
     for key, value in data.items():
-        assert f'"{key}"' in config_source, f"{key} is not read by coffeebuddy/config.py"
+        # The proxy variables are read by the HTTP clients themselves (see slack/api.py).
+        if key not in {"HTTPS_PROXY", "NO_PROXY"}:
+            assert f'"{key}"' in config_source, f"{key} is not read by coffeebuddy/config.py"
         assert isinstance(value, str), f"{key}: ConfigMap values must be strings"
     assert not {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"} & data.keys()
 
