@@ -510,7 +510,7 @@ class Comparison:
         summary = self.sim.wait_for(posted, "the summary", timeout=60)
         assert summary is not None
         self.failures.check(
-            summary.endswith(f"— {count} items"), f"the summary says “…{summary[-12:]}”"
+            summary.endswith(f": {count} orders"), f"the summary says “…{summary[-12:]}”"
         )
 
     def tier3(self) -> None:
