@@ -13,6 +13,7 @@ service (see `serve_floor`), so what CoffeeBuddy costs above it is CoffeeBuddy's
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,3 +140,4 @@ def serve_floor(
             except subprocess.TimeoutExpired:
                 web.kill()
                 web.wait()
+            shutil.rmtree(log.parent, ignore_errors=True)

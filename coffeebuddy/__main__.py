@@ -6,8 +6,10 @@ import argparse
 import os
 import sys
 
-from coffeebuddy import event_tail, logs
-from coffeebuddy.config import ConfigError
+import psycopg
+
+from coffeebuddy import embedded, event_tail, logs, preflight
+from coffeebuddy.config import ConfigError, log_level
 from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.jobs import cli as jobs_cli
 from coffeebuddy.secrets import load_database_url
@@ -20,26 +22,36 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser(
         "serve", help="run web + worker locally (embedded Postgres when DATABASE_URL is unset)"
     )
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    serve.add_argument("--web-workers", type=int, default=2)
+    serve.add_argument(
+        "--port", type=int, default=None, help="listen on this port (PORT, GUNICORN_BIND; 8080)"
+    )
+    serve.add_argument(
+        "--web-workers", type=int, default=None, help="gunicorn workers (GUNICORN_WORKERS; 2)"
+    )
     jobs_cli.add_parser(sub)
     event_tail.add_parser(sub)
     args = parser.parse_args(argv)
 
-    if args.command == "serve":
-        return _serve(args.port, args.web_workers)
     if args.command == "migrate":
         return _migrate()
     if args.command == "events":
         # Kafka needs no secret here: no Vault round trip for a debugging tool.
         return event_tail.run(args, os.environ)
     try:
+        if args.command == "serve":
+            return _serve(args.port, args.web_workers)
+        log_level(os.environ)  # a bad LOG_LEVEL is named like every other mistake
         # Vault or the Vault Agent's files may hold DATABASE_URL.
         env = environ_with_secrets(os.environ)
     except ConfigError as exc:
-        print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
+        preflight.report(exc)
         return 2
     if args.command == "jobs":
+        if not env.get("DATABASE_URL", "").strip():
+            # What `scripts/run` started, when it runs: the README's commands work as written.
+            url = embedded.running_url(env)
+            if url is not None:
+                env["DATABASE_URL"] = url
         # Output for a person at a terminal, not JSON log lines.
         return jobs_cli.run(args, env)
     return 2
@@ -48,15 +60,19 @@ def main(argv: list[str] | None = None) -> int:
 def _migrate() -> int:
     from coffeebuddy.migrate import MigrationError, migrate
 
-    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
     try:
+        level = log_level(os.environ)
         # The migration Job's pod holds only the database URL (Vault Agent file or env).
         url = load_database_url(os.environ)
     except ConfigError as exc:
-        print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
+        preflight.report(exc)
         return 2
+    logs.setup(level)
     try:
         applied = migrate(url)
+    except psycopg.OperationalError as exc:
+        print(preflight.database_unreachable(url, exc), file=sys.stderr)
+        return 3
     except MigrationError as exc:
         print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
         return 1
@@ -64,14 +80,28 @@ def _migrate() -> int:
     return 0
 
 
-def _serve(port: int, web_workers: int) -> int:
-    from coffeebuddy.devserver import serve as run_serve
+def _serve(port: int | None, web_workers: int | None) -> int:
+    from coffeebuddy.devserver import ServeSettings, serve
 
-    logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
+    problems: list[str] = []
+    settings = None
     try:
-        return run_serve(port=port, web_workers=web_workers)
+        settings = ServeSettings.from_environ(os.environ, port=port, web_workers=web_workers)
     except ConfigError as exc:
-        print(f"coffeebuddy: configuration error: {exc}", file=sys.stderr)
+        problems.extend(exc.problems)
+    try:
+        # The embedded database stands in for an unset DATABASE_URL.
+        preflight.check_config(os.environ, stand_ins={"DATABASE_URL": "postgresql://embedded/x"})
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems or settings is None:
+        preflight.report(ConfigError(*problems))
+        return 2
+    logs.setup(log_level(os.environ))
+    try:
+        return serve(os.environ, settings)
+    except ConfigError as exc:
+        preflight.report(exc)
         return 2
 
 

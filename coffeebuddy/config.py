@@ -1,14 +1,15 @@
 """One typed configuration, built once from the environment.
 
 Secrets are wrapped in `Secret` so that a stray `repr()` or log line never shows them.
-Anything missing or malformed raises `ConfigError` with one line that names the variable;
-the entry points print that line and exit.
+Everything missing or malformed is collected while the environment is read, and one
+`ConfigError` names every bad variable (one line each), so an operator fixes them all in
+one go; the entry points print those lines and exit.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -16,7 +17,51 @@ DEFAULT_SLACK_API_BASE_URL = "https://slack.com/api/"
 
 
 class ConfigError(Exception):
-    """Configuration is missing or invalid; the message is one line for the operator."""
+    """Configuration is missing or invalid: one line per problem for the operator."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems: tuple[str, ...] = problems
+
+
+class EnvReader(Mapping[str, str]):
+    """The environment being read, and every problem found in it so far.
+
+    The readers below (`_int`, `_secret`, ...) record a problem here and carry on with the
+    default, so one run names every bad variable; `check()` raises them all at once. Given
+    a plain mapping instead, a reader raises at the first problem."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.problems: list[str] = []
+
+    def __getitem__(self, key: str) -> str:
+        return self._env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+    def check(self) -> None:
+        if self.problems:
+            raise ConfigError(*dict.fromkeys(self.problems))
+
+
+def _invalid(env: Mapping[str, str], problem: str) -> None:
+    if isinstance(env, EnvReader):
+        env.problems.append(problem)
+    else:
+        raise ConfigError(problem)
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(env: Mapping[str, str]) -> str:
+    """LOG_LEVEL, checked: entry points set up logging with it before reading the rest."""
+    return _choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS)
 
 
 @dataclass(frozen=True)
@@ -38,6 +83,9 @@ class Secret:
 class WorkerSettings:
     # Port of the worker's own /metrics endpoint; 0 serves none.
     metrics_port: int = 9102
+    # Address it listens on: all interfaces in the cluster (Prometheus and the probes come
+    # from outside the pod), 127.0.0.1 under scripts/run.
+    metrics_host: str = "0.0.0.0"  # noqa: S104
     # `done` jobs are deleted this long after they finished; `dead` ones are kept longer
     # so that operators can look at them and retry them.
     job_retention_hours: int = 24
@@ -59,8 +107,17 @@ class WorkerSettings:
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> WorkerSettings:
+        reader = env if isinstance(env, EnvReader) else EnvReader(env)
+        settings = cls._read(reader)
+        if reader is not env:
+            reader.check()
+        return settings
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str]) -> WorkerSettings:
         return cls(
             metrics_port=_int(env, "COFFEEBUDDY_WORKER_METRICS_PORT", 9102, 0, 65535),
+            metrics_host=_raw(env, "COFFEEBUDDY_WORKER_METRICS_HOST") or "0.0.0.0",  # noqa: S104
             job_retention_hours=_int(env, "COFFEEBUDDY_JOB_RETENTION_HOURS", 24, 1, 24 * 365),
             dead_job_retention_days=_int(env, "COFFEEBUDDY_DEAD_JOB_RETENTION_DAYS", 14, 1, 365),
             stats_interval_seconds=_float(env, "COFFEEBUDDY_WORKER_STATS_SECONDS", 15.0, 0.1, 600),
@@ -139,6 +196,7 @@ class Config:
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> Config:
+        env = reader = EnvReader(env)
         config = cls(
             database_url=_secret(env, "DATABASE_URL", check=_check_db_url),
             slack_signing_secret=_secret(env, "SLACK_SIGNING_SECRET"),
@@ -157,7 +215,7 @@ class Config:
             worker_poll_seconds=_float(env, "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, 0.05, 60),
             job_lease_seconds=_int(env, "COFFEEBUDDY_JOB_LEASE_SECONDS", 60, 5, 3600),
             worker=WorkerSettings.from_environ(env),
-            log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_level=log_level(env),
             kafka_bootstrap_servers=kafka_bootstrap_servers(env),
             relay_batch=_int(env, "COFFEEBUDDY_RELAY_BATCH", 500, 1, 10_000),
             relay_poll_seconds=_float(env, "COFFEEBUDDY_RELAY_POLL_SECONDS", 1.0, 0.05, 60),
@@ -179,14 +237,14 @@ class Config:
             ),
         )
         if config.ops_issuer and not config.ops_audience:
-            raise ConfigError(
-                "COFFEEBUDDY_OPS_AUDIENCE is required when COFFEEBUDDY_OPS_ISSUER is set"
-            )
+            _invalid(env, "COFFEEBUDDY_OPS_AUDIENCE is required when COFFEEBUDDY_OPS_ISSUER is set")
         if not config.retention_min_days <= 90 <= config.retention_max_days:
             # 90 days is the retention every new channel starts with.
-            raise ConfigError(
-                "COFFEEBUDDY_RETENTION_MIN_DAYS..COFFEEBUDDY_RETENTION_MAX_DAYS must include 90"
+            _invalid(
+                env,
+                "COFFEEBUDDY_RETENTION_MIN_DAYS..COFFEEBUDDY_RETENTION_MAX_DAYS must include 90",
             )
+        reader.check()
         return config
 
 
@@ -208,9 +266,13 @@ def _secret(
 ) -> Secret:
     value = _raw(env, name)
     if value is None:
-        raise ConfigError(f"{name} is required but not set")
+        _invalid(env, f"{name} is required but not set")
+        return Secret("")
     if check is not None:
-        check(name, value)
+        try:
+            check(name, value)
+        except ConfigError as exc:
+            _invalid(env, str(exc))
     return Secret(value)
 
 
@@ -228,7 +290,8 @@ def _url(env: Mapping[str, str], name: str, default: str) -> str:
     value = _raw(env, name) or default
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
+        _invalid(env, f"{name} must be an http(s) URL, got {value!r}")
+        value = default or "http://invalid/"
     return value if value.endswith("/") else value + "/"
 
 
@@ -239,8 +302,8 @@ def _user_ids(env: Mapping[str, str], name: str) -> frozenset[str]:
     ids = [part.strip() for part in value.split(",") if part.strip()]
     bad = [i for i in ids if not re.fullmatch(r"[UW][A-Z0-9]{2,30}", i)]
     if bad:
-        raise ConfigError(f"{name} must be comma-separated Slack user ids, bad: {', '.join(bad)}")
-    return frozenset(ids)
+        _invalid(env, f"{name} must be comma-separated Slack user ids, bad: {', '.join(bad)}")
+    return frozenset(i for i in ids if i not in bad)
 
 
 def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -269,9 +332,10 @@ def _host_ports(env: Mapping[str, str], name: str) -> tuple[str, ...]:
         s for s in servers if not re.fullmatch(r"(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}", s)
     ]
     if bad or not servers:
-        raise ConfigError(
-            f"{name} must be comma-separated host:port pairs, bad: {', '.join(bad) or value!r}"
+        _invalid(
+            env, f"{name} must be comma-separated host:port pairs, bad: {', '.join(bad) or value!r}"
         )
+        return ()
     return servers
 
 
@@ -282,9 +346,11 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     try:
         number = int(value)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+        _invalid(env, f"{name} must be an integer, got {value!r}")
+        return default
     if not lo <= number <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, got {number}")
+        _invalid(env, f"{name} must be between {lo} and {hi}, got {number}")
+        return default
     return number
 
 
@@ -295,9 +361,11 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     try:
         number = float(value)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        _invalid(env, f"{name} must be a number, got {value!r}")
+        return default
     if not lo <= number <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, got {number}")
+        _invalid(env, f"{name} must be between {lo} and {hi}, got {number}")
+        return default
     return number
 
 
@@ -315,5 +383,6 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = (_raw(env, name) or default).upper()
     if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        _invalid(env, f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return default
     return value

@@ -11,8 +11,8 @@ from typing import NoReturn
 import falcon
 from slack_sdk import WebClient
 
-from coffeebuddy import logs
-from coffeebuddy.config import Config, ConfigError, WorkerSettings
+from coffeebuddy import logs, preflight
+from coffeebuddy.config import Config, ConfigError, WorkerSettings, log_level
 from coffeebuddy.db import Database
 from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.jobs.worker import Worker
@@ -35,12 +35,22 @@ def load_config(env: Mapping[str, str]) -> Config:
     try:
         return Config.from_environ(env)
     except ConfigError as exc:
-        _die(str(exc))
+        _die(exc)
 
 
-def _die(message: str) -> NoReturn:
-    # One clear line, then stop: a half-configured process must not start serving.
-    print(f"coffeebuddy: configuration error: {message}", file=sys.stderr, flush=True)
+def check_first(env: Mapping[str, str]) -> None:
+    """Every configuration mistake visible before the secrets are read, named at once; then
+    logging at the checked LOG_LEVEL (set up earlier, a bad level would be a traceback)."""
+    try:
+        preflight.check_config(env)
+    except ConfigError as exc:
+        _die(exc)
+    logs.setup(log_level(env))
+
+
+def _die(exc: ConfigError) -> NoReturn:
+    # One clear line per mistake, then stop: a half-configured process must not serve.
+    preflight.report(exc, sys.stderr)
     raise SystemExit(2)
 
 
@@ -92,7 +102,7 @@ def keep_secrets(
             return dict(env), None
         keeper = SecretKeeper.from_environ(env, on_change=on_change).start()
     except ConfigError as exc:
-        _die(str(exc))
+        _die(exc)
     return {**env, **keeper.bundle.as_environ()}, keeper
 
 
@@ -101,7 +111,7 @@ def web_app(env: Mapping[str, str]) -> falcon.App[falcon.Request, falcon.Respons
     from coffeebuddy.web.app import create_app
     from coffeebuddy.web.middleware import SigningSecrets
 
-    logs.setup((env.get("LOG_LEVEL") or "INFO").upper())
+    check_first(env)
     listeners = SecretListeners()
     full_env, keeper = keep_secrets(env, on_change=listeners)
     config = load_config(full_env)
@@ -157,7 +167,7 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
 
 
 def run_worker(env: Mapping[str, str]) -> int:
-    logs.setup((env.get("LOG_LEVEL") or "INFO").upper())
+    check_first(env)
     listeners = SecretListeners()
     full_env, keeper = keep_secrets(env, on_change=listeners)
     config = load_config(full_env)

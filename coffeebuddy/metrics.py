@@ -8,6 +8,7 @@ runner and the container entrypoint do) and `/metrics` aggregates every process.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -199,3 +200,53 @@ PILOT_FAIRNESS_ELIGIBLE = Gauge(
     ["channel"],
     multiprocess_mode="mostrecent",
 )
+
+# Labelled counters exist at 0 from the start for every label value they are known to take
+# (Prometheus' instrumentation guidelines): otherwise a series appears only with its first
+# event, and rate(), increase() and the alerts see nothing, not zero, until then.
+# tests/unit/test_metrics_zero.py checks every literal label value in the code is here.
+KNOWN_LABELS: dict[Counter, tuple[tuple[str, ...], ...]] = {
+    RUNS: (("started",), ("closed",), ("canceled",), ("failed",)),
+    REQUESTS: (("slash",), ("interaction",), ("event",)),
+    ERRORS: tuple(
+        (t,)
+        for t in (
+            "bad_request",
+            "bad_signature",
+            "body_too_large",
+            "database",
+            "domain",
+            "internal",
+            "unknown_action",
+            "unknown_view",
+        )
+    ),
+    RUNS_FAILED: (("slack_error",), ("timeout",), ("internal",)),
+    CSAT_RATINGS: tuple((str(score),) for score in range(1, 6)),
+    EVENTS_PUBLISHED: (("coffeebuddy.run.events",), ("coffeebuddy.reminder.events",)),
+    RELAY_ERRORS: (("database",), ("kafka",), ("internal",)),
+    JOBS_PRUNED: (("done",), ("dead",)),
+    RETENTION_PURGED: tuple(
+        (what,)
+        for what in (
+            "runs",
+            "orders",
+            "jobs",
+            "preferences",
+            "runner_stats_deleted",
+            "runner_stats_updated",
+            "users",
+        )
+    ),
+}
+# What a job can come to (coffeebuddy.jobs.worker counts each kind's jobs by these).
+JOB_OUTCOMES = ("done", "deferred", "rate_limited", "retry", "dead")
+
+
+def start_at_zero(counter: Counter, label_sets: Iterable[Sequence[str]]) -> None:
+    for labels in label_sets:
+        counter.labels(*labels)
+
+
+for _counter, _label_sets in KNOWN_LABELS.items():
+    start_at_zero(_counter, _label_sets)

@@ -90,9 +90,7 @@ def schema_is_current(version: str | None, expected: str = SCHEMA_VERSION) -> bo
     return version is not None and int(version) >= int(expected)
 
 
-def _check_files(
-    found: list[Migration], done: set[str], directory: Path, expected: str
-) -> None:
+def _check_files(found: list[Migration], done: set[str], directory: Path, expected: str) -> None:
     if not found:
         raise MigrationError(f"no migration files in {directory}: the install is incomplete")
     known = {m.version for m in found}

@@ -45,6 +45,8 @@ ENV_NAMES = {
 }
 DEFAULT_K8S_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 DEFAULT_SECRETS_DIR = "/vault/secrets"
+# Where README's "Deploying" and the k8s overlays keep the secret (KV v2 mounted at kv/).
+DEFAULT_KV_MOUNT = "kv"
 # A token is renewed (or a new one obtained) when this share of its TTL has passed.
 RENEW_AT = 2 / 3
 # Renewal granting less than this share of the login TTL means the token hit its max TTL;
@@ -89,7 +91,7 @@ class VaultSettings:
     addr: str
     auth_method: VaultAuthMethod
     secret_path: str
-    kv_mount: str = "secret"
+    kv_mount: str = DEFAULT_KV_MOUNT
     role: str | None = None
     k8s_token_path: Path = Path(DEFAULT_K8S_TOKEN_PATH)
     k8s_mount: str = "kubernetes"
@@ -100,7 +102,7 @@ class VaultSettings:
 
     @property
     def where(self) -> str:
-        """The secret's name as operators write it: `secret/coffeebuddy/prod`."""
+        """The secret's name as operators write it: `kv/coffeebuddy/prod`."""
         return f"{self.kv_mount}/{self.secret_path}"
 
     @classmethod
@@ -124,7 +126,7 @@ class VaultSettings:
                 "VAULT_SECRET_PATH is required when COFFEEBUDDY_SECRETS_SOURCE=vault"
                 " (e.g. coffeebuddy/prod)"
             )
-        kv_mount = (_raw(env, "VAULT_KV_MOUNT") or "secret").strip("/")
+        kv_mount = (_raw(env, "VAULT_KV_MOUNT") or DEFAULT_KV_MOUNT).strip("/")
         role = _raw(env, "VAULT_ROLE")
         token = _raw(env, "VAULT_TOKEN")
         if method is VaultAuthMethod.KUBERNETES and role is None:

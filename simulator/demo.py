@@ -30,7 +30,6 @@ import secrets
 import signal
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from coffeebuddy import embedded
 from coffeebuddy.jobs.worker import CHANNEL as JOBS_CHANNEL
 from coffeebuddy.migrate import migrate
 from coffeebuddy.slack import blocks as cb
@@ -292,19 +292,12 @@ def _postgres_pid(state_dir: Path) -> str:
 def _fresh_database(state_dir: Path) -> str:
     """A new, empty database in the demo's own embedded Postgres (started if needed).
 
-    The server and its data directory stay between demos (starting it is quick once it
-    exists); the database is dropped and created again, so every demo starts from empty:
-    nobody has a usual and nobody has run yet."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    os.environ["COFFEEBUDDY_STATE_DIR"] = str(state_dir)
-    # platformdirs warns about an unset XDG_RUNTIME_DIR (it then uses /tmp), which is fine.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    from coffeebuddy import devserver  # reads COFFEEBUDDY_STATE_DIR when first imported
-
-    if devserver.STATE.resolve() != state_dir.resolve():
-        raise RuntimeError(f"coffeebuddy.devserver was imported for {devserver.STATE} already")
-    _say(f"starting the embedded Postgres in {state_dir / 'pgdata'}")
-    url = devserver.embedded_database_url()
+    The data directory stays between demos (starting the server is quick once it exists),
+    and the server is stopped when the demo ends; the database is dropped and created
+    again, so every demo starts from empty: nobody has a usual and nobody has run yet."""
+    state_env = {"COFFEEBUDDY_STATE_DIR": str(state_dir)}
+    _say(f"starting the embedded Postgres in {embedded.pgdata(state_env)}")
+    url = embedded.start(state_env)
     with psycopg.connect(make_conninfo(url, dbname="postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
@@ -368,6 +361,8 @@ def _run(args: argparse.Namespace, began: float) -> int:
             database_url = args.database_url
             postgres = "the given database"
         else:
+            # Stopped again when the demo ends, however it ends.
+            stack.callback(embedded.stop, {"COFFEEBUDDY_STATE_DIR": str(args.state_dir)})
             database_url = _fresh_database(args.state_dir)
             postgres = f"Postgres pid {_postgres_pid(args.state_dir)}"
         migrate(database_url)
@@ -389,7 +384,7 @@ def _run(args: argparse.Namespace, began: float) -> int:
         )
         _say(
             f"processes: web pid {service.web.pid}, worker pid {service.worker.pid}, "
-            f"{postgres}; service logs in {service.logs}"
+            f"{postgres}; service logs in {service.logs} (kept if the demo fails)"
         )
         sim = Simulator(
             fake, service.client.base, signing_secret=signing_secret, timeout=args.timeout
@@ -406,6 +401,7 @@ def _run(args: argparse.Namespace, began: float) -> int:
         print(render_transcript(sim, [CHANNEL]))
         took = time.monotonic() - began
         if problems:
+            service.keep_logs = True  # the only way to see what went wrong
             print("✘ The demo failed:", *(f"  - {p}" for p in problems), sep="\n")
             print(f"  (service logs: {service.logs}; took {took:.1f} s)", flush=True)
             return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -62,6 +63,7 @@ class KafkaBroker:
         """Start on the same port as before (a restart), and wait until it accepts."""
         assert not self.running, "broker already running"
         url = f"tcp://127.0.0.1:{self.port}"
+        self.log_path.parent.mkdir(exist_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 [
@@ -94,10 +96,11 @@ class KafkaBroker:
     def stop(self) -> None:
         """Kill the broker, as a crash would (on SIGTERM Tansu waits ~5 s for its clients)."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.kill()
-        proc.wait(timeout=10)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        # Nothing left in /tmp after a test; a restart makes the directory again.
+        shutil.rmtree(self.log_path.parent, ignore_errors=True)
 
     def create_topics(self, names: Iterable[str] = TOPICS, partitions: int = 3) -> None:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)

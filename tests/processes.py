@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,6 +73,9 @@ class Service:
     # (in the order of `workers`).
     extra_workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     metrics_ports: list[int] = field(default_factory=list)
+    # Keep the logs directory after the service stops (for someone to read); otherwise
+    # it is removed, unless the block ended with an exception.
+    keep_logs: bool = False
 
     @property
     def workers(self) -> list[subprocess.Popen[bytes]]:
@@ -148,9 +152,12 @@ def start_service(
         for worker_log, worker_env in zip(worker_logs, worker_envs, strict=True)
     ]
     client = HttpClient(f"http://127.0.0.1:{port}")
+    service = Service(web, worker_procs[0], client, logs, worker_procs[1:], metrics_ports)
+    failed = True
     try:
         _wait_ready(client, web, logs)
-        yield Service(web, worker_procs[0], client, logs, worker_procs[1:], metrics_ports)
+        yield service
+        failed = False
     finally:
         for proc in (web, *worker_procs):
             if proc.poll() is None:
@@ -164,6 +171,8 @@ def start_service(
         web_log.close()
         for worker_log in worker_logs:
             worker_log.close()
+        if not failed and not service.keep_logs:
+            shutil.rmtree(logs, ignore_errors=True)
 
 
 def _wait_ready(client: HttpClient, web: subprocess.Popen[bytes], logs: Path) -> None:

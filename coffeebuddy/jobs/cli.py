@@ -1,7 +1,8 @@
 """`python -m coffeebuddy jobs list|retry`: what operators need to see and re-run jobs.
 
-Talks to the database in DATABASE_URL over one short connection. Never prints a payload:
-payloads can hold response URLs, which let anyone holding them post as the app.
+Talks to the database in DATABASE_URL over one short connection; without it, to the
+embedded database of a running `scripts/run` (found under COFFEEBUDDY_STATE_DIR). Never
+prints a payload: payloads can hold response URLs, which let anyone holding them post as the app.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TextIO
 import psycopg
 from psycopg.rows import dict_row
 
+from coffeebuddy import preflight
 from coffeebuddy.db import Conn
 from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.queue import JobInfo
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = N
     url = env.get("DATABASE_URL", "").strip()
     if not url:
         print(
-            "coffeebuddy: configuration error: DATABASE_URL is required but not set",
+            "coffeebuddy: configuration error: DATABASE_URL is required but not set "
+            "(and no scripts/run database is running)",
             file=sys.stderr,
         )
         return 2
@@ -71,7 +74,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = N
                 return _list(conn, args.status, args.limit, out)
             return _retry(conn, None if args.all_dead else args.ids, out)
     except psycopg.OperationalError as exc:
-        print(f"coffeebuddy: cannot reach the database: {exc}", file=sys.stderr)
+        print(preflight.database_unreachable(url, exc), file=sys.stderr)
+        return 3
+    except psycopg.errors.UndefinedTable:
+        print(
+            "coffeebuddy: the database has no job queue yet; run `python -m coffeebuddy "
+            "migrate` (scripts/run does) first",
+            file=sys.stderr,
+        )
         return 3
 
 

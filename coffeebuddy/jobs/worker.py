@@ -26,7 +26,7 @@ from coffeebuddy.db import Database, DatabaseUnavailable
 from coffeebuddy.jobs import maintenance, queue
 from coffeebuddy.jobs.handlers import HANDLERS, Context, Handler, NotYet, tell
 from coffeebuddy.jobs.queue import Job
-from coffeebuddy.metrics import JOB_DURATION, JOBS, RUNS
+from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, RUNS, start_at_zero
 from coffeebuddy.service.closing import fail_run
 from coffeebuddy.service.pilot import PilotGauges
 from coffeebuddy.slack.api import SlackFailure, classify, failure_category
@@ -62,6 +62,8 @@ class Worker:
             queue.PRUNE_JOBS: self._prune_jobs,
             queue.RETENTION_PURGE: self._retention_purge,
         }
+        # Every kind's outcomes exist at 0 before the first job (see metrics.KNOWN_LABELS).
+        start_at_zero(JOBS, [(kind, outcome) for kind in self.handlers for outcome in JOB_OUTCOMES])
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._slot_freed = threading.Event()
@@ -140,7 +142,10 @@ class Worker:
     def serve_metrics(self) -> None:
         """Serve /metrics, /health/live and /health/ready on the configured port."""
         self._metrics_server = maintenance.serve_metrics(
-            self.settings.metrics_port, live=self.live_checks, ready=self.ready_checks
+            self.settings.metrics_port,
+            self.settings.metrics_host,
+            live=self.live_checks,
+            ready=self.ready_checks,
         )
 
     def live_checks(self) -> dict[str, bool]:

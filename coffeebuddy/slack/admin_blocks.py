@@ -48,6 +48,13 @@ SWITCHES: Final = {
     "reminders_enabled": "Remind the runner before pickup",
     "last_call_enabled": "Post a last call to the channel before the run closes",
 }
+# Each checkbox's input label: what it switches, so a screen reader (and a skim) can tell
+# the three apart.
+SWITCH_LABELS: Final = {
+    "enabled": "CoffeeBuddy",
+    "reminders_enabled": "Runner reminder",
+    "last_call_enabled": "Last call",
+}
 
 
 def number_fields(retention_bounds: tuple[int, int]) -> tuple[Field, ...]:
@@ -97,7 +104,7 @@ def settings_modal(
         blocks.append(
             InputBlock(
                 block_id=key,
-                label=label.split(" ", 1)[0] if key == "enabled" else "Option",
+                label=SWITCH_LABELS[key],
                 optional=True,
                 element=CheckboxesElement(
                     action_id=key,

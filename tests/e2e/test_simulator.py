@@ -90,6 +90,9 @@ def test_simulated_people_play_a_run_against_the_real_service(
         lambda: sim.find_button(CHANNEL, blocks.ACTION_PLACE_ORDER) is None,
         "the run message to show the run closed",
     )
+    # The summary is a job of its own: it may come after the DM and the update above.
+    # (The run message says "closed" too; the summary is the channel's second message.)
+    sim.wait_for(lambda: len(slack.messages(CHANNEL)) >= 2, "the summary in the channel")
     assert sql("SELECT status FROM runs WHERE id = %s", run_id) == [("closed",)]
     assert sim.replies(close) == []  # closing told Ana nothing: the summary says it all
 

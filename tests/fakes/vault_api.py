@@ -147,7 +147,7 @@ _DENIED = (403, {"errors": ["permission denied"]})
 class FakeVault:
     """Vault with Kubernetes and token auth and KV v2 mounts, on a local port. Thread-safe."""
 
-    def __init__(self, *, namespace: str | None = None, kv_mounts: Iterable[str] = ("secret",)):
+    def __init__(self, *, namespace: str | None = None, kv_mounts: Iterable[str] = ("kv",)):
         # When set, every request must carry this X-Vault-Namespace (an enterprise
         # namespace); without it nothing is found there.
         self.namespace = namespace
@@ -231,7 +231,7 @@ class FakeVault:
                 name, jwt, ttl, renewable, max_ttl, tuple(readable), mount
             )
 
-    def put_secret(self, path: str, data: JsonDict, *, mount: str = "secret") -> int:
+    def put_secret(self, path: str, data: JsonDict, *, mount: str = "kv") -> int:
         """Write a new version of a KV v2 secret; returns its version number."""
         with self._lock:
             self.kv_mounts.add(mount)

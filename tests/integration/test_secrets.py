@@ -35,7 +35,7 @@ PATH = "coffeebuddy/prod"
 ROLE = "coffeebuddy"
 LOGIN = "/v1/auth/kubernetes/login"
 RENEW = "/v1/auth/token/renew-self"
-READ = f"/v1/secret/data/{PATH}"
+READ = f"/v1/kv/data/{PATH}"
 
 
 def _values() -> dict[str, str]:
@@ -226,7 +226,7 @@ def test_unreadable_service_account_token_names_the_setting(
 def test_policy_that_does_not_allow_the_path_is_permission_denied(vault: FakeVault) -> None:
     token = vault.add_token(readable=["secret/other-app/*"])
     message = config_error(token_env(vault, token), token)
-    assert message == "Vault: permission denied reading secret/coffeebuddy/prod"
+    assert message == "Vault: permission denied reading kv/coffeebuddy/prod"
 
 
 def test_expired_or_wrong_token_fails_at_lookup(vault: FakeVault) -> None:
@@ -244,25 +244,25 @@ def test_missing_keys_are_named_without_any_value(vault: FakeVault) -> None:
 
     message = config_error(token_env(vault, token), token, "other-value")
 
-    assert message == "Vault secret secret/coffeebuddy/prod has no key: slack_bot_token"
+    assert message == "Vault secret kv/coffeebuddy/prod has no key: slack_bot_token"
 
 
 def test_empty_and_non_text_values_are_named(vault: FakeVault) -> None:
     token = vault.add_token()
     vault.put_secret(PATH, {**VALUES, "database_url": 42})
     assert config_error(token_env(vault, token)) == (
-        "Vault secret secret/coffeebuddy/prod: database_url must be a string"
+        "Vault secret kv/coffeebuddy/prod: database_url must be a string"
     )
     vault.put_secret(PATH, {**VALUES, "slack_signing_secret": "  \n"})
     assert config_error(token_env(vault, token)) == (
-        "Vault secret secret/coffeebuddy/prod: slack_signing_secret is empty"
+        "Vault secret kv/coffeebuddy/prod: slack_signing_secret is empty"
     )
 
 
 def test_missing_secret_and_unknown_mount_are_not_found(vault: FakeVault) -> None:
     token = vault.add_token()
     assert config_error(token_env(vault, token, VAULT_SECRET_PATH="coffeebuddy/nope")) == (
-        "Vault: not found reading secret/coffeebuddy/nope"
+        "Vault: not found reading kv/coffeebuddy/nope"
     )
     assert config_error(token_env(vault, token, VAULT_KV_MOUNT="kv2")) == (
         "Vault: not found reading kv2/coffeebuddy/prod"
@@ -360,8 +360,8 @@ def test_settings_defaults() -> None:
     assert str(vault.k8s_token_path) == "/var/run/secrets/kubernetes.io/serviceaccount/token"
     assert (vault.k8s_mount, vault.kv_mount, vault.where) == (
         "kubernetes",
-        "secret",
-        "secret/coffeebuddy/prod",
+        "kv",
+        "kv/coffeebuddy/prod",
     )
     assert vault.namespace is None and vault.cacert is None and vault.token is None
     assert SecretSettings.from_environ({}).source is SecretSource.ENV
@@ -604,7 +604,7 @@ def test_static_token_that_expires_turns_readiness_false_for_good(
     time.sleep(0.2)
     assert not keeper.healthy()
     assert vault.calls(RENEW) == []  # a non-renewable token is not pestered
-    with pytest.raises(ConfigError, match=r"^Vault: permission denied reading secret/coffee"):
+    with pytest.raises(ConfigError, match=r"^Vault: permission denied reading kv/coffee"):
         keeper.refresh()
 
 

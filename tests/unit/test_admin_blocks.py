@@ -332,6 +332,21 @@ def test_the_audit_lists_each_action_in_the_given_order() -> None:
     )
 
 
+def test_every_input_is_labelled_by_what_it_sets() -> None:
+    """Issue 13, item 17: two checkboxes were labelled "Option"."""
+    modal = ab.settings_modal("C0TEST", SETTINGS, BOUNDS)
+    inputs = [b for b in modal["blocks"] if b["type"] == "input"]
+    labels = [b["label"]["text"] for b in inputs]
+    assert len(set(labels)) == len(labels), labels
+    assert not {"Option", "Options", ""} & set(labels)
+    switches = {b["block_id"]: b["label"]["text"] for b in inputs if b["block_id"] in ab.SWITCHES}
+    assert switches == {
+        "enabled": "CoffeeBuddy",
+        "reminders_enabled": "Runner reminder",
+        "last_call_enabled": "Last call",
+    }
+
+
 def test_the_audit_says_changes_in_words() -> None:
     """Issue 14 item 10: "turned the last call on", not `last_call_enabled False → True`."""
     changes = {
