@@ -37,6 +37,7 @@ SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY,"
     " received_at timestamptz NOT NULL DEFAULT now(), path text NOT NULL, bytes int NOT NULL)"
 )
+FLOOR_APP_NAME = "coffeebuddy-floor"  # its backends' application_name, for bench.cpu
 MAX_BODY_BYTES = 64 * 1024  # as CoffeeBuddy's default COFFEEBUDDY_MAX_BODY_BYTES
 
 
@@ -68,7 +69,13 @@ class Health:
 def create_app(env: Mapping[str, str] | None = None) -> falcon.App[falcon.Request, falcon.Response]:
     """The WSGI app; gunicorn calls this factory in each worker (`create_app()`)."""
     env = os.environ if env is None else env
-    pool = ConnectionPool(env["DATABASE_URL"], min_size=1, max_size=2, open=False)
+    pool = ConnectionPool(
+        env["DATABASE_URL"],
+        min_size=1,
+        max_size=2,
+        open=False,
+        kwargs={"application_name": FLOOR_APP_NAME},
+    )
     pool.open(wait=True)
     app = falcon.App()
     app.add_route(

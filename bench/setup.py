@@ -28,7 +28,14 @@ class Bench:
 
 
 @contextmanager
-def bench_service(channel_prefix: str, channels: int, *, users: int = 30) -> Iterator[Bench]:
+def bench_service(
+    channel_prefix: str,
+    channels: int,
+    *,
+    users: int = 30,
+    web_workers: int = 2,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Bench]:
     db_name = f"cb_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
@@ -43,7 +50,9 @@ def bench_service(channel_prefix: str, channels: int, *, users: int = 30) -> Ite
     for user in user_ids:
         slack.add_user(user, tz="Europe/Berlin")
     try:
-        with start_service(url, slack.base_url) as service:
+        with start_service(
+            url, slack.base_url, web_workers=web_workers, extra_env=extra_env
+        ) as service:
             yield Bench(service.client, slack, url, channel_ids, user_ids)
     finally:
         slack.stop()

@@ -101,6 +101,9 @@ class WorkerSettings:
     # Timeout of each Slack call a job makes; a job's lease is renewed while it runs, so a
     # slow Slack never hands a live job to a second worker.
     slack_timeout_seconds: float = 10.0
+    # The worker's CPU priority (os.nice increment): below the web's, so that when both
+    # share cores, a burst's requests are answered first and its jobs done right after.
+    nice: int = 10
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> WorkerSettings:
@@ -121,6 +124,7 @@ class WorkerSettings:
             slack_timeout_seconds=_float(
                 env, "COFFEEBUDDY_WORKER_SLACK_TIMEOUT_SECONDS", 10.0, 1.0, 60
             ),
+            nice=_int(env, "COFFEEBUDDY_WORKER_NICE", 10, 0, 19),
         )
 
 
@@ -145,6 +149,11 @@ class Config:
     admin_check_ttl_seconds: int = 300
     # Clicks within this window are folded into one chat.update of the run message.
     refresh_coalesce_ms: int = 700
+    # Acknowledge "Use my usual" and the order form with one insert into the job queue
+    # (the inbox) and let the worker apply them: a burst then costs the web little more
+    # than its floor. Off (the default until the worker applies a run's actions strictly
+    # in the order they came; see README "The inbox"): the request applies them itself.
+    inbox: bool = False
     worker_concurrency: int = 4
     worker_poll_seconds: float = 1.0
     job_lease_seconds: int = 60
@@ -201,6 +210,7 @@ class Config:
             profile_ttl_seconds=_int(env, "COFFEEBUDDY_PROFILE_TTL_SECONDS", 86400, 0, 30 * 86400),
             admin_check_ttl_seconds=_int(env, "COFFEEBUDDY_ADMIN_CHECK_TTL_SECONDS", 300, 0, 86400),
             refresh_coalesce_ms=_int(env, "COFFEEBUDDY_REFRESH_COALESCE_MS", 700, 0, 10_000),
+            inbox=_choice(env, "COFFEEBUDDY_INBOX", "OFF", ("ON", "OFF")) == "ON",
             worker_concurrency=_int(env, "COFFEEBUDDY_WORKER_CONCURRENCY", 4, 1, 64),
             worker_poll_seconds=_float(env, "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, 0.05, 60),
             job_lease_seconds=_int(env, "COFFEEBUDDY_JOB_LEASE_SECONDS", 60, 5, 3600),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import NoReturn
 
 import falcon
@@ -22,7 +24,10 @@ from coffeebuddy.secrets import (
     SecretSource,
     load_secrets,
 )
+from coffeebuddy.service.people import People
+from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack.api import make_client
+from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy
 
 
@@ -130,6 +135,10 @@ def response_url_policy(config: Config) -> ResponseUrlPolicy:
     return ResponseUrlPolicy.for_slack_api(config.slack_api_base_url, config.response_url_origins)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def build_worker(config: Config, settings: WorkerSettings | None = None) -> Worker:
     settings = settings or config.worker
     database = Database(
@@ -142,11 +151,17 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
     # Job handlers may wait longer for Slack than a request can; the worker renews the
     # leases of the jobs it runs.
     client = make_client(config, timeout=settings.slack_timeout_seconds)
+    # Inboxed actions are applied by the same service the web uses; Slack calls it makes
+    # (views.open for someone whose usual vanished) go through the worker's client.
+    gateway = WebSlackGateway(client)
+    people = People(database, gateway, config, _utcnow)
     context = Context(
         database=database,
         slack=client,
         response_urls=response_url_policy(config),
         channel_history=config.channel_post_dedupe,
+        profile_ttl_seconds=config.profile_ttl_seconds,
+        runs=RunService(database, gateway, config, people=people, clock=_utcnow),
     )
     return Worker(config, database, context, settings)
 
@@ -157,6 +172,8 @@ def run_worker(env: Mapping[str, str]) -> int:
     full_env, keeper = keep_secrets(env, on_change=listeners)
     config = load_config(full_env)
     logs.setup(config.log_level)
+    if config.worker.nice:
+        os.nice(config.worker.nice)
     worker = build_worker(config)
     listeners.add(slack_token_listener(worker.context.slack))
     listeners.follow(keeper)

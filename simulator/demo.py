@@ -231,12 +231,18 @@ def _skip_to_reminder(sim: Simulator, run: Finished) -> None:
 def _check(sim: Simulator, database_url: str, run: Finished) -> list[str]:
     """Why `run` did not really complete; empty when it did."""
     problems = []
+    # The worker records the summary's ts just after Slack accepted it: give it a moment.
+    deadline = time.monotonic() + 5
     with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT r.status, r.failure_reason, u.slack_user_id, r.summary_ts"
-            " FROM runs r LEFT JOIN users u ON u.id = r.runner_user_id WHERE r.id = %s",
-            (run.run_id,),
-        ).fetchone()
+        while True:
+            row = conn.execute(
+                "SELECT r.status, r.failure_reason, u.slack_user_id, r.summary_ts"
+                " FROM runs r LEFT JOIN users u ON u.id = r.runner_user_id WHERE r.id = %s",
+                (run.run_id,),
+            ).fetchone()
+            if row is None or row[3] == run.summary["ts"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
     if row is None:
         return [f"{run.label}: run {run.run_id} is not in the database"]
     status, failure, runner, summary_ts = row

@@ -19,7 +19,8 @@ from tests.slack_payloads import block_action_body, command_body, view_submissio
 SqlFn = Callable[..., list[tuple[Any, ...]]]
 
 # Jobs the worker schedules for itself: not part of any run's work.
-HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE)
+# Jobs no run waits for: the worker's own upkeep, and profiles fetched ahead of need.
+HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE, queue.WARM_PROFILE)
 
 
 def eventually[T](predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:

@@ -13,7 +13,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from coffeebuddy import db, events
+from coffeebuddy import db, events, logs
 from coffeebuddy.db import Database
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import RunStatus
@@ -23,8 +23,10 @@ from coffeebuddy.metrics import REMINDER_LATENESS
 from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.service.effects import refresh_run_message as refresh_run_message_job
+from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack import blocks, home_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
+from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from coffeebuddy.store import RunRecord, load_run
 
@@ -45,6 +47,10 @@ class Context:
     response_urls: ResponseUrlPolicy = field(default_factory=lambda: ResponseUrlPolicy(()))
     # Whether retried channel posts may read the channel's history (see config.py).
     channel_history: bool = False
+    # How long a cached profile is trusted (Config.profile_ttl_seconds).
+    profile_ttl_seconds: int = 24 * 3600
+    # Applies the actions the web acknowledged through the inbox.
+    runs: RunService | None = None
 
 
 Handler = Callable[[Context, Job], None]
@@ -413,6 +419,9 @@ def runner_reminder(ctx: Context, job: Job) -> None:
     reminders turned off for the channel at firing time nothing is sent."""
     run_id = job.payload["run_id"]
     outcome = None
+    if ctx.runs is not None:
+        # The reminder may close the run: orders acknowledged before it count.
+        ctx.runs.drain_inbox(run_id)
     with ctx.database.transaction() as conn:
         run = db.one(conn, "lock_run", {"run_id": run_id})
         if run is None or run["reminder_ts"] or run["reminder_at"] is None:
@@ -503,6 +512,38 @@ def publish_home(ctx: Context, job: Job) -> None:
     call(ctx.slack, "views.publish", user_id=user, view=view)
 
 
+def apply_action(ctx: Context, job: Job) -> None:
+    """An action the web acknowledged through the inbox, applied as the web would have
+    (same service code, same confirmation); the whole action is one transaction."""
+    if ctx.runs is None:
+        raise RuntimeError("this worker was built without a RunService")
+    with logs.context(run=str(job.payload.get("run_id") or "")):
+        ctx.runs.apply_inboxed(job.payload, job.correlation_id)
+
+
+def warm_profile(ctx: Context, job: Job) -> None:
+    """users.info for someone the web saw without a fresh profile; cached for the web."""
+    user = job.payload["user"]
+    with ctx.database.transaction() as conn:
+        row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user})
+    fresh_after = datetime.now(UTC) - timedelta(seconds=ctx.profile_ttl_seconds)
+    if row is None or (row["profile_fetched_at"] and row["profile_fetched_at"] > fresh_after):
+        return  # forgotten since (forget me), or fetched meanwhile
+    profile = WebSlackGateway(ctx.slack).user_profile(user)
+    with ctx.database.transaction() as conn:
+        # Only for someone still on record: a "forget me" in between must stay forgotten.
+        db.one(
+            conn,
+            "refresh_user_profile",
+            {
+                "slack_user_id": user,
+                "display_name": profile.display_name,
+                "tz": profile.tz,
+                "is_workspace_admin": profile.is_workspace_admin,
+            },
+        )
+
+
 HANDLERS: dict[str, Handler] = {
     queue.POST_RUN_MESSAGE: post_run_message,
     queue.REFRESH_RUN_MESSAGE: refresh_run_message,
@@ -514,6 +555,8 @@ HANDLERS: dict[str, Handler] = {
     queue.REMIND_NEW_RUNNER: remind_new_runner,
     queue.POST_RUNNER_CHANGE: post_runner_change,
     queue.PUBLISH_HOME: publish_home,
+    queue.WARM_PROFILE: warm_profile,
+    queue.APPLY_ACTION: apply_action,
     reminders.RUNNER_REMINDER: runner_reminder,
     reminders.LAST_CALL: last_call,
 }

@@ -30,6 +30,11 @@ REMIND_NEW_RUNNER = "remind_new_runner"
 POST_RUNNER_CHANGE = "post_runner_change"
 # The App Home tab, published when someone opens it (see `coffeebuddy.service.home`).
 PUBLISH_HOME = "publish_home"
+# An action acknowledged through the inbox (`sql/queries/inbox.sql`), applied by the worker.
+APPLY_ACTION = "apply_action"
+# A person's Slack profile (time zone, admin flag) fetched ahead of need, so that a request
+# that needs it finds it cached (see `coffeebuddy.service.effects.warm_profile`).
+WARM_PROFILE = "warm_profile"
 # Housekeeping the worker itself schedules (see `coffeebuddy.jobs.maintenance`).
 PRUNE_JOBS = "prune_jobs"
 # The daily retention purge (see `coffeebuddy.service.privacy`).
@@ -65,26 +70,28 @@ def enqueue(
     max_attempts: int = 8,
     replace_payload: bool = False,
     lane: str | None = None,
+    bring_forward: bool = True,
 ) -> int | None:
     """Add a job; with `dedupe_key`, nothing is added while one with that key is queued
     (that one is brought forward if this one was due sooner, and takes this payload when
-    `replace_payload`: the latest wins). Returns the id of the job
-    added or brought forward, None when it simply joined a queued one."""
-    row = db.one(
-        conn,
-        "enqueue_job",
-        {
-            "kind": kind,
-            "payload": Jsonb(dict(payload)),
-            "delay_seconds": delay_seconds,
-            "max_attempts": max_attempts,
-            "dedupe_key": dedupe_key,
-            "run_id": run_id,
-            "correlation_id": correlation_id,
-            "replace_payload": replace_payload,
-            "lane": lane or _lane(payload, run_id),
-        },
-    )
+    `replace_payload`: the latest wins; with `bring_forward` False, joining it takes no
+    row lock). Returns the id of the job added or brought forward, None when it simply
+    joined a queued one."""
+    params = {
+        "kind": kind,
+        "payload": Jsonb(dict(payload)),
+        "delay_seconds": delay_seconds,
+        "max_attempts": max_attempts,
+        "dedupe_key": dedupe_key,
+        "run_id": run_id,
+        "correlation_id": correlation_id,
+        "replace_payload": replace_payload,
+        "lane": lane or _lane(payload, run_id),
+    }
+    if bring_forward or replace_payload:
+        row = db.one(conn, "enqueue_job", params)
+    else:
+        row = db.one(conn, "enqueue_coalesced_job", params)
     return int(row["id"]) if row else None
 
 

@@ -38,7 +38,8 @@ class Commands:
             parsed = cmdparse.parse_command(text)
         except cmdparse.CommandError as exc:
             return Reply(exc.hint)
-        if not isinstance(parsed, cmdparse.ShowHelp) and (
+        # Starting a run checks the workspace in its own transaction (one per /coffee).
+        if not isinstance(parsed, cmdparse.ShowHelp | cmdparse.StartRun) and (
             refusal := self.runs.workspace_refusal(actor)
         ):
             return Reply(refusal)

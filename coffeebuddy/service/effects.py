@@ -12,7 +12,9 @@ from coffeebuddy.jobs import queue
 def refresh_run_message(
     conn: Conn, run_id: uuid.UUID | str, correlation_id: str | None, *, delay_seconds: float
 ) -> None:
-    """One chat.update of the run message; requests within `delay_seconds` coalesce."""
+    """One chat.update of the run message; requests within `delay_seconds` coalesce. One
+    due at once (a close, an edit) brings a queued one forward; a click's, due after the
+    coalescing window like the queued one, just joins it without locking it."""
     queue.enqueue(
         conn,
         queue.REFRESH_RUN_MESSAGE,
@@ -21,6 +23,7 @@ def refresh_run_message(
         correlation_id=correlation_id,
         delay_seconds=delay_seconds,
         dedupe_key=f"refresh:{run_id}",
+        bring_forward=delay_seconds == 0,
     )
 
 
@@ -53,4 +56,21 @@ def tell(
         max_attempts=4,
         dedupe_key=f"notify:{run_id}:{user}" if run_id is not None else None,
         replace_payload=True,
+    )
+
+
+def warm_profile(conn: Conn, user_id: str, correlation_id: str | None) -> None:
+    """Fetch this person's profile (users.info) in the worker, so that a later `/coffee
+    10:30` or admin check finds it cached instead of calling Slack while Slack waits."""
+    queue.enqueue(
+        conn,
+        queue.WARM_PROFILE,
+        {"user": user_id},
+        correlation_id=correlation_id,
+        dedupe_key=f"profile:{user_id}",
+        max_attempts=3,
+        # After the confirmations of a burst this person may be part of (the queue is
+        # first due, first served): warming is never urgent.
+        delay_seconds=10.0,
+        bring_forward=False,
     )

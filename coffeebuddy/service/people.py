@@ -4,7 +4,7 @@ cached from users.info, and whether they may administer a channel."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -81,10 +81,16 @@ class People:
     def time_zone(self, user_id: str) -> ZoneInfo:
         with self.db.transaction() as conn:
             tz_name = self.profile(conn, user_id).tz
-        try:
-            return ZoneInfo(tz_name) if tz_name else ZoneInfo("UTC")
-        except (ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo("UTC")
+        return _zone(tz_name)
+
+    def cached_time_zone(self, user_row: Mapping[str, Any]) -> ZoneInfo | None:
+        """The time zone of a users row whose profile is fresh; None when users.info must
+        be asked first (`time_zone`)."""
+        fetched = user_row.get("profile_fetched_at")
+        fresh_after = self.clock() - timedelta(seconds=self.config.profile_ttl_seconds)
+        if not fetched or fetched <= fresh_after:
+            return None
+        return _zone(user_row.get("tz"))
 
     def is_admin(
         self, user_id: str, channel_admins: Collection[str] = (), *, remember: bool = True
@@ -105,6 +111,13 @@ class People:
         except CoffeeBuddyError:
             # Slack unreachable and nothing cached: not proven an admin.
             return False
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
 
 
 def _from_row(row: Any) -> Profile:

@@ -8,10 +8,14 @@ ones Slack's deadlines force into the request: `views.open` and (cached) `users.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from psycopg.types.json import Jsonb
 
 import coffeebuddy.domain.command as cmdparse
 from coffeebuddy import db, events
@@ -24,7 +28,7 @@ from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
-from coffeebuddy.service.effects import refresh_run_message, tell
+from coffeebuddy.service.effects import refresh_run_message, tell, warm_profile
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import blocks
 from coffeebuddy.slack.api import classify
@@ -87,37 +91,34 @@ class RunService:
         response_url: str,
         correlation_id: str,
     ) -> Reply:
-        """`/coffee [time] [note]`: a new run in the channel."""
+        """`/coffee [time] [note]`: a new run in the channel, in one transaction (the
+        workspace and channel checks included). Only a time from someone whose profile
+        is not cached yet costs a users.info call first, and a second transaction."""
         # The start of the bot's start step (the pilot's outcome time), before any lookup.
         received_at = self.clock()
-        pickup = None
-        if command.time is not None:
-            # A disabled channel records nothing, not even the profile the time zone
-            # lookup would cache (`_start_run` checks again, in its transaction).
-            with self.db.transaction() as conn:
-                channel = db.one(
-                    conn, "get_channel_by_slack_id", {"slack_channel_id": actor.channel_id}
-                )
-            if channel is not None and not channel["enabled"]:
-                return Reply(DISABLED_TEXT)
-            tz = self.people.time_zone(actor.user_id)
-            try:
-                pickup = cmdparse.resolve_pickup(command.time, self.clock(), tz)
-            except cmdparse.CommandError as exc:
-                return Reply(exc.hint)
-        return self._start_run(
-            actor, pickup, command.note, response_url, correlation_id, received_at
-        )
+        reply = self._start_run(actor, command, response_url, correlation_id, received_at, tz=None)
+        if reply is not None:
+            return reply
+        # Profile unknown (the worker warms it when it first sees someone): ask Slack now,
+        # outside any transaction, then try again with the answer.
+        tz = self.people.time_zone(actor.user_id)
+        reply = self._start_run(actor, command, response_url, correlation_id, received_at, tz=tz)
+        assert reply is not None
+        return reply
 
     def _start_run(
         self,
         actor: Actor,
-        pickup: datetime | None,
-        note: str | None,
+        command: cmdparse.StartRun,
         response_url: str,
         correlation_id: str,
         received_at: datetime,
-    ) -> Reply:
+        *,
+        tz: ZoneInfo | None,
+    ) -> Reply | None:
+        """None when the command has a time and the person's time zone is not known yet
+        (`tz` None and no fresh profile cached): nothing is recorded then."""
+        note = command.note
         with self.db.transaction() as conn:
             channel = db.one(
                 conn,
@@ -129,14 +130,31 @@ class RunService:
                 },
             )
             assert channel is not None
+            team = channel["slack_team_id"]
+            if team and actor.team_id and actor.team_id != team:
+                # Another workspace's channel (the upsert keeps the first team): refuse,
+                # and record nothing.
+                conn.rollback()
+                log.warning("other_workspace", extra={"team_id": actor.team_id})
+                return Reply(OTHER_WORKSPACE_TEXT)
             if not channel["enabled"]:
                 # Disabled means nothing is recorded: undo the channel upsert too.
                 conn.rollback()
                 return Reply(DISABLED_TEXT)
-            existing = db.one(conn, "get_open_run_for_channel", {"channel_id": channel["id"]})
-            if existing is not None:
-                return Reply(_already_open(existing))
+            # An open run already here shows as a conflict of insert_run below (rare: no
+            # read for it on the way).
             user = self._upsert_user(conn, actor)
+            pickup = None
+            if command.time is not None:
+                zone = tz or self.people.cached_time_zone(user)
+                if zone is None:
+                    conn.rollback()
+                    return None
+                try:
+                    pickup = cmdparse.resolve_pickup(command.time, self.clock(), zone)
+                except cmdparse.CommandError as exc:
+                    conn.rollback()
+                    return Reply(exc.hint)
             first = channel["onboarded_at"] is None
             run = db.one(
                 conn,
@@ -152,7 +170,8 @@ class RunService:
                 },
             )
             if run is None:
-                # Another /coffee won the race for this channel's one open run.
+                # The channel's one open run exists already (or another /coffee just won
+                # the race for it): nothing of this command is kept.
                 conn.rollback()
                 with self.db.transaction() as conn2:
                     existing = db.one(
@@ -172,15 +191,16 @@ class RunService:
                 has_note=bool(note),
                 first_in_channel=first,
             )
-            reminders.schedule(
-                conn,
-                run["id"],
-                pickup=pickup,
-                settings=channel,
-                channel_id=actor.channel_id,
-                correlation_id=correlation_id,
-                now=self.clock(),
-            )
+            if pickup is not None:  # a new run has no reminders to clear
+                reminders.schedule(
+                    conn,
+                    run["id"],
+                    pickup=pickup,
+                    settings=channel,
+                    channel_id=actor.channel_id,
+                    correlation_id=correlation_id,
+                    now=self.clock(),
+                )
             queue.enqueue(
                 conn,
                 queue.POST_RUN_MESSAGE,
@@ -189,7 +209,6 @@ class RunService:
                 correlation_id=correlation_id,
             )
         RUNS.labels("started").inc()
-        log.info("run_started", extra={"run_id": str(run["id"]), "user_id": actor.user_id})
         # Not "you started": the post may still fail (say the bot isn't in the channel),
         # and the worker then tells the starter why.
         return Reply("☕ Starting your coffee run…")
@@ -228,8 +247,34 @@ class RunService:
         response_url: str | None,
         correlation_id: str,
     ) -> None:
+        """ "Use my usual": queued in the inbox when it can simply be applied, else now."""
+        if self.config.inbox and self._to_inbox(
+            "inbox_usual",
+            actor,
+            run_id,
+            correlation_id,
+            {"action": "use_usual", "trigger_id": trigger_id, "response_url": response_url},
+        ):
+            return
+        self.apply_usual(
+            actor,
+            run_id,
+            trigger_id=trigger_id,
+            response_url=response_url,
+            correlation_id=correlation_id,
+        )
+
+    def apply_usual(
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        *,
+        trigger_id: str,
+        response_url: str | None,
+        correlation_id: str,
+    ) -> None:
         with self.db.transaction() as conn:
-            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
                 return
             user = self._upsert_user(conn, actor)
@@ -237,6 +282,7 @@ class RunService:
                 conn, "get_preference", {"user_id": user["id"], "channel_id": run["channel_id"]}
             )
             if pref is not None:
+                self._warm_profile(conn, actor, user)
                 text = pref["last_order_text"]
                 current = db.one(
                     conn, "get_active_order", {"run_id": run_id, "user_id": user["id"]}
@@ -271,7 +317,6 @@ class RunService:
                     response_url,
                     run["correlation_id"],
                 )
-                log.info("order_placed", extra={"action": "use_usual", "user_id": actor.user_id})
                 return
         # No usual yet: the one click opens the order form instead.
         self.open_order_modal(
@@ -285,8 +330,10 @@ class RunService:
     def cancel_order(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
+        # An order of theirs still in the inbox is placed first, then canceled.
+        self.drain_inbox(run_id, user_id=actor.user_id)
         with self.db.transaction() as conn:
-            run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
+            run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
                 return
             user = db.one(conn, "get_user_by_slack_id", {"slack_user_id": actor.user_id})
@@ -313,7 +360,6 @@ class RunService:
                 response_url,
                 run["correlation_id"],
             )
-        log.info("order_canceled", extra={"user_id": actor.user_id})
 
     def ill_go(
         self,
@@ -418,6 +464,7 @@ class RunService:
     ) -> None:
         if not self._may_manage(actor, run_id, response_url, correlation_id):
             return
+        self.drain_inbox(run_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
@@ -556,18 +603,53 @@ class RunService:
     def submit_order(
         self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
     ) -> dict[str, str] | None:
-        """Save the modal's order; field errors (keyed by block id) keep the modal open."""
+        """Save the modal's order; field errors (keyed by block id) keep the modal open.
+        The text is checked here; an order for an open run then goes to the inbox."""
         text = normalize_order_text(text)
         problem = order_text_error(text)
         if problem:
             return {"order": problem}
+        if self.config.inbox and self._to_inbox(
+            "inbox_order",
+            actor,
+            run_id,
+            None,
+            {"action": "submit_order", "text": text, "volunteer": volunteer},
+        ):
+            return None
+        return self.apply_order(actor, run_id, text, volunteer=volunteer)
+
+    def apply_inboxed_order(
+        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+    ) -> None:
+        """The worker's half of an inboxed order form: the modal has closed, so a refusal
+        (the run closed meanwhile) reaches the person as an ephemeral message instead."""
+        errors = self.apply_order(actor, run_id, text, volunteer=volunteer)
+        if not errors:
+            return
         with self.db.transaction() as conn:
-            run = db.one(conn, "lock_run", {"run_id": run_id})
+            row = db.one(conn, "get_run_view", {"run_id": run_id})
+            if row is not None:
+                self._tell(
+                    conn,
+                    run_id,
+                    Actor(user_id=actor.user_id, channel_id=row["slack_channel_id"]),
+                    next(iter(errors.values())),
+                    None,
+                    row["correlation_id"],
+                )
+
+    def apply_order(
+        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+    ) -> dict[str, str] | None:
+        """Save an order form's checked text now."""
+        with self.db.transaction() as conn:
+            run = db.one(conn, "share_run", {"run_id": run_id})
             if run is not None and (refusal := _misplaced(actor, run)):
                 return {"order": refusal}
             if run is None or run["status"] != RunStatus.OPEN:
                 return {"order": _not_open_text(run) + " Your order wasn't saved."}
-            user = self._upsert_user(conn, actor)
+            user = self._upsert_orderer(conn, actor)
             saved = db.one(
                 conn,
                 "upsert_order",
@@ -599,10 +681,111 @@ class RunService:
                 None,
                 run["correlation_id"],
             )
-        log.info("order_placed", extra={"action": "modal", "user_id": actor.user_id})
         return None
 
+    # ---- the inbox ---------------------------------------------------------------------------
+
+    def apply_inboxed(self, action: Mapping[str, Any], correlation_id: str | None) -> None:
+        """Apply one action the web acknowledged through the inbox, as the web would have."""
+        actor = Actor(
+            user_id=action["user_id"],
+            channel_id=action.get("channel_id") or "",
+            team_id=action.get("team_id") or "",
+            user_name=action.get("user_name") or "",
+        )
+        run_id = uuid.UUID(action["run_id"])
+        if action["action"] == "use_usual":
+            self.apply_usual(
+                actor,
+                run_id,
+                trigger_id=action.get("trigger_id") or "",
+                response_url=action.get("response_url"),
+                correlation_id=correlation_id or "",
+            )
+        elif action["action"] == "submit_order":
+            self.apply_inboxed_order(
+                actor, run_id, action["text"], volunteer=bool(action.get("volunteer"))
+            )
+        else:
+            raise ValueError(f"unknown inboxed action {action['action']!r}")
+
+    def drain_inbox(
+        self, run_id: uuid.UUID | str, *, user_id: str | None = None, wait_seconds: float = 3.0
+    ) -> None:
+        """Before a close: apply the run's actions still in the inbox, and let those a
+        worker is applying finish, so that every order acknowledged before the close
+        counts in it. With `user_id`, only that person's (before they cancel theirs).
+        Nothing to do (not even a query) with the inbox off."""
+        if not self.config.inbox:
+            return
+        worker_id = f"close:{uuid.uuid4().hex[:8]}"
+        with self.db.transaction() as conn:
+            taken = db.all_rows(
+                conn,
+                "take_inboxed_for_run",
+                {
+                    "run_id": run_id,
+                    "user_id": user_id,
+                    "worker_id": worker_id,
+                    "lease_seconds": 60,
+                },
+            )
+        for job in taken:
+            self.apply_inboxed(job["payload"], job["correlation_id"])
+        if taken:
+            with self.db.transaction() as conn:
+                db.run(
+                    conn,
+                    "finish_inboxed",
+                    {"ids": [job["id"] for job in taken], "worker_id": worker_id},
+                )
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            with self.db.transaction() as conn:
+                row = db.one(
+                    conn,
+                    "inboxed_running_for_run",
+                    {"run_id": run_id, "user_id": user_id, "worker_id": worker_id},
+                )
+            if row is None or not row["n"]:
+                return
+            time.sleep(0.05)
+
     # ---- helpers ---------------------------------------------------------------------------
+
+    def _to_inbox(
+        self,
+        query: str,
+        actor: Actor,
+        run_id: uuid.UUID,
+        correlation_id: str | None,
+        action: dict[str, Any],
+    ) -> bool:
+        """Queue `action` for the worker with one statement (see sql/queries/inbox.sql);
+        False when the query's conditions don't hold and the caller must act now."""
+        payload = {
+            **action,
+            "run_id": str(run_id),
+            "user_id": actor.user_id,
+            "user_name": actor.user_name[:200],
+            "team_id": actor.team_id,
+            "channel_id": actor.channel_id,
+        }
+        params = {
+            "payload": Jsonb(payload),
+            "max_attempts": 4,
+            "run_id": run_id,
+            "correlation_id": correlation_id,
+            "slack_user_id": actor.user_id,
+            "slack_channel_id": actor.channel_id,
+            "team_id": actor.team_id,
+        }
+        with self.db.statement() as conn:
+            if query == "inbox_usual":
+                row = db.one(conn, "inbox_usual", params)
+            else:
+                row = db.one(conn, "inbox_order", params)
+        return row is not None
 
     def _may_manage(
         self, actor: Actor, run_id: uuid.UUID, response_url: str | None, correlation_id: str
@@ -665,9 +848,15 @@ class RunService:
         run_id: uuid.UUID,
         response_url: str | None,
         correlation_id: str,
+        *,
+        share: bool = False,
     ) -> dict[str, Any] | None:
-        """Lock the run if it is still open; otherwise tell `actor` why not."""
-        run = db.one(conn, "lock_run", {"run_id": run_id})
+        """Lock the run if it is still open; otherwise tell `actor` why not. Order writes
+        `share` the lock: they may go side by side, never beside a close or cancel."""
+        if share:
+            run = db.one(conn, "share_run", {"run_id": run_id})
+        else:
+            run = db.one(conn, "lock_run", {"run_id": run_id})
         if run is not None and (refusal := _misplaced(actor, run)):
             self._tell(conn, None, actor, refusal, response_url, correlation_id)
             return None
@@ -684,6 +873,18 @@ class RunService:
         )
         assert row is not None
         return dict(row)
+
+    def _upsert_orderer(self, conn: Conn, actor: Actor) -> dict[str, Any]:
+        """`_upsert_user` for someone placing an order."""
+        row = self._upsert_user(conn, actor)
+        self._warm_profile(conn, actor, row)
+        return row
+
+    def _warm_profile(self, conn: Conn, actor: Actor, user: Mapping[str, Any]) -> None:
+        """Someone ordering who is new (or not seen for a day) has their profile fetched
+        by the worker, so that their own `/coffee 10:30` later needn't wait for users.info."""
+        if self.people.cached_time_zone(user) is None:
+            warm_profile(conn, actor.user_id, None)
 
     def _refresh(
         self, conn: Conn, run_id: uuid.UUID, correlation_id: str, delay: float | None = None

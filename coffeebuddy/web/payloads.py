@@ -7,7 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_to_bytes
 
 from coffeebuddy.errors import BadRequest
 from coffeebuddy.slack.blocks import ACTION_RUN_MENU as MENU_ACTION_ID
@@ -25,6 +25,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MAX_TEXT = 4000
 # parse_qs passes a "%" without two hex digits through as text; Slack always escapes "%".
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_BAD_ESCAPE_BYTES = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def clean(text: str) -> str:
@@ -97,10 +98,27 @@ def slash_command(body: bytes) -> SlashCommand:
     )
 
 
+_PAYLOAD_FIELD = b"payload="
+
+
+def payload_field(body: bytes) -> str | None:
+    """The `payload` field of an interaction post, decoding nothing else. Slack sends that
+    one field alone, so this is one unquote of it; any other body takes `parse_form`,
+    whose checks (repeated or malformed fields) still apply."""
+    if not body.startswith(_PAYLOAD_FIELD) or b"&" in body:
+        return parse_form(body).get("payload")
+    raw = body[len(_PAYLOAD_FIELD) :]
+    if _BAD_ESCAPE_BYTES.search(raw):
+        raise BadRequest("malformed form body")
+    try:
+        return clean(unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadRequest("malformed form body") from None
+
+
 def interaction(body: bytes) -> dict[str, Any]:
     """The JSON in the `payload` field of an interaction post."""
-    form = parse_form(body)
-    raw = form.get("payload")
+    raw = payload_field(body)
     if raw is None:
         raise BadRequest("missing payload")
     try:

@@ -26,6 +26,7 @@ from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from coffeebuddy.store import parse_uuid
 from coffeebuddy.web import payloads
 from coffeebuddy.web.access import SlackResource, verified_body
+from coffeebuddy.web.middleware import log_fact
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class SlackCommands(SlackResource):
             user_name=command.user_name,
             channel_name=command.channel_name,
         )
+        log_fact(req, action="slash_command", user_id=command.user_id)
         with logs.context(channel=command.channel_id):
             reply = self._commands.handle(
                 actor,
@@ -96,10 +98,24 @@ class SlackInteractions(SlackResource):
         kind = payload["type"]
         corr = req.context.correlation_id
         if kind == "block_actions":
-            self._block_action(payloads.block_action(payload), corr)
+            action = payloads.block_action(payload)
+            log_fact(
+                req,
+                action=action.action_id[:64],
+                user_id=action.user_id,
+                run_id=str(action.run_id) if action.run_id else None,
+            )
+            self._block_action(action, corr)
             resp.status = falcon.HTTP_200
         elif kind == "view_submission":
-            answer = self._view_submission(payloads.view_submission(payload))
+            submission = payloads.view_submission(payload)
+            log_fact(
+                req,
+                action=f"view_submission:{submission.callback_id[:48]}",
+                user_id=submission.user_id,
+                run_id=str(submission.run_id) if submission.run_id else None,
+            )
+            answer = self._view_submission(submission)
             if answer is not None:
                 resp.media = answer
         # Other interaction types (view_closed, shortcuts) need no answer.
@@ -203,7 +219,6 @@ class SlackInteractions(SlackResource):
                 correlation_id=corr,
             )
         with logs.context(channel=action.channel_id, run=str(run_id) if run_id else None):
-            log.info("block_action", extra={"action": action.action_id[:64]})
             try:
                 if handler is None:
                     ERRORS.labels("unknown_action").inc()
@@ -286,6 +301,10 @@ class SlackInteractions(SlackResource):
             except DatabaseUnavailable:
                 ERRORS.labels("database").inc()
                 errors = {first_field: DB_DOWN_TEXT}
+            except CoffeeBuddyError as exc:
+                # An expected failure the person can act on (Slack couldn't tell us their
+                # time zone): shown on the form, as a button's is through its response_url.
+                errors = {first_field: exc.user_message}
             except Exception as exc:
                 # A modal only shows field errors; any other answer reads as "trouble connecting".
                 errors = {first_field: internal_error_text(report_internal(exc))}

@@ -22,6 +22,22 @@ WITH ins AS (
 )
 SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 
+-- name: enqueue_coalesced_job
+-- enqueue_job for a job that may simply join a queued one with its key (a click's refresh
+-- of the run message): DO NOTHING takes no lock on the queued row, so a burst of clicks
+-- does not queue behind that row until each commit. The queued one is due no later than
+-- this one would be (same delay) unless a 429 pushed it back, which it must respect.
+WITH ins AS (
+    INSERT INTO jobs (kind, payload, run_at, max_attempts, dedupe_key, run_id, correlation_id,
+                      lane)
+    VALUES (%(kind)s, %(payload)s, now() + make_interval(secs => %(delay_seconds)s),
+            %(max_attempts)s, %(dedupe_key)s, %(run_id)s, %(correlation_id)s, %(lane)s)
+    ON CONFLICT (dedupe_key) WHERE status = 'queued' AND dedupe_key IS NOT NULL
+    DO NOTHING
+    RETURNING id, kind
+)
+SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
+
 -- name: claim_jobs
 -- Due jobs, plus running jobs whose lease ran out (their worker died). A job whose
 -- dedupe key is being worked on elsewhere waits, so two refreshes of one message never

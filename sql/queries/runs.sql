@@ -40,6 +40,14 @@ ON CONFLICT (slack_user_id) DO UPDATE
        updated_at = now()
 RETURNING *;
 
+-- name: refresh_user_profile
+-- The worker's warmed profile: only for someone still on record.
+UPDATE users
+   SET display_name = %(display_name)s, tz = %(tz)s,
+       is_workspace_admin = %(is_workspace_admin)s, profile_fetched_at = now(), updated_at = now()
+ WHERE slack_user_id = %(slack_user_id)s
+RETURNING id;
+
 -- name: get_open_run_for_channel
 SELECT r.*, u.slack_user_id AS initiator_slack_id
   FROM runs r JOIN users u ON u.id = r.initiator_user_id
@@ -69,6 +77,20 @@ SELECT r.*, c.slack_channel_id, c.slack_team_id, c.fairness_window_runs,
   JOIN users u ON u.id = r.initiator_user_id
  WHERE r.id = %(run_id)s
    FOR UPDATE OF r;
+
+-- name: share_run
+-- lock_run for order writes: a FOR SHARE lock lets one run's orders go in side by side (the
+-- partial unique index on orders keeps one active order per person) while a close or
+-- cancel, which takes FOR UPDATE, still waits for them and they for it.
+SELECT r.*, c.slack_channel_id, c.slack_team_id, c.fairness_window_runs,
+       c.enabled AS channel_enabled,
+       c.reminders_enabled, c.reminder_offset_minutes, c.last_call_enabled, c.last_call_minutes,
+       u.slack_user_id AS initiator_slack_id
+  FROM runs r
+  JOIN channels c ON c.id = r.channel_id
+  JOIN users u ON u.id = r.initiator_user_id
+ WHERE r.id = %(run_id)s
+   FOR SHARE OF r;
 
 -- name: get_run_view
 SELECT r.id, r.status, r.pickup_time, r.pickup_note, r.started_at, r.closed_at,

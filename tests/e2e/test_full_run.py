@@ -94,6 +94,9 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
     assert _counter(metrics, "coffeebuddy_requests_total", type="slash") == 1
     assert _counter(metrics, "coffeebuddy_requests_total", type="interaction") == 10
 
+    # The job worker runs at a lower CPU priority than the web (COFFEEBUDDY_WORKER_NICE).
+    assert _niceness(service.worker.pid) == _niceness(service.web.pid) + 10
+
     # Graceful stop: SIGTERM ends the worker cleanly.
     service.worker.send_signal(signal.SIGTERM)
     assert service.worker.wait(timeout=30) == 0
@@ -105,3 +108,8 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
             assert "event" in entry
             for secret in (SIGNING_SECRET, BOT_TOKEN, "cortado", "oat latte", "espresso"):
                 assert secret not in line
+
+
+def _niceness(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[16])  # field 19: nice

@@ -391,6 +391,30 @@ def test_users_info_is_cached(chan: Channel, slack: FakeSlack, sql: SqlFn) -> No
     assert sql("SELECT tz FROM users WHERE slack_user_id = 'U0ZED'") == [(zone,)]
 
 
+def test_the_worker_warms_the_profile_of_someone_new(
+    chan: Channel, slack: FakeSlack, sql: SqlFn
+) -> None:
+    zone = _zone_with_local_hour(2, 20)
+    slack.add_user("U0ZED", name="zed", tz=zone)
+    first = chan.start("U0ANA")
+    assert chan.submit("U0ZED", "flat white") is None
+    assert slack.calls("users.info") == []  # no request waited for Slack
+    # Warming waits 10 s (a burst's confirmations go first); don't wait here.
+    sql("UPDATE jobs SET run_at = now() WHERE kind = 'warm_profile'")
+    chan.work()
+    # Zed ordered: his profile is fetched (Ana only started a run without a time).
+    assert [c.args["user"] for c in slack.calls("users.info")] == ["U0ZED"]
+    assert sql("SELECT tz FROM users WHERE slack_user_id = 'U0ZED'") == [(zone,)]
+    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, first)
+    chan.work()
+
+    # Zed's first /coffee with a time finds his time zone cached, and nothing is warmed again.
+    second = chan.start("U0ZED", "23:30 Lobby")
+    assert chan.status(second) == "open"
+    chan.work()
+    assert len(slack.calls("users.info")) == 1
+
+
 # ---- health and metrics ----------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ def test_every_setting_is_read() -> None:
             "COFFEEBUDDY_SLACK_TIMEOUT_SECONDS": "1.5",
             "COFFEEBUDDY_PROFILE_TTL_SECONDS": "60",
             "COFFEEBUDDY_REFRESH_COALESCE_MS": "0",
+            "COFFEEBUDDY_INBOX": "on",
             "COFFEEBUDDY_WORKER_CONCURRENCY": "2",
             "COFFEEBUDDY_WORKER_POLL_SECONDS": "0.5",
             "COFFEEBUDDY_JOB_LEASE_SECONDS": "30",
@@ -67,10 +68,18 @@ def test_every_setting_is_read() -> None:
     assert config.slack_timeout_seconds == 1.5
     assert config.profile_ttl_seconds == 60
     assert config.refresh_coalesce_ms == 0
+    assert config.inbox is True
     assert config.worker_concurrency == 2
     assert config.worker_poll_seconds == 0.5
     assert config.job_lease_seconds == 30
     assert config.log_level == "DEBUG"
+
+
+def test_the_inbox_is_off_unless_turned_on() -> None:
+    assert Config.from_environ(REQUIRED).inbox is False
+    assert Config.from_environ({**REQUIRED, "COFFEEBUDDY_INBOX": "On"}).inbox is True
+    with pytest.raises(ConfigError, match="COFFEEBUDDY_INBOX"):
+        Config.from_environ({**REQUIRED, "COFFEEBUDDY_INBOX": "maybe"})
 
 
 def test_libpq_conninfo_is_accepted() -> None:

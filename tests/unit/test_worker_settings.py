@@ -23,6 +23,7 @@ def test_defaults() -> None:
     assert settings.dead_job_retention_days == 14
     assert settings.stats_interval_seconds == 15.0
     assert settings.prune_interval_seconds == 3600.0
+    assert settings.nice == 10
 
 
 def test_values_from_the_environment() -> None:
@@ -33,8 +34,10 @@ def test_values_from_the_environment() -> None:
             "COFFEEBUDDY_DEAD_JOB_RETENTION_DAYS": "30",
             "COFFEEBUDDY_WORKER_STATS_SECONDS": "2.5",
             "COFFEEBUDDY_WORKER_CONCURRENCY": "not mine, ignored",
+            "COFFEEBUDDY_WORKER_NICE": "0",
         }
     )
+    assert settings.nice == 0
     assert (settings.metrics_port, settings.job_retention_hours) == (0, 6)
     assert settings.dead_job_retention_days == 30
     assert settings.stats_interval_seconds == 2.5
