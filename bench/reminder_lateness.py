@@ -171,7 +171,9 @@ def run(
     sent = [
         c
         for c in slack.calls("chat.postMessage")
-        if c.ok and "reminder" in str(c.args.get("text", "")).lower()
+        # The reminder DM's text: "⏰ Pickup 10:30 …" or, with no pickup time, "⏰ Coffee run
+        # reminder …" (the channel's last call starts "⏰ Last call").
+        if c.ok and str(c.args.get("text", "")).startswith(("⏰ Pickup", "⏰ Coffee run reminder"))
     ]
     print(
         f"{n} reminders due over {args.spread:.0f} s, real worker process "
