@@ -25,7 +25,9 @@ def test_a_connection_the_server_closed_is_replaced_on_checkout(database_url: st
         assert row is not None
         first = row["pid"]
         with psycopg.connect(database_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (first,))
+            # pg_terminate_backend only signals the backend: wait until it has exited (and so
+            # closed its socket), or a busy machine hands out the connection before it dies.
+            admin.execute("SELECT pg_terminate_backend(%s, 10000)", (first,))
         # The pool's one idle connection is dead now; the next transaction still works.
         with database.transaction() as conn:
             row = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()
