@@ -104,6 +104,16 @@ class WorkerSettings:
     # The worker's CPU priority (os.nice increment): below the web's, so that when both
     # share cores, a burst's requests are answered first and its jobs done right after.
     nice: int = 10
+    # The Slack rate budget the worker replicas share (coffeebuddy/slack/budget.py): off,
+    # every replica calls Slack as fast as its jobs come and learns of limits from 429s.
+    slack_budget: bool = True
+    # Calls a minute per workspace for Slack's Tier 3 methods (chat.update,
+    # conversations.open, ...) and Tier 4 ones (chat.postEphemeral, views.*, users.info),
+    # and chat.postMessage calls a second per channel: Slack's published limits. Lower them
+    # to leave room for another app on the same token; raise them only if Slack did.
+    slack_tier3_per_minute: int = 50
+    slack_tier4_per_minute: int = 100
+    slack_channel_posts_per_second: float = 1.0
 
     @classmethod
     def from_environ(cls, env: Mapping[str, str]) -> WorkerSettings:
@@ -125,6 +135,12 @@ class WorkerSettings:
                 env, "COFFEEBUDDY_WORKER_SLACK_TIMEOUT_SECONDS", 10.0, 1.0, 60
             ),
             nice=_int(env, "COFFEEBUDDY_WORKER_NICE", 10, 0, 19),
+            slack_budget=_choice(env, "COFFEEBUDDY_SLACK_BUDGET", "ON", ("ON", "OFF")) == "ON",
+            slack_tier3_per_minute=_int(env, "COFFEEBUDDY_SLACK_TIER3_PER_MINUTE", 50, 1, 10_000),
+            slack_tier4_per_minute=_int(env, "COFFEEBUDDY_SLACK_TIER4_PER_MINUTE", 100, 1, 10_000),
+            slack_channel_posts_per_second=_float(
+                env, "COFFEEBUDDY_SLACK_CHANNEL_POSTS_PER_SECOND", 1.0, 0.01, 100
+            ),
         )
 
 

@@ -26,6 +26,7 @@ from coffeebuddy.service.effects import refresh_run_message as refresh_run_messa
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack import blocks, home_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
+from coffeebuddy.slack.budget import Budget, spend
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from coffeebuddy.store import RunRecord, load_run
@@ -51,6 +52,8 @@ class Context:
     profile_ttl_seconds: int = 24 * 3600
     # Applies the actions the web acknowledged through the inbox.
     runs: RunService | None = None
+    # The Slack rate budget shared by every worker replica; None calls Slack unbudgeted.
+    budget: Budget | None = None
 
 
 Handler = Callable[[Context, Job], None]
@@ -85,11 +88,11 @@ def post_run_message(ctx: Context, job: Job) -> None:
     with ctx.database.transaction() as conn:
         posted = db.one(conn, "set_run_message_ts", {"run_id": record.view.run_id, "ts": ts})
         timing.run_message_posted(posted)
-    _store_permalink(ctx, record, ts, "message")
-    with ctx.database.transaction() as conn:
         # Orders that arrived while we posted were rendered by nobody: refresh once more.
+        # (Before the link: a link over budget puts this job back, and its next attempt
+        # only fetches the link.)
         latest = load_run(conn, record.view.run_id)
-        # (Its own link, just stored, is not something the message shows.)
+        # (A link is not something the message shows.)
         if latest is not None and replace(latest.view, message_permalink=None) != replace(
             record.view, message_permalink=None
         ):
@@ -101,6 +104,7 @@ def post_run_message(ctx: Context, job: Job) -> None:
                 correlation_id=job.correlation_id,
                 dedupe_key=f"refresh:{record.view.run_id}",
             )
+    _store_permalink(ctx, record, ts, "message")
 
 
 def _store_permalink(ctx: Context, record: RunRecord, ts: str, which: str) -> str | None:
@@ -108,9 +112,12 @@ def _store_permalink(ctx: Context, record: RunRecord, ts: str, which: str) -> st
     "summary"). Answers link to it when Slack gives one; without it they still make sense,
     so a failure here never fails the job (chat.getPermalink needs no extra scope)."""
     try:
-        answer = call(
-            ctx.slack, "chat.getPermalink", channel=record.view.slack_channel_id, message_ts=ts
-        )
+        # Nobody waits for a link: it goes after everything a person waits for, and when
+        # it has to wait, the job is put back and its next attempt fetches only the link.
+        with spend(ctx.budget, "chat.getPermalink", low=True):
+            answer = call(
+                ctx.slack, "chat.getPermalink", channel=record.view.slack_channel_id, message_ts=ts
+            )
     except SlackApiError as exc:
         log.warning("permalink_unavailable", extra={"slack_error": exc.response.get("error")})
         return None
@@ -130,11 +137,20 @@ def _store_permalink(ctx: Context, record: RunRecord, ts: str, which: str) -> st
 
 
 def _update_message(
-    ctx: Context, channel: str, ts: str, text: str, body: list[dict[str, Any]], what: str
+    ctx: Context,
+    channel: str,
+    ts: str,
+    text: str,
+    body: list[dict[str, Any]],
+    what: str,
+    *,
+    low: bool = False,
 ) -> None:
-    """chat.update of a message we posted; one someone deleted is simply gone."""
+    """chat.update of a message we posted; one someone deleted is simply gone. `low` for a
+    refresh nobody waits for (the run message's count): it goes last under pressure."""
     try:
-        call(ctx.slack, "chat.update", channel=channel, ts=ts, text=text, blocks=body)
+        with spend(ctx.budget, "chat.update", low=low):
+            call(ctx.slack, "chat.update", channel=channel, ts=ts, text=text, blocks=body)
     except SlackApiError as exc:
         if exc.response.get("error") in ("message_not_found", "cant_update_message"):
             log.warning(f"{what}_gone", extra={"slack_error": exc.response.get("error")})
@@ -153,7 +169,8 @@ def _send_dm(
 ) -> tuple[str, str]:
     """A direct message to `user` (at most once per run and `part`); returns its
     (DM channel, ts)."""
-    opened = call(ctx.slack, "conversations.open", users=user)
+    with spend(ctx.budget, "conversations.open"):
+        opened = call(ctx.slack, "conversations.open", users=user)
     channel = str(opened["channel"]["id"])
     return channel, _post_once(ctx, job, record, channel, f"{part}:{user}", text, body)
 
@@ -186,15 +203,16 @@ def _post_once(
         if found is not None:
             log.info("message_already_posted", extra={"event_type": part.split(":")[0]})
             return found
-    answer = call(
-        ctx.slack,
-        "chat.postMessage",
-        channel=channel,
-        text=text,
-        blocks=body or None,
-        metadata=metadata,
-        thread_ts=thread_ts,
-    )
+    with spend(ctx.budget, "chat.postMessage", channel=channel):
+        answer = call(
+            ctx.slack,
+            "chat.postMessage",
+            channel=channel,
+            text=text,
+            blocks=body or None,
+            metadata=metadata,
+            thread_ts=thread_ts,
+        )
     return str(answer["ts"])
 
 
@@ -217,11 +235,13 @@ def _find_posted(
             "channel": channel, "oldest": oldest, "limit": 200,
             "include_all_metadata": True, "cursor": cursor,
         }  # fmt: skip
+        method = "conversations.replies" if thread_ts else "conversations.history"
         try:
-            if thread_ts:
-                page = call(ctx.slack, "conversations.replies", ts=thread_ts, **page_args)
-            else:
-                page = call(ctx.slack, "conversations.history", **page_args)
+            with spend(ctx.budget, method):
+                if thread_ts:
+                    page = call(ctx.slack, method, ts=thread_ts, **page_args)
+                else:
+                    page = call(ctx.slack, method, **page_args)
         except SlackApiError as exc:
             if exc.response.get("error") in PERMANENT_ERRORS:
                 log.warning("history_unreadable", extra={"slack_error": exc.response.get("error")})
@@ -245,18 +265,27 @@ def refresh_run_message(ctx: Context, job: Job) -> None:
         # Not posted yet: the post renders the latest state (and refreshes if it changed).
         return
     text, body = blocks.run_message(record.view)
-    _update_message(ctx, record.view.slack_channel_id, record.message_ts, text, body, "run_message")
+    # Rendered now, from the run as it is now: a refresh that waited shows the latest count.
+    _update_message(
+        ctx, record.view.slack_channel_id, record.message_ts, text, body, "run_message", low=True
+    )
 
 
 def post_summary(ctx: Context, job: Job) -> None:
     record = _load(ctx, job)
-    if record is None or record.summary_ts or record.view.status is not RunStatus.CLOSED:
+    if record is None or record.view.status is not RunStatus.CLOSED:
         return
-    text, body = summary_blocks.summary_message(record.view)
-    ts = _post_once(ctx, job, record, record.view.slack_channel_id, "summary", text, body)
-    with ctx.database.transaction() as conn:
-        posted = db.one(conn, "set_summary_ts", {"run_id": record.view.run_id, "ts": ts})
-        timing.close_part_delivered(posted)
+    if record.summary_ts:
+        if record.view.summary_permalink is not None:
+            return
+        # Posted by an attempt that was put back before the link (over budget), or died.
+        ts = record.summary_ts
+    else:
+        text, body = summary_blocks.summary_message(record.view)
+        ts = _post_once(ctx, job, record, record.view.slack_channel_id, "summary", text, body)
+        with ctx.database.transaction() as conn:
+            posted = db.one(conn, "set_summary_ts", {"run_id": record.view.run_id, "ts": ts})
+            timing.close_part_delivered(posted)
     if _store_permalink(ctx, record, ts, "summary") is not None:
         # The closed run message links to the summary instead of saying "below".
         with ctx.database.transaction() as conn:
@@ -392,14 +421,15 @@ def tell(ctx: Context, who: dict[str, Any], text: str) -> None:
         return
     if who.get("channel") and who.get("user"):
         try:
-            call(
-                ctx.slack,
-                "chat.postEphemeral",
-                channel=who["channel"],
-                user=who["user"],
-                text=text,
-                blocks=body,
-            )
+            with spend(ctx.budget, "chat.postEphemeral"):
+                call(
+                    ctx.slack,
+                    "chat.postEphemeral",
+                    channel=who["channel"],
+                    user=who["user"],
+                    text=text,
+                    blocks=body,
+                )
         except SlackApiError as exc:
             # The person left the channel or it is gone: nobody to tell, nothing to retry.
             if exc.response.get("error") in (
@@ -509,7 +539,8 @@ def publish_home(ctx: Context, job: Job) -> None:
     with ctx.database.transaction() as conn:
         channels = home.home_channels(conn, user)
     view = home_blocks.home_view(channels, RULE_SUMMARY)
-    call(ctx.slack, "views.publish", user_id=user, view=view)
+    with spend(ctx.budget, "views.publish"):
+        call(ctx.slack, "views.publish", user_id=user, view=view)
 
 
 def apply_action(ctx: Context, job: Job) -> None:
@@ -529,7 +560,9 @@ def warm_profile(ctx: Context, job: Job) -> None:
     fresh_after = datetime.now(UTC) - timedelta(seconds=ctx.profile_ttl_seconds)
     if row is None or (row["profile_fetched_at"] and row["profile_fetched_at"] > fresh_after):
         return  # forgotten since (forget me), or fetched meanwhile
-    profile = WebSlackGateway(ctx.slack).user_profile(user)
+    # Ahead of need: it goes after the calls people wait for.
+    with spend(ctx.budget, "users.info", low=True):
+        profile = WebSlackGateway(ctx.slack).user_profile(user)
     with ctx.database.transaction() as conn:
         # Only for someone still on record: a "forget me" in between must stay forgotten.
         db.one(

@@ -30,6 +30,7 @@ from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, RUNS, start_at
 from coffeebuddy.service.closing import fail_run
 from coffeebuddy.service.pilot import PilotGauges
 from coffeebuddy.slack.api import SlackFailure, classify, failure_category
+from coffeebuddy.slack.budget import OverBudget
 from coffeebuddy.store import load_run
 
 log = logging.getLogger(__name__)
@@ -346,12 +347,14 @@ class Worker:
         code = failure.code if failure else type(exc).__name__
         facts = {"kind": job.kind, "job_id": job.id, "attempt": job.attempts, "error": code}
         with self.database.transaction() as conn:
-            if isinstance(exc, NotYet):
+            if isinstance(exc, NotYet | OverBudget):
+                # Waiting for other jobs, or for a token of the shared Slack budget: back
+                # to the queue until then, which is not a failed attempt.
                 queue.retry(
                     conn,
                     job,
                     worker_id=self.worker_id,
-                    error="not_yet",
+                    error="not_yet" if isinstance(exc, NotYet) else "over_budget",
                     delay_seconds=exc.delay_seconds,
                     free_attempt=True,
                 )
