@@ -25,15 +25,16 @@ WITH cur AS (
     SELECT cur.*,
            least(%(burst)s::float8,
                  tokens + %(per_second)s::float8
-                          * greatest(0, EXTRACT(EPOCH FROM at - refilled_at))::float8) AS full
+                          * greatest(0, EXTRACT(EPOCH FROM at - refilled_at))::float8)
+             AS refilled
       FROM cur
 ), decided AS (
     SELECT filled.*,
            (paused_until IS NULL OR paused_until <= at)
-             AND full - 1 >= %(floor)s::float8 AS granted,
+             AND refilled - 1 >= %(floor)s::float8 AS granted,
            greatest(
                EXTRACT(EPOCH FROM coalesce(paused_until, at) - at)::float8,
-               (%(floor)s::float8 + 1 - full) / %(per_second)s::float8,
+               (%(floor)s::float8 + 1 - refilled) / %(per_second)s::float8,
                EXTRACT(EPOCH FROM coalesce(CASE WHEN %(low)s THEN next_low_slot
                                                 ELSE next_slot END, at) - at)::float8,
                %(min_wait)s::float8
@@ -41,7 +42,7 @@ WITH cur AS (
       FROM filled
 )
 UPDATE slack_budget b
-   SET tokens = d.full - CASE WHEN d.granted THEN 1 ELSE 0 END,
+   SET tokens = d.refilled - CASE WHEN d.granted THEN 1 ELSE 0 END,
        refilled_at = greatest(b.refilled_at, d.at),
        next_slot = CASE WHEN d.granted OR %(low)s THEN b.next_slot
                         ELSE d.at + make_interval(secs => d.wait + 1 / %(per_second)s::float8)
@@ -75,7 +76,7 @@ SELECT method, scope, tokens, refilled_at, paused_until,
  ORDER BY method;
 
 -- name: prune_budget
--- Per-channel buckets idle for a while are full again: forget them.
+-- Per-channel buckets idle for a while are refilled again: forget them.
 DELETE FROM slack_budget
  WHERE scope <> '' AND refilled_at < now() - interval '1 hour'
    AND (paused_until IS NULL OR paused_until < now());
