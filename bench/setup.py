@@ -35,6 +35,7 @@ def bench_service(
     users: int = 30,
     web_workers: int = 2,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Bench]:
     db_name = f"cb_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
@@ -51,7 +52,7 @@ def bench_service(
         slack.add_user(user, tz="Europe/Berlin")
     try:
         with start_service(
-            url, slack.base_url, web_workers=web_workers, extra_env=extra_env
+            url, slack.base_url, web_workers=web_workers, extra_env=extra_env, workers=workers
         ) as service:
             yield Bench(service.client, slack, url, channel_ids, user_ids)
     finally:

@@ -1,21 +1,24 @@
 """The Slack rate budget every worker replica shares, kept in Postgres.
 
 Slack limits an app per workspace and per method (Tier 3: about 50 calls a minute, Tier 4:
-about 100) and `chat.postMessage` to about one message a second per channel. Each method
-has a token bucket in `slack_budget` (`sql/queries/budget.sql`); a job takes its call's
-token right before the call, or the job is put back (`OverBudget`) until one frees up, so
-the replicas stay under the limits instead of learning about them one 429 at a time. A 429
-that still comes pauses the method for every replica until its Retry-After.
+about 100) and `chat.postMessage` to about one message a second per channel. For each
+method (and channel, for chat.postMessage) `slack_budget` holds when the calls within the
+last window were granted (`sql/queries/budget.sql`): a job takes its call's place right
+before the call, or the job is put back (`OverBudget`) until a place frees up, so the
+replicas stay under the limits instead of learning about them one 429 at a time. A sliding
+window, as Slack counts, lets a quiet workspace burst (a pilot's handful of runs closing
+together goes out at once) and a busy one go no faster than the limit. A 429 that still
+comes pauses the method for every replica until its Retry-After.
 
-Calls a person waits for (confirmations, run start, summaries, runner DMs) may empty a
-bucket; refreshes of the run message's count (`low`) only take a token while a reserve is
-left, so under pressure they go last, and while one waits, clicks keep joining its queued
-job (one dedupe key): the tighter the budget, the more clicks one update carries.
+Calls a person waits for (confirmations, run start, summaries, runner DMs) may use the
+whole window; refreshes of the run message's count and other calls nobody waits for
+(`low`) stop short of a reserve, so under pressure they go last, and while a refresh
+waits, clicks keep joining its queued job (one dedupe key) and it renders the run as it
+is when it goes: the tighter the budget, the more clicks one update carries.
 
 The hook is one `with spend(ctx.budget, method, ...)` around each Slack call a job makes.
 Calls made while Slack waits for the web's answer (views.open, users.info) and
-response_url posts (not Web API methods) do not take tokens: they cannot wait.
-"""
+response_url posts (not Web API methods) take no place: they cannot wait."""
 
 from __future__ import annotations
 
@@ -60,13 +63,12 @@ TIER_4 = frozenset(
 PER_CHANNEL = frozenset({"chat.postMessage"})
 BUDGETED = TIER_3 | TIER_4 | PER_CHANNEL
 
-# A bucket holds this share of its minute's calls as a burst; the rest refills evenly.
-BURST_SHARE = 0.1
-# The refill runs this much below the limit: a call's token is taken a few ms before Slack
-# counts the call, and Slack's own window edges are not ours.
-MARGIN = 0.95
-# Share of a bucket kept for calls a person waits for: a refresh needs more left than this.
-LOW_RESERVE = 0.5
+# Our window is this much longer than Slack's: a call is granted a few ms before Slack
+# counts it, and Slack's window edges are not ours.
+WINDOW_MARGIN_SECONDS = 1.5
+CHANNEL_WINDOW_MARGIN_SECONDS = 0.25
+# Share of a window's calls kept for calls a person waits for: refreshes stop short of it.
+LOW_RESERVE = 0.2
 # A refresh that has to wait waits at least this long: its job keeps collecting clicks.
 LOW_MIN_WAIT_SECONDS = 1.0
 # A deferral never comes back sooner than this (a retry storm costs the database too).
@@ -85,24 +87,32 @@ class OverBudget(Exception):
 
 @dataclass(frozen=True)
 class Limit:
-    """One bucket's size: `burst` tokens, refilled at `per_second`."""
+    """At most `calls` calls in any `window_seconds`."""
 
-    burst: float
-    per_second: float
+    calls: int
+    window_seconds: float
 
     @classmethod
     def per_minute(cls, calls: int) -> Limit:
-        """A bucket that never allows more than `calls` in any 60 s: the burst plus a
-        minute's refill add up to `calls` (less the margin)."""
-        burst = max(1.0, float(int(calls * BURST_SHARE)))
-        return cls(burst, max(calls - burst, 1.0) * MARGIN / 60.0)
+        return cls(calls, 60.0 + WINDOW_MARGIN_SECONDS)
+
+    @property
+    def spacing(self) -> float:
+        """How far apart deferred calls come back: the window's share of one call."""
+        return self.window_seconds / self.calls
+
+    def allowed(self, *, low: bool) -> int:
+        """Calls granted within a window before this one must wait: all of them for a call
+        a person waits for, fewer (at least one) for a refresh."""
+        return max(1, self.calls - round(self.calls * LOW_RESERVE)) if low else self.calls
 
 
 def limits(settings: WorkerSettings) -> dict[str, Limit]:
-    """Every budgeted method's bucket, sized from the configured tiers."""
+    """Every budgeted method's window, sized from the configured tiers."""
     tier3 = Limit.per_minute(settings.slack_tier3_per_minute)
     tier4 = Limit.per_minute(settings.slack_tier4_per_minute)
-    channel = Limit(1.0, settings.slack_channel_posts_per_second * MARGIN * 0.85)
+    per_post = 1.0 / settings.slack_channel_posts_per_second
+    channel = Limit(1, per_post + CHANNEL_WINDOW_MARGIN_SECONDS)
     found = {m: tier3 for m in TIER_3} | {m: tier4 for m in TIER_4}
     return found | {m: channel for m in PER_CHANNEL}
 
@@ -111,15 +121,16 @@ def limits(settings: WorkerSettings) -> dict[str, Limit]:
 class Taken:
     granted: bool
     wait_seconds: float
-    tokens_left: float
+    # Calls left in the window after this one.
+    calls_left: int
 
 
 class Budget:
-    """The shared buckets, for one process's jobs."""
+    """The shared windows, for one process's jobs."""
 
-    def __init__(self, database: Database, bucket_sizes: dict[str, Limit]) -> None:
+    def __init__(self, database: Database, sizes: dict[str, Limit]) -> None:
         self.database = database
-        self.limits = bucket_sizes
+        self.limits = sizes
 
     @classmethod
     def from_settings(cls, database: Database, settings: WorkerSettings) -> Budget | None:
@@ -128,15 +139,15 @@ class Budget:
     def try_take(self, method: str, *, channel: str | None = None, low: bool = False) -> Taken:
         limit = self.limits.get(method)
         if limit is None:
-            return Taken(True, 0.0, 0.0)
+            return Taken(True, 0.0, 0)
         scope = (channel or "") if method in PER_CHANNEL else ""
-        floor = limit.burst * LOW_RESERVE if low else 0.0
         params = {
             "method": method,
             "scope": scope,
-            "burst": limit.burst,
-            "per_second": limit.per_second,
-            "floor": floor,
+            "calls": limit.calls,
+            "window_seconds": limit.window_seconds,
+            "allowed": limit.allowed(low=low),
+            "spacing": limit.spacing,
             "low": low,
             "min_wait": LOW_MIN_WAIT_SECONDS if low else MIN_WAIT_SECONDS,
         }
@@ -144,14 +155,14 @@ class Budget:
             db.run(conn, "ensure_budget", params)
             row = db.one(conn, "take_budget", params)
         if row is None:  # the row was just ensured; only a concurrent DELETE gets here
-            return Taken(True, 0.0, 0.0)
-        taken = Taken(bool(row["granted"]), float(row["wait_seconds"]), float(row["tokens_left"]))
+            return Taken(True, 0.0, 0)
+        taken = Taken(bool(row["granted"]), float(row["wait_seconds"]), int(row["calls_left"]))
         if not scope:
-            SLACK_BUDGET_LEFT.labels(method).set(taken.tokens_left)
+            SLACK_BUDGET_LEFT.labels(method).set(taken.calls_left)
         return taken
 
     def take(self, method: str, *, channel: str | None = None, low: bool = False) -> None:
-        """Take a token for one call, or raise OverBudget with how long to wait."""
+        """Take one call's place in the window, or raise OverBudget with how long to wait."""
         taken = self.try_take(method, channel=channel, low=low)
         if not taken.granted:
             SLACK_DEFERRED.labels(method, "refresh" if low else "person").inc()

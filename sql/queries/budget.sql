@@ -1,82 +1,72 @@
--- The Slack rate budget shared by every worker replica: a token bucket per (method,
--- scope). Times come from the database clock so that every replica agrees.
+-- The Slack rate budget shared by every worker replica: per (method, scope), the calls
+-- granted within the last `window_seconds` (a sliding window, as Slack counts a minute).
+-- Times come from the database clock so that every replica agrees.
 
 -- name: ensure_budget
--- A bucket starts full.
-INSERT INTO slack_budget (method, scope, tokens)
-VALUES (%(method)s, %(scope)s, %(burst)s)
+INSERT INTO slack_budget (method, scope)
+VALUES (%(method)s, %(scope)s)
 ON CONFLICT (method, scope) DO NOTHING;
 
 -- name: take_budget
--- Take one token if the method is not paused and, after taking it, at least `floor`
--- tokens are left (0 for a call a person waits for; a reserve for refreshes, so that they
--- go last). Otherwise take nothing and say how long to wait: until the pause ends or
--- enough tokens have refilled, and no sooner than the next free slot, which then moves
--- one refill further so that deferred calls come back one at a time.
--- The row is locked first, so replicas take turns; the clock is read after the lock, and
--- refilled_at never moves backwards (a clock read early only under-counts the refill).
+-- Grant one call if the method is not paused and fewer than `allowed` calls were granted
+-- within the window (`allowed` is the whole allowance for a call a person waits for, less
+-- a reserve for a refresh, so that refreshes go last). Otherwise grant nothing and say how
+-- long to wait: until the pause ends or enough calls have left the window, and no sooner
+-- than the next free slot, which then moves one share of the window further, so deferred
+-- calls come back one at a time instead of all at once.
+-- The row is locked first, so replicas take turns; the clock is read after the lock.
 WITH cur AS (
-    SELECT method, scope, tokens, refilled_at, paused_until, next_slot, next_low_slot,
+    SELECT method, scope, granted, paused_until, next_slot, next_low_slot,
            clock_timestamp() AS at
       FROM slack_budget
      WHERE method = %(method)s AND scope = %(scope)s
        FOR UPDATE
-), filled AS (
+), kept AS (
     SELECT cur.*,
-           least(%(burst)s::float8,
-                 tokens + %(per_second)s::float8
-                          * greatest(0, EXTRACT(EPOCH FROM at - refilled_at))::float8)
-             AS refilled
+           ARRAY(SELECT g FROM unnest(cur.granted) AS g
+                  WHERE g > cur.at - make_interval(secs => %(window_seconds)s)
+                  ORDER BY g) AS recent
       FROM cur
 ), decided AS (
-    SELECT filled.*,
+    SELECT kept.*,
            (paused_until IS NULL OR paused_until <= at)
-             AND refilled - 1 >= %(floor)s::float8 AS granted,
+             AND cardinality(recent) < %(allowed)s AS ok,
            greatest(
                EXTRACT(EPOCH FROM coalesce(paused_until, at) - at)::float8,
-               (%(floor)s::float8 + 1 - refilled) / %(per_second)s::float8,
+               -- until the call that must leave the window for this one to fit has left
+               CASE WHEN cardinality(recent) >= %(allowed)s
+                    THEN EXTRACT(EPOCH FROM recent[cardinality(recent) - %(allowed)s + 1]
+                                 + make_interval(secs => %(window_seconds)s) - at)::float8
+                    ELSE 0 END,
                EXTRACT(EPOCH FROM coalesce(CASE WHEN %(low)s THEN next_low_slot
                                                 ELSE next_slot END, at) - at)::float8,
                %(min_wait)s::float8
            ) AS wait
-      FROM filled
+      FROM kept
 )
 UPDATE slack_budget b
-   SET tokens = d.refilled - CASE WHEN d.granted THEN 1 ELSE 0 END,
-       refilled_at = greatest(b.refilled_at, d.at),
-       next_slot = CASE WHEN d.granted OR %(low)s THEN b.next_slot
-                        ELSE d.at + make_interval(secs => d.wait + 1 / %(per_second)s::float8)
-                   END,
-       next_low_slot = CASE WHEN d.granted OR NOT %(low)s THEN b.next_low_slot
-                            ELSE d.at + make_interval(secs => d.wait
-                                                               + 1 / %(per_second)s::float8)
-                       END
+   SET granted = CASE WHEN d.ok THEN d.recent || d.at ELSE d.recent END,
+       next_slot = CASE WHEN d.ok OR %(low)s THEN b.next_slot
+                        ELSE d.at + make_interval(secs => d.wait + %(spacing)s) END,
+       next_low_slot = CASE WHEN d.ok OR NOT %(low)s THEN b.next_low_slot
+                            ELSE d.at + make_interval(secs => d.wait + %(spacing)s) END,
+       updated_at = d.at
   FROM decided d
  WHERE b.method = d.method AND b.scope = d.scope
-RETURNING d.granted, CASE WHEN d.granted THEN 0 ELSE d.wait END AS wait_seconds,
-          b.tokens AS tokens_left;
+RETURNING d.ok AS granted, CASE WHEN d.ok THEN 0 ELSE d.wait END AS wait_seconds,
+          %(calls)s - cardinality(b.granted) AS calls_left;
 
 -- name: pause_budget
 -- Slack answered 429: nobody calls this method (in this scope) until Retry-After has
--- passed, and its bucket is empty from then on, so the calls resume at the refill rate
--- instead of all at once.
-INSERT INTO slack_budget AS b (method, scope, tokens, paused_until)
-VALUES (%(method)s, %(scope)s, 0, now() + make_interval(secs => %(seconds)s))
+-- passed.
+INSERT INTO slack_budget AS b (method, scope, paused_until)
+VALUES (%(method)s, %(scope)s, now() + make_interval(secs => %(seconds)s))
 ON CONFLICT (method, scope) DO UPDATE
    SET paused_until = greatest(coalesce(b.paused_until, now()), EXCLUDED.paused_until),
-       tokens = 0,
-       refilled_at = greatest(b.refilled_at, EXCLUDED.paused_until);
-
--- name: budget_state
--- For the metrics and tests: every workspace-wide bucket, refilled to now.
-SELECT method, scope, tokens, refilled_at, paused_until,
-       EXTRACT(EPOCH FROM greatest(paused_until, now()) - now())::float8 AS paused_for
-  FROM slack_budget
- WHERE scope = ''
- ORDER BY method;
+       updated_at = now();
 
 -- name: prune_budget
--- Per-channel buckets idle for a while are refilled again: forget them.
+-- Per-channel windows long past are empty again: forget them.
 DELETE FROM slack_budget
- WHERE scope <> '' AND refilled_at < now() - interval '1 hour'
+ WHERE scope <> '' AND updated_at < now() - interval '1 hour'
    AND (paused_until IS NULL OR paused_until < now());

@@ -93,7 +93,7 @@ def test_replicas_share_one_budget_and_stay_under_the_tier(
     ts = _message_ts(sql)
     # Tier 3 squeezed into 4 s so the test needn't wait minutes: 6 calls per window.
     slack.enforce_rate_limits(RateLimits(tier3_per_minute=6, window_seconds=4.0))
-    sizes = {"chat.update": Limit(burst=2, per_second=(6 - 2) * 0.95 / 4.0)}
+    sizes = {"chat.update": Limit(6, 4.0 + 0.3)}
     replicas = [_budgeted(make_worker(), sizes) for _ in range(2)]
     deferred_before = _counter(SLACK_DEFERRED, "chat.update", "person")
     jobs = 12
@@ -140,7 +140,7 @@ def test_a_429_pauses_the_method_for_every_replica(
     posted: Channel, make_worker: MakeWorker, sql: SqlFn, slack: FakeSlack
 ) -> None:
     ts = _message_ts(sql)
-    sizes = {"chat.update": Limit(burst=10, per_second=10.0)}
+    sizes = {"chat.update": Limit(10, 1.0)}
     one, two = (_budgeted(make_worker(), sizes) for _ in range(2))
     limited_before = _counter(SLACK_RATE_LIMITED, "chat.update")
     slack.fail_next("chat.update", status=429, retry_after=5)
@@ -163,7 +163,7 @@ def test_a_429_pauses_the_method_for_every_replica(
     assert _counter(SLACK_RATE_LIMITED, "chat.update") == limited_before + 1
 
     # Once the pause is over, both go out.
-    sql("UPDATE slack_budget SET paused_until = now(), refilled_at = now(), tokens = 10")
+    sql("UPDATE slack_budget SET paused_until = now(), granted = '{}'")
     sql("UPDATE jobs SET run_at = now() WHERE status = 'queued'")
     assert one.run_until_idle() == 2
     assert _updates(slack) == (2, 1)
@@ -174,12 +174,12 @@ def test_refreshes_go_last_and_a_late_one_shows_the_latest_count(
 ) -> None:
     chan = posted
     ts = _message_ts(sql)
-    # Four tokens and (practically) no refill: what is spent stays spent.
-    replica = _budgeted(make_worker(), {"chat.update": Limit(burst=4, per_second=0.001)})
+    # Five calls an hour: what is spent stays spent. Refreshes leave the last one.
+    replica = _budgeted(make_worker(), {"chat.update": Limit(5, 3600.0)})
     chan.worker = replica
     budget = replica.context.budget
     assert budget is not None
-    for _ in range(2):  # two calls someone waited for: half the bucket is left
+    for _ in range(4):  # calls someone waited for: only the reserve is left
         budget.take("chat.update")
 
     chan.submit("U0BEN", "tea")
@@ -190,8 +190,7 @@ def test_refreshes_go_last_and_a_late_one_shows_the_latest_count(
     assert refresh == [("queued", "over_budget")]
     assert len(slack.calls("chat.update")) == 0
 
-    # Meanwhile a call a person waits for still gets its token (2 -> 1 left), and more
-    # people order.
+    # Meanwhile a call a person waits for still gets the last place, and more people order.
     assert budget.try_take("chat.update").granted
     for user in ("U0CAT", "U0DAN", "U0EVE", "U0FAY", "U0GUS"):
         chan.submit(user, "flat white")
@@ -203,7 +202,7 @@ def test_refreshes_go_last_and_a_late_one_shows_the_latest_count(
     assert len(slack.calls("chat.update")) == 0
 
     # The budget frees up: one update, showing everyone who ordered meanwhile.
-    sql("UPDATE slack_budget SET tokens = 4, refilled_at = now()")
+    sql("UPDATE slack_budget SET granted = '{}'")
     sql("UPDATE jobs SET run_at = now() WHERE status = 'queued'")
     chan.work()
     updates = [c for c in slack.calls("chat.update") if c.args.get("ts") == ts]
@@ -211,11 +210,11 @@ def test_refreshes_go_last_and_a_late_one_shows_the_latest_count(
     assert "6 in so far" in updates[0].args["text"]
 
 
-def test_deferred_calls_come_back_one_refill_apart(make_worker: MakeWorker) -> None:
-    """No thundering herd: calls that could not go are spread one refill apart, and
-    refreshes queue apart from (and behind the reserve of) the calls people wait for."""
+def test_deferred_calls_come_back_spread_out(make_worker: MakeWorker) -> None:
+    """No thundering herd: calls that could not go come back spread one share of the
+    window apart, and refreshes queue apart from the calls people wait for."""
     replica = make_worker()
-    budget = Budget(replica.database, {"chat.update": Limit(burst=1, per_second=1.0)})
+    budget = Budget(replica.database, {"chat.update": Limit(1, 1.0)})
     assert budget.try_take("chat.update").granted
     waits = [budget.try_take("chat.update").wait_seconds for _ in range(3)]
     assert all(0.9 <= b - a <= 1.1 for a, b in itertools.pairwise(waits)), waits
@@ -223,7 +222,7 @@ def test_deferred_calls_come_back_one_refill_apart(make_worker: MakeWorker) -> N
     assert not low.granted and low.wait_seconds >= 1.0
     # chat.postMessage is budgeted per channel: one channel's posts don't hold another's.
     assert budget.limits.get("chat.postMessage") is None
-    per_channel = Budget(replica.database, {"chat.postMessage": Limit(1, 0.5)})
+    per_channel = Budget(replica.database, {"chat.postMessage": Limit(1, 2.0)})
     assert per_channel.try_take("chat.postMessage", channel="C1").granted
     assert not per_channel.try_take("chat.postMessage", channel="C1").granted
     assert per_channel.try_take("chat.postMessage", channel="C2").granted
