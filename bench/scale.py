@@ -257,9 +257,9 @@ def report(result: Result) -> None:
         f"{result.channels:>4} ch × {result.replicas} replicas, budget "
         f"{'on' if result.budget else 'off'}: 429s {sum(result.refused.values())} "
         f"({result.share_429:.1%} of limited calls); settled after close "
-        f"p50 {percentile(settle, 50):.0f} s, max {max(settle, default=0):.0f} s"
+        f"p50 {percentile(settle, 50):.1f} s, max {max(settle, default=0):.1f} s"
         f"{f', {result.unsettled} never' if result.unsettled else ''}; full count after "
-        f"last click p50 {percentile(full, 50):.0f} s, max {max(full, default=0):.0f} s; "
+        f"last click p50 {percentile(full, 50):.1f} s, max {max(full, default=0):.1f} s; "
         f"dead jobs {result.dead}; errors {result.errors}  [{verdict}]"
     )
     print(f"     calls: {per_method}")

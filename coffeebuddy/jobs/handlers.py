@@ -266,8 +266,17 @@ def refresh_run_message(ctx: Context, job: Job) -> None:
         return
     text, body = blocks.run_message(record.view)
     # Rendered now, from the run as it is now: a refresh that waited shows the latest count.
+    # Only an open run's count refresh goes last; the message of a closed or canceled run
+    # tells everyone the outcome (who is going), which they wait for.
+    count_only = record.view.status is RunStatus.OPEN
     _update_message(
-        ctx, record.view.slack_channel_id, record.message_ts, text, body, "run_message", low=True
+        ctx,
+        record.view.slack_channel_id,
+        record.message_ts,
+        text,
+        body,
+        "run_message",
+        low=count_only,
     )
 
 

@@ -68,7 +68,7 @@ BUDGETED = TIER_3 | TIER_4 | PER_CHANNEL
 WINDOW_MARGIN_SECONDS = 1.5
 CHANNEL_WINDOW_MARGIN_SECONDS = 0.25
 # Share of a window's calls kept for calls a person waits for: refreshes stop short of it.
-LOW_RESERVE = 0.2
+LOW_RESERVE = 0.3
 # A refresh that has to wait waits at least this long: its job keeps collecting clicks.
 LOW_MIN_WAIT_SECONDS = 1.0
 # A deferral never comes back sooner than this (a retry storm costs the database too).
@@ -98,7 +98,8 @@ class Limit:
 
     @property
     def spacing(self) -> float:
-        """How far apart deferred calls come back: the window's share of one call."""
+        """How far apart deferred calls come back once every place that frees in the
+        window is promised: the window's share of one call."""
         return self.window_seconds / self.calls
 
     def allowed(self, *, low: bool) -> int:

@@ -11,21 +11,22 @@ ON CONFLICT (method, scope) DO NOTHING;
 -- Grant one call if the method is not paused and fewer than `allowed` calls were granted
 -- within the window (`allowed` is the whole allowance for a call a person waits for, less
 -- a reserve for a refresh, so that refreshes go last). Otherwise grant nothing and say how
--- long to wait: until the pause ends or enough calls have left the window, and no sooner
--- than the next free slot, which then moves one share of the window further, so deferred
--- calls come back one at a time instead of all at once.
+-- long to wait: until the pause ends and enough calls have left the window, and then one
+-- waiting call per place that frees: each deferral is promised the next place to free
+-- after the previous promise (or, past the last, one share of the window later), so the
+-- calls come back one at a time as the window empties instead of all at once.
 -- The row is locked first, so replicas take turns; the clock is read after the lock.
 WITH cur AS (
     SELECT method, scope, granted, paused_until, next_slot, next_low_slot,
-           clock_timestamp() AS at
+           clock_timestamp() AS at, make_interval(secs => %(window_seconds)s) AS span
       FROM slack_budget
      WHERE method = %(method)s AND scope = %(scope)s
        FOR UPDATE
 ), kept AS (
     SELECT cur.*,
            ARRAY(SELECT g FROM unnest(cur.granted) AS g
-                  WHERE g > cur.at - make_interval(secs => %(window_seconds)s)
-                  ORDER BY g) AS recent
+                  WHERE g > cur.at - cur.span ORDER BY g) AS recent,
+           CASE WHEN %(low)s THEN next_low_slot ELSE next_slot END AS slot
       FROM cur
 ), decided AS (
     SELECT kept.*,
@@ -36,10 +37,15 @@ WITH cur AS (
                -- until the call that must leave the window for this one to fit has left
                CASE WHEN cardinality(recent) >= %(allowed)s
                     THEN EXTRACT(EPOCH FROM recent[cardinality(recent) - %(allowed)s + 1]
-                                 + make_interval(secs => %(window_seconds)s) - at)::float8
+                                            + span - at)::float8
                     ELSE 0 END,
-               EXTRACT(EPOCH FROM coalesce(CASE WHEN %(low)s THEN next_low_slot
-                                                ELSE next_slot END, at) - at)::float8,
+               -- behind the calls already waiting
+               CASE WHEN slot > at
+                    THEN EXTRACT(EPOCH FROM coalesce(
+                             (SELECT min(g + kept.span) FROM unnest(recent) AS g
+                               WHERE g + kept.span > kept.slot),
+                             slot + make_interval(secs => %(spacing)s)) - at)::float8
+                    ELSE 0 END,
                %(min_wait)s::float8
            ) AS wait
       FROM kept
@@ -47,9 +53,9 @@ WITH cur AS (
 UPDATE slack_budget b
    SET granted = CASE WHEN d.ok THEN d.recent || d.at ELSE d.recent END,
        next_slot = CASE WHEN d.ok OR %(low)s THEN b.next_slot
-                        ELSE d.at + make_interval(secs => d.wait + %(spacing)s) END,
+                        ELSE d.at + make_interval(secs => d.wait) END,
        next_low_slot = CASE WHEN d.ok OR NOT %(low)s THEN b.next_low_slot
-                            ELSE d.at + make_interval(secs => d.wait + %(spacing)s) END,
+                            ELSE d.at + make_interval(secs => d.wait) END,
        updated_at = d.at
   FROM decided d
  WHERE b.method = d.method AND b.scope = d.scope

@@ -220,6 +220,12 @@ def test_deferred_calls_come_back_spread_out(make_worker: MakeWorker) -> None:
     assert all(0.9 <= b - a <= 1.1 for a, b in itertools.pairwise(waits)), waits
     low = budget.try_take("chat.update", low=True)
     assert not low.granted and low.wait_seconds >= 1.0
+    # Places that free together are promised one each, then one share of the window apart.
+    burst = Budget(replica.database, {"views.publish": Limit(3, 2.0)})
+    assert all(burst.try_take("views.publish").granted for _ in range(3))
+    waits = [burst.try_take("views.publish").wait_seconds for _ in range(4)]
+    assert all(1.5 <= w <= 2.0 for w in waits[:3]), waits
+    assert waits[3] >= waits[2] + 0.6, waits
     # chat.postMessage is budgeted per channel: one channel's posts don't hold another's.
     assert budget.limits.get("chat.postMessage") is None
     per_channel = Budget(replica.database, {"chat.postMessage": Limit(1, 2.0)})
