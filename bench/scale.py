@@ -144,10 +144,11 @@ def play(sim: Simulator, run: ChannelRun, t0: float, args: argparse.Namespace) -
 
 def settled_times(
     slack: FakeSlack, url: str, runs: list[ChannelRun]
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float], dict[str, tuple[float, float, float]]]:
     """Per channel: when the run settled (summary, runner DM, final run message: the
-    latest of the three, epoch seconds), and when its run message first showed the full
-    count. Missing when it has not (yet)."""
+    latest of the three, epoch seconds), when its run message first showed the full count,
+    and when each of the three came (summary, DM, final message). Missing when it has not
+    (yet)."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT c.slack_channel_id, r.id::text, r.message_ts, r.status,"
@@ -169,6 +170,7 @@ def settled_times(
             )
     settled: dict[str, float] = {}
     full: dict[str, float] = {}
+    parts: dict[str, tuple[float, float, float]] = {}
     for run in runs:
         if run.channel not in info:
             continue
@@ -185,7 +187,8 @@ def settled_times(
         summary, dm = posts.get((run_id, "summary")), posts.get((run_id, "runner_dm"))
         if status == "closed" and summary and dm and final:
             settled[run.channel] = max(summary, dm, min(final))
-    return settled, full
+            parts[run.channel] = (summary, dm, min(final))
+    return settled, full, parts
 
 
 def scenario(channels: int, replicas: int, args: argparse.Namespace) -> Result:
@@ -214,7 +217,7 @@ def _measure(bench: Bench, channels: int, replicas: int, args: argparse.Namespac
         thread.join()
     deadline = time.monotonic() + args.timeout
     while True:
-        settled, full = settled_times(slack, bench.url, runs)
+        settled, full, parts = settled_times(slack, bench.url, runs)
         if len(settled) == len(runs) or time.monotonic() > deadline:
             break
         time.sleep(2.0)
@@ -228,6 +231,13 @@ def _measure(bench: Bench, channels: int, replicas: int, args: argparse.Namespac
         if call.status == 429:
             refused[call.method] += 1
     errors = [e for run in runs for e in run.errors]
+    closes = {r.channel: r.closed_at for r in runs}
+    slowest = [max((parts[c][i] - closes[c] for c in parts), default=0.0) for i in range(3)]
+    print(
+        f"  slowest after its close: summary {slowest[0]:.1f} s, runner DM {slowest[1]:.1f} s,"
+        f" closed run message {slowest[2]:.1f} s",
+        file=sys.stderr,
+    )
     for error in sorted(set(errors))[:5]:
         print(f"  ! {error}", file=sys.stderr)
     return Result(

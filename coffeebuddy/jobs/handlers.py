@@ -266,9 +266,9 @@ def refresh_run_message(ctx: Context, job: Job) -> None:
         return
     text, body = blocks.run_message(record.view)
     # Rendered now, from the run as it is now: a refresh that waited shows the latest count.
-    # Only an open run's count refresh goes last; the message of a closed or canceled run
-    # tells everyone the outcome (who is going), which they wait for.
-    count_only = record.view.status is RunStatus.OPEN
+    # Only an open run's count refresh (or one adding just a link) goes last; the message
+    # of a closed or canceled run tells everyone the outcome (who is going): they wait for it.
+    count_only = record.view.status is RunStatus.OPEN or bool(job.payload.get("link_only"))
     _update_message(
         ctx,
         record.view.slack_channel_id,
@@ -298,7 +298,9 @@ def post_summary(ctx: Context, job: Job) -> None:
     if _store_permalink(ctx, record, ts, "summary") is not None:
         # The closed run message links to the summary instead of saying "below".
         with ctx.database.transaction() as conn:
-            refresh_run_message_job(conn, record.view.run_id, job.correlation_id, delay_seconds=0)
+            refresh_run_message_job(
+                conn, record.view.run_id, job.correlation_id, delay_seconds=0, link_only=True
+            )
 
 
 def dm_runner(ctx: Context, job: Job) -> None:

@@ -31,7 +31,9 @@ WITH cur AS (
 ), decided AS (
     SELECT kept.*,
            (paused_until IS NULL OR paused_until <= at)
-             AND cardinality(recent) < %(allowed)s AS ok,
+             AND cardinality(recent) < %(allowed)s
+             -- a refresh never goes while a call a person waits for is waiting
+             AND (NOT %(low)s OR next_slot IS NULL OR next_slot <= at) AS ok,
            greatest(
                EXTRACT(EPOCH FROM coalesce(paused_until, at) - at)::float8,
                -- until the call that must leave the window for this one to fit has left
@@ -39,6 +41,9 @@ WITH cur AS (
                     THEN EXTRACT(EPOCH FROM recent[cardinality(recent) - %(allowed)s + 1]
                                             + span - at)::float8
                     ELSE 0 END,
+               -- a refresh: behind every call a person waits for
+               CASE WHEN %(low)s AND next_slot > at
+                    THEN EXTRACT(EPOCH FROM next_slot - at)::float8 ELSE 0 END,
                -- behind the calls already waiting
                CASE WHEN slot > at
                     THEN EXTRACT(EPOCH FROM coalesce(
