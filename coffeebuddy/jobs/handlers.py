@@ -24,7 +24,7 @@ from coffeebuddy.service import home, reminders
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.service.effects import refresh_run_message as refresh_run_message_job
 from coffeebuddy.service.runs import RunService
-from coffeebuddy.slack import blocks, home_blocks, summary_blocks
+from coffeebuddy.slack import home_blocks, run_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
@@ -80,7 +80,7 @@ def post_run_message(ctx: Context, job: Job) -> None:
         if record.view.message_permalink is None:
             _store_permalink(ctx, record, record.message_ts, "message")
         return
-    text, body = blocks.run_message(record.view)
+    text, body = run_blocks.run_message(record.view)
     ts = _post_once(ctx, job, record, record.view.slack_channel_id, "run_message", text, body)
     with ctx.database.transaction() as conn:
         posted = db.one(conn, "set_run_message_ts", {"run_id": record.view.run_id, "ts": ts})
@@ -244,7 +244,7 @@ def refresh_run_message(ctx: Context, job: Job) -> None:
     if record is None or not record.message_ts:
         # Not posted yet: the post renders the latest state (and refreshes if it changed).
         return
-    text, body = blocks.run_message(record.view)
+    text, body = run_blocks.run_message(record.view)
     _update_message(ctx, record.view.slack_channel_id, record.message_ts, text, body, "run_message")
 
 

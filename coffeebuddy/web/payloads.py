@@ -10,8 +10,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from coffeebuddy.errors import BadRequest
-from coffeebuddy.slack.blocks import ACTION_RUN_MENU as MENU_ACTION_ID
-from coffeebuddy.slack.blocks import RUN_MENU_ACTIONS as MENU_ACTIONS
+from coffeebuddy.slack.run_blocks import ACTION_RUN_MENU as MENU_ACTION_ID
+from coffeebuddy.slack.run_blocks import RUN_MENU_ACTIONS as MENU_ACTIONS
 from coffeebuddy.store import parse_uuid
 
 # \Z, not $: "$" also matches before a trailing newline, which the database's CHECK
