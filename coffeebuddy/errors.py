@@ -13,4 +13,3 @@ class CoffeeBuddyError(Exception):
 
 class BadRequest(CoffeeBuddyError):
     """The request is malformed (HTTP 400)."""
-

@@ -17,10 +17,9 @@ from coffeebuddy import db, events, logs
 from coffeebuddy.db import Database
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import RunStatus
-from coffeebuddy.jobs import queue, timing
-from coffeebuddy.jobs.queue import Job
+from coffeebuddy.jobs import timing
 from coffeebuddy.metrics import REMINDER_LATENESS
-from coffeebuddy.service import home, reminders
+from coffeebuddy.service import home
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.service.effects import refresh_run_message as refresh_run_message_job
 from coffeebuddy.service.runs import RunService
@@ -28,7 +27,9 @@ from coffeebuddy.slack import home_blocks, run_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
-from coffeebuddy.store import RunRecord, load_run
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import Job
+from coffeebuddy.store.runs import RunRecord, load_run
 
 log = logging.getLogger(__name__)
 
@@ -557,6 +558,6 @@ HANDLERS: dict[str, Handler] = {
     queue.PUBLISH_HOME: publish_home,
     queue.WARM_PROFILE: warm_profile,
     queue.APPLY_ACTION: apply_action,
-    reminders.RUNNER_REMINDER: runner_reminder,
-    reminders.LAST_CALL: last_call,
+    queue.RUNNER_REMINDER: runner_reminder,
+    queue.LAST_CALL: last_call,
 }

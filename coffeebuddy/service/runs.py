@@ -23,7 +23,6 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
 from coffeebuddy.domain.text import clean_user_text
-from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
@@ -33,7 +32,8 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import blockkit, run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import RunRecord, load_run
+from coffeebuddy.store import queue
+from coffeebuddy.store.runs import RunRecord, load_run
 
 log = logging.getLogger(__name__)
 # `order_updated`'s kinds of change (events/schemas/order_updated.schema.json).

@@ -23,7 +23,7 @@ from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
 from coffeebuddy.slack import admin_blocks, run_blocks, stats_blocks
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
-from coffeebuddy.store import parse_uuid
+from coffeebuddy.store.runs import parse_uuid
 from coffeebuddy.web import payloads
 from coffeebuddy.web.access import SlackResource, verified_body
 from coffeebuddy.web.middleware import log_fact

@@ -41,9 +41,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from coffeebuddy.jobs import queue
-from coffeebuddy.service.reminders import RUNNER_REMINDER
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from coffeebuddy.web.app import WEB_FAIL_FAST_SECONDS
 from coffeebuddy.web.slack_resources import DB_DOWN_TEXT
 from tests.conftest import ADMIN_URL, BOT_TOKEN, CHANNEL, USERS, _db_url

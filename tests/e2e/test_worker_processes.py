@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL, USERS
 from tests.driver import (
     HOUSEKEEPING,

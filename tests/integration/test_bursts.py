@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.service.reminders import RUNNER_REMINDER
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack

@@ -10,10 +10,10 @@ import psycopg
 import pytest
 
 from coffeebuddy.__main__ import main
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import CHANNEL as NOTIFY_CHANNEL
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack

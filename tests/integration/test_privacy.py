@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from coffeebuddy.config import WorkerSettings
-from coffeebuddy.jobs import maintenance, queue
+from coffeebuddy.jobs import maintenance
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import privacy
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, runner_of
 from tests.fakes.slack_api import FakeSlack

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.service.reminders import LAST_CALL, RUNNER_REMINDER
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from coffeebuddy.service.reminders import RUNNER_REMINDER
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack

@@ -22,10 +22,10 @@ from slack_sdk.web import SlackResponse
 
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import CHANNEL as NOTIFY_CHANNEL
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from coffeebuddy.web.app import create_app
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
