@@ -35,7 +35,7 @@ import psycopg
 
 from bench.request_latency import percentile
 from bench.setup import Bench, bench_service
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks as blocks
 from simulator import Button, Simulator
 from tests.fakes.slack_api import TIER_3_METHODS, TIER_4_METHODS, FakeSlack, RateLimits
 

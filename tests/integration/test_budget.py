@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import pytest
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.metrics import SLACK_DEFERRED, SLACK_RATE_LIMITED
 from coffeebuddy.slack.budget import Budget, Limit
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack, RateLimits
