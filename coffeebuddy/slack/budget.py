@@ -76,8 +76,8 @@ MIN_WAIT_SECONDS = 0.05
 
 
 class OverBudget(Exception):
-    """The call's method has no token for now; the job goes back to the queue (not a
-    failed attempt) for `delay_seconds`."""
+    """The call's method has no place in its window now; the job goes back to the queue
+    (not a failed attempt) for `delay_seconds`."""
 
     def __init__(self, method: str, delay_seconds: float) -> None:
         super().__init__(f"{method} over budget; again in {delay_seconds:.2f}s")
