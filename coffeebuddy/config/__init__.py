@@ -1,0 +1,38 @@
+"""One typed configuration, built once from the environment: `Config.from_environ(env)`.
+
+`settings` declares every setting (variable, default, bounds) once; `loader` reads them.
+"""
+
+from coffeebuddy.config.loader import (
+    ConfigError,
+    Declared,
+    EnvReader,
+    Secret,
+    _int,
+    _invalid,
+    declared,
+)
+from coffeebuddy.config.settings import (
+    DEFAULT_SLACK_API_BASE_URL,
+    LOG_LEVELS,
+    Config,
+    WorkerSettings,
+    kafka_bootstrap_servers,
+    log_level,
+)
+
+__all__ = [
+    "DEFAULT_SLACK_API_BASE_URL",
+    "LOG_LEVELS",
+    "Config",
+    "ConfigError",
+    "Declared",
+    "EnvReader",
+    "Secret",
+    "WorkerSettings",
+    "_int",
+    "_invalid",
+    "declared",
+    "kafka_bootstrap_servers",
+    "log_level",
+]

@@ -1,0 +1,367 @@
+"""Settings declared once, read by one loader.
+
+A settings class is a frozen dataclass whose fields say where they come from:
+
+    metrics_port: int = setting("COFFEEBUDDY_WORKER_METRICS_PORT", 9102, integer(0, 65535))
+
+The field's metadata holds the variable's name, the default and the converter, so the
+default is written in one place and tests (and the README check) can list every setting
+without reading source text. `load()` reads every field of a class (and of the settings
+classes nested in it), collects every problem, and raises one `ConfigError` naming them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+E = TypeVar("E", bound=StrEnum)
+
+# Where a field's declaration is kept in its metadata.
+_SETTING = "coffeebuddy.setting"
+_NESTED = "coffeebuddy.nested"
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid: one line per problem for the operator."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("; ".join(problems))
+        self.problems: tuple[str, ...] = problems
+
+
+class Invalid(ValueError):
+    """Raised by a converter: what is wrong with the value, after the variable's name."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value that must never be printed."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """How one field is read: from `name`, through `convert`; `required` is the rest of
+    the "<NAME> is required ..." line when an unset variable is a mistake."""
+
+    name: str
+    convert: Callable[[str], Any]
+    required: str | None = None
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as the tests and the README see it."""
+
+    env: str
+    field: str
+    owner: type
+    default: Any  # dataclasses.MISSING when the setting has no default
+    required: str | None
+
+    @property
+    def has_default(self) -> bool:
+        return self.default is not MISSING
+
+
+def setting(
+    env: str,
+    default: Any = MISSING,
+    convert: Callable[[str], Any] | None = None,
+    *,
+    required: str | bool = False,
+) -> Any:
+    """A field read from the variable `env`. Without a default the setting is required
+    (`required` may word why: "when VAULT_AUTH_METHOD=token")."""
+    if required is True or (default is MISSING and not required):
+        required = "but not set"
+    var = EnvVar(env, convert or text, required or None)
+    return field(default=default, metadata={_SETTING: var})
+
+
+def nested(cls: type[Any]) -> Any:
+    """A field holding another settings class, read from the same environment."""
+    return field(default_factory=cls, metadata={_NESTED: cls})
+
+
+class Problems(list[str]):
+    """Every problem found while reading, raised together by `check()`."""
+
+    def check(self) -> None:
+        if self:
+            raise ConfigError(*dict.fromkeys(self))
+
+
+def read(cls: type[T], env: Mapping[str, str], problems: Problems) -> T:
+    """An instance of `cls` from `env`, recording problems instead of raising. A field whose
+    value is missing or bad is None, so that checks across fields can skip it; the caller
+    raises (`problems.check()`) before anyone uses the instance."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if _NESTED in f.metadata:
+            values[f.name] = read(f.metadata[_NESTED], env, problems)
+        elif _SETTING in f.metadata:
+            values[f.name] = _read_var(f.metadata[_SETTING], f.default, env, problems)
+    instance = cls(**values)
+    # Rules across fields ("VAULT_ROLE is required when VAULT_AUTH_METHOD=kubernetes").
+    check = getattr(instance, "combination_problems", None)
+    if check is not None:
+        problems.extend(check())
+    return instance
+
+
+def load(cls: type[T], env: Mapping[str, str]) -> T:
+    """An instance of `cls` from `env`, or one ConfigError naming every problem."""
+    problems = Problems()
+    instance = read(cls, env, problems)
+    problems.check()
+    return instance
+
+
+def load_field(cls: type[Any], name: str, env: Mapping[str, str]) -> Any:
+    """One field of `cls` on its own (LOG_LEVEL before logging is set up, the brokers for
+    `events tail`); raises ConfigError."""
+    (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
+    problems = Problems()
+    value = _read_var(f.metadata[_SETTING], f.default, env, problems)
+    problems.check()
+    return value
+
+
+def declared(cls: type[Any]) -> list[Declared]:
+    """Every setting `cls` reads, nested classes included, in the order they are read."""
+    found: list[Declared] = []
+    for f in dataclasses.fields(cls):
+        if _NESTED in f.metadata:
+            found.extend(declared(f.metadata[_NESTED]))
+        elif _SETTING in f.metadata:
+            var: EnvVar = f.metadata[_SETTING]
+            found.append(Declared(var.name, f.name, cls, f.default, var.required))
+    return found
+
+
+def _read_var(var: EnvVar, default: Any, env: Mapping[str, str], problems: Problems) -> Any:
+    raw = env.get(var.name)
+    value = raw.strip() if raw is not None else ""
+    if value:
+        try:
+            converted = var.convert(value)
+        except Invalid as exc:
+            problems.append(f"{var.name} {exc}")
+            return None
+        if converted != "":
+            return converted
+    # Unset, blank, or nothing left once converted (a VAULT_SECRET_PATH of "/").
+    if var.required is not None:
+        problems.append(f"{var.name} is required {var.required}")
+        return None
+    return None if default is MISSING else default
+
+
+# ---------------------------------------------------------------------------------------
+# Converters: a stripped, non-empty string in; the value out, or Invalid("must be ...").
+# ---------------------------------------------------------------------------------------
+
+
+def text(value: str) -> str:
+    return value
+
+
+def trimmed(chars: str) -> Callable[[str], str]:
+    """Without leading and trailing `chars` (mount points and paths: "kv/" is "kv")."""
+    return lambda value: value.strip(chars)
+
+
+def integer(lo: int, hi: int) -> Callable[[str], int]:
+    def convert(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise Invalid(f"must be an integer, got {value!r}") from None
+        return _within(number, lo, hi)
+
+    return convert
+
+
+def number(lo: float, hi: float) -> Callable[[str], float]:
+    def convert(value: str) -> float:
+        try:
+            parsed = float(value)
+        except ValueError:
+            raise Invalid(f"must be a number, got {value!r}") from None
+        return _within(parsed, lo, hi)
+
+    return convert
+
+
+def _within(value: T, lo: Any, hi: Any) -> T:
+    if not lo <= value <= hi:
+        raise Invalid(f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def boolean(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise Invalid(f"must be true or false, got {value!r}")
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    """One of `allowed` (upper case), in any case."""
+
+    def convert(value: str) -> str:
+        value = value.upper()
+        if value not in allowed:
+            raise Invalid(f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return convert
+
+
+def switch(value: str) -> bool:
+    """ON or OFF, in any case."""
+    return choice("ON", "OFF")(value) == "ON"
+
+
+def member(kind: type[E]) -> Callable[[str], E]:
+    """A member of a string enum, by its (lower case) value, in any case."""
+
+    def convert(value: str) -> E:
+        value = value.lower()
+        try:
+            return kind(value)
+        except ValueError:
+            names = ", ".join(m.value for m in kind)
+            raise Invalid(f"must be one of {names}, got {value!r}") from None
+
+    return convert
+
+
+def http_url(trailing_slash: bool | None = None) -> Callable[[str], str]:
+    """An http(s) URL; with `trailing_slash` True one is added, with False any is removed."""
+
+    def convert(value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise Invalid(f"must be an http(s) URL, got {value!r}")
+        if trailing_slash is None:
+            return value
+        if trailing_slash:
+            return value if value.endswith("/") else value + "/"
+        return value.rstrip("/")
+
+    return convert
+
+
+def secret(check: Callable[[str], None] | None = None) -> Callable[[str], Secret]:
+    """A Secret; `check` may refuse the value's form (its message never quotes it)."""
+
+    def convert(value: str) -> Secret:
+        if check is not None:
+            check(value)
+        return Secret(value)
+
+    return convert
+
+
+def _items(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def slack_user_ids(value: str) -> frozenset[str]:
+    ids = _items(value)
+    bad = [i for i in ids if not re.fullmatch(r"[UW][A-Z0-9]{2,30}", i)]
+    if bad:
+        raise Invalid(f"must be comma-separated Slack user ids, bad: {', '.join(bad)}")
+    return frozenset(ids)
+
+
+def https_origins(value: str) -> tuple[str, ...]:
+    origins = tuple(part.rstrip("/") for part in _items(value))
+    bad = []
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme != "https" or not parts.hostname or parts.path or "@" in parts.netloc:
+            bad.append(origin)
+    if bad:
+        raise Invalid("must be comma-separated https://host[:port] origins, bad: " + ", ".join(bad))
+    return origins
+
+
+def host_ports(value: str) -> tuple[str, ...]:
+    servers = tuple(_items(value))
+    pattern = r"(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}"
+    bad = [s for s in servers if not re.fullmatch(pattern, s)]
+    if bad or not servers:
+        raise Invalid(f"must be comma-separated host:port pairs, bad: {', '.join(bad) or value!r}")
+    return servers
+
+
+def path(value: str) -> Path:
+    return Path(value)
+
+
+def readable_file(value: str) -> Path:
+    if not Path(value).is_file():
+        raise Invalid(f"{value} is not a readable file")
+    return Path(value)
+
+
+# ---------------------------------------------------------------------------------------
+# For code that reads a variable by hand (the dev runner's ServeSettings)
+# ---------------------------------------------------------------------------------------
+
+
+class EnvReader(Mapping[str, str]):
+    """The environment being read, and every problem found in it so far; `check()` raises
+    them all at once."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+        self.problems = Problems()
+
+    def __getitem__(self, key: str) -> str:
+        return self._env[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+    def check(self) -> None:
+        self.problems.check()
+
+
+def _invalid(env: Mapping[str, str], problem: str) -> None:
+    if isinstance(env, EnvReader):
+        env.problems.append(problem)
+    else:
+        raise ConfigError(problem)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    reader = env if isinstance(env, EnvReader) else EnvReader(env)
+    value = _read_var(EnvVar(name, integer(lo, hi)), default, reader, reader.problems)
+    if reader is not env:
+        reader.check()
+    return default if value is None else int(value)
