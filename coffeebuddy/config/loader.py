@@ -18,11 +18,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
-
-T = TypeVar("T")
-E = TypeVar("E", bound=StrEnum)
 
 # Where a field's declaration is kept in its metadata.
 _SETTING = "coffeebuddy.setting"
@@ -109,7 +106,7 @@ class Problems(list[str]):
             raise ConfigError(*dict.fromkeys(self))
 
 
-def read(cls: type[T], env: Mapping[str, str], problems: Problems) -> T:
+def read[T](cls: type[T], env: Mapping[str, str], problems: Problems) -> T:
     """An instance of `cls` from `env`, recording problems instead of raising. A field whose
     value is missing or bad is None, so that checks across fields can skip it; the caller
     raises (`problems.check()`) before anyone uses the instance."""
@@ -127,7 +124,7 @@ def read(cls: type[T], env: Mapping[str, str], problems: Problems) -> T:
     return instance
 
 
-def load(cls: type[T], env: Mapping[str, str]) -> T:
+def load[T](cls: type[T], env: Mapping[str, str]) -> T:
     """An instance of `cls` from `env`, or one ConfigError naming every problem."""
     problems = Problems()
     instance = read(cls, env, problems)
@@ -211,7 +208,7 @@ def number(lo: float, hi: float) -> Callable[[str], float]:
     return convert
 
 
-def _within(value: T, lo: Any, hi: Any) -> T:
+def _within[T](value: T, lo: Any, hi: Any) -> T:
     if not lo <= value <= hi:
         raise Invalid(f"must be between {lo} and {hi}, got {value}")
     return value
@@ -242,7 +239,7 @@ def switch(value: str) -> bool:
     return choice("ON", "OFF")(value) == "ON"
 
 
-def member(kind: type[E]) -> Callable[[str], E]:
+def member[E: StrEnum](kind: type[E]) -> Callable[[str], E]:
     """A member of a string enum, by its (lower case) value, in any case."""
 
     def convert(value: str) -> E:

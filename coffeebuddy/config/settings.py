@@ -51,9 +51,7 @@ class WorkerSettings:
     metrics_host: str = setting("COFFEEBUDDY_WORKER_METRICS_HOST", "0.0.0.0")  # noqa: S104
     # `done` jobs are deleted this long after they finished; `dead` ones are kept longer
     # so that operators can look at them and retry them.
-    job_retention_hours: int = setting(
-        "COFFEEBUDDY_JOB_RETENTION_HOURS", 24, integer(1, 24 * 365)
-    )
+    job_retention_hours: int = setting("COFFEEBUDDY_JOB_RETENTION_HOURS", 24, integer(1, 24 * 365))
     dead_job_retention_days: int = setting(
         "COFFEEBUDDY_DEAD_JOB_RETENTION_DAYS", 14, integer(1, 365)
     )
@@ -121,9 +119,7 @@ class Config:
     # in the order they came; see README "The inbox"): the request applies them itself.
     inbox: bool = setting("COFFEEBUDDY_INBOX", False, switch)
     worker_concurrency: int = setting("COFFEEBUDDY_WORKER_CONCURRENCY", 4, integer(1, 64))
-    worker_poll_seconds: float = setting(
-        "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, number(0.05, 60)
-    )
+    worker_poll_seconds: float = setting("COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, number(0.05, 60))
     job_lease_seconds: int = setting("COFFEEBUDDY_JOB_LEASE_SECONDS", 60, integer(5, 3600))
     # Settings only the worker process uses.
     worker: WorkerSettings = nested(WorkerSettings)
@@ -141,9 +137,7 @@ class Config:
     retention_max_days: int = setting("COFFEEBUDDY_RETENTION_MAX_DAYS", 365, integer(1, 3650))
     # The operations API (off when no issuer is set): bearer JWTs from this Ory issuer,
     # for this audience, carrying this scope.
-    ops_issuer: str | None = setting(
-        "COFFEEBUDDY_OPS_ISSUER", None, http_url(trailing_slash=False)
-    )
+    ops_issuer: str | None = setting("COFFEEBUDDY_OPS_ISSUER", None, http_url(trailing_slash=False))
     ops_audience: str | None = setting("COFFEEBUDDY_OPS_AUDIENCE", None)
     ops_scope: str = setting("COFFEEBUDDY_OPS_SCOPE", "coffeebuddy:ops")
     # Ops tokens living longer than this (exp - iat) are refused: they are standing keys.
