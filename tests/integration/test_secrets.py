@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.secrets import sources as secrets_sources
 from coffeebuddy.config import Config, ConfigError, Secret
 from coffeebuddy.logs import JsonFormatter
 from coffeebuddy.secrets import (
@@ -29,6 +28,7 @@ from coffeebuddy.secrets import (
     VaultAuthMethod,
     load_secrets,
 )
+from coffeebuddy.secrets import sources as secrets_sources
 from tests.fakes.vault_api import FakeVault
 
 PATH = "coffeebuddy/prod"

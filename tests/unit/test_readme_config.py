@@ -72,9 +72,7 @@ def _documented_defaults(setting: Declared) -> set[str] | None:
 def test_the_settings_are_declared_with_their_variables() -> None:
     # The listing must see the settings it is meant to (it can't pass by finding nothing).
     names = [s.env for s in SETTINGS]
-    assert {"DATABASE_URL", "LOG_LEVEL", "COFFEEBUDDY_WORKER_NICE", "VAULT_K8S_MOUNT"} <= set(
-        names
-    )
+    assert {"DATABASE_URL", "LOG_LEVEL", "COFFEEBUDDY_WORKER_NICE", "VAULT_K8S_MOUNT"} <= set(names)
     assert len(names) == len(set(names)), "a variable is declared twice"
     assert {"COFFEEBUDDY_STATE_DIR", "GUNICORN_BIND", "PORT"} <= _read_elsewhere()
 
