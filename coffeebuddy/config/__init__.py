@@ -11,6 +11,7 @@ from coffeebuddy.config.loader import (
     _int,
     _invalid,
     declared,
+    report_config_error,
 )
 from coffeebuddy.config.settings import (
     DEFAULT_SLACK_API_BASE_URL,
@@ -35,4 +36,5 @@ __all__ = [
     "declared",
     "kafka_bootstrap_servers",
     "log_level",
+    "report_config_error",
 ]

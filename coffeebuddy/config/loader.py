@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 # Where a field's declaration is kept in its metadata.
@@ -32,6 +33,14 @@ class ConfigError(Exception):
     def __init__(self, *problems: str) -> None:
         super().__init__("; ".join(problems))
         self.problems: tuple[str, ...] = problems
+
+
+def report_config_error(exc: ConfigError, out: TextIO | None = None) -> None:
+    """The one place the configuration error message is written: one line per problem,
+    each saying what kind of error it is (every entry point and command prints through it)."""
+    out = out or sys.stderr
+    for problem in exc.problems or (str(exc),):
+        print(f"coffeebuddy: configuration error: {problem}", file=out, flush=True)
 
 
 class Invalid(ValueError):
