@@ -11,6 +11,7 @@ from coffeebuddy.config.loader import (
     _int,
     _invalid,
     declared,
+    load_field,
     report_config_error,
 )
 from coffeebuddy.config.settings import (
@@ -35,6 +36,7 @@ __all__ = [
     "_invalid",
     "declared",
     "kafka_bootstrap_servers",
+    "load_field",
     "log_level",
     "report_config_error",
 ]

@@ -39,7 +39,8 @@ def report_config_error(exc: ConfigError, out: TextIO | None = None) -> None:
     """The one place the configuration error message is written: one line per problem,
     each saying what kind of error it is (every entry point and command prints through it)."""
     out = out or sys.stderr
-    for problem in exc.problems or (str(exc),):
+    # Once each: the dev runner checks the worker's port both on its own and with Config.
+    for problem in dict.fromkeys(exc.problems or (str(exc),)):
         print(f"coffeebuddy: configuration error: {problem}", file=out, flush=True)
 
 
@@ -143,12 +144,14 @@ def load[T](cls: type[T], env: Mapping[str, str]) -> T:
 
 def load_field(cls: type[Any], name: str, env: Mapping[str, str]) -> Any:
     """One field of `cls` on its own (LOG_LEVEL before logging is set up, the brokers for
-    `events tail`); raises ConfigError."""
+    `events tail`); raises ConfigError, or given an `EnvReader` records the problem there
+    and returns the default."""
     (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
-    problems = Problems()
+    problems = env.problems if isinstance(env, EnvReader) else Problems()
     value = _read_var(f.metadata[_SETTING], f.default, env, problems)
-    problems.check()
-    return value
+    if not isinstance(env, EnvReader):
+        problems.check()
+    return f.default if value is None and f.default is not MISSING else value
 
 
 def declared(cls: type[Any]) -> list[Declared]:
