@@ -20,7 +20,7 @@ from coffeebuddy.secrets.settings import (
     VaultAuthMethod,
 )
 from coffeebuddy.secrets.sources import SecretBundle, bundle_of, read_env, read_files
-from coffeebuddy.secrets.vault import VAULT_FAILURES, Lease, VaultClient, auth_failure, why
+from coffeebuddy.secrets.vault import VAULT_FAILURES, Lease, VaultClient, login_failure, why
 
 # One logger for the whole package: operators filter on "coffeebuddy.secrets".
 log = logging.getLogger("coffeebuddy.secrets")
@@ -208,7 +208,7 @@ class SecretKeeper:
             try:
                 self._lease = vault.authenticate()
             except VAULT_FAILURES as exc:
-                raise ConfigError(auth_failure(settings, exc)) from None
+                raise ConfigError(login_failure(settings, exc)) from None
             lease = self._lease
             if lease.ttl > 0 and not lease.renewable and not self._can_login:
                 log.warning("vault_token_not_renewable", extra={"delay_s": self._lease.ttl})

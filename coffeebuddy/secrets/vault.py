@@ -141,7 +141,7 @@ def why(exc: BaseException, addr: str) -> str:
     return f"cannot reach {addr} ({type(exc).__name__})"
 
 
-def auth_failure(settings: VaultSettings, exc: BaseException) -> str:
+def login_failure(settings: VaultSettings, exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None:
         return (
             f"VAULT_K8S_TOKEN_PATH: cannot read the service account token"
