@@ -19,9 +19,9 @@ from coffeebuddy.config import (
     report_config_error,
 )
 from coffeebuddy.db import Database
+from coffeebuddy.events.relay import start_relay
 from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.relay import start_relay
 from coffeebuddy.secrets import (
     SecretBundle,
     SecretKeeper,
