@@ -199,31 +199,27 @@ def trimmed(chars: str) -> Callable[[str], str]:
 
 
 def integer(lo: int, hi: int) -> Callable[[str], int]:
-    def convert(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise Invalid(f"must be an integer, got {value!r}") from None
-        return _within(number, lo, hi)
-
-    return convert
+    return _bounded(int, "an integer", lo, hi)
 
 
 def number(lo: float, hi: float) -> Callable[[str], float]:
-    def convert(value: str) -> float:
+    # The bounds print as written ("between 0.1 and 600"), the value as parsed ("got 0.0").
+    return _bounded(float, "a number", lo, hi)
+
+
+def _bounded[N: (int, float)](
+    parse: Callable[[str], N], what: str, lo: float, hi: float
+) -> Callable[[str], N]:
+    def convert(value: str) -> N:
         try:
-            parsed = float(value)
+            parsed = parse(value)
         except ValueError:
-            raise Invalid(f"must be a number, got {value!r}") from None
-        return _within(parsed, lo, hi)
+            raise Invalid(f"must be {what}, got {value!r}") from None
+        if not lo <= parsed <= hi:
+            raise Invalid(f"must be between {lo} and {hi}, got {parsed}")
+        return parsed
 
     return convert
-
-
-def _within[T](value: T, lo: Any, hi: Any) -> T:
-    if not lo <= value <= hi:
-        raise Invalid(f"must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def boolean(value: str) -> bool:
