@@ -1,13 +1,14 @@
 """One typed configuration, built once from the environment: `Config.from_environ(env)`.
 
-`settings` declares every setting (variable, default, bounds) once; `loader` reads them.
+`settings` declares every setting (variable, default, bounds) once, `loader` reads them and
+`converters` turn the variables' text into values.
 """
 
+from coffeebuddy.config.converters import Secret
 from coffeebuddy.config.loader import (
     ConfigError,
     Declared,
     EnvReader,
-    Secret,
     _int,
     _invalid,
     declared,

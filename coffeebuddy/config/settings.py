@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from coffeebuddy.config.loader import (
+from coffeebuddy.config.converters import (
     Invalid,
     Secret,
     boolean,
@@ -18,14 +18,16 @@ from coffeebuddy.config.loader import (
     http_url,
     https_origins,
     integer,
+    number,
+    secret,
+    slack_user_ids,
+    switch,
+)
+from coffeebuddy.config.loader import (
     load,
     load_field,
     nested,
-    number,
-    secret,
     setting,
-    slack_user_ids,
-    switch,
 )
 
 DEFAULT_SLACK_API_BASE_URL = "https://slack.com/api/"

@@ -7,19 +7,21 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from coffeebuddy.config.loader import (
-    Problems,
+from coffeebuddy.config.converters import (
     Secret,
     http_url,
-    load,
     member,
     number,
     path,
-    read,
     readable_file,
     secret,
-    setting,
     trimmed,
+)
+from coffeebuddy.config.loader import (
+    Problems,
+    load,
+    read,
+    setting,
 )
 
 # The keys of the KV secret, the Vault Agent file names, and the attributes of SecretBundle.

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coffeebuddy.config.loader import ConfigError, Secret
+from coffeebuddy.config.converters import Secret
+from coffeebuddy.config.loader import ConfigError
 from coffeebuddy.secrets.settings import ENV_NAMES, SECRET_KEYS, SecretSource
 
 # One logger for the whole package: operators filter on "coffeebuddy.secrets".

@@ -13,29 +13,31 @@ from typing import Any
 import pytest
 
 from coffeebuddy.config import Config, WorkerSettings, declared, load_field, report_config_error
-from coffeebuddy.config.loader import (
-    ConfigError,
-    EnvReader,
+from coffeebuddy.config.converters import (
     Invalid,
     Secret,
-    _int,
     boolean,
     choice,
     host_ports,
     http_url,
     https_origins,
     integer,
-    load,
     member,
-    nested,
     number,
     path,
     readable_file,
     secret,
-    setting,
     slack_user_ids,
     switch,
     trimmed,
+)
+from coffeebuddy.config.loader import (
+    ConfigError,
+    EnvReader,
+    _int,
+    load,
+    nested,
+    setting,
 )
 
 
