@@ -39,7 +39,7 @@ from bench.request_latency import percentile
 from coffeebuddy.config import Config, Secret, WorkerSettings
 from coffeebuddy.db.migrate import migrate
 from coffeebuddy.entry import build_worker
-from coffeebuddy.jobs.handlers import Context
+from coffeebuddy.jobs.context import Context
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
 from tests.fakes.slack_api import FakeSlack

@@ -15,7 +15,7 @@ from coffeebuddy import logs, preflight
 from coffeebuddy.config import Config, ConfigError, WorkerSettings, log_level
 from coffeebuddy.db import Database
 from coffeebuddy.events.relay import start_relay
-from coffeebuddy.jobs.handlers import Context
+from coffeebuddy.jobs.context import Context
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.secrets import (
     SecretBundle,

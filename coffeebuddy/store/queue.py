@@ -15,7 +15,8 @@ from psycopg.types.json import Jsonb
 from coffeebuddy import db
 from coffeebuddy.db import Conn
 
-# Kinds of job; each has one handler in `coffeebuddy.jobs.handlers`.
+# Kinds of job; each is declared (handler, attempts, what happens when it dies) in
+# `coffeebuddy.jobs.kinds`.
 POST_RUN_MESSAGE = "post_run_message"
 REFRESH_RUN_MESSAGE = "refresh_run_message"
 NOTIFY_USER = "notify_user"
