@@ -29,7 +29,7 @@ from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
 from coffeebuddy.service.effects import refresh_run_message, tell, warm_profile
 from coffeebuddy.service.people import People
-from coffeebuddy.slack import blockkit, run_blocks
+from coffeebuddy.slack import blockkit, modal_blocks, run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import queue
@@ -229,7 +229,7 @@ class RunService:
         if record is None:
             return
         mine = next((o for o in record.view.orders if o.slack_user_id == actor.user_id), None)
-        view = run_blocks.order_modal(
+        view = modal_blocks.order_modal(
             str(run_id),
             current_text=mine.text if mine else None,
             volunteer=mine.volunteer if mine else False,
@@ -428,7 +428,7 @@ class RunService:
         record = self._load_open(actor, run_id, response_url, correlation_id)
         if record is None:
             return
-        view = run_blocks.order_modal(
+        view = modal_blocks.order_modal(
             str(run_id),
             current_text=None,
             volunteer=True,
@@ -529,7 +529,7 @@ class RunService:
         if record.view.pickup_time is not None:
             tz = self.people.time_zone(actor.user_id)
             pickup_local = record.view.pickup_time.astimezone(tz).strftime("%H:%M")
-        view = run_blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
+        view = modal_blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
         self._open_view(actor, trigger_id, view, response_url, correlation_id)
 
     def submit_run_edit(
