@@ -25,7 +25,7 @@ from coffeebuddy import db, logs
 from coffeebuddy.config import Config, WorkerSettings
 from coffeebuddy.db import Database, DatabaseUnavailable
 from coffeebuddy.jobs import maintenance
-from coffeebuddy.jobs.context import Context, Handler, NotYet, Upkeep
+from coffeebuddy.jobs.context import Context, NotYet, Upkeep
 from coffeebuddy.jobs.kinds import KINDS, JobKind
 from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, start_at_zero
 from coffeebuddy.service.pilot import PilotGauges
@@ -63,9 +63,8 @@ class Worker:
         self.context = replace(context, upkeep=upkeep)
         # What to run for each kind (see `coffeebuddy.jobs.kinds`); tools may add their own.
         self.kinds: dict[str, JobKind] = dict(KINDS)
-        self.handlers: dict[str, Handler] = {name: kind.handler for name, kind in KINDS.items()}
         # Every kind's outcomes exist at 0 before the first job (see metrics.KNOWN_LABELS).
-        start_at_zero(JOBS, [(kind, outcome) for kind in self.handlers for outcome in JOB_OUTCOMES])
+        start_at_zero(JOBS, [(kind, outcome) for kind in self.kinds for outcome in JOB_OUTCOMES])
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._slot_freed = threading.Event()
@@ -81,7 +80,7 @@ class Worker:
         # has made sure the prune job exists.
         self._next_stats = 0.0
         self._prune_ensured = False
-        self._stat_kinds: set[str] = set(self.handlers)
+        self._stat_kinds: set[str] = set(self.kinds)
         # The pilot's success figures, refreshed with the queue gauges.
         self._pilot = PilotGauges()
 
@@ -307,11 +306,11 @@ class Worker:
     def execute(self, job: Job) -> None:
         started = time.perf_counter()
         with logs.context(correlation=job.correlation_id, run=job.run_id):
-            handler = self.handlers.get(job.kind)
+            kind = self.kinds.get(job.kind)
             try:
-                if handler is None:
+                if kind is None:
                     raise LookupError(f"no handler for job kind {job.kind!r}")
-                handler(self.context, job)
+                kind.handler(self.context, job)
             except Exception as exc:
                 self._failed(job, exc)
             else:
