@@ -17,16 +17,13 @@ from coffeebuddy.store.queue import Job
 # What runs once a job of the kind is dead: (context, job, error code, Slack's failure).
 DeadHook = Callable[[Context, Job, str, SlackFailure | None], None]
 
-# A job's attempts unless its kind says otherwise (as `queue.enqueue` writes them).
-DEFAULT_ATTEMPTS = 8
-
 
 @dataclass(frozen=True)
 class JobKind:
     name: str
     handler: Handler
     # The most attempts a job of this kind gets (a job's own `max_attempts` may say fewer).
-    attempts: int = DEFAULT_ATTEMPTS
+    attempts: int = queue.DEFAULT_MAX_ATTEMPTS
     on_dead: DeadHook | None = None
 
 
@@ -57,3 +54,8 @@ KINDS: dict[str, JobKind] = {
         JobKind(queue.RETENTION_PURGE, maintenance.retention_job),
     )
 }
+
+
+def allowed_attempts(kind: JobKind | None, job_max_attempts: int) -> int:
+    """The most attempts a job gets: its own `max_attempts`, or fewer if its kind says so."""
+    return min(job_max_attempts, kind.attempts) if kind else job_max_attempts

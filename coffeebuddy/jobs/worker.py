@@ -26,7 +26,7 @@ from coffeebuddy.config import Config, WorkerSettings
 from coffeebuddy.db import Database, DatabaseUnavailable
 from coffeebuddy.jobs import maintenance
 from coffeebuddy.jobs.context import Context, NotYet, Upkeep
-from coffeebuddy.jobs.kinds import KINDS, JobKind
+from coffeebuddy.jobs.kinds import KINDS, JobKind, allowed_attempts
 from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, start_at_zero
 from coffeebuddy.service.pilot import PilotGauges
 from coffeebuddy.slack.api import SlackFailure, classify
@@ -360,7 +360,9 @@ class Worker:
                 log.warning("job_rate_limited", extra={**facts, "delay_s": delay})
                 return
             permanent = failure is not None and failure.kind == "permanent"
-            if permanent or job.attempts >= self._attempts(job):
+            if permanent or job.attempts >= allowed_attempts(
+                self.kinds.get(job.kind), job.max_attempts
+            ):
                 queue.bury(conn, job, worker_id=self.worker_id, error=code)
                 JOBS.labels(job.kind, "dead").inc()
                 log.error("job_dead", exc_info=exc if failure is None else None, extra=facts)
@@ -371,11 +373,6 @@ class Worker:
                 log.warning("job_retry", extra={**facts, "delay_s": round(delay, 2)})
                 return
         self._give_up(job, code, failure)
-
-    def _attempts(self, job: Job) -> int:
-        """The most attempts this job gets: its own, or fewer if its kind says so."""
-        kind = self.kinds.get(job.kind)
-        return min(job.max_attempts, kind.attempts) if kind else job.max_attempts
 
     def _give_up(self, job: Job, code: str, failure: SlackFailure | None) -> None:
         """A side effect that will never happen: its kind's `on_dead` hook says what then."""

@@ -53,7 +53,6 @@ def tell(
         payload,
         run_id=run_id,
         correlation_id=correlation_id,
-        max_attempts=4,
         dedupe_key=f"notify:{run_id}:{user}" if run_id is not None else None,
         replace_payload=True,
     )
@@ -68,7 +67,6 @@ def warm_profile(conn: Conn, user_id: str, correlation_id: str | None) -> None:
         {"user": user_id},
         correlation_id=correlation_id,
         dedupe_key=f"profile:{user_id}",
-        max_attempts=3,
         # After the confirmations of a burst this person may be part of (the queue is
         # first due, first served): warming is never urgent.
         delay_seconds=10.0,
