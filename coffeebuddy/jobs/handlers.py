@@ -133,20 +133,29 @@ def dm_runner(ctx: Context, job: Job) -> None:
         bot_step_times.close_part_delivered(posted)
 
 
+def _summary_ts(ctx: Context, record: RunRecord) -> str | None:
+    """The ts of the run's summary in the channel; NotYet while its post is still queued or
+    running, None when it never will be."""
+    if record.summary_ts:
+        return record.summary_ts
+    with ctx.database.transaction() as conn:
+        pending = db.one(conn, "swap_summary_pending", {"run_id": record.view.run_id})
+    if pending is not None and pending["n"]:
+        raise NotYet(0.5)
+    return None
+
+
 def update_summary(ctx: Context, job: Job) -> None:
     """Render the channel summary again in place: "I can't go" changed the runner."""
     record = load_job_run(ctx, job)
     if record is None or record.view.status is not RunStatus.CLOSED:
         return
-    if not record.summary_ts:
-        with ctx.database.transaction() as conn:
-            pending = db.one(conn, "swap_summary_pending", {"run_id": record.view.run_id})
-        if pending is not None and pending["n"]:
-            # A post in flight may show the old runner: update it once it is there.
-            raise NotYet(0.5)
+    # A post in flight may show the old runner: update it once it is there.
+    summary_ts = _summary_ts(ctx, record)
+    if summary_ts is None:
         return
     text, body = summary_blocks.summary_message(record.view)
-    update_message(ctx, record.view.slack_channel_id, record.summary_ts, text, body, "summary")
+    update_message(ctx, record.view.slack_channel_id, summary_ts, text, body, "summary")
 
 
 def post_runner_change(ctx: Context, job: Job) -> None:
@@ -155,11 +164,8 @@ def post_runner_change(ctx: Context, job: Job) -> None:
     record = load_job_run(ctx, job)
     if record is None or record.view.status is not RunStatus.CLOSED:
         return
-    if not record.summary_ts:
-        with ctx.database.transaction() as conn:
-            pending = db.one(conn, "swap_summary_pending", {"run_id": record.view.run_id})
-        if pending is not None and pending["n"]:
-            raise NotYet(0.5)  # the thread starts with the summary
+    summary_ts = _summary_ts(ctx, record)  # the thread starts with the summary
+    if summary_ts is None:
         return
     new, old = job.payload["new_runner"], job.payload["old_runner"]
     with ctx.database.transaction() as conn:
@@ -176,7 +182,7 @@ def post_runner_change(ctx: Context, job: Job) -> None:
         f"runner_change:{old}",
         text,
         None,
-        thread_ts=record.summary_ts,
+        thread_ts=summary_ts,
     )
 
 

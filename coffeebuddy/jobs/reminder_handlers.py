@@ -55,16 +55,7 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
             {"run_id": run_id, "ts": ts, "runner": runner},
         )
         if marked is not None:
-            events.record(
-                conn,
-                "reminder_sent",
-                run_id=run_id,
-                channel_id=record.view.slack_channel_id,
-                correlation_id=run["correlation_id"],
-                kind="runner_reminder",
-                runner=runner,
-                after_swap=True,
-            )
+            _record_sent(conn, run_id, run, record, runner=runner, after_swap=True)
 
 
 def runner_reminder(ctx: Context, job: Job) -> None:
@@ -136,6 +127,19 @@ def _mark_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, ts: str
         return
     lateness = (marked["reminder_sent_at"] - marked["reminder_at"]).total_seconds()
     REMINDER_LATENESS.observe(max(lateness, 0.0))
+    _record_sent(
+        conn,
+        run_id,
+        run,
+        record,
+        runner=record.view.runner_slack_id,
+        lateness_seconds=round(lateness, 3),
+    )
+    log.info("reminder_sent", extra={"latency_ms": round(lateness * 1000, 1)})
+
+
+def _record_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, **facts: object) -> None:
+    """The `reminder_sent` event; `facts` starts with the runner reminded."""
     events.record(
         conn,
         "reminder_sent",
@@ -143,10 +147,8 @@ def _mark_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, ts: str
         channel_id=record.view.slack_channel_id,
         correlation_id=run["correlation_id"],
         kind="runner_reminder",
-        runner=record.view.runner_slack_id,
-        lateness_seconds=round(lateness, 3),
+        **facts,
     )
-    log.info("reminder_sent", extra={"latency_ms": round(lateness * 1000, 1)})
 
 
 def last_call(ctx: Context, job: Job) -> None:
