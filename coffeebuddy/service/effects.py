@@ -27,7 +27,7 @@ def refresh_run_message(
     )
 
 
-def tell(
+def queue_ephemeral(
     conn: Conn,
     run_id: uuid.UUID | str | None,
     *,
@@ -38,8 +38,9 @@ def tell(
     correlation_id: str | None,
     blocks: list[dict[str, Any]] | None = None,
 ) -> None:
-    """An ephemeral answer to one person, sent by the worker; `text` is its notification
-    and fallback when it has `blocks`. Answers about one run to one person coalesce while
+    """Queue an ephemeral answer to one person; the worker sends it (`send_ephemeral` in
+    `coffeebuddy.jobs.delivery`). `text` is its notification and fallback when it has
+    `blocks`. Answers about one run to one person coalesce while
     queued, the latest winning: a burst of clicks is one message saying how things stand
     now, not a backlog that delays everyone else's."""
     payload: dict[str, Any] = {

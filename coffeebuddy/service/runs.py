@@ -27,7 +27,7 @@ from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
-from coffeebuddy.service.effects import refresh_run_message, tell, warm_profile
+from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message, warm_profile
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import blockkit, modal_blocks, run_blocks
 from coffeebuddy.slack.api import classify
@@ -448,7 +448,7 @@ class RunService:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
                 return
-            tell(
+            queue_ephemeral(
                 conn,
                 run_id,
                 channel=actor.channel_id,
@@ -904,7 +904,7 @@ class RunService:
         correlation_id: str,
     ) -> None:
         """An ephemeral answer to the person who clicked, sent by the worker."""
-        tell(
+        queue_ephemeral(
             conn,
             run_id,
             channel=actor.channel_id,
@@ -966,7 +966,7 @@ class RunService:
         blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         with self.db.transaction() as conn:
-            tell(
+            queue_ephemeral(
                 conn,
                 None,
                 channel=actor.channel_id,
