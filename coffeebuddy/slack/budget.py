@@ -67,6 +67,9 @@ BUDGETED = TIER_3 | TIER_4 | PER_CHANNEL
 # counts it, and Slack's window edges are not ours.
 WINDOW_MARGIN_SECONDS = 1.5
 CHANNEL_WINDOW_MARGIN_SECONDS = 0.25
+# chat.postMessage: about one a second per channel, with short bursts (Slack grants them):
+# this many posts in as many seconds, so a summary right after its run message goes at once.
+CHANNEL_BURST = 3
 # Share of a window's calls kept for calls a person waits for: refreshes stop short of it.
 LOW_RESERVE = 0.3
 # A refresh that has to wait waits at least this long: its job keeps collecting clicks.
@@ -112,8 +115,8 @@ def limits(settings: WorkerSettings) -> dict[str, Limit]:
     """Every budgeted method's window, sized from the configured tiers."""
     tier3 = Limit.per_minute(settings.slack_tier3_per_minute)
     tier4 = Limit.per_minute(settings.slack_tier4_per_minute)
-    per_post = 1.0 / settings.slack_channel_posts_per_second
-    channel = Limit(1, per_post + CHANNEL_WINDOW_MARGIN_SECONDS)
+    per_burst = CHANNEL_BURST / settings.slack_channel_posts_per_second
+    channel = Limit(CHANNEL_BURST, per_burst + CHANNEL_WINDOW_MARGIN_SECONDS)
     found = {m: tier3 for m in TIER_3} | {m: tier4 for m in TIER_4}
     return found | {m: channel for m in PER_CHANNEL}
 

@@ -89,7 +89,8 @@ class Channel:
 class RateLimits:
     """Slack's limits as the fake enforces them (``FakeSlack.enforce_rate_limits``): at
     most this many calls of a method in any 60 s (per workspace), and chat.postMessage at
-    most ``channel_posts_per_second`` in any second per channel. A call over a limit is
+    about ``channel_posts_per_second`` per channel, with bursts of 3 (3 in any 3 s, as
+    Slack grants short bursts). A call over a limit is
     answered 429 with Retry-After (whole seconds until the window lets one through) and
     does not count. ``window_seconds`` shrinks the minute for tests that can't wait one
     (the tiers' counts then apply to that window)."""
@@ -102,7 +103,8 @@ class RateLimits:
     def window(self, method: str, args: JsonDict) -> tuple[str, float, int] | None:
         """(key, window seconds, calls allowed in it) for a limited call."""
         if method == "chat.postMessage":
-            return f"{method}:{args.get('channel')}", 1.0, self.channel_posts_per_second
+            burst = 3
+            return f"{method}:{args.get('channel')}", burst, burst * self.channel_posts_per_second
         if method in TIER_3_METHODS:
             return method, self.window_seconds, self.tier3_per_minute
         if method in TIER_4_METHODS:
