@@ -128,9 +128,9 @@ def find_posted(
         try:
             with spend(ctx.budget, method):
                 if thread_ts:
-                    page = call(ctx.slack, method, ts=thread_ts, **page_args)
+                    page = call(ctx.slack, "conversations.replies", ts=thread_ts, **page_args)
                 else:
-                    page = call(ctx.slack, method, **page_args)
+                    page = call(ctx.slack, "conversations.history", **page_args)
         except SlackApiError as exc:
             if exc.response.get("error") in PERMANENT_ERRORS:
                 log.warning("history_unreadable", extra={"slack_error": exc.response.get("error")})
