@@ -66,7 +66,7 @@ from bench.setup import Bench, bench_service
 from bench.soak import ServiceProcesses, autovacuum_on, vacuum
 from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, Person, Simulator
-from tests.slack_payloads import SIGNING_SECRET
+from testkit.slack_payloads import SIGNING_SECRET
 
 WEB_WORKERS = 4  # both sides; `-w` changes it
 TIER3_PER_MINUTE = 50

@@ -29,7 +29,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from slack_sdk.signature import SignatureVerifier
 
-from tests.processes import free_port
+from testkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "floor_hits"
@@ -93,7 +93,7 @@ def serve_floor(
     web_workers: int,
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
-    """The floor app on gunicorn, started as `tests.processes.start_service` starts the
+    """The floor app on gunicorn, started as `testkit.processes.start_service` starts the
     service's (same interpreter, config file and worker count); yields its base URL."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(SCHEMA)

@@ -42,7 +42,7 @@ from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
-from tests.fakes.slack_api import FakeSlack
+from testkit.fakes.slack_api import FakeSlack
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,9 +23,9 @@ import psycopg
 from bench.setup import bench_service
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import RUNNER_REMINDER
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import HttpClient
-from tests.slack_payloads import block_action_body, command_body, view_submission_body
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import HttpClient
+from testkit.slack_payloads import block_action_body, command_body, view_submission_body
 
 LEAD_SECONDS = 2.0  # the first reminder is due this long after they are moved
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import psycopg
 
 from coffeebuddy.db.migrate import migrate
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import HttpClient, start_service
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import HttpClient, start_service
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 

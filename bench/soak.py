@@ -38,7 +38,7 @@ from bench.request_latency import percentile, ts_key
 from bench.setup import bench_service
 from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, HttpAnswer, SimulationError, Simulator
-from tests.fakes.slack_api import FakeSlack
+from testkit.fakes.slack_api import FakeSlack
 
 DRINKS = ("flat white", "oat latte", "espresso", "cappuccino", "tea", "mocha", "cortado")
 SUMMARY_PREFIX = "☕ Coffee run closed — <@"

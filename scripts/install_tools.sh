@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the offline Kubernetes and alerting checks need, when
-# they are missing (tests/unit/test_k8s.py, tests/integration/test_alert_rules.py):
+# they are missing (tests/integration/test_k8s.py, tests/integration/test_alert_rules.py):
 #   promtool  - Debian package `prometheus` (`promtool check rules`, `promtool test rules`)
 #   kubectl   - builds the kustomize overlays (`kubectl kustomize`). The machine image
 #               ships it (kustomize v5); where it is missing, Debian's `kubernetes-client`

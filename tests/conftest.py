@@ -19,12 +19,12 @@ from coffeebuddy.db.migrate import migrate
 from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.web.app import create_app
+from testkit import BOT_TOKEN
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import SIGNING_SECRET, sign
 from tests import contract
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import SIGNING_SECRET, sign
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-BOT_TOKEN = "xoxb-test-0000-bot-token"
 CHANNEL = "C0COFFEE01"
 USERS = ("U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE", "U0FAY", "U0GUS")
 

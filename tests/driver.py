@@ -13,8 +13,8 @@ import psycopg
 
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.store import queue
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import block_action_body, command_body, view_submission_body
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import block_action_body, command_body, view_submission_body
 
 SqlFn = Callable[..., list[tuple[Any, ...]]]
 

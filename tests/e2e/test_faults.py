@@ -46,6 +46,15 @@ from coffeebuddy.store import queue
 from coffeebuddy.store.queue import RUNNER_REMINDER
 from coffeebuddy.web.app import WEB_FAIL_FAST_SECONDS
 from coffeebuddy.web.slack_resources import DB_DOWN_TEXT
+from testkit.fakes.slack_api import FakeSlack, JsonDict
+from testkit.processes import ROOT, HttpClient, Service, coverage_env, start_service
+from testkit.slack_payloads import (
+    SIGNING_SECRET,
+    block_action_body,
+    command_body,
+    sign,
+    view_submission_body,
+)
 from tests.conftest import ADMIN_URL, BOT_TOKEN, CHANNEL, USERS, _db_url
 from tests.driver import (
     Channel,
@@ -54,15 +63,6 @@ from tests.driver import (
     eventually,
     runner_of,
     unfinished_jobs,
-)
-from tests.fakes.slack_api import FakeSlack, JsonDict
-from tests.processes import ROOT, HttpClient, Service, coverage_env, start_service
-from tests.slack_payloads import (
-    SIGNING_SECRET,
-    block_action_body,
-    command_body,
-    sign,
-    view_submission_body,
 )
 from tests.tcp_proxy import TcpProxy
 

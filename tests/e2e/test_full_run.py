@@ -14,11 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, start_service
+from testkit.slack_payloads import SIGNING_SECRET
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, start_service
-from tests.slack_payloads import SIGNING_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, free_port, start_service
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, free_port, start_service
 
 pytestmark = pytest.mark.e2e
 

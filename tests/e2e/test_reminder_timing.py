@@ -12,10 +12,10 @@ import pytest
 
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, start_service
 from tests.conftest import CHANNEL
 from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, start_service
 
 pytestmark = pytest.mark.e2e
 

@@ -18,11 +18,11 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.web.access import AccessGate, SlackResource, verified_body
 from coffeebuddy.web.app import create_app
+from testkit.fakes.oidc_issuer import FakeIssuer
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import command_body, sign
 from tests.conftest import CHANNEL
 from tests.driver import Channel
-from tests.fakes.oidc_issuer import FakeIssuer
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import command_body, sign
 
 DEAD_JOB_ID = 4242
 

@@ -23,15 +23,15 @@ from coffeebuddy.service.admin import REFUSAL
 from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import admin_blocks, run_blocks, stats_blocks
 from coffeebuddy.web.app import create_app
-from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import (
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import (
     SIGNING_SECRET,
     admin_modal_submission_body,
     command_body,
     view_block_action_body,
 )
+from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
+from tests.driver import Channel, SqlFn
 
 OTHER = "C0OTHER002"
 ADMIN = "U0ADMIN"  # in COFFEEBUDDY_ADMIN_USER_IDS (tests' config), not a Slack admin

@@ -32,10 +32,8 @@ from coffeebuddy.config import Config
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.runs import normalize_order_text
 from coffeebuddy.slack import admin_blocks, run_blocks
-from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import (
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import (
     TEAM_ID,
     block_action_payload,
     run_modal_submission_payload,
@@ -43,6 +41,8 @@ from tests.slack_payloads import (
     view_block_action_body,
     view_submission_payload,
 )
+from tests.conftest import CHANNEL, SignedClient
+from tests.driver import Channel, SqlFn
 
 MAX_BODY = Config.max_body_bytes  # the default, which the `config` fixture keeps
 OTHER_TEAM = "T0ELSEWH1"

@@ -13,9 +13,9 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
 
 ANA, BEN, CAT, DAN, EVE = "U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE"
 

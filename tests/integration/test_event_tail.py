@@ -12,7 +12,7 @@ import pytest
 
 from coffeebuddy import __main__ as cli
 from coffeebuddy.events import tail as event_tail
-from tests.kafka_broker import KafkaBroker
+from testkit.kafka_broker import KafkaBroker
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 
 from coffeebuddy import events
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
 
 ORDERS = {
     "U0BEN": "oat flat white extra hot",

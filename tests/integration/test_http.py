@@ -26,16 +26,16 @@ from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.access import AccessGate, SlackResource
 from coffeebuddy.web.app import create_app
 from coffeebuddy.web.middleware import SigningSecrets, SlackSignature
-from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import (
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import (
     SIGNING_SECRET,
     block_action_body,
     command_body,
     sign,
     view_submission_body,
 )
+from tests.conftest import CHANNEL, SignedClient
+from tests.driver import Channel, SqlFn
 
 # Slack's published example: https://api.slack.com/authentication/verifying-requests-from-slack
 VECTOR_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.web.app import create_app
+from testkit.fakes.oidc_issuer import FakeIssuer
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel
-from tests.fakes.oidc_issuer import FakeIssuer
-from tests.fakes.slack_api import FakeSlack
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import privacy
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, runner_of
-from tests.fakes.slack_api import FakeSlack
 
 TEA = "C0TEA0001"
 MakeWorker = Callable[..., Worker]

@@ -24,12 +24,12 @@ from psycopg.rows import dict_row
 
 from coffeebuddy import events
 from coffeebuddy.events.relay import EventRelay, make_producer
+from testkit.kafka_broker import KafkaBroker
+from testkit.processes import ROOT, coverage_env
+from testkit.slack_payloads import SIGNING_SECRET
 from tests import contract
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel
-from tests.kafka_broker import KafkaBroker
-from tests.processes import ROOT, coverage_env
-from tests.slack_payloads import SIGNING_SECRET
 
 SqlFn = Callable[..., list[tuple[Any, ...]]]
 

@@ -14,9 +14,9 @@ import pytest
 
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from coffeebuddy.entry import SecretListeners, build_worker, load_config, slack_
 from coffeebuddy.secrets import SecretKeeper
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.middleware import SigningSecrets
+from testkit.fakes.slack_api import FakeSlack
+from testkit.fakes.vault_api import FakeVault
+from testkit.slack_payloads import block_action_body, command_body, sign
 from tests.conftest import CHANNEL
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.vault_api import FakeVault
-from tests.slack_payloads import block_action_body, command_body, sign
 
 OLD_SECRET = "old-signing-secret-0123456789"
 NEW_SECRET = "new-signing-secret-9876543210"

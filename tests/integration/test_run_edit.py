@@ -12,10 +12,10 @@ import pytest
 
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import run_modal_submission_body
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import run_modal_submission_body
 
 BERLIN = ZoneInfo("Europe/Berlin")  # every test user's tz (tests/conftest.py)
 

@@ -29,7 +29,7 @@ from coffeebuddy.secrets import (
     VaultAuthMethod,
     load_secrets,
 )
-from tests.fakes.vault_api import FakeVault
+from testkit.fakes.vault_api import FakeVault
 
 PATH = "coffeebuddy/prod"
 ROLE = "coffeebuddy"

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 import pytest
 
 from coffeebuddy.slack import run_blocks, stats_blocks
+from testkit.slack_payloads import block_action_payload
 from tests.conftest import CHANNEL
 from tests.driver import Channel, runner_of
-from tests.slack_payloads import block_action_payload
 
 
 @pytest.fixture

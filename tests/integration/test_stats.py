@@ -15,9 +15,9 @@ from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import run_blocks, stats_blocks
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
 
 ANA, BEN, CAT, DAN = "U0ANA", "U0BEN", "U0CAT", "U0DAN"
 TABLES = (

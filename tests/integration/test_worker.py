@@ -27,9 +27,9 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import Call, FakeSlack
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import Call, FakeSlack
 
 MakeWorker = Callable[..., Worker]
 

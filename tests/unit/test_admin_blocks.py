@@ -11,7 +11,7 @@ import pytest
 
 from coffeebuddy.service.admin import parse_settings
 from coffeebuddy.slack import admin_blocks as ab
-from tests.slack_payloads import admin_modal_state
+from testkit.slack_payloads import admin_modal_state
 
 BOUNDS = (1, 365)
 SETTINGS: dict[str, Any] = {

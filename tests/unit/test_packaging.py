@@ -27,7 +27,7 @@ PACKAGE = ROOT / "coffeebuddy"
 MANIFEST = ROOT / "slack" / "manifest.yaml"
 DEDUPE_MANIFEST = ROOT / "slack" / "manifest-channel-dedupe.yaml"
 SCHEMA_DIR = ROOT / "tests" / "fixtures" / "slack-manifest-schema"
-METHODS_DIR = ROOT / "tests" / "fakes" / "slack_methods"
+METHODS_DIR = ROOT / "testkit" / "fakes" / "slack_methods"
 K8S = ROOT / "k8s"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -262,7 +262,7 @@ def test_manifest_features_and_urls() -> None:
 def k8s_files() -> list[Path]:
     """The base's manifests (what its kustomization lists) and every kustomization file.
     The overlays' patches, the built overlays and the Prometheus rules files are checked by
-    tests/unit/test_k8s.py and tests/integration/test_alert_rules.py."""
+    tests/integration/test_k8s.py and tests/integration/test_alert_rules.py."""
     base = K8S / "base"
     listed = yaml.safe_load((base / "kustomization.yaml").read_text(encoding="utf-8"))
     files = [base / name for name in listed["resources"]]
@@ -623,7 +623,15 @@ def test_image_holds_the_app_and_the_build_context_allows_it() -> None:
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
         assert not _dockerignored(source, patterns), f"{source} is excluded by .dockerignore"
-    for secret_or_junk in (".git", ".venv", ".state", "tests", ".env", "coffeebuddy/__pycache__"):
+    for secret_or_junk in (
+        ".git",
+        ".venv",
+        ".state",
+        "tests",
+        "testkit",
+        ".env",
+        "coffeebuddy/__pycache__",
+    ):
         assert _dockerignored(secret_or_junk, patterns), f"{secret_or_junk} enters the context"
 
 
