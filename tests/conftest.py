@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import falcon.testing
@@ -16,8 +15,6 @@ import pytest
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.db import Database
 from coffeebuddy.db.migrate import migrate
-from coffeebuddy.entry import build_worker
-from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.web.app import create_app
 from testkit import BOT_TOKEN
 from testkit.fakes.slack_api import FakeSlack
@@ -124,22 +121,3 @@ def app_database(config: Config) -> Iterator[Database]:
 @pytest.fixture
 def web(config: Config, app_database: Database) -> SignedClient:
     return SignedClient(create_app(config, database=app_database))
-
-
-@pytest.fixture
-def make_worker(config: Config) -> Iterator[Callable[..., Worker]]:
-    made: list[Worker] = []
-
-    def factory(**overrides: Any) -> Worker:
-        worker = build_worker(replace(config, **overrides))
-        made.append(worker)
-        return worker
-
-    yield factory
-    for worker in made:
-        worker.database.close()
-
-
-@pytest.fixture
-def worker(make_worker: Callable[..., Worker]) -> Worker:
-    return make_worker()

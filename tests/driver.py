@@ -4,7 +4,6 @@ submissions, each signed as Slack signs them. Jobs run when the test says so."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,23 +13,24 @@ import psycopg
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.store import queue
 from testkit.fakes.slack_api import FakeSlack
+from testkit.polling import eventually
 from testkit.slack_payloads import block_action_body, command_body, view_submission_body
+
+__all__ = [
+    "HOUSEKEEPING",
+    "Channel",
+    "SqlFn",
+    "connect_sql",
+    "eventually",
+    "runner_of",
+    "unfinished_jobs",
+]
 
 SqlFn = Callable[..., list[tuple[Any, ...]]]
 
 # Jobs the worker schedules for itself: not part of any run's work.
 # Jobs no run waits for: the worker's own upkeep, and profiles fetched ahead of need.
 HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE, queue.WARM_PROFILE)
-
-
-def eventually[T](predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
-    """Wait for `predicate` to return something truthy, and return it."""
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-    return result
 
 
 def connect_sql(url: str) -> tuple[SqlFn, psycopg.Connection[Any]]:

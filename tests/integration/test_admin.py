@@ -31,7 +31,7 @@ from testkit.slack_payloads import (
     view_block_action_body,
 )
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
+from tests.driver import Channel, SqlFn, runner_of
 
 OTHER = "C0OTHER002"
 ADMIN = "U0ADMIN"  # in COFFEEBUDDY_ADMIN_USER_IDS (tests' config), not a Slack admin
@@ -68,11 +68,6 @@ def _admins(slack: FakeSlack) -> None:
     slack.add_user(BOSS, is_admin=True)
     slack.add_user(OWNER, is_owner=True)
     slack.add_channel(OTHER, name="tea")
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 @pytest.fixture
@@ -193,12 +188,7 @@ def _close(chan: Channel, run_id: str, by: str = "U0ANA") -> str:
     chan.click(by, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
-    rows = chan.sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )
-    return str(rows[0][0])
+    return runner_of(chan.sql, run_id)
 
 
 def _message(slack: FakeSlack, channel: str, ts: str) -> dict[str, Any]:

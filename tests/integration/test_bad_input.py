@@ -894,9 +894,9 @@ FIVE_MINUTES = 5 * 60
 
 
 @pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
+def chan(chan: Channel, slack: FakeSlack) -> Channel:
     slack.add_user("U0ADMIN", name="admin")
-    return Channel(web, worker, sql, CHANNEL, slack)
+    return chan
 
 
 def _open_run(chan: Channel) -> str:

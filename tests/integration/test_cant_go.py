@@ -21,11 +21,6 @@ ANA, BEN, CAT, DAN, EVE = "U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE"
 
 
 @pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
-@pytest.fixture
 def dm(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Any:
     """The DM channel between the bot and `user`, as Slack reports it on a button click."""
     made: dict[str, Channel] = {}

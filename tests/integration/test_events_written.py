@@ -14,7 +14,7 @@ from coffeebuddy import events
 from coffeebuddy.slack import run_blocks
 from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
-from tests.driver import Channel, SqlFn
+from tests.driver import Channel, SqlFn, runner_of
 
 ORDERS = {
     "U0BEN": "oat flat white extra hot",
@@ -32,11 +32,6 @@ ENVELOPE_KEYS = {
     "correlation_id",
     "data",
 }
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 def _rows(sql: SqlFn) -> list[dict[str, Any]]:
@@ -111,11 +106,7 @@ def test_a_full_run_writes_its_events_in_order_without_order_text(
     ]
     closed = by_type["run_closed"][0]
     assert closed["by"] == "U0ANA" and closed["items"] == 2
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert by_type["runner_assigned"][0]["runner"] == runner
 
     # Privacy: no order text (nor the note) anywhere in any envelope.

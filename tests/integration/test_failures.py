@@ -23,11 +23,6 @@ from tests.driver import Channel
 DB_DOWN = "CoffeeBuddy can't reach its database right now, try again in a minute."
 
 
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: Any, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
 def test_expired_trigger_asks_to_click_again(chan: Channel, slack: FakeSlack) -> None:
     run_id = chan.start("U0ANA")
     chan.work()

@@ -69,11 +69,6 @@ class EchoBody(SlackResource):
         resp.data = req.context.raw_body
 
 
-@pytest.fixture
-def chan(web: SignedClient, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
 def _command(user: str = "U0ANA", text: str = "", **kwargs: Any) -> bytes:
     return command_body(user_id=user, channel_id=CHANNEL, text=text, **kwargs)
 

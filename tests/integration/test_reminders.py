@@ -10,19 +10,11 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
 from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
 
 # ---- helpers ------------------------------------------------------------------------------
 

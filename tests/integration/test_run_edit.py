@@ -20,11 +20,6 @@ from tests.driver import Channel, SqlFn
 BERLIN = ZoneInfo("Europe/Berlin")  # every test user's tz (tests/conftest.py)
 
 
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
 def _text_of(message: dict[str, Any]) -> str:
     return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 

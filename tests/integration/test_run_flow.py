@@ -7,16 +7,9 @@ import json
 import re
 from typing import Any
 
-import pytest
-
 from coffeebuddy.slack import run_blocks
 from tests.conftest import CHANNEL
-from tests.driver import Channel
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: Any, slack: Any) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
+from tests.driver import Channel, runner_of
 
 
 def _run_message(slack: Any) -> dict[str, Any]:
@@ -57,11 +50,7 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert runner in orders
 
     channel_messages = slack.messages(CHANNEL)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
@@ -18,11 +17,6 @@ from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import block_action_body
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 def _text_of(message: dict[str, Any]) -> str:

@@ -17,11 +17,6 @@ from tests.conftest import CHANNEL
 from tests.driver import Channel, runner_of
 
 
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: Any, slack: Any) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
 def _dumped(message: dict[str, Any]) -> str:
     return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 

@@ -8,7 +8,6 @@ import itertools
 import json
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
@@ -28,15 +27,11 @@ from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
 from coffeebuddy.web.app import create_app
 from testkit.fakes.slack_api import Call, FakeSlack
+from testkit.polling import eventually
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
+from tests.driver import Channel, SqlFn, runner_of
 
 MakeWorker = Callable[..., Worker]
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -76,15 +71,6 @@ def _run_row(sql: SqlFn, run_id: str) -> dict[str, Any]:
     )
     keys = ("status", "failure_reason", "message_ts", "correlation_id")
     return dict(zip(keys, rows[0], strict=True))
-
-
-def _eventually[T](predicate: Callable[[], T], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return result
 
 
 # ---- durability and at-least-once delivery -------------------------------------------------
@@ -134,11 +120,7 @@ def test_summary_and_runner_dm_are_never_sent_twice(
     chan.submit("U0BEN", "tea")
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert len(_posts(slack, CHANNEL)) == 2  # the run message and the summary
     assert len(slack.dms(runner)) == 1
 
@@ -178,11 +160,7 @@ def test_a_post_slack_accepted_but_never_answered_is_adopted_not_repeated(
     assert _job(sql, queue.POST_SUMMARY)["status"] == "queued"  # waiting out its backoff
     _force_due(sql)
     chan.work()
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert len(_posts(slack, CHANNEL)) == 2  # the run message and one summary
     assert len(slack.dms(runner)) == 1
     history = slack.calls("conversations.history")
@@ -212,11 +190,7 @@ def test_by_default_a_retried_channel_post_never_reads_the_channel(
     history = slack.calls("conversations.history")
     assert history, "the DM is still looked up"
     assert all(str(c.args.get("channel", "")).startswith("D") for c in history)
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert len(slack.dms(runner)) == 1
 
 
@@ -649,7 +623,7 @@ def test_the_worker_loop_wakes_on_notify_and_stops(
 ) -> None:
     worker, thread = running_worker
     # Wait until the worker listens, so the NOTIFY of the job below can't be missed.
-    _eventually(
+    eventually(
         lambda: sql(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND query = %s",
@@ -659,7 +633,7 @@ def test_the_worker_loop_wakes_on_notify_and_stops(
     chan = Channel(web, None, sql, CHANNEL, slack)
     run_id = chan.start("U0ANA")
     slack.wait_for(lambda: slack.messages(CHANNEL), timeout=10)
-    _eventually(
+    eventually(
         lambda: (
             sql("SELECT status FROM jobs WHERE kind = %s", queue.POST_RUN_MESSAGE) == [("done",)]
         )

@@ -1,0 +1,65 @@
+"""Fixtures of the integration tests: workers made on demand (`make_worker`, `worker`),
+workers looping in threads as the worker process does (`looping`), and people in the test
+channel driving the app (`chan`)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from coffeebuddy.config import Config, WorkerSettings
+from coffeebuddy.entry import build_worker
+from coffeebuddy.jobs.worker import Worker
+from testkit.fakes.slack_api import FakeSlack
+from tests.conftest import CHANNEL, SignedClient
+from tests.driver import Channel, SqlFn
+
+
+@pytest.fixture
+def make_worker(config: Config) -> Iterator[Callable[..., Worker]]:
+    """Workers on the test's configuration, with any setting overridden; closed at the end."""
+    made: list[Worker] = []
+
+    def factory(**overrides: Any) -> Worker:
+        worker = build_worker(replace(config, **overrides))
+        made.append(worker)
+        return worker
+
+    yield factory
+    for worker in made:
+        worker.database.close()
+
+
+@pytest.fixture
+def worker(make_worker: Callable[..., Worker]) -> Worker:
+    return make_worker()
+
+
+@pytest.fixture
+def looping(make_worker: Callable[..., Worker]) -> Iterator[Callable[[WorkerSettings], Worker]]:
+    """Start workers that loop in a thread, as `python worker.py` does; stopped at the end."""
+    started: list[tuple[Worker, threading.Thread]] = []
+
+    def start(settings: WorkerSettings) -> Worker:
+        worker = make_worker(worker_poll_seconds=30)
+        worker.settings = settings
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        started.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in started:
+        worker.stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
+@pytest.fixture
+def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
+    """The test channel, with the app, a worker and the fake Slack behind it."""
+    return Channel(web, worker, sql, CHANNEL, slack)
