@@ -30,6 +30,7 @@ from testkit.slack_payloads import (
     command_body,
     view_block_action_body,
 )
+from tests.blocks import text_of
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn, runner_of
 
@@ -195,10 +196,6 @@ def _message(slack: FakeSlack, channel: str, ts: str) -> dict[str, Any]:
     found = [m for m in slack.messages(channel) if m["ts"] == ts]
     assert len(found) == 1, f"no message {ts} in {channel}"
     return found[0]
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _make_channel_exist(chan: Channel) -> None:
@@ -567,8 +564,8 @@ def test_disabling_cancels_the_open_run_and_coffee_then_records_nothing(
     reason = f"CoffeeBuddy was turned off in this channel by <@{BOSS}>."
     assert sql("SELECT cancel_reason FROM runs WHERE id = %s", run_id) == [(reason,)]
     message = _message(slack, CHANNEL, ts)
-    assert "This run was canceled." in _text_of(message)
-    assert reason in _text_of(message)
+    assert "This run was canceled." in text_of(message)
+    assert reason in text_of(message)
     assert not any(b.get("block_id") == run_blocks.RUN_ACTIONS_BLOCK_ID for b in message["blocks"])
     assert _settings(sql) == {**DEFAULTS, "enabled": False}
     assert _audit(sql) == [(BOSS, "disable", {"canceled_run": run_id})]

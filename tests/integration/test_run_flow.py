@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from coffeebuddy.slack import run_blocks
+from tests.blocks import text_of
 from tests.conftest import CHANNEL
 from tests.driver import Channel, runner_of
 
@@ -18,10 +19,6 @@ def _run_message(slack: Any) -> dict[str, Any]:
     return messages[0]
 
 
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
-
-
 def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     answer = chan.command("U0ANA", "in 20m Lobby cafe")
     assert answer["response_type"] == "ephemeral"
@@ -29,8 +26,8 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     run_id = chan.run_id()
     chan.work()
     message = _run_message(slack)
-    assert "Lobby cafe" in _text_of(message)
-    assert "<!date^" in _text_of(message)
+    assert "Lobby cafe" in text_of(message)
+    assert "<!date^" in text_of(message)
 
     orders = {
         "U0ANA": "flat white",
@@ -43,9 +40,9 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
         assert chan.submit(user, text) is None  # modal closes
     chan.work()
     message = _run_message(slack)
-    assert "5 people" in _text_of(message)
+    assert "5 people" in text_of(message)
     # Order texts never appear in the channel's run message (privacy).
-    assert "espresso" not in _text_of(message)
+    assert "espresso" not in text_of(message)
 
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
@@ -56,7 +53,7 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     channel_messages = slack.messages(CHANNEL)
     summaries = [m for m in channel_messages if _has_order_list(m)]
     assert len(summaries) == 1, "exactly one summary in the channel"
-    summary = _text_of(summaries[0])
+    summary = text_of(summaries[0])
     assert "*To buy:* 3× flat white" in summary and "5 orders" in summary
     # Only the runner is mentioned: a new post notifies everyone it mentions.
     assert f"<@{runner}>" in summary

@@ -5,7 +5,6 @@ retried, rescheduled or reported as the architecture says, and updates coalesce.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from coffeebuddy.store import queue
 from coffeebuddy.web.app import create_app
 from testkit.fakes.slack_api import Call, FakeSlack
 from testkit.polling import eventually
+from tests.blocks import text_of
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn, runner_of
 
@@ -35,10 +35,6 @@ MakeWorker = Callable[..., Worker]
 
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _posts(slack: FakeSlack, channel: str) -> list[Call]:
@@ -459,8 +455,8 @@ def test_a_burst_of_orders_is_one_chat_update(
     assert len(updates) == 1
     assert updates[0].ok
     message = slack.messages(CHANNEL)[0]
-    assert "20 people" in _text_of(message)
-    assert all(f"<@{user}>" in _text_of(message) for user in people)
+    assert "20 people" in text_of(message)
+    assert all(f"<@{user}>" in text_of(message) for user in people)
 
 
 def test_a_close_brings_a_coalesced_refresh_forward(
@@ -534,8 +530,8 @@ def test_orders_placed_while_the_run_message_is_posted_are_rendered(
 
     assert len(_posts(slack, CHANNEL)) == 1
     message = slack.messages(CHANNEL)[0]
-    assert "2 people" in _text_of(message)
-    assert "<@U0BEN>" in _text_of(message) and "<@U0CAT>" in _text_of(message)
+    assert "2 people" in text_of(message)
+    assert "<@U0BEN>" in text_of(message) and "<@U0CAT>" in text_of(message)
     assert message["updates"] == 1
     assert sql("SELECT count(*) FROM runs WHERE id = %s AND message_ts IS NOT NULL", run_id) == [
         (1,)

@@ -3,7 +3,6 @@ the modal back: their field ids are the contract between the two."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from coffeebuddy.service.admin import parse_settings
 from coffeebuddy.slack import admin_blocks as ab
 from testkit.slack_payloads import admin_modal_state
+from tests.blocks import walk
 
 BOUNDS = (1, 365)
 SETTINGS: dict[str, Any] = {
@@ -30,16 +30,6 @@ NUMBERS = (
     "fairness_window_runs",
     "data_retention_days",
 )
-
-
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
 
 
 def _inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -63,7 +53,7 @@ def _as_submitted(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reset_button(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    buttons = [n for n in _walk(blocks) if n.get("action_id") == ab.ACTION_ADMIN_RESET]
+    buttons = [n for n in walk(blocks) if n.get("action_id") == ab.ACTION_ADMIN_RESET]
     assert len(buttons) == 1
     return buttons[0]
 
