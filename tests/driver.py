@@ -53,6 +53,20 @@ def unfinished_jobs(sql: SqlFn) -> list[tuple[Any, ...]]:
     )
 
 
+def bring_reminder_forward(sql: SqlFn, run_id: str) -> list[tuple[Any, ...]]:
+    """The runner reminder's time has come: its queued job and runs.reminder_at move to
+    now(). Returns the run's row when they did (empty: no reminder was queued)."""
+    return sql(
+        "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
+        "           AND status = 'queued' RETURNING id)"
+        " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
+        " RETURNING id",
+        queue.RUNNER_REMINDER,
+        run_id,
+        run_id,
+    )
+
+
 def runner_of(sql: SqlFn, run_id: str) -> str:
     """The Slack id of the run's runner (fails when it has none)."""
     rows = sql(

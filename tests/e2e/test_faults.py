@@ -59,6 +59,7 @@ from tests.conftest import ADMIN_URL, BOT_TOKEN, CHANNEL, USERS, _db_url
 from tests.driver import (
     Channel,
     SqlFn,
+    bring_reminder_forward,
     connect_sql,
     eventually,
     runner_of,
@@ -664,15 +665,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
             slack.fail_next(
                 "chat.postMessage", delay=HOLD_SECONDS, effect_first=True, when=_in_a_dm
             )
-            assert sql(
-                "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
-                "           AND status = 'queued' RETURNING id)"
-                " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
-                " RETURNING id",
-                RUNNER_REMINDER,
-                run_id,
-                run_id,
-            ), "no queued reminder"
+            assert bring_reminder_forward(sql, run_id), "no queued reminder"
             slack.wait_for(lambda: len(slack.dms(runner)) == 2)
             kill_and_replace([RUNNER_REMINDER], run_id)
 

@@ -9,11 +9,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import falcon.testing
 import pytest
 
 from coffeebuddy.config import Config, WorkerSettings
+from coffeebuddy.db import Database
 from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs.worker import Worker
+from coffeebuddy.web.app import create_app
+from testkit.fakes.oidc_issuer import FakeIssuer
 from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
@@ -63,3 +67,18 @@ def looping(make_worker: Callable[..., Worker]) -> Iterator[Callable[[WorkerSett
 def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
     """The test channel, with the app, a worker and the fake Slack behind it."""
     return Channel(web, worker, sql, CHANNEL, slack)
+
+
+@pytest.fixture
+def issuer() -> Iterator[FakeIssuer]:
+    """An OIDC issuer whose tokens the ops API accepts (see `ops`)."""
+    fake = FakeIssuer().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def ops(config: Config, app_database: Database, issuer: FakeIssuer) -> falcon.testing.TestClient:
+    """The app with its ops API on, trusting `issuer`."""
+    configured = replace(config, ops_issuer=issuer.url, ops_audience="coffeebuddy-ops")
+    return falcon.testing.TestClient(create_app(configured, database=app_database))

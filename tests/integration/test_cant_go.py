@@ -15,7 +15,7 @@ from coffeebuddy.store.queue import RUNNER_REMINDER
 from testkit.fakes.slack_api import FakeSlack
 from tests.blocks import text_of
 from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
+from tests.driver import Channel, SqlFn, bring_reminder_forward
 
 ANA, BEN, CAT, DAN, EVE = "U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE"
 
@@ -359,15 +359,7 @@ def test_the_new_runner_is_reminded_when_the_old_one_already_was(
     chan: Channel, dm: Any, slack: FakeSlack, sql: SqlFn
 ) -> None:
     run_id = _closed_run(chan, {BEN: "tea", CAT: "latte"}, volunteer=BEN, text="in 20m")
-    moved = sql(
-        "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
-        " AND status = 'queued' RETURNING id)"
-        " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
-        " RETURNING id",
-        RUNNER_REMINDER,
-        run_id,
-        run_id,
-    )
+    moved = bring_reminder_forward(sql, run_id)
     assert moved
     chan.work()
     ben_dms = slack.dms(BEN)

@@ -13,6 +13,7 @@ import pytest
 from coffeebuddy import events
 from coffeebuddy.slack import run_blocks
 from testkit.fakes.slack_api import FakeSlack
+from tests import contract
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, runner_of
 
@@ -22,16 +23,6 @@ ORDERS = {
     "U0DAN": "double ristretto",
 }
 EDITED = "decaf cortado with honey"
-ENVELOPE_KEYS = {
-    "event_id",
-    "type",
-    "schema_version",
-    "occurred_at",
-    "run_id",
-    "channel_id",
-    "correlation_id",
-    "data",
-}
 
 
 def _rows(sql: SqlFn) -> list[dict[str, Any]]:
@@ -48,7 +39,7 @@ def _check_envelopes(rows: list[dict[str, Any]], run_id: str, correlation_id: st
     assert len(set(ids)) == len(ids), "event ids are unique"
     for row in rows:
         env = row["envelope"]
-        assert set(env) == ENVELOPE_KEYS, env
+        assert set(env) == contract.ENVELOPE_KEYS, env
         uuid.UUID(env["event_id"])
         assert env["event_id"] == row["event_id"]
         assert env["type"] == row["event_type"]

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 
 from coffeebuddy import events
 from coffeebuddy.events.relay import EventRelay, make_producer
-from testkit.kafka_broker import KafkaBroker
+from testkit.kafka_broker import KafkaBroker, running_broker
 from testkit.polling import eventually
 from testkit.processes import ROOT, coverage_env
 from testkit.slack_payloads import SIGNING_SECRET
@@ -41,22 +41,16 @@ SqlFn = Callable[..., list[tuple[Any, ...]]]
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[KafkaBroker]:
     """One broker for the module; each test reads back only the events it wrote."""
-    broker = KafkaBroker()
-    broker.start()
     # Several partitions, so that per-run order is not just per-topic order.
-    broker.create_topics(partitions=3)
-    yield broker
-    broker.stop()
+    with running_broker(partitions=3) as broker:
+        yield broker
 
 
 @pytest.fixture
 def own_kafka() -> Iterator[KafkaBroker]:
     """A broker this test may stop and restart."""
-    broker = KafkaBroker()
-    broker.start()
-    broker.create_topics(partitions=3)
-    yield broker
-    broker.stop()
+    with running_broker(partitions=3) as broker:
+        yield broker
 
 
 @pytest.fixture

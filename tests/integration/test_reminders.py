@@ -14,7 +14,7 @@ from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
 from testkit.fakes.slack_api import FakeSlack
 from tests.blocks import text_of
 from tests.conftest import CHANNEL
-from tests.driver import Channel, SqlFn
+from tests.driver import Channel, SqlFn, bring_reminder_forward
 
 # ---- helpers ------------------------------------------------------------------------------
 
@@ -65,15 +65,7 @@ def _events(sql: SqlFn, run_id: str, *types: str) -> list[dict[str, Any]]:
 
 def _fast_forward(sql: SqlFn, run_id: str) -> None:
     """The runner reminder's time has come: its job and runs.reminder_at move to now()."""
-    moved = sql(
-        "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
-        "           AND status = 'queued' RETURNING id)"
-        " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
-        " RETURNING id",
-        RUNNER_REMINDER,
-        run_id,
-        run_id,
-    )
+    moved = bring_reminder_forward(sql, run_id)
     assert moved, "no queued reminder job to fast-forward"
 
 
