@@ -19,17 +19,17 @@ import fnmatch
 import itertools
 import json
 import secrets
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import urlsplit
+
+from testkit.fakes.loopback import LoopbackFake, LoopbackServer
 
 type JsonDict = dict[str, Any]
 type _Reply = tuple[int, JsonDict | None]
@@ -97,13 +97,8 @@ class _KvEntry:
     versions: list[tuple[JsonDict, str]] = field(default_factory=list)  # (data, created_time)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackServer):
     fake: FakeVault
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -144,7 +139,7 @@ def _errors(status: int, *errors: str) -> _Reply:
 _DENIED = (403, {"errors": ["permission denied"]})
 
 
-class FakeVault:
+class FakeVault(LoopbackFake):
     """Vault with Kubernetes and token auth and KV v2 mounts, on a local port. Thread-safe."""
 
     def __init__(self, *, namespace: str | None = None, kv_mounts: Iterable[str] = ("kv",)):
@@ -162,42 +157,18 @@ class FakeVault:
         self._issued: list[str] = []
         self._renew_failure: _Failure | None = None
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Self:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-vault", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        return self._serve(server, "fake-vault")
 
     @property
     def url(self) -> str:
         """For VAULT_ADDR."""
-        if self._server is None:
-            raise RuntimeError("FakeVault is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._root_url()
 
     # -- setup ----------------------------------------------------------------------------
 

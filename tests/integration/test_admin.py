@@ -25,6 +25,7 @@ from coffeebuddy.slack import admin_blocks, run_blocks, stats_blocks
 from coffeebuddy.web.app import create_app
 from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import (
+    ADMIN_MODAL_DEFAULTS,
     SIGNING_SECRET,
     admin_modal_submission_body,
     command_body,
@@ -50,16 +51,8 @@ SETTING_COLUMNS = (
     "data_retention_days",
     "admin_user_ids",
 )
-DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "reminders_enabled": True,
-    "last_call_enabled": False,
-    "reminder_offset_minutes": 5,
-    "last_call_minutes": 5,
-    "fairness_window_runs": 10,
-    "data_retention_days": 90,
-    "admin_user_ids": [],
-}
+# A channel's settings before anyone changed them, as read back from the database.
+DEFAULTS: dict[str, Any] = {**ADMIN_MODAL_DEFAULTS, "admin_user_ids": []}
 
 
 @pytest.fixture(autouse=True)
