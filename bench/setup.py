@@ -4,10 +4,12 @@ benchmark's channels and people, and the real service (gunicorn + worker) on top
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
@@ -58,3 +60,21 @@ def bench_service(
         slack.stop()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def wait_for_no_due_jobs(
+    conn: psycopg.Connection[Any], *, ahead: str, timeout: float, every: float
+) -> bool:
+    """Wait (at most `timeout` seconds) until no job is queued or running that is due within
+    `ahead` (an SQL interval): the worker is done with what came before. True when it is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
+            " AND run_at <= now() + %s::interval",
+            (ahead,),
+        ).fetchone()
+        if row is not None and row[0] == 0:
+            return True
+        time.sleep(every)
+    return False

@@ -114,6 +114,20 @@ def _parts(messages: list[JsonDict]) -> Counter[str]:
     return Counter(_part(m) for m in messages)
 
 
+def _click_body(
+    slack: FakeSlack, name: str, *, user: str, channel: str, action: str, run_id: str
+) -> bytes:
+    """A button click as Slack sends it, its response_url named `name` in the fake."""
+    return block_action_body(
+        user_id=user,
+        channel_id=channel,
+        action_id=action,
+        value=run_id,
+        response_url=slack.response_url(name),
+        trigger_id=slack.trigger_id(),
+    )
+
+
 def _runner_dms(slack: FakeSlack, channel: str) -> list[tuple[str, JsonDict]]:
     """(user, message) for every "you're the runner" DM about a run in `channel`."""
     users = list(slack.users)
@@ -364,14 +378,7 @@ class Crowd:
     def _click(self, user: str, channel: str, action: str, run_id: str, what: str) -> None:
         slack = self.shared.slack
         name = f"{what}-{user}-{uuid.uuid4().hex[:8]}"
-        body = block_action_body(
-            user_id=user,
-            channel_id=channel,
-            action_id=action,
-            value=run_id,
-            response_url=slack.response_url(name),
-            trigger_id=slack.trigger_id(),
-        )
+        body = _click_body(slack, name, user=user, channel=channel, action=action, run_id=run_id)
         started, ended, status, text = self._timed("/slack/interactions", body)
         if status != 200:
             outcome = "error" if status is None else f"http_{status}"
@@ -897,13 +904,8 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
             name = ""
         else:
             name = f"{channel}-{action}-{user}-{uuid.uuid4().hex[:8]}"
-            body = block_action_body(
-                user_id=user,
-                channel_id=channel,
-                action_id=action,
-                value=run_id,
-                response_url=slack.response_url(name),
-                trigger_id=slack.trigger_id(),
+            body = _click_body(
+                slack, name, user=user, channel=channel, action=action, run_id=run_id
             )
         answer = service.client.post("/slack/interactions", body)
         assert answer.status_code == 200, answer.text

@@ -3,22 +3,22 @@ and escaped on the way out (no pings, no reordering), in every message that repe
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
 import pytest
 
+from coffeebuddy import slack
 from coffeebuddy.domain.command import CommandError, parse_command
 from coffeebuddy.domain.models import OrderLine, RunStatus, RunView
 from coffeebuddy.domain.summary import grouped_items
 from coffeebuddy.domain.text import clean_user_text, escape_mrkdwn
 from coffeebuddy.service.runs import normalize_order_text
 from coffeebuddy.slack import (
-    admin_blocks,
     blockkit,
     home_blocks,
-    pilot_blocks,
     run_blocks,
-    stats_blocks,
     summary_blocks,
 )
 from tests.blocks import run_view, walk
@@ -99,15 +99,13 @@ def test_no_block_builder_makes_a_mrkdwn_object_by_hand() -> None:
     # One helper (blockkit.mrkdwn) makes every mrkdwn text object, so none can miss verbatim.
     import inspect
 
-    for module in (
-        admin_blocks,
-        blockkit,
-        home_blocks,
-        pilot_blocks,
-        run_blocks,
-        stats_blocks,
-        summary_blocks,
-    ):
+    builders = [
+        importlib.import_module(f"coffeebuddy.slack.{m.name}")
+        for m in pkgutil.iter_modules(slack.__path__)
+        if m.name.endswith("_blocks") or m.name == "blockkit"
+    ]
+    assert len(builders) >= 7
+    for module in builders:
         source = inspect.getsource(module)
         uses = source.count("MarkdownTextObject(")
         assert uses == (1 if module is blockkit else 0), module.__name__
