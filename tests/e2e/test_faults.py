@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 
 from coffeebuddy.slack import run_blocks
@@ -46,6 +45,7 @@ from coffeebuddy.store import queue
 from coffeebuddy.store.queue import RUNNER_REMINDER
 from coffeebuddy.web.app import WEB_FAIL_FAST_SECONDS
 from coffeebuddy.web.slack_resources import DB_DOWN_TEXT
+from testkit.databases import scratch_database
 from testkit.fakes.slack_api import FakeSlack, JsonDict
 from testkit.processes import ROOT, HttpClient, Service, coverage_env, start_service
 from testkit.slack_payloads import (
@@ -55,7 +55,7 @@ from testkit.slack_payloads import (
     sign,
     view_submission_body,
 )
-from tests.conftest import ADMIN_URL, BOT_TOKEN, CHANNEL, USERS, _db_url
+from tests.conftest import BOT_TOKEN, CHANNEL, USERS
 from tests.driver import (
     Channel,
     SqlFn,
@@ -177,12 +177,8 @@ class Shared:
 
 @pytest.fixture(scope="module")
 def fault_db(template_db: str) -> Iterator[str]:
-    name = f"cb_flt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _db_url(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("cb_flt", template=template_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
