@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from email.message import Message
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
-from testkit.fakes.loopback import LoopbackFake, LoopbackServer
+from testkit.fakes.loopback import LoopbackFake, LoopbackHandler, LoopbackServer
 
 type JsonDict = dict[str, Any]
 type _Reply = tuple[int, dict[str, str], bytes]
@@ -171,32 +170,17 @@ class _Server(LoopbackServer):
     fake: FakeSlack
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: _Server
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
     def _dispatch(self, verb: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             status, headers, body = self.server.fake._handle_http(
-                verb, self.path, self.headers, raw
+                verb, self.path, self.headers, self._body()
             )
         except Exception:  # a bug in the fake: show it in the failing test, not on stderr
             status, headers, body = _text(500, traceback.format_exc())
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep pytest output clean; every call is in FakeSlack.calls()
+        self._answer(status, headers, body)
 
 
 class FakeSlack(LoopbackFake):

@@ -25,11 +25,10 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Self
 from urllib.parse import urlsplit
 
-from testkit.fakes.loopback import LoopbackFake, LoopbackServer
+from testkit.fakes.loopback import LoopbackFake, LoopbackHandler, LoopbackServer
 
 type JsonDict = dict[str, Any]
 type _Reply = tuple[int, JsonDict | None]
@@ -101,35 +100,22 @@ class _Server(LoopbackServer):
     fake: FakeVault
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
 
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
     def _dispatch(self, verb: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            status, payload = self.server.fake._handle(verb, self.path, dict(self.headers), raw)
+            status, payload = self.server.fake._handle(
+                verb, self.path, dict(self.headers), self._body()
+            )
             body = json.dumps(payload).encode() if payload is not None else b""
             content_type = "application/json"
         except Exception:  # a bug in the fake: show it in the failing test, not on stderr
             status, body, content_type = 500, traceback.format_exc().encode(), "text/plain"
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # every request is in FakeVault.calls()
+        self._answer(status, {"Content-Type": content_type} if body else {}, body)
 
 
 def _errors(status: int, *errors: str) -> _Reply:
