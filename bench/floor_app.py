@@ -29,7 +29,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from slack_sdk.signature import SignatureVerifier
 
-from testkit.processes import free_port
+from testkit.processes import free_port, reap
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "floor_hits"
@@ -135,9 +135,5 @@ def serve_floor(
         finally:
             if web.poll() is None:
                 web.send_signal(signal.SIGTERM)
-            try:
-                web.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                web.kill()
-                web.wait()
+            reap(web, timeout=30)
             shutil.rmtree(log.parent, ignore_errors=True)

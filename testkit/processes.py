@@ -163,16 +163,22 @@ def start_service(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in (web, *worker_procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            reap(proc, timeout=30)
         web_log.close()
         for worker_log in worker_logs:
             worker_log.close()
         if not failed and not service.keep_logs:
             shutil.rmtree(logs, ignore_errors=True)
+
+
+def reap(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Wait for `proc` to exit (after it was told to stop); kill it when it takes longer
+    than `timeout` seconds, so no test leaves a process behind."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_ready(client: HttpClient, web: subprocess.Popen[bytes], logs: Path) -> None:

@@ -21,7 +21,7 @@ import pytest
 from coffeebuddy.slack import run_blocks
 from testkit.fakes.slack_api import FakeSlack
 from testkit.polling import eventually
-from testkit.processes import Service, free_port, start_service
+from testkit.processes import Service, free_port, reap, start_service
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 
@@ -133,11 +133,7 @@ def prometheus(service: Service) -> Iterator[Prometheus]:
         yield Prometheus(base)
     finally:
         proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc, timeout=15)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
 
