@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import falcon.testing
@@ -14,6 +15,8 @@ import pytest
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.db import Database
 from coffeebuddy.db.migrate import migrate
+from coffeebuddy.entry import build_worker
+from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.web.app import create_app
 from testkit import BOT_TOKEN
 from testkit.databases import ADMIN_URL, db_url, scratch_database
@@ -109,3 +112,23 @@ def app_database(config: Config) -> Iterator[Database]:
 @pytest.fixture
 def web(config: Config, app_database: Database) -> SignedClient:
     return SignedClient(create_app(config, database=app_database))
+
+
+@pytest.fixture
+def make_worker(config: Config) -> Iterator[Callable[..., Worker]]:
+    """Workers on the test's configuration, with any setting overridden; closed at the end."""
+    made: list[Worker] = []
+
+    def factory(**overrides: Any) -> Worker:
+        worker = build_worker(replace(config, **overrides))
+        made.append(worker)
+        return worker
+
+    yield factory
+    for worker in made:
+        worker.database.close()
+
+
+@pytest.fixture
+def worker(make_worker: Callable[..., Worker]) -> Worker:
+    return make_worker()

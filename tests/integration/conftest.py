@@ -1,46 +1,25 @@
-"""Fixtures of the integration tests: workers made on demand (`make_worker`, `worker`),
-workers looping in threads as the worker process does (`looping`), and people in the test
-channel driving the app (`chan`)."""
+"""Fixtures of the integration tests: workers looping in threads as the worker process does
+(`looping`), people in the test channel driving the app (`chan`), and the ops API with the
+OIDC issuer it trusts (`ops`, `issuer`). The worker factory (`make_worker`) is in
+tests/conftest.py: the end-to-end tests use it too."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
 
 import falcon.testing
 import pytest
 
 from coffeebuddy.config import Config, WorkerSettings
 from coffeebuddy.db import Database
-from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.web.app import create_app
 from testkit.fakes.oidc_issuer import FakeIssuer
 from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-
-
-@pytest.fixture
-def make_worker(config: Config) -> Iterator[Callable[..., Worker]]:
-    """Workers on the test's configuration, with any setting overridden; closed at the end."""
-    made: list[Worker] = []
-
-    def factory(**overrides: Any) -> Worker:
-        worker = build_worker(replace(config, **overrides))
-        made.append(worker)
-        return worker
-
-    yield factory
-    for worker in made:
-        worker.database.close()
-
-
-@pytest.fixture
-def worker(make_worker: Callable[..., Worker]) -> Worker:
-    return make_worker()
 
 
 @pytest.fixture
