@@ -25,7 +25,8 @@ from psycopg.rows import dict_row
 
 from coffeebuddy import events
 from coffeebuddy.db.migrate import migrate
-from coffeebuddy.events.relay import PRODUCER_SETTINGS, EventRelay, make_producer
+from coffeebuddy.events.producer import PRODUCER_SETTINGS, make_producer
+from coffeebuddy.events.relay import EventRelay
 from testkit.databases import scratch_database
 from testkit.kafka_broker import KafkaBroker
 

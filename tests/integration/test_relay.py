@@ -23,7 +23,8 @@ from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
 from coffeebuddy import events
-from coffeebuddy.events.relay import EventRelay, make_producer
+from coffeebuddy.events.producer import make_producer
+from coffeebuddy.events.relay import EventRelay
 from testkit.kafka_broker import KafkaBroker, running_broker
 from testkit.polling import eventually
 from testkit.processes import ROOT, coverage_env
