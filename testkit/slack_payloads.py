@@ -193,6 +193,17 @@ ADMIN_MODAL_DEFAULTS: dict[str, Any] = {
     "data_retention_days": 90,
     "admin_user_ids": (),
 }
+# Each number setting just outside its bounds, with the error the modal shows under it.
+ADMIN_RANGE_ERRORS: list[tuple[str, Any, str]] = [
+    ("reminder_offset_minutes", -1, "Must be between 0 and 120."),
+    ("reminder_offset_minutes", 121, "Must be between 0 and 120."),
+    ("last_call_minutes", 0, "Must be between 1 and 60."),
+    ("last_call_minutes", 61, "Must be between 1 and 60."),
+    ("fairness_window_runs", 0, "Must be between 1 and 100."),
+    ("fairness_window_runs", 101, "Must be between 1 and 100."),
+    ("data_retention_days", 0, "Must be between 1 and 365."),
+    ("data_retention_days", 366, "Must be between 1 and 365."),
+]
 _ADMIN_SWITCHES = ("enabled", "reminders_enabled", "last_call_enabled")
 _ADMIN_NUMBERS = (
     "reminder_offset_minutes",

@@ -26,6 +26,7 @@ from coffeebuddy.web.app import create_app
 from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import (
     ADMIN_MODAL_DEFAULTS,
+    ADMIN_RANGE_ERRORS,
     SIGNING_SECRET,
     admin_modal_submission_body,
     command_body,
@@ -373,14 +374,7 @@ def test_a_valid_submission_updates_the_channel_and_audits_the_diff(
 @pytest.mark.parametrize(
     ("field", "value", "error"),
     [
-        ("reminder_offset_minutes", -1, "Must be between 0 and 120."),
-        ("reminder_offset_minutes", 121, "Must be between 0 and 120."),
-        ("last_call_minutes", 0, "Must be between 1 and 60."),
-        ("last_call_minutes", 61, "Must be between 1 and 60."),
-        ("fairness_window_runs", 0, "Must be between 1 and 100."),
-        ("fairness_window_runs", 101, "Must be between 1 and 100."),
-        ("data_retention_days", 0, "Must be between 1 and 365."),
-        ("data_retention_days", 366, "Must be between 1 and 365."),
+        *ADMIN_RANGE_ERRORS,
         ("data_retention_days", "99999999999999999999", "Must be between 1 and 365."),
         ("fairness_window_runs", "ten", "Enter a whole number."),
         ("reminder_offset_minutes", "5.5", "Enter a whole number."),

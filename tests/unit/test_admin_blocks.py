@@ -10,7 +10,7 @@ import pytest
 
 from coffeebuddy.service.admin import parse_settings
 from coffeebuddy.slack import admin_blocks as ab
-from testkit.slack_payloads import admin_modal_state
+from testkit.slack_payloads import ADMIN_RANGE_ERRORS, admin_modal_state
 from tests.blocks import walk
 
 BOUNDS = (1, 365)
@@ -194,14 +194,7 @@ def test_a_switch_is_on_only_with_the_on_option() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "error"),
     [
-        ("reminder_offset_minutes", -1, "Must be between 0 and 120."),
-        ("reminder_offset_minutes", 121, "Must be between 0 and 120."),
-        ("last_call_minutes", 0, "Must be between 1 and 60."),
-        ("last_call_minutes", 61, "Must be between 1 and 60."),
-        ("fairness_window_runs", 0, "Must be between 1 and 100."),
-        ("fairness_window_runs", 101, "Must be between 1 and 100."),
-        ("data_retention_days", 0, "Must be between 1 and 365."),
-        ("data_retention_days", 366, "Must be between 1 and 365."),
+        *ADMIN_RANGE_ERRORS,
         ("data_retention_days", "abc", "Enter a whole number."),
         ("fairness_window_runs", "2.5", "Enter a whole number."),
         ("last_call_minutes", "", "Enter a whole number."),
