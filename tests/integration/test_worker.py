@@ -417,15 +417,23 @@ def test_exhausted_retries_bury_the_job_and_tell_the_user(
 # ---- coalescing and the post/refresh race ----------------------------------------------------
 
 
+@pytest.fixture
+def coalescing(
+    config: Config, app_database: Database, make_worker: MakeWorker, sql: SqlFn, slack: FakeSlack
+) -> Callable[[int], Channel]:
+    """The test channel on an app that coalesces run-message refreshes for `ms`."""
+
+    def make(ms: int) -> Channel:
+        app = create_app(replace(config, refresh_coalesce_ms=ms), database=app_database)
+        return Channel(SignedClient(app), make_worker(), sql, CHANNEL, slack)
+
+    return make
+
+
 def test_a_burst_of_orders_is_one_chat_update(
-    config: Config,
-    app_database: Database,
-    make_worker: MakeWorker,
-    sql: SqlFn,
-    slack: FakeSlack,
+    coalescing: Callable[[int], Channel], sql: SqlFn, slack: FakeSlack
 ) -> None:
-    web = SignedClient(create_app(replace(config, refresh_coalesce_ms=700), database=app_database))
-    chan = Channel(web, make_worker(), sql, CHANNEL, slack)
+    chan = coalescing(700)
     chan.start("U0ANA")
     chan.work()
     assert len(slack.messages(CHANNEL)) == 1
@@ -460,18 +468,11 @@ def test_a_burst_of_orders_is_one_chat_update(
 
 
 def test_a_close_brings_a_coalesced_refresh_forward(
-    config: Config,
-    app_database: Database,
-    make_worker: MakeWorker,
-    sql: SqlFn,
-    slack: FakeSlack,
+    coalescing: Callable[[int], Channel], sql: SqlFn, slack: FakeSlack
 ) -> None:
     """An order's refresh waits out the coalescing window; the close right after it wants
     the message updated now (its buttons must go), so the queued refresh moves up."""
-    web = SignedClient(
-        create_app(replace(config, refresh_coalesce_ms=60_000), database=app_database)
-    )
-    chan = Channel(web, make_worker(), sql, CHANNEL, slack)
+    chan = coalescing(60_000)
     run_id = chan.start("U0ANA")
     chan.work()
     assert chan.submit("U0BEN", "flat white", run_id=run_id) is None
