@@ -37,7 +37,7 @@ from bench.request_latency import percentile
 from bench.setup import Bench, bench_service
 from coffeebuddy.slack import run_blocks as blocks
 from simulator import Button, Simulator
-from tests.fakes.slack_api import TIER_3_METHODS, TIER_4_METHODS, FakeSlack, RateLimits
+from testkit.fakes.slack_api import TIER_3_METHODS, TIER_4_METHODS, FakeSlack, RateLimits
 
 LIMITED = TIER_3_METHODS | TIER_4_METHODS | {"chat.postMessage"}
 GOAL_429_SHARE = 0.05

@@ -17,9 +17,9 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.metrics import SLACK_DEFERRED, SLACK_RATE_LIMITED
 from coffeebuddy.slack.budget import Budget, Limit
 from coffeebuddy.store import queue
+from testkit.fakes.slack_api import FakeSlack, RateLimits
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack, RateLimits
 
 MakeWorker = Callable[..., Worker]
 
