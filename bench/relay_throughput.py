@@ -24,9 +24,9 @@ import psycopg
 from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
-from coffeebuddy import events
 from coffeebuddy.db.migrate import migrate
 from coffeebuddy.events.relay import PRODUCER_SETTINGS, EventRelay, make_producer
+from coffeebuddy.store import outbox
 from tests.kafka_broker import KafkaBroker
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -37,11 +37,11 @@ Message = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 def write_events(url: str, count: int, runs: int) -> float:
     """`count` events over `runs` runs, 500 per transaction; returns events/s written."""
     run_ids = [str(uuid.uuid4()) for _ in range(runs)]
-    kinds = sorted(events.RUN_EVENTS)
+    kinds = sorted(outbox.RUN_EVENTS)
     started = time.perf_counter()
     with psycopg.connect(url, row_factory=dict_row) as conn:
         for i in range(count):
-            events.record(
+            outbox.record(
                 conn,
                 kinds[i % len(kinds)],
                 run_id=run_ids[i % runs],
@@ -80,7 +80,7 @@ def messages(url: str) -> list[Message]:
 
 def published() -> float:
     return (
-        REGISTRY.get_sample_value("coffeebuddy_events_published_total", {"topic": events.RUN_TOPIC})
+        REGISTRY.get_sample_value("coffeebuddy_events_published_total", {"topic": outbox.RUN_TOPIC})
         or 0.0
     )
 

@@ -13,7 +13,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from coffeebuddy import db, events, logs
+from coffeebuddy import db, logs
 from coffeebuddy.db import Database
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import RunStatus
@@ -27,7 +27,7 @@ from coffeebuddy.slack import home_blocks, run_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
-from coffeebuddy.store import queue
+from coffeebuddy.store import outbox, queue
 from coffeebuddy.store.queue import Job
 from coffeebuddy.store.runs import RunRecord, load_run
 
@@ -359,7 +359,7 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
             {"run_id": run_id, "ts": ts, "runner": runner},
         )
         if marked is not None:
-            events.record(
+            outbox.record(
                 conn,
                 "reminder_sent",
                 run_id=run_id,
@@ -438,7 +438,7 @@ def runner_reminder(ctx: Context, job: Job) -> None:
         due_at = run["reminder_at"].isoformat()
         # Once per reminder, however often this job is retried or deferred.
         if not db.one(conn, "reminder_due_recorded", {"run_id": run_id, "due_at": due_at}):
-            events.record(
+            outbox.record(
                 conn,
                 "reminder_due",
                 run_id=run_id,
@@ -472,7 +472,7 @@ def runner_reminder(ctx: Context, job: Job) -> None:
         if marked is not None:
             lateness = (marked["reminder_sent_at"] - marked["reminder_at"]).total_seconds()
             REMINDER_LATENESS.observe(max(lateness, 0.0))
-            events.record(
+            outbox.record(
                 conn,
                 "reminder_sent",
                 run_id=run_id,

@@ -8,14 +8,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.fairness import choose_runner
 from coffeebuddy.domain.models import Candidate, RunnerChoice, RunStatus
 from coffeebuddy.metrics import RUN_DURATION, RUNS, RUNS_FAILED
 from coffeebuddy.service.effects import refresh_run_message
 from coffeebuddy.slack.api import FailureCategory
-from coffeebuddy.store import queue
+from coffeebuddy.store import outbox, queue
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
     )
     duration = (closed["closed_at"] - closed["started_at"]).total_seconds()
     items = len(orders)
-    events.record(
+    outbox.record(
         conn,
         "run_closed",
         run_id=run_id,
@@ -93,7 +93,7 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
         by=closed_by,
         duration_seconds=round(duration, 3),
     )
-    events.record(
+    outbox.record(
         conn,
         "runner_assigned",
         run_id=run_id,
@@ -176,7 +176,7 @@ def cancel_locked_run(
         },
     )
     refresh_run_message(conn, run["id"], run["correlation_id"], delay_seconds=0)
-    events.record(
+    outbox.record(
         conn,
         "run_canceled",
         run_id=run["id"],
@@ -215,7 +215,7 @@ def fail_run(
         return False
     RUNS_FAILED.labels(category).inc()
     refresh_run_message(conn, run_id, correlation_id, delay_seconds=0)
-    events.record(
+    outbox.record(
         conn,
         "run_failed",
         run_id=run_id,

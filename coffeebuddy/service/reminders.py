@@ -15,8 +15,9 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.db import Conn
+from coffeebuddy.store import outbox
 from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
 
 
@@ -48,7 +49,7 @@ def schedule(
     due = reminder_time(pickup, int(settings["reminder_offset_minutes"]), now)
     db.run(conn, "set_reminder_at", {"run_id": run_id, "reminder_at": due})
     _schedule_job(conn, RUNNER_REMINDER, run_id, due, keys[RUNNER_REMINDER], correlation_id)
-    events.record(
+    outbox.record(
         conn,
         "reminder_scheduled",
         run_id=run_id,
@@ -60,7 +61,7 @@ def schedule(
     last_call = due - timedelta(minutes=int(settings["last_call_minutes"]))
     if settings["last_call_enabled"] and last_call > now:
         _schedule_job(conn, LAST_CALL, run_id, last_call, keys[LAST_CALL], correlation_id)
-        events.record(
+        outbox.record(
             conn,
             "reminder_scheduled",
             run_id=run_id,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from psycopg.types.json import Jsonb
 
 import coffeebuddy.domain.command as cmdparse
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
@@ -32,7 +32,7 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import blockkit, run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import queue
+from coffeebuddy.store import outbox, queue
 from coffeebuddy.store.runs import RunRecord, load_run
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class RunService:
                 return Reply(_already_open(existing) if existing else "Please try again.")
             if first:
                 db.run(conn, "mark_channel_onboarded", {"channel_id": channel["id"]})
-            events.record(
+            outbox.record(
                 conn,
                 "run_created",
                 run_id=run["id"],
@@ -583,7 +583,7 @@ class RunService:
                 now=self.clock(),
             )
             self._refresh(conn, run_id, run["correlation_id"], delay=0)
-            events.record(
+            outbox.record(
                 conn,
                 "run_updated",
                 run_id=run_id,
@@ -920,7 +920,7 @@ class RunService:
         """The run message and the event stream learn about an order change."""
         self._refresh(conn, run["id"], run["correlation_id"])
         count = db.one(conn, "count_active_orders", {"run_id": run["id"]})
-        events.record(
+        outbox.record(
             conn,
             "order_updated",
             run_id=run["id"],

@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunnerChoice, RunStatus
 from coffeebuddy.service.closing import choose_fair_runner, runner_history
 from coffeebuddy.service.common import DISABLED_TEXT, Actor
 from coffeebuddy.service.effects import refresh_run_message, tell
-from coffeebuddy.store import queue
+from coffeebuddy.store import outbox, queue
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
         )
 
     _queue_messages(conn, run, new_runner=runner["slack_user_id"], old_runner=decliner)
-    events.record(
+    outbox.record(
         conn,
         "runner_assigned",
         run_id=run_id,
