@@ -225,7 +225,7 @@ def test_fairness_table_rows_follow_the_line_up() -> None:
 
 def test_fairness_table_caps_the_rows() -> None:
     people = [
-        {"slack_user_id": f"U0P{i:03d}", "runs_in_window": 0, "runs_joined": 1, "last_run_at": None}
+        WindowPerson(f"U0P{i:03d}", runs_in_window=0, runs_joined=1, last_run_at=None)
         for i in range(MAX_ROWS + 5)
     ]
     table = fairness_table(people, previous_runner=None, window=10, runs_counted=3, seed="C1:3")
