@@ -13,3 +13,15 @@ split by what it stores. Each module owns its named queries and returns typed ro
 - `ratings`, `stats`, `pilot`: CSAT, `/coffee stats` and the pilot's figures;
 - `privacy`: "forget me" and the retention purge.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+
+
+def columns(row_type: type, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns of `row` named like the fields of the dataclass `row_type`: what its
+    `from_row` passes on when no column needs converting (a missing one is a KeyError)."""
+    return {field.name: row[field.name] for field in fields(row_type)}

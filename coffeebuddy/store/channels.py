@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn
+from coffeebuddy.store import columns
 
 # The columns `/coffee admin` edits (see `coffeebuddy.slack.admin_blocks`).
 SETTINGS = (
@@ -45,21 +46,7 @@ class Channel:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Channel:
-        return cls(
-            id=row["id"],
-            slack_channel_id=row["slack_channel_id"],
-            slack_team_id=row["slack_team_id"],
-            name=row["name"],
-            enabled=row["enabled"],
-            reminders_enabled=row["reminders_enabled"],
-            reminder_offset_minutes=row["reminder_offset_minutes"],
-            last_call_enabled=row["last_call_enabled"],
-            last_call_minutes=row["last_call_minutes"],
-            fairness_window_runs=row["fairness_window_runs"],
-            data_retention_days=row["data_retention_days"],
-            admin_user_ids=tuple(row["admin_user_ids"]),
-            onboarded_at=row["onboarded_at"],
-        )
+        return cls(**{**columns(cls, row), "admin_user_ids": tuple(row["admin_user_ids"])})
 
     def settings(self) -> dict[str, Any]:
         """The settings `/coffee admin` edits, by column name."""

@@ -13,6 +13,7 @@ from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.slack.gateway import Profile
 from coffeebuddy.slack.home_blocks import HomeChannel
+from coffeebuddy.store import columns
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,7 @@ class Person:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Person:
-        return cls(
-            id=row["id"],
-            slack_user_id=row["slack_user_id"],
-            display_name=row["display_name"],
-            tz=row["tz"],
-            is_workspace_admin=bool(row["is_workspace_admin"]),
-            profile_fetched_at=row["profile_fetched_at"],
-        )
+        return cls(**columns(cls, row))
 
     def profile(self) -> Profile:
         return Profile(
@@ -81,13 +75,4 @@ def names(conn: Conn, slack_user_ids: Sequence[str]) -> dict[str, str]:
 def home_channels(conn: Conn, slack_user_id: str, *, limit: int) -> list[HomeChannel]:
     """Per channel where the person has a usual, served or ordered: what their Home shows."""
     rows = db.all_rows(conn, "home_channels", {"slack_user_id": slack_user_id, "limit": limit})
-    return [
-        HomeChannel(
-            slack_channel_id=row["slack_channel_id"],
-            usual=row["usual"],
-            served=row["served"],
-            joined=row["joined"],
-            last_served_at=row["last_served_at"],
-        )
-        for row in rows
-    ]
+    return [HomeChannel(**columns(HomeChannel, row)) for row in rows]

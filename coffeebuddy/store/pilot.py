@@ -19,6 +19,7 @@ from coffeebuddy.domain.pilot import (
     OutcomeTimes,
     RunCounts,
 )
+from coffeebuddy.store import columns
 
 
 @dataclass(frozen=True)
@@ -43,27 +44,13 @@ class ChannelFairness:
 def runs(conn: Conn, window: Window) -> tuple[RunCounts, OutcomeTimes]:
     row = db.one(conn, "pilot_runs", {**window.params(), "target_seconds": OUTCOME_TARGET_SECONDS})
     assert row is not None  # an aggregate always gives a row
-    counts = RunCounts(
-        started=row["started"],
-        closed=row["closed"],
-        canceled=row["canceled"],
-        failed=row["failed"],
-        failed_slack=row["failed_slack"],
-        failed_timeout=row["failed_timeout"],
-        failed_internal=row["failed_internal"],
-    )
-    times = OutcomeTimes(
-        measured=row["measured"],
-        within_target=row["within_target"],
-        median_seconds=row["median_seconds"],
-    )
-    return counts, times
+    return RunCounts(**columns(RunCounts, row)), OutcomeTimes(**columns(OutcomeTimes, row))
 
 
 def csat(conn: Conn, window: Window) -> Csat:
     row = db.one(conn, "pilot_csat", window.params())
     assert row is not None  # an aggregate always gives a row
-    return Csat(ratings=row["ratings"], average=row["average"])
+    return Csat(**columns(Csat, row))
 
 
 def fairness(conn: Conn, window: Window) -> list[ChannelFairness]:
@@ -75,11 +62,4 @@ def fairness(conn: Conn, window: Window) -> list[ChannelFairness]:
 
 
 def _share(row: Mapping[str, Any]) -> FairnessShare:
-    return FairnessShare(
-        runs=row["runs"],
-        eligible=row["eligible"],
-        top_runner=row["top_runner"],
-        top_runs=row["top_runs"],
-        top_volunteered=row["top_volunteered"],
-        orders=row["orders"],
-    )
+    return FairnessShare(**columns(FairnessShare, row))

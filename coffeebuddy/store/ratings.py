@@ -9,6 +9,7 @@ from typing import Any
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn
+from coffeebuddy.store import columns
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,8 @@ class RatedRun:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RatedRun:
-        return cls(
-            id=row["id"],
-            status=row["status"],
-            correlation_id=row["correlation_id"],
-            slack_channel_id=row["slack_channel_id"],
-            slack_team_id=row["slack_team_id"],
-            user_id=row["user_id"],
-            took_part=bool(row["took_part"]),
-        )
+        # `took_part` is NULL when the comparisons with a run without a runner say nothing.
+        return cls(**{**columns(cls, row), "took_part": bool(row["took_part"])})
 
 
 def run_for(conn: Conn, run_id: uuid.UUID, slack_user_id: str) -> RatedRun | None:

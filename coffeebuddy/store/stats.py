@@ -11,6 +11,7 @@ from typing import Any
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn
+from coffeebuddy.store import columns
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,7 @@ class StatsChannel:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> StatsChannel:
-        return cls(
-            id=row["id"],
-            enabled=row["enabled"],
-            fairness_window_runs=int(row["fairness_window_runs"]),
-            admin_user_ids=tuple(row["admin_user_ids"]),
-        )
+        return cls(**{**columns(cls, row), "admin_user_ids": tuple(row["admin_user_ids"])})
 
 
 @dataclass(frozen=True)
@@ -51,13 +47,7 @@ class WindowPerson:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> WindowPerson:
-        return cls(
-            slack_user_id=row["slack_user_id"],
-            runs_in_window=int(row["runs_in_window"]),
-            runs_joined=int(row["runs_joined"]),
-            last_run_at=row["last_run_at"],
-            display_name=row["display_name"] or "",
-        )
+        return cls(**{**columns(cls, row), "display_name": row["display_name"] or ""})
 
 
 def read_only(conn: Conn) -> None:
