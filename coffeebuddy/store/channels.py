@@ -74,7 +74,7 @@ class ResetCounts:
 
 
 @dataclass(frozen=True)
-class OpenRun:
+class OpenRunMessage:
     """The channel's open run, and its message once posted."""
 
     id: uuid.UUID
@@ -110,9 +110,9 @@ def update_settings(conn: Conn, channel_id: uuid.UUID, settings: Mapping[str, An
     db.run(conn, "update_channel_settings", {**settings, "id": channel_id})
 
 
-def open_run(conn: Conn, channel_id: uuid.UUID) -> OpenRun | None:
+def open_run(conn: Conn, channel_id: uuid.UUID) -> OpenRunMessage | None:
     row = db.one(conn, "open_run_message", {"channel_id": channel_id})
-    return OpenRun(id=row["id"], message_ts=row["message_ts"]) if row is not None else None
+    return OpenRunMessage(id=row["id"], message_ts=row["message_ts"]) if row is not None else None
 
 
 def reset(conn: Conn, channel_id: uuid.UUID) -> ResetCounts:
