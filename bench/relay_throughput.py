@@ -25,7 +25,8 @@ from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
 from coffeebuddy.db.migrate import migrate
-from coffeebuddy.events.relay import PRODUCER_SETTINGS, EventRelay, make_producer
+from coffeebuddy.events.producer import PRODUCER_SETTINGS, make_producer
+from coffeebuddy.events.relay import EventRelay
 from coffeebuddy.store import outbox
 from tests.kafka_broker import KafkaBroker
 

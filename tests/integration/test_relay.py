@@ -22,7 +22,8 @@ from kafka.errors import KafkaTimeoutError
 from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
-from coffeebuddy.events.relay import EventRelay, make_producer
+from coffeebuddy.events.producer import make_producer
+from coffeebuddy.events.relay import EventRelay
 from coffeebuddy.store import outbox
 from tests import contract
 from tests.conftest import BOT_TOKEN, CHANNEL
