@@ -173,7 +173,9 @@ def _failed(conn: Conn, row: Mapping[str, Any], exc: Exception) -> datetime | No
     reference = row["correlation_id"] or str(row["id"])
     tell(
         conn,
-        payload.get("run_id"),
+        # Not coalesced with their answers about the run (which the latest would replace):
+        # this one must reach them.
+        None,
         channel=payload.get("channel_id") or "",
         user=payload["user_id"],
         text=GIVEN_UP_TEXT.format(reference=reference),
