@@ -64,7 +64,7 @@ from bench.request_latency import (
 )
 from bench.setup import Bench, bench_service
 from bench.soak import ServiceProcesses, autovacuum_on, vacuum
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, Person, Simulator
 from tests.slack_payloads import SIGNING_SECRET
 
@@ -317,7 +317,7 @@ class Comparison:
 
         def submit(user: str, view: dict[str, Any]) -> Callable[[], None]:
             def act() -> None:
-                sent = self.sim.submit(user, view, {blocks.ORDER_BLOCK_ID: drinks[user]})
+                sent = self.sim.submit(user, view, {run_blocks.ORDER_BLOCK_ID: drinks[user]})
                 if sent.errors:
                     errors.append(f"@{user}: {sent.errors}")
 
@@ -338,7 +338,7 @@ class Comparison:
         print(f"\n== usual burst: {len(users)} people press [Use my usual] within {self.spread} s")
         starter, place = self.start_run(users[0], channel)
         run_id = str(place.value)
-        usual = self.sim.find_button(channel, blocks.ACTION_USE_USUAL, value=run_id)
+        usual = self.sim.find_button(channel, run_blocks.ACTION_USE_USUAL, value=run_id)
         assert usual is not None
         clicks: list[Click] = []
 

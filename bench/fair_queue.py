@@ -28,8 +28,8 @@ from psycopg.rows import dict_row
 
 from bench.job_latency import scratch_database
 from coffeebuddy import db
-from coffeebuddy.jobs import queue
 from coffeebuddy.service import effects
+from coffeebuddy.store import queue
 
 SPAMMER, COLLEAGUE, CHANNEL = "U0SPAM", "U0COLLEAGUE", "C0BENCH01"
 

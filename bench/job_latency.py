@@ -37,11 +37,11 @@ from psycopg.rows import dict_row
 
 from bench.request_latency import percentile
 from coffeebuddy.config import Config, Secret, WorkerSettings
+from coffeebuddy.db.migrate import migrate
 from coffeebuddy.entry import build_worker
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.handlers import Context
-from coffeebuddy.jobs.queue import Job
-from coffeebuddy.migrate import migrate
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import Job
 from tests.fakes.slack_api import FakeSlack
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -25,8 +25,8 @@ from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
 from coffeebuddy import events
-from coffeebuddy.migrate import migrate
-from coffeebuddy.relay import PRODUCER_SETTINGS, EventRelay, make_producer
+from coffeebuddy.db.migrate import migrate
+from coffeebuddy.events.relay import PRODUCER_SETTINGS, EventRelay, make_producer
 from tests.kafka_broker import KafkaBroker
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from bench.setup import bench_service
-from coffeebuddy.service.reminders import RUNNER_REMINDER
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from tests.fakes.slack_api import FakeSlack
 from tests.processes import HttpClient
 from tests.slack_payloads import block_action_body, command_body, view_submission_body
@@ -103,7 +103,7 @@ def run(
             block_action_body(
                 user_id=users[i % len(users)],
                 channel_id=channels[i],
-                action_id=blocks.ACTION_CLOSE_RUN,
+                action_id=run_blocks.ACTION_CLOSE_RUN,
                 value=run_id,
                 response_url=slack.response_url(f"x{i}"),
             ),

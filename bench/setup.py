@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from coffeebuddy.migrate import migrate
+from coffeebuddy.db.migrate import migrate
 from tests.fakes.slack_api import FakeSlack
 from tests.processes import HttpClient, start_service
 

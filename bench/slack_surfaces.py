@@ -36,7 +36,7 @@ import psycopg
 
 from bench.setup import bench_service
 from coffeebuddy.jobs.worker import CHANNEL as JOBS_CHANNEL
-from coffeebuddy.slack import blocks as cb
+from coffeebuddy.slack import run_blocks
 from simulator.people import Person, Simulator
 from simulator.transcript import render_blocks, render_text
 from tests.fakes.slack_api import FakeSlack
@@ -157,15 +157,17 @@ def play(sim: Simulator, url: str, channel: str, users: dict[str, str]) -> dict[
     sim.wait_for(lambda: len(sim.fake.messages(channel)) > posts_before, "the last call")
     ana.close_run()
     runner = sim.wait_for(lambda: _runner(url, run_id), "the runner")
-    sim.wait_for(lambda: sim.find_dm_button(runner, cb.ACTION_CANT_GO), "the runner's DM")
+    sim.wait_for(lambda: sim.find_dm_button(runner, run_blocks.ACTION_CANT_GO), "the runner's DM")
     first = next(name for name, uid in users.items() if uid == runner)
-    people[first].click_in_dm(cb.ACTION_CANT_GO)
+    people[first].click_in_dm(run_blocks.ACTION_CANT_GO)
     new_runner = sim.wait_for(lambda: (r := _runner(url, run_id)) != runner and r, "a new runner")
     sim.wait_for(lambda: len(sim.fake.dms(str(new_runner))) >= 1, "the new runner's DM")
     _bring_forward(url, run_id, "runner_reminder")
     sim.wait_for(lambda: len(sim.fake.dms(str(new_runner))) >= 2, "the reminder")
     for name, score in (("ana", 5), ("ben", 4), ("cat", 5)):
-        people[name].click(f"{cb.ACTION_RATE_RUN}_{score}", value=cb.rating_value(run_id, score))
+        people[name].click(
+            f"{run_blocks.ACTION_RATE_RUN}_{score}", value=run_blocks.rating_value(run_id, score)
+        )
     help_reply = people["ivy"].command("help")
     stats_reply = people["ivy"].command("stats")
     sim.wait_for(

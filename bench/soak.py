@@ -36,7 +36,7 @@ import psycopg
 
 from bench.request_latency import percentile, ts_key
 from bench.setup import bench_service
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, HttpAnswer, SimulationError, Simulator
 from tests.fakes.slack_api import FakeSlack
 
@@ -254,7 +254,10 @@ class Soak:
         _check(started.answer, "/coffee")
         usual = sim.wait_for(
             lambda: sim.find_button(
-                channel, blocks.ACTION_USE_USUAL, newer_than=before[0] if before else None, limit=2
+                channel,
+                run_blocks.ACTION_USE_USUAL,
+                newer_than=before[0] if before else None,
+                limit=2,
             ),
             f"the run message in {channel}",
         )
@@ -267,7 +270,7 @@ class Soak:
             said = sim.answers(click)[0]
             if not said.startswith(USUAL_CONFIRMATION):
                 raise Failed(f"@{click.user} was told {said!r} after [Use my usual]")
-        close = sim.find_button(channel, blocks.ACTION_CLOSE_RUN, value=usual.value, limit=2)
+        close = sim.find_button(channel, run_blocks.ACTION_CLOSE_RUN, value=usual.value, limit=2)
         if close is None:
             raise Failed("the run message lost its [Close run]")
         closed_at = time.time()
@@ -323,7 +326,7 @@ class Soak:
         view = self.sim.opened_view(click)
         if view is None:
             raise Failed(f"@{person} has no usual in {usual.channel} yet but no form opened")
-        sent = self.sim.submit(person, view, {blocks.ORDER_BLOCK_ID: rng.choice(DRINKS)})
+        sent = self.sim.submit(person, view, {run_blocks.ORDER_BLOCK_ID: rng.choice(DRINKS)})
         _check(sent.answer, f"@{person}'s order form")
         if sent.errors:
             raise Failed(f"@{person}'s order form shows {sent.errors}")

@@ -8,10 +8,12 @@ import sys
 
 import psycopg
 
-from coffeebuddy import embedded, event_tail, logs, preflight
+from coffeebuddy import logs, preflight
 from coffeebuddy.config import ConfigError, log_level
 from coffeebuddy.entry import environ_with_secrets
+from coffeebuddy.events import tail as event_tail
 from coffeebuddy.jobs import cli as jobs_cli
+from coffeebuddy.local import embedded
 from coffeebuddy.secrets import load_database_url
 
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _migrate() -> int:
-    from coffeebuddy.migrate import MigrationError, migrate
+    from coffeebuddy.db.migrate import MigrationError, migrate
 
     try:
         level = log_level(os.environ)
@@ -81,7 +83,7 @@ def _migrate() -> int:
 
 
 def _serve(port: int | None, web_workers: int | None) -> int:
-    from coffeebuddy.devserver import ServeSettings, serve
+    from coffeebuddy.local.devserver import ServeSettings, serve
 
     problems: list[str] = []
     settings = None

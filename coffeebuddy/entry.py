@@ -14,9 +14,9 @@ from slack_sdk import WebClient
 from coffeebuddy import logs, preflight
 from coffeebuddy.config import Config, ConfigError, WorkerSettings, log_level
 from coffeebuddy.db import Database
+from coffeebuddy.events.relay import start_relay
 from coffeebuddy.jobs.handlers import Context
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.relay import start_relay
 from coffeebuddy.secrets import (
     SecretBundle,
     SecretKeeper,

@@ -13,15 +13,3 @@ class CoffeeBuddyError(Exception):
 
 class BadRequest(CoffeeBuddyError):
     """The request is malformed (HTTP 400)."""
-
-
-class NotAllowed(CoffeeBuddyError):
-    """The person may not do this (answered politely, changes nothing)."""
-
-
-class Conflict(CoffeeBuddyError):
-    """The run is not in a state that allows this (e.g. already closed)."""
-
-
-class NotFound(CoffeeBuddyError):
-    """The run or order does not exist (any more)."""

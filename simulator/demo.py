@@ -39,10 +39,10 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from coffeebuddy import embedded
+from coffeebuddy.db.migrate import migrate
 from coffeebuddy.jobs.worker import CHANNEL as JOBS_CHANNEL
-from coffeebuddy.migrate import migrate
-from coffeebuddy.slack import blocks as cb
+from coffeebuddy.local import embedded
+from coffeebuddy.slack import run_blocks
 from simulator.people import Click, Person, SimulationError, Simulator
 from simulator.transcript import render_text, render_transcript
 from tests.fakes.slack_api import SCHEMAS, FakeSlack
@@ -109,7 +109,7 @@ def _order_list(message: dict[str, Any]) -> list[str]:
     return [
         str(block["text"]["text"])
         for block in message.get("blocks") or []
-        if str(block.get("block_id", "")).startswith(cb.ORDER_LIST_BLOCK_ID)
+        if str(block.get("block_id", "")).startswith(run_blocks.ORDER_LIST_BLOCK_ID)
     ]
 
 
@@ -199,7 +199,7 @@ def _play(sim: Simulator) -> list[Finished]:
     main = _finish(sim, "main run", ana.close_run(), expected)
     finished.append(main)
     _say("main run: Ben rates it; skipping ahead to the runner's reminder")
-    ben.click(cb.ACTION_RATE_RUN + "_5", value=cb.rating_value(main.run_id, 5))
+    ben.click(run_blocks.ACTION_RATE_RUN + "_5", value=run_blocks.rating_value(main.run_id, 5))
     sim.wait_for(
         lambda: any(
             m["ts"] == main.summary["ts"] and "Rated *5.0*" in json.dumps(m.get("blocks"))
@@ -274,7 +274,9 @@ def _check(sim: Simulator, database_url: str, run: Finished) -> list[str]:
     # People would notice a closed run whose message still takes orders.
     try:
         sim.wait_for(
-            lambda: sim.find_button(CHANNEL, cb.ACTION_PLACE_ORDER, value=run.run_id) is None,
+            lambda: (
+                sim.find_button(CHANNEL, run_blocks.ACTION_PLACE_ORDER, value=run.run_id) is None
+            ),
             f"the {run.label}'s message to show it closed",
         )
     except SimulationError as exc:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from coffeebuddy.slack import blocks as cb
+from coffeebuddy.slack import run_blocks
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_payloads import (
     SIGNING_SECRET,
@@ -650,7 +650,9 @@ class Person:
         result = self.command(text)
 
         def posted() -> Button | None:
-            return self.sim.find_button(self.channel, cb.ACTION_PLACE_ORDER, newer_than=before)
+            return self.sim.find_button(
+                self.channel, run_blocks.ACTION_PLACE_ORDER, newer_than=before
+            )
 
         self.sim.wait_for(
             lambda: posted() is not None or bool(self.sim.answers(result)),
@@ -699,22 +701,24 @@ class Person:
 
     def order(self, text: str, *, volunteer: bool = False) -> str:
         """[Place order], type `text` (tick "I'll go" with `volunteer`), [Save order]."""
-        _, view = self.open_form(cb.ACTION_PLACE_ORDER)
-        return self.submit(view, {cb.ORDER_BLOCK_ID: text, cb.VOLUNTEER_BLOCK_ID: volunteer})
+        _, view = self.open_form(run_blocks.ACTION_PLACE_ORDER)
+        return self.submit(
+            view, {run_blocks.ORDER_BLOCK_ID: text, run_blocks.VOLUNTEER_BLOCK_ID: volunteer}
+        )
 
     def edit_order(self, text: str, *, volunteer: bool | None = None) -> str:
         """[Order / change] again: the form opens with the current order; change it, save."""
-        _, view = self.open_form(cb.ACTION_PLACE_ORDER)
-        answers: dict[str, FieldAnswer] = {cb.ORDER_BLOCK_ID: text}
+        _, view = self.open_form(run_blocks.ACTION_PLACE_ORDER)
+        answers: dict[str, FieldAnswer] = {run_blocks.ORDER_BLOCK_ID: text}
         if volunteer is not None:
-            answers[cb.VOLUNTEER_BLOCK_ID] = volunteer
+            answers[run_blocks.VOLUNTEER_BLOCK_ID] = volunteer
         return self.submit(view, answers)
 
     def use_usual(self) -> str:
         """[Use my usual]; returns the confirmation. Raises when the form opened instead
         (this person has no usual in this channel yet)."""
         before = len(self.sim.fake.ephemerals(self.user_id))
-        click = self.click(cb.ACTION_USE_USUAL)
+        click = self.click(run_blocks.ACTION_USE_USUAL)
         if self.sim.opened_view(click) is not None:
             raise SimulationError(f"@{self.name} has no usual yet: the order form opened")
         return self._wait_told(click, before, "the usual-order confirmation")
@@ -722,18 +726,18 @@ class Person:
     def ill_go(self) -> str:
         """[I'll go]: one tap to volunteer; returns the confirmation."""
         before = len(self.sim.fake.ephemerals(self.user_id))
-        click = self.click(cb.ACTION_ILL_GO)
+        click = self.click(run_blocks.ACTION_ILL_GO)
         return self._wait_told(click, before, "the volunteer confirmation")
 
     def cancel_order(self) -> str:
         """⋯ [Cancel my order] on the run message."""
         before = len(self.sim.fake.ephemerals(self.user_id))
-        click = self.click(cb.ACTION_CANCEL_ORDER)
+        click = self.click(run_blocks.ACTION_CANCEL_ORDER)
         return self._wait_told(click, before, "the cancel confirmation")
 
     def close_run(self) -> Click:
         """[Close run]. The summary and the runner's DM follow from the worker."""
-        return self.click(cb.ACTION_CLOSE_RUN)
+        return self.click(run_blocks.ACTION_CLOSE_RUN)
 
     def told(self) -> list[str]:
         return self.sim.told(self.user_id)

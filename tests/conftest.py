@@ -15,9 +15,9 @@ import pytest
 
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.db import Database
+from coffeebuddy.db.migrate import migrate
 from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.migrate import migrate
 from coffeebuddy.web.app import create_app
 from tests import contract
 from tests.fakes.slack_api import FakeSlack

@@ -11,8 +11,8 @@ from typing import Any
 import falcon.testing
 import psycopg
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
+from coffeebuddy.store import queue
 from tests.fakes.slack_api import FakeSlack
 from tests.slack_payloads import block_action_body, command_body, view_submission_body
 

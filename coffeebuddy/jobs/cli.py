@@ -18,8 +18,8 @@ from psycopg.rows import dict_row
 
 from coffeebuddy import preflight
 from coffeebuddy.db import Conn
-from coffeebuddy.jobs import queue
-from coffeebuddy.jobs.queue import JobInfo
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import JobInfo
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

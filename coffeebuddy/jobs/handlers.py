@@ -17,18 +17,19 @@ from coffeebuddy import db, events, logs
 from coffeebuddy.db import Database
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import RunStatus
-from coffeebuddy.jobs import queue, timing
-from coffeebuddy.jobs.queue import Job
+from coffeebuddy.jobs import timing
 from coffeebuddy.metrics import REMINDER_LATENESS
-from coffeebuddy.service import home, inbox, reminders
+from coffeebuddy.service import home, inbox
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.service.effects import refresh_run_message as refresh_run_message_job
 from coffeebuddy.service.runs import RunService
-from coffeebuddy.slack import blocks, home_blocks, summary_blocks
+from coffeebuddy.slack import home_blocks, run_blocks, summary_blocks
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
-from coffeebuddy.store import RunRecord, load_run
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import Job
+from coffeebuddy.store.runs import RunRecord, load_run
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def post_run_message(ctx: Context, job: Job) -> None:
         if record.view.message_permalink is None:
             _store_permalink(ctx, record, record.message_ts, "message")
         return
-    text, body = blocks.run_message(record.view)
+    text, body = run_blocks.run_message(record.view)
     ts = _post_once(ctx, job, record, record.view.slack_channel_id, "run_message", text, body)
     with ctx.database.transaction() as conn:
         posted = db.one(conn, "set_run_message_ts", {"run_id": record.view.run_id, "ts": ts})
@@ -244,7 +245,7 @@ def refresh_run_message(ctx: Context, job: Job) -> None:
     if record is None or not record.message_ts:
         # Not posted yet: the post renders the latest state (and refreshes if it changed).
         return
-    text, body = blocks.run_message(record.view)
+    text, body = run_blocks.run_message(record.view)
     _update_message(ctx, record.view.slack_channel_id, record.message_ts, text, body, "run_message")
 
 
@@ -566,6 +567,6 @@ HANDLERS: dict[str, Handler] = {
     queue.PUBLISH_HOME: publish_home,
     queue.WARM_PROFILE: warm_profile,
     queue.APPLY_ACTION: apply_action,
-    reminders.RUNNER_REMINDER: runner_reminder,
-    reminders.LAST_CALL: last_call,
+    queue.RUNNER_REMINDER: runner_reminder,
+    queue.LAST_CALL: last_call,
 }

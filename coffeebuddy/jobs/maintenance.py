@@ -19,7 +19,6 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, multip
 from coffeebuddy import db
 from coffeebuddy.config import WorkerSettings
 from coffeebuddy.db import Conn, Database
-from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import (
     JOB_OLDEST_DUE_AGE,
     JOB_QUEUE_DEPTH,
@@ -28,6 +27,7 @@ from coffeebuddy.metrics import (
     RETENTION_PURGED,
 )
 from coffeebuddy.service import privacy
+from coffeebuddy.store import queue
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -23,14 +23,15 @@ import psycopg
 from coffeebuddy import db, logs
 from coffeebuddy.config import Config, WorkerSettings
 from coffeebuddy.db import Database, DatabaseUnavailable
-from coffeebuddy.jobs import maintenance, queue
+from coffeebuddy.jobs import maintenance
 from coffeebuddy.jobs.handlers import HANDLERS, Context, Handler, NotYet, tell
-from coffeebuddy.jobs.queue import Job
 from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, RUNS, start_at_zero
 from coffeebuddy.service.closing import fail_run
 from coffeebuddy.service.pilot import PilotGauges
 from coffeebuddy.slack.api import SlackFailure, classify, failure_category
-from coffeebuddy.store import load_run
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import Job
+from coffeebuddy.store.runs import load_run
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
-from coffeebuddy.jobs import queue
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run
 from coffeebuddy.service.common import Actor, Reply, misplaced
@@ -28,6 +27,7 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import admin_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
+from coffeebuddy.store import queue
 
 log = logging.getLogger(__name__)
 

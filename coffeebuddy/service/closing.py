@@ -12,10 +12,10 @@ from coffeebuddy import db, events
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.fairness import choose_runner
 from coffeebuddy.domain.models import Candidate, RunnerChoice, RunStatus
-from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUN_DURATION, RUNS, RUNS_FAILED
 from coffeebuddy.service.effects import refresh_run_message
 from coffeebuddy.slack.api import FailureCategory
+from coffeebuddy.store import queue
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from coffeebuddy.service.common import Actor, Reply
 from coffeebuddy.service.privacy import PrivacyService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.stats import StatsService
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 
 
 class Commands:
@@ -46,7 +46,7 @@ class Commands:
         match parsed:
             case cmdparse.ShowHelp():
                 return Reply(
-                    blocks.help_text(RULE_SUMMARY), blocks=blocks.help_blocks(RULE_SUMMARY)
+                    run_blocks.help_text(RULE_SUMMARY), blocks=run_blocks.help_blocks(RULE_SUMMARY)
                 )
             case cmdparse.Admin(action=action):
                 return self.admin.command(

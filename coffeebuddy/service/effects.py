@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from coffeebuddy.db import Conn
-from coffeebuddy.jobs import queue
+from coffeebuddy.store import queue
 
 
 def refresh_run_message(

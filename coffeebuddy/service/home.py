@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
-from coffeebuddy.jobs import queue
 from coffeebuddy.slack.home_blocks import MAX_CHANNELS, HomeChannel
+from coffeebuddy.store import queue
 
 
 class HomeService:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
-from coffeebuddy.jobs.queue import backoff_seconds
 from coffeebuddy.service.effects import tell
+from coffeebuddy.store.queue import backoff_seconds
 
 if TYPE_CHECKING:
     from coffeebuddy.service.runs import RunService

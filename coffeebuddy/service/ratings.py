@@ -15,10 +15,10 @@ from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.domain.models import RunStatus
-from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import CSAT_RATINGS
 from coffeebuddy.service.common import Actor, misplaced
 from coffeebuddy.service.effects import tell
+from coffeebuddy.store import queue
 
 log = logging.getLogger(__name__)
 

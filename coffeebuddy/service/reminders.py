@@ -17,9 +17,7 @@ from psycopg.types.json import Jsonb
 
 from coffeebuddy import db, events
 from coffeebuddy.db import Conn
-
-RUNNER_REMINDER = "runner_reminder"
-LAST_CALL = "last_call"
+from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
 
 
 def reminder_time(pickup: datetime, offset_minutes: int, now: datetime) -> datetime:

@@ -22,17 +22,17 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
 from coffeebuddy.domain.text import clean_user_text
-from coffeebuddy.jobs import queue
 from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import inbox, reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
 from coffeebuddy.service.effects import refresh_run_message, tell, warm_profile
 from coffeebuddy.service.people import People
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import blockkit, run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import RunRecord, load_run
+from coffeebuddy.store import queue
+from coffeebuddy.store.runs import RunRecord, load_run
 
 log = logging.getLogger(__name__)
 # `order_updated`'s kinds of change (events/schemas/order_updated.schema.json).
@@ -228,7 +228,7 @@ class RunService:
         if record is None:
             return
         mine = next((o for o in record.view.orders if o.slack_user_id == actor.user_id), None)
-        view = blocks.order_modal(
+        view = run_blocks.order_modal(
             str(run_id),
             current_text=mine.text if mine else None,
             volunteer=mine.volunteer if mine else False,
@@ -311,7 +311,7 @@ class RunService:
                     conn,
                     run_id,
                     actor,
-                    f"☕ Ordered your usual: *{blocks.escape(text)}*. "
+                    f"☕ Ordered your usual: *{blockkit.escape(text)}*. "
                     "Edit or cancel it until the run closes.",
                     response_url,
                     run["correlation_id"],
@@ -411,7 +411,7 @@ class RunService:
                         {"user_id": user["id"], "channel_id": run["channel_id"]},
                     )
                 self._order_changed(conn, run, actor, "changed" if current else "placed")
-                ordered = "" if current else f" I ordered your usual: *{blocks.escape(text)}*."
+                ordered = "" if current else f" I ordered your usual: *{blockkit.escape(text)}*."
                 self._tell(
                     conn,
                     run_id,
@@ -427,7 +427,7 @@ class RunService:
         record = self._load_open(actor, run_id, response_url, correlation_id)
         if record is None:
             return
-        view = blocks.order_modal(
+        view = run_blocks.order_modal(
             str(run_id),
             current_text=None,
             volunteer=True,
@@ -455,7 +455,7 @@ class RunService:
                 text="Cancel the coffee run?",
                 response_url=response_url,
                 correlation_id=run["correlation_id"],
-                blocks=blocks.cancel_run_prompt(str(run_id)),
+                blocks=run_blocks.cancel_run_prompt(str(run_id)),
             )
 
     def close_run(
@@ -528,7 +528,7 @@ class RunService:
         if record.view.pickup_time is not None:
             tz = self.people.time_zone(actor.user_id)
             pickup_local = record.view.pickup_time.astimezone(tz).strftime("%H:%M")
-        view = blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
+        view = run_blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
         self._open_view(actor, trigger_id, view, response_url, correlation_id)
 
     def submit_run_edit(
@@ -539,11 +539,11 @@ class RunService:
         try:
             spec = cmdparse.parse_pickup(time_text)
         except cmdparse.CommandError as exc:
-            return {blocks.PICKUP_BLOCK_ID: exc.problem}
+            return {run_blocks.PICKUP_BLOCK_ID: exc.problem}
         try:
             note = cmdparse.clean_note(note_text)
         except cmdparse.CommandError as exc:
-            return {blocks.NOTE_BLOCK_ID: exc.problem}
+            return {run_blocks.NOTE_BLOCK_ID: exc.problem}
         pickup = None
         if spec is not None:
             try:
@@ -551,23 +551,22 @@ class RunService:
                     spec, self.clock(), self.people.time_zone(actor.user_id)
                 )
             except cmdparse.CommandError as exc:
-                return {blocks.PICKUP_BLOCK_ID: exc.problem}
+                return {run_blocks.PICKUP_BLOCK_ID: exc.problem}
         # Checked again on submit: a forged submission from someone else changes nothing.
         with self.db.transaction() as conn:
             row = db.one(conn, "get_run_view", {"run_id": run_id})
         if row is None:
-            return {blocks.PICKUP_BLOCK_ID: _not_open_text(None)}
+            return {run_blocks.PICKUP_BLOCK_ID: _not_open_text(None)}
         if refusal := _misplaced(actor, row):
-            return {blocks.PICKUP_BLOCK_ID: refusal}
+            return {run_blocks.PICKUP_BLOCK_ID: refusal}
         if not self._is_manager(actor, row):
             log.warning("not_allowed", extra={"action": "edit_run", "user_id": actor.user_id})
-            return {
-                blocks.PICKUP_BLOCK_ID: "Only whoever started this run, or an admin, can change it."
-            }
+            refusal = "Only whoever started this run, or an admin, can change it."
+            return {run_blocks.PICKUP_BLOCK_ID: refusal}
         with self.db.transaction() as conn:
             run = db.one(conn, "lock_run", {"run_id": run_id})
             if run is None or run["status"] != RunStatus.OPEN:
-                return {blocks.PICKUP_BLOCK_ID: _not_open_text(run)}
+                return {run_blocks.PICKUP_BLOCK_ID: _not_open_text(run)}
             db.run(
                 conn,
                 "update_run_details",
@@ -675,7 +674,7 @@ class RunService:
                 conn,
                 run_id,
                 Actor(user_id=actor.user_id, channel_id=run["slack_channel_id"]),
-                f"☕ {verb}: *{blocks.escape(text)}*. It's also your usual in this channel "
+                f"☕ {verb}: *{blockkit.escape(text)}*. It's also your usual in this channel "
                 f"now.{extra}",
                 None,
                 run["correlation_id"],
@@ -950,7 +949,7 @@ def _misplaced(actor: Actor, run: Mapping[str, Any]) -> str | None:
 
 
 def _already_open(existing: Any) -> str:
-    message = blocks.link(existing["message_permalink"], "its message")
+    message = run_blocks.link(existing["message_permalink"], "its message")
     return (
         f"There's already an open coffee run here, started by <@{existing['initiator_slack_id']}>"
         f" — order with the buttons on {message}. A new run can start once it's closed."
@@ -965,7 +964,7 @@ def _not_open_text(run: Any) -> str:
     if status == RunStatus.CLOSED:
         summary = run.view.summary_permalink if hasattr(run, "view") else run["summary_permalink"]
         return "This coffee run is already closed." + (
-            f" {blocks.link(summary, 'See the orders')}." if summary else ""
+            f" {run_blocks.link(summary, 'See the orders')}." if summary else ""
         )
     if status == RunStatus.CANCELED:
         return "This coffee run was canceled."

@@ -23,10 +23,10 @@ from typing import Any
 from coffeebuddy import db, events
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunnerChoice, RunStatus
-from coffeebuddy.jobs import queue
 from coffeebuddy.service.closing import choose_fair_runner, runner_history
 from coffeebuddy.service.common import DISABLED_TEXT, Actor
 from coffeebuddy.service.effects import refresh_run_message, tell
+from coffeebuddy.store import queue
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from coffeebuddy.slack.blocks import mrkdwn
+from coffeebuddy.slack.blockkit import mrkdwn
 
 CALLBACK_ADMIN_MODAL: Final = "admin_modal"
 ACTION_ADMIN_RESET: Final = "admin_reset"

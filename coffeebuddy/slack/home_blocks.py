@@ -6,20 +6,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from slack_sdk.models.blocks import (
     ContextBlock,
     DividerBlock,
     HeaderBlock,
     PlainTextObject,
-    SectionBlock,
 )
 
-from coffeebuddy.slack.blocks import escape, mrkdwn
+from coffeebuddy.slack.blockkit import BlockDict, escape, mrkdwn, section
 from coffeebuddy.slack.stats_blocks import last_run_text
-
-BlockDict = dict[str, Any]
 
 # A Home view holds at most 100 blocks; two per channel plus the fixed ones stays well
 # inside, and nobody scrolls past this many channels.
@@ -52,19 +49,19 @@ def home_view(channels: Sequence[HomeChannel], rule_summary: str) -> BlockDict:
     for), then the quick start and the rule."""
     blocks: list[BlockDict] = [HeaderBlock(text=PlainTextObject(text="☕ CoffeeBuddy")).to_dict()]
     if channels:
-        blocks.append(_section("*Your coffee runs*", "home_channels_heading"))
+        blocks.append(section("*Your coffee runs*", "home_channels_heading"))
         for channel in channels[:MAX_CHANNELS]:
-            blocks.append(_section(channel_text(channel), f"home_{channel.slack_channel_id}"))
+            blocks.append(section(channel_text(channel), f"home_{channel.slack_channel_id}"))
     else:
         blocks.append(
-            _section(
+            section(
                 "*Your coffee runs*\nNothing yet — once you order in a run, your usual and "
                 "the runs you served show up here.",
                 "home_channels_heading",
             )
         )
     blocks.append(DividerBlock().to_dict())
-    blocks.append(_section(QUICK_START, "home_quick_start"))
+    blocks.append(section(QUICK_START, "home_quick_start"))
     blocks.append(DividerBlock().to_dict())
     blocks.append(
         ContextBlock(
@@ -86,7 +83,3 @@ def channel_text(channel: HomeChannel) -> str:
     if channel.last_served_at is not None:
         served += f", last {last_run_text(channel.last_served_at)}"
     return f"<#{channel.slack_channel_id}> — {usual}\n{served} · ordered in {channel.joined}"
-
-
-def _section(text: str, block_id: str) -> BlockDict:
-    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()

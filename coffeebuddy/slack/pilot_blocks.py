@@ -4,9 +4,6 @@ everyone) and the pilot report (for admins). Pure functions of the figures."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from slack_sdk.models.blocks import ContextBlock, SectionBlock
 
 from coffeebuddy.domain.pilot import (
     CSAT_TARGET,
@@ -20,9 +17,7 @@ from coffeebuddy.domain.pilot import (
     duration_text,
     percent,
 )
-from coffeebuddy.slack.blocks import mrkdwn
-
-BlockDict = dict[str, Any]
+from coffeebuddy.slack.blockkit import BlockDict, context, section
 
 
 def fairness_share_line(share: FairnessShare) -> str:
@@ -38,20 +33,20 @@ def fairness_share_line(share: FairnessShare) -> str:
 
 
 def fairness_share_blocks(share: FairnessShare) -> list[BlockDict]:
-    blocks = [_section(fairness_share_line(share), "stats_fairness_share")]
+    blocks = [section(fairness_share_line(share), "stats_fairness_share")]
     warning = share.warning()
     if warning is not None:
-        blocks.append(_context(f"⚠️ {warning}", "stats_fairness_warning"))
+        blocks.append(context(f"⚠️ {warning}", "stats_fairness_warning"))
     return blocks
 
 
 def pilot_report_blocks(periods: Sequence[PilotPeriod]) -> list[BlockDict]:
     """The admins' pilot report: one section per period."""
-    blocks = [_section("*📋 Pilot report* _(admins only)_", "pilot_heading")]
+    blocks = [section("*📋 Pilot report* _(admins only)_", "pilot_heading")]
     for period in periods:
-        blocks.append(_section(period_text(period), f"pilot_{period.days}d"))
+        blocks.append(section(period_text(period), f"pilot_{period.days}d"))
     blocks.append(
-        _context(
+        context(
             f"Targets: bot steps under {duration_text(OUTCOME_TARGET_SECONDS)} in "
             f"{percent(OUTCOME_TARGET_SHARE)} of runs · failed runs at most "
             f"{percent(FAILED_TARGET_RATIO)} · CSAT {CSAT_TARGET}/5 or more · nobody serving "
@@ -102,11 +97,3 @@ def period_text(period: PilotPeriod) -> str:
     else:
         lines.append("• Fairness: no completed runs yet")
     return "\n".join(lines)
-
-
-def _section(text: str, block_id: str) -> BlockDict:
-    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()
-
-
-def _context(text: str, block_id: str) -> BlockDict:
-    return ContextBlock(elements=[mrkdwn(text)], block_id=block_id).to_dict()

@@ -7,14 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
-from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock, SectionBlock
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ContextBlock
 
 from coffeebuddy.domain.models import RunnerChoice
-from coffeebuddy.slack.blocks import escape, mrkdwn
-
-BlockDict = dict[str, Any]
+from coffeebuddy.slack.blockkit import BlockDict, escape, mrkdwn, plural, section
 
 # Slack refuses a section whose text is longer than this.
 SECTION_LIMIT: Final = 3000
@@ -78,10 +76,10 @@ def fairness_reply(table: FairnessTable, *, short: bool = False) -> tuple[str, l
         raise ValueError("a fairness table needs at least one person")
     runner = table.next_in_line.runner_slack_id
     text = f"Fairness in this channel: next in line is <@{runner}>."
-    blocks: list[BlockDict] = [_section(_heading(table), block_id="stats_heading")]
+    blocks: list[BlockDict] = [section(_heading(table), block_id="stats_heading")]
     lines = _table_lines(table, limit=SHORT_ROWS if short else MAX_ROWS)
     for i, chunk in enumerate(_chunks(lines)):
-        blocks.append(_section(chunk, block_id=f"stats_table_{i}"))
+        blocks.append(section(chunk, block_id=f"stats_table_{i}"))
     # Ephemeral, so the mention notifies nobody; the reason's own words are plain text.
     why = escape(table.next_in_line.why or table.next_in_line.reason)
     next_lines = [f"*Next in line:* <@{runner}> — {why}"]
@@ -89,7 +87,7 @@ def fairness_reply(table: FairnessTable, *, short: bool = False) -> tuple[str, l
         next_lines.append(ASSUMPTION_TEXT)
         if table.next_in_line.rule == "tie_break":
             next_lines.append(DRAW_NOTE)
-    blocks.append(_section(_clip("\n".join(next_lines)), block_id="stats_next"))
+    blocks.append(section(_clip("\n".join(next_lines)), block_id="stats_next"))
     blocks.append(
         ContextBlock(
             elements=[mrkdwn(_clip(f"*The rule:* {table.rule_summary}"))],
@@ -115,11 +113,11 @@ def last_run_text(at: datetime | None) -> str:
 def _heading(table: FairnessTable) -> str:
     if table.runs_counted < table.window:
         scope = (
-            f"all {_plural(table.runs_counted, 'finished run', 'finished runs')} so far "
+            f"all {plural(table.runs_counted, 'finished run', 'finished runs')} so far "
             f"(the window is the last {table.window})"
         )
     else:
-        scope = f"the last {_plural(table.window, 'finished run', 'finished runs')}"
+        scope = f"the last {plural(table.window, 'finished run', 'finished runs')}"
     return f"*☕ Who ran lately in this channel* — {scope}, next pick first:"
 
 
@@ -129,7 +127,7 @@ def _table_lines(table: FairnessTable, *, limit: int = MAX_ROWS) -> list[str]:
     ]
     more = table.more + max(0, len(table.rows) - limit)
     if more > 0:
-        lines.append(f"…and {_plural(more, 'more person', 'more people')}, picked after these.")
+        lines.append(f"…and {plural(more, 'more person', 'more people')}, picked after these.")
     return lines
 
 
@@ -162,14 +160,6 @@ def _clip(text: str) -> str:
     return text if len(text) <= SECTION_LIMIT else text[: SECTION_LIMIT - 1] + "…"
 
 
-def _plural(count: int, singular: str, plural: str) -> str:
-    return f"{count} {singular if count == 1 else plural}"
-
-
-def _section(text: str, *, block_id: str) -> BlockDict:
-    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()
-
-
 def text_section(text: str) -> BlockDict:
     """A plain answer as a block, for replies that add blocks after it."""
-    return _section(_clip(text), block_id="stats_text")
+    return section(_clip(text), block_id="stats_text")

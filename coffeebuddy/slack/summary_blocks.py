@@ -16,7 +16,17 @@ from slack_sdk.models.blocks import ActionsBlock, ButtonElement, ConfirmObject
 
 from coffeebuddy.domain.models import OrderLine, RunView
 from coffeebuddy.domain.summary import grouped_items, normalized_text, total_items
-from coffeebuddy.slack.blocks import (
+from coffeebuddy.slack.blockkit import (
+    BlockDict,
+    context,
+    escape,
+    mention,
+    mrkdwn,
+    pickup_text,
+    plural,
+    section,
+)
+from coffeebuddy.slack.run_blocks import (
     ACTION_CANT_GO,
     ACTION_RATE_RUN,
     MAX_BLOCKS,
@@ -25,15 +35,7 @@ from coffeebuddy.slack.blocks import (
     RATING_BLOCK_ID,
     RATING_SCORES,
     RUNNER_ACTIONS_BLOCK_ID,
-    BlockDict,
-    _context,
-    _mention,
-    _plural,
-    _section,
-    escape,
     link,
-    mrkdwn,
-    pickup_text,
     rating_value,
 )
 
@@ -49,7 +51,7 @@ def person_name(order: OrderLine) -> str:
 
 def _orders(count: int) -> str:
     # "orders", not "items": one order can be three things.
-    return _plural(count, "order", "orders")
+    return plural(count, "order", "orders")
 
 
 def _where_when(view: RunView) -> str:
@@ -138,7 +140,7 @@ def order_list_blocks(orders: Sequence[OrderLine], *, max_blocks: int) -> list[B
         # Only reachable with thousands of orders; say so rather than fail the message.
         pieces = [*pieces[: max_blocks - 1], "… the list is too long to show in full."]
     return [
-        _section(piece, block_id=f"{ORDER_LIST_BLOCK_ID}_{i}")
+        section(piece, block_id=f"{ORDER_LIST_BLOCK_ID}_{i}")
         for i, piece in enumerate(pieces, start=1)
     ]
 
@@ -158,23 +160,23 @@ def summary_message(view: RunView) -> tuple[str, list[BlockDict]]:
     why them, the orders and the rating buttons."""
     orders = _orders(total_items(view.orders))
     if view.runner_slack_id is not None:
-        title = f"☕ Coffee run closed — {_mention(view.runner_slack_id)} is going"
+        title = f"☕ Coffee run closed — {mention(view.runner_slack_id)} is going"
     else:
         title = "☕ Coffee run closed"
     lines = [f"*{title}*"]
     if where_when := _where_when(view):
         lines.append(where_when[0].upper() + where_when[1:])
-    head = [_section("\n".join(lines))]
+    head = [section("\n".join(lines))]
     if view.runner_reason:
         # Plain words from the fairness rule; names in it are typed by people.
-        head.append(_context(escape(view.runner_reason)))
+        head.append(context(escape(view.runner_reason)))
     return f"{title}: {orders}", _with_order_list(head, view.orders, _rating_blocks(view))
 
 
 def rating_line(view: RunView) -> str:
     if not view.rating_count or view.rating_average is None:
         return "How was this run? Tap 1 (poor) to 5 (great), if you took part."
-    people = _plural(view.rating_count, "rating", "ratings")
+    people = plural(view.rating_count, "rating", "ratings")
     return f"Rated *{view.rating_average:.1f}* / 5 from {people} — tap to rate or change yours."
 
 
@@ -191,7 +193,7 @@ def _rating_blocks(view: RunView) -> list[BlockDict]:
         for score in RATING_SCORES
     ]
     return [
-        _context(rating_line(view)),
+        context(rating_line(view)),
         ActionsBlock(elements=buttons, block_id=RATING_BLOCK_ID).to_dict(),
     ]
 
@@ -213,7 +215,7 @@ def runner_dm(view: RunView) -> tuple[str, list[BlockDict]]:
     lines = [f"*You're the runner for the coffee run in <#{view.slack_channel_id}>*"]
     if where_when:
         lines.append(where_when[0].upper() + where_when[1:])
-    head = [_section("\n".join(lines)), _cant_go_button(view.run_id)]
+    head = [section("\n".join(lines)), _cant_go_button(view.run_id)]
     return text, _with_order_list(head, view.orders)
 
 
@@ -243,7 +245,7 @@ def reminder_dm(view: RunView) -> tuple[str, list[BlockDict]]:
     else:
         place = f" ({escape(view.note)})" if view.note else ""
         text = f"⏰ Coffee run reminder{place}: {orders}"
-    return text, _with_order_list([_section(f"*{text}*")], view.orders)
+    return text, _with_order_list([section(f"*{text}*")], view.orders)
 
 
 # --- the channel's last call ----------------------------------------------------------
@@ -253,7 +255,7 @@ def last_call_message(view: RunView, minutes: int) -> tuple[str, list[BlockDict]
     """The channel's last call before the run closes, with a link to the run message. It
     mentions nobody: those who ordered don't need a ping, and the rest can ignore it."""
     text = f"⏰ Last call: closes in about {minutes} min"
-    count = _plural(len(view.orders), "person", "people")
+    count = plural(len(view.orders), "person", "people")
     where = link(view.message_permalink, "Order on the run message")
     body = f"*{text}* ({count} in so far). {where}."
-    return text, [_section(body)]
+    return text, [section(body)]

@@ -11,10 +11,8 @@ from typing import Any
 
 import falcon
 
-from coffeebuddy import migrate
-from coffeebuddy.auth import JwtVerifier
 from coffeebuddy.config import Config
-from coffeebuddy.db import Database, DatabaseUnavailable
+from coffeebuddy.db import Database, DatabaseUnavailable, migrate
 from coffeebuddy.errors import BadRequest, CoffeeBuddyError
 from coffeebuddy.metrics import ERRORS, render
 from coffeebuddy.service.admin import AdminService
@@ -30,6 +28,7 @@ from coffeebuddy.slack.api import make_client
 from coffeebuddy.slack.gateway import SlackGateway, WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy
 from coffeebuddy.web.access import AccessGate, PublicResource, is_slack_request
+from coffeebuddy.web.auth import JwtVerifier
 from coffeebuddy.web.events import SlackEvents
 from coffeebuddy.web.middleware import RequestContext, SigningSecrets, SlackSignature
 from coffeebuddy.web.ops import OpsAuth, OpsPurge, OpsRetryJob, OpsRun

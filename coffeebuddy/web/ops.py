@@ -10,12 +10,12 @@ import falcon
 from psycopg.types.json import Jsonb
 
 from coffeebuddy import db
-from coffeebuddy.auth import AuthError, JwtVerifier
 from coffeebuddy.db import Database
-from coffeebuddy.jobs import queue
 from coffeebuddy.service.privacy import purge_now
-from coffeebuddy.store import parse_uuid
+from coffeebuddy.store import queue
+from coffeebuddy.store.runs import parse_uuid
 from coffeebuddy.web.access import OpsResource
+from coffeebuddy.web.auth import AuthError, JwtVerifier
 
 log = logging.getLogger(__name__)
 

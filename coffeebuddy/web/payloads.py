@@ -10,9 +10,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from coffeebuddy.errors import BadRequest
-from coffeebuddy.slack.blocks import ACTION_RUN_MENU as MENU_ACTION_ID
-from coffeebuddy.slack.blocks import RUN_MENU_ACTIONS as MENU_ACTIONS
-from coffeebuddy.store import parse_uuid
+from coffeebuddy.slack.run_blocks import ACTION_RUN_MENU as MENU_ACTION_ID
+from coffeebuddy.slack.run_blocks import RUN_MENU_ACTIONS as MENU_ACTIONS
+from coffeebuddy.store.runs import parse_uuid
 
 # \Z, not $: "$" also matches before a trailing newline, which the database's CHECK
 # constraints (and Slack) don't accept.

@@ -21,9 +21,9 @@ from coffeebuddy.service.ratings import RatingService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.stats import StatsService
 from coffeebuddy.service.swap import SwapService
-from coffeebuddy.slack import admin_blocks, blocks, stats_blocks
+from coffeebuddy.slack import admin_blocks, run_blocks, stats_blocks
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
-from coffeebuddy.store import parse_uuid
+from coffeebuddy.store.runs import parse_uuid
 from coffeebuddy.web import payloads
 from coffeebuddy.web.access import SlackResource, verified_body
 from coffeebuddy.web.middleware import log_fact
@@ -130,48 +130,48 @@ class SlackInteractions(SlackResource):
         service = self._service
         run_id = action.run_id
         handlers: dict[str, Callable[[uuid.UUID], None]] = {
-            blocks.ACTION_PLACE_ORDER: lambda r: service.open_order_modal(
+            run_blocks.ACTION_PLACE_ORDER: lambda r: service.open_order_modal(
                 actor,
                 r,
                 trigger_id=action.trigger_id,
                 response_url=action.response_url,
                 correlation_id=corr,
             ),
-            blocks.ACTION_ILL_GO: lambda r: service.ill_go(
+            run_blocks.ACTION_ILL_GO: lambda r: service.ill_go(
                 actor,
                 r,
                 trigger_id=action.trigger_id,
                 response_url=action.response_url,
                 correlation_id=corr,
             ),
-            blocks.ACTION_CANCEL_RUN_PROMPT: lambda r: service.cancel_run_prompt(
+            run_blocks.ACTION_CANCEL_RUN_PROMPT: lambda r: service.cancel_run_prompt(
                 actor, r, response_url=action.response_url, correlation_id=corr
             ),
             # Messages from before the overflow menu still carry this button.
-            blocks.ACTION_EDIT_ORDER: lambda r: service.open_order_modal(
+            run_blocks.ACTION_EDIT_ORDER: lambda r: service.open_order_modal(
                 actor,
                 r,
                 trigger_id=action.trigger_id,
                 response_url=action.response_url,
                 correlation_id=corr,
             ),
-            blocks.ACTION_USE_USUAL: lambda r: service.use_usual(
+            run_blocks.ACTION_USE_USUAL: lambda r: service.use_usual(
                 actor,
                 r,
                 trigger_id=action.trigger_id,
                 response_url=action.response_url,
                 correlation_id=corr,
             ),
-            blocks.ACTION_CANCEL_ORDER: lambda r: service.cancel_order(
+            run_blocks.ACTION_CANCEL_ORDER: lambda r: service.cancel_order(
                 actor, r, response_url=action.response_url, correlation_id=corr
             ),
-            blocks.ACTION_CLOSE_RUN: lambda r: service.close_run(
+            run_blocks.ACTION_CLOSE_RUN: lambda r: service.close_run(
                 actor, r, response_url=action.response_url, correlation_id=corr
             ),
-            blocks.ACTION_CANCEL_RUN: lambda r: service.cancel_run(
+            run_blocks.ACTION_CANCEL_RUN: lambda r: service.cancel_run(
                 actor, r, response_url=action.response_url, correlation_id=corr
             ),
-            blocks.ACTION_EDIT_RUN: lambda r: service.open_run_modal(
+            run_blocks.ACTION_EDIT_RUN: lambda r: service.open_run_modal(
                 actor,
                 r,
                 trigger_id=action.trigger_id,
@@ -179,7 +179,7 @@ class SlackInteractions(SlackResource):
                 correlation_id=corr,
             ),
             # Pressed in the runner's DM: `actor.channel_id` is that DM.
-            blocks.ACTION_CANT_GO: lambda r: self._swap.cant_go(
+            run_blocks.ACTION_CANT_GO: lambda r: self._swap.cant_go(
                 actor, r, response_url=action.response_url, correlation_id=corr
             ),
         }
@@ -198,11 +198,11 @@ class SlackInteractions(SlackResource):
                 response_url=action.response_url,
                 correlation_id=corr,
             )
-        elif action.action_id == blocks.ACTION_HELP_MORE:
+        elif action.action_id == run_blocks.ACTION_HELP_MORE:
             handler = functools.partial(
                 service.notify,
                 actor,
-                blocks.help_more_text(),
+                run_blocks.help_more_text(),
                 response_url=action.response_url,
                 correlation_id=corr,
             )
@@ -271,26 +271,28 @@ class SlackInteractions(SlackResource):
         elif run_id is None:
             ERRORS.labels("unknown_view").inc()
             raise falcon.HTTPBadRequest(description="view without a run id")
-        elif sub.callback_id == blocks.CALLBACK_ORDER_MODAL:
-            first_field = blocks.ORDER_BLOCK_ID
+        elif sub.callback_id == run_blocks.CALLBACK_ORDER_MODAL:
+            first_field = run_blocks.ORDER_BLOCK_ID
             submit = lambda: self._service.submit_order(  # noqa: E731
                 actor,
                 run_id,
-                payloads.input_text(values, blocks.ORDER_BLOCK_ID, blocks.ORDER_ACTION_ID),
+                payloads.input_text(values, run_blocks.ORDER_BLOCK_ID, run_blocks.ORDER_ACTION_ID),
                 volunteer=payloads.checked(
                     values,
-                    blocks.VOLUNTEER_BLOCK_ID,
-                    blocks.VOLUNTEER_ACTION_ID,
-                    blocks.VOLUNTEER_OPTION_VALUE,
+                    run_blocks.VOLUNTEER_BLOCK_ID,
+                    run_blocks.VOLUNTEER_ACTION_ID,
+                    run_blocks.VOLUNTEER_OPTION_VALUE,
                 ),
             )
-        elif sub.callback_id == blocks.CALLBACK_RUN_MODAL:
-            first_field = blocks.PICKUP_BLOCK_ID
+        elif sub.callback_id == run_blocks.CALLBACK_RUN_MODAL:
+            first_field = run_blocks.PICKUP_BLOCK_ID
             submit = lambda: self._service.submit_run_edit(  # noqa: E731
                 actor,
                 run_id,
-                payloads.input_text(values, blocks.PICKUP_BLOCK_ID, blocks.PICKUP_ACTION_ID),
-                payloads.input_text(values, blocks.NOTE_BLOCK_ID, blocks.NOTE_ACTION_ID),
+                payloads.input_text(
+                    values, run_blocks.PICKUP_BLOCK_ID, run_blocks.PICKUP_ACTION_ID
+                ),
+                payloads.input_text(values, run_blocks.NOTE_BLOCK_ID, run_blocks.NOTE_ACTION_ID),
             )
         else:
             ERRORS.labels("unknown_view").inc()
@@ -315,9 +317,9 @@ class SlackInteractions(SlackResource):
 
 def _rating(action: payloads.BlockAction) -> tuple[uuid.UUID, int] | None:
     """(run id, score) for a tap on a summary's rating buttons."""
-    if not action.action_id.startswith(f"{blocks.ACTION_RATE_RUN}_"):
+    if not action.action_id.startswith(f"{run_blocks.ACTION_RATE_RUN}_"):
         return None
-    parsed = blocks.parse_rating_value(action.value)
+    parsed = run_blocks.parse_rating_value(action.value)
     run_id = parse_uuid(parsed[0]) if parsed else None
     if parsed is None or run_id is None:
         return None

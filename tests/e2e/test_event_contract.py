@@ -19,7 +19,7 @@ import yaml
 from jsonschema import Draft7Validator
 
 from coffeebuddy import events
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from tests import contract
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, eventually
@@ -101,12 +101,12 @@ def test_the_events_on_the_wire_keep_the_contract_and_the_tail_prints_them(
     for user, text in ORDERS.items():
         assert chan.submit(user, text, run_id=run_a) is None
     assert chan.submit("U0BEN", EDITED, run_id=run_a) is None
-    chan.click("U0CAT", blocks.ACTION_CANCEL_ORDER, run_a)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_a)
+    chan.click("U0CAT", run_blocks.ACTION_CANCEL_ORDER, run_a)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_a)
     eventually(lambda: _all_sent(sql, run_a, "runner_assigned"), what="run A published")
     # Run B: started and canceled; its events must not show in a tail of run A.
     run_b = chan.start("U0EVE")
-    chan.click("U0EVE", blocks.ACTION_CANCEL_RUN, run_b)
+    chan.click("U0EVE", run_blocks.ACTION_CANCEL_RUN, run_b)
     eventually(lambda: _all_sent(sql, run_b, "run_canceled"), what="run B published")
 
     records = kafka.read_all()

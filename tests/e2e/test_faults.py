@@ -41,9 +41,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from coffeebuddy.jobs import queue
-from coffeebuddy.service.reminders import RUNNER_REMINDER
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from coffeebuddy.web.app import WEB_FAIL_FAST_SECONDS
 from coffeebuddy.web.slack_resources import DB_DOWN_TEXT
 from tests.conftest import ADMIN_URL, BOT_TOKEN, CHANNEL, USERS, _db_url
@@ -289,7 +289,7 @@ class Crowd:
                 run_id = _open_run(sql, channel)
                 if run_id is not None:
                     time.sleep(0.4)  # let people order first
-                    self._click(host, channel, blocks.ACTION_CLOSE_RUN, run_id, "close")
+                    self._click(host, channel, run_blocks.ACTION_CLOSE_RUN, run_id, "close")
                 else:
                     self._command(host, channel)
                 time.sleep(0.1)
@@ -313,9 +313,9 @@ class Crowd:
                 if action == "order":
                     self._submit(user, run_id, rng.choice(("tea", "flat white", "cortado")))
                 elif action == "usual":
-                    self._click(user, channel, blocks.ACTION_USE_USUAL, run_id, "usual")
+                    self._click(user, channel, run_blocks.ACTION_USE_USUAL, run_id, "usual")
                 else:
-                    self._click(user, channel, blocks.ACTION_CANCEL_ORDER, run_id, "cancel")
+                    self._click(user, channel, run_blocks.ACTION_CANCEL_ORDER, run_id, "cancel")
                 time.sleep(rng.uniform(0.02, 0.15))
         finally:
             conn.close()
@@ -526,7 +526,7 @@ def test_database_cut_mid_load_answers_try_again_in_time_and_recovers_by_itself(
     slack.wait_for(lambda: slack.messages(chan.channel_id), timeout=20)
     assert chan.submit("U0BEN", "tea") is None
     assert chan.submit("U0CAT", "latte") is None
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     slack.wait_for(lambda: _parts(slack.messages(chan.channel_id))["summary"] == 1, timeout=20)
     slack.wait_for(lambda: slack.dms(runner_of(sql, run_id)), timeout=20)
 
@@ -654,7 +654,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
             slack.fail_next(
                 "chat.postMessage", delay=HOLD_SECONDS, effect_first=True, when=_in_a_dm
             )
-            chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+            chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
             slack.wait_for(lambda: len(slack.messages(CHANNEL)) == 2)
             runner = runner_of(sql, run_id)
             slack.wait_for(lambda: slack.dms(runner))
@@ -733,7 +733,7 @@ def _play_run(shared: Shared, channel: str, arm_close: Callable[[], None]) -> tu
         lambda: not unfinished_jobs(sql), timeout=40, what="the run message and confirmations"
     )
     arm_close()
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     eventually(
         lambda: (
             sql(
@@ -865,7 +865,7 @@ def test_slack_timeouts_in_the_request_path_answer_within_the_deadline(shared: S
     run_id = chan.start("U0ANA")
     slack.fail_next("views.open", delay=SLACK_DEADLINE_SECONDS + 2)
     started = time.monotonic()
-    chan.click("U0BEN", blocks.ACTION_PLACE_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
     assert time.monotonic() - started < SLACK_DEADLINE_SECONDS
     eventually(
         lambda: any("please click again" in t for t in chan.told("U0BEN")),
@@ -921,10 +921,10 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
     for channel in channels:
         # The starter and an admin both close, several times each (double clicks), while
         # people still cancel, repeat their usual and order.
-        tasks += [(channel, "U0ANA", blocks.ACTION_CLOSE_RUN)] * (closes - 2)
-        tasks += [(channel, ADMIN, blocks.ACTION_CLOSE_RUN)] * 2
-        tasks += [(channel, people[0], blocks.ACTION_CANCEL_ORDER)]
-        tasks += [(channel, people[0], blocks.ACTION_USE_USUAL)]
+        tasks += [(channel, "U0ANA", run_blocks.ACTION_CLOSE_RUN)] * (closes - 2)
+        tasks += [(channel, ADMIN, run_blocks.ACTION_CLOSE_RUN)] * 2
+        tasks += [(channel, people[0], run_blocks.ACTION_CANCEL_ORDER)]
+        tasks += [(channel, people[0], run_blocks.ACTION_USE_USUAL)]
         tasks += [(channel, people[1], "order"), (channel, "U0FAY", "order")]
     random.Random(6).shuffle(tasks)
     # Every click leaves at the same instant: both web processes work on the same runs at
@@ -957,7 +957,7 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
         told = [
             (name.split("-")[2], " ".join(str(r.get("text", "")) for r in slack.responses(name)))
             for chan_id, action, name in done
-            if chan_id == channel and action == blocks.ACTION_CLOSE_RUN
+            if chan_id == channel and action == run_blocks.ACTION_CLOSE_RUN
         ]
         assert len(told) == closes
         # The answer links to the summary once the worker has its permalink.

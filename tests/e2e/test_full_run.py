@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel
 from tests.fakes.slack_api import FakeSlack
@@ -53,8 +53,8 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
         assert chan.submit(user, drink) is None
     # Ben changes his mind, Dan withdraws and re-orders with one click on his usual.
     chan.submit("U0BEN", "cortado")
-    chan.click("U0DAN", blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.click("U0DAN", blocks.ACTION_USE_USUAL, run_id)
+    chan.click("U0DAN", run_blocks.ACTION_CANCEL_ORDER, run_id)
+    chan.click("U0DAN", run_blocks.ACTION_USE_USUAL, run_id)
 
     def shows_five() -> bool:
         message = slack.messages(CHANNEL)[0]
@@ -64,8 +64,8 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
     # Bursts of clicks were coalesced: fewer chat.update calls than changes (8).
     assert len(slack.calls("chat.update")) < 8
 
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)  # a double click changes nothing
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)  # a double click changes nothing
     slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 2, timeout=15)
     assert chan.status(run_id) == "closed"
     runner = sql(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel
 from tests.fakes.slack_api import FakeSlack
@@ -61,9 +61,9 @@ def test_no_secret_or_order_text_reaches_the_logs(
     for user, order in zip(("U0ANA", "U0BEN", "U0CAT"), ORDERS, strict=True):
         chan.submit(user, order)
     slack.fail_next("views.open", error="expired_trigger_id")
-    chan.click("U0DAN", blocks.ACTION_PLACE_ORDER, run_id)
+    chan.click("U0DAN", run_blocks.ACTION_PLACE_ORDER, run_id)
     chan.submit("U0DAN", "x" * 400)  # too long: a field error, not stored
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 2, timeout=20)
 
     # A channel the bot is not in: the run fails and the person is told how to fix it.

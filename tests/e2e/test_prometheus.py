@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -170,13 +170,13 @@ def test_prometheus_scrapes_web_and_worker(
     first = chan.run_id()
     for user, drink in (("U0BEN", "tea"), ("U0CAT", "flat white"), ("U0DAN", "espresso")):
         assert chan.submit(user, drink, run_id=first) is None
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, first)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
     assert chan.status(first) == "closed"
     # Run 2: started and canceled.
     chan.command("U0EVE", "in 10m")
     second = chan.run_id()
     assert second != first
-    chan.click("U0EVE", blocks.ACTION_CANCEL_RUN, second)
+    chan.click("U0EVE", run_blocks.ACTION_CANCEL_RUN, second)
     assert chan.status(second) == "canceled"
     # The worker posted both run messages and the summary of run 1.
     slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 3, timeout=15)

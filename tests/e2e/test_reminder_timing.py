@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.service.reminders import RUNNER_REMINDER
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from tests.conftest import CHANNEL
 from tests.driver import Channel
 from tests.fakes.slack_api import FakeSlack
@@ -43,7 +43,7 @@ def test_reminder_is_sent_once_within_five_seconds(
     slack.wait_for(lambda: slack.messages(CHANNEL))
     assert chan.submit("U0BEN", "flat white") is None
     assert chan.submit("U0CAT", "tea") is None
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 2, timeout=15)
     runner = sql(
         "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"

@@ -218,7 +218,7 @@ def test_after_a_kill_the_next_run_works_and_stops_cleanly(
         postmaster = second.postmaster()
         assert postmaster is not None
         # Worse: the reaper dies too, and the embedded Postgres outlives the run.
-        reapers = [p for p in second.started if "coffeebuddy.reaper" in " ".join(p.cmdline())]
+        reapers = [p for p in second.started if "coffeebuddy.local.reaper" in " ".join(p.cmdline())]
         assert len(reapers) == 1
         reapers[0].kill()
         second.proc.send_signal(signal.SIGKILL)

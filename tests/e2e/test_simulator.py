@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 import pytest
 from slack_sdk import WebClient
 
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from simulator import HttpAnswer, Simulator, render_transcript
 from tests.conftest import CHANNEL
 from tests.fakes.slack_api import FakeSlack
@@ -87,7 +87,7 @@ def test_simulated_people_play_a_run_against_the_real_service(
     # Ben volunteered, so Ben runs: his DM comes, and the run message stops taking orders.
     sim.wait_for(lambda: slack.dms("U0BEN"), "Ben's runner DM")
     sim.wait_for(
-        lambda: sim.find_button(CHANNEL, blocks.ACTION_PLACE_ORDER) is None,
+        lambda: sim.find_button(CHANNEL, run_blocks.ACTION_PLACE_ORDER) is None,
         "the run message to show the run closed",
     )
     # The summary is a job of its own: it may come after the DM and the update above.
@@ -129,18 +129,20 @@ def test_simulated_people_play_a_run_against_the_real_service(
     # Every click echoed the button and the message it was on, as Slack does.
     clicks = [p for p in sent if p["type"] == "block_actions"]
     assert [c["actions"][0]["action_id"] for c in clicks] == [
-        blocks.ACTION_PLACE_ORDER,
-        blocks.ACTION_PLACE_ORDER,
-        blocks.ACTION_PLACE_ORDER,
-        blocks.ACTION_RUN_MENU,
-        blocks.ACTION_CLOSE_RUN,
+        run_blocks.ACTION_PLACE_ORDER,
+        run_blocks.ACTION_PLACE_ORDER,
+        run_blocks.ACTION_PLACE_ORDER,
+        run_blocks.ACTION_RUN_MENU,
+        run_blocks.ACTION_CLOSE_RUN,
     ]
     for click in clicks:
         action = click["actions"][0]
-        assert action["block_id"] == blocks.RUN_ACTIONS_BLOCK_ID
+        assert action["block_id"] == run_blocks.RUN_ACTIONS_BLOCK_ID
         if action["type"] == "overflow":  # Slack sends the chosen option, not a value
             assert "value" not in action
-            assert action["selected_option"]["value"] == f"{blocks.ACTION_CANCEL_ORDER}:{run_id}"
+            assert (
+                action["selected_option"]["value"] == f"{run_blocks.ACTION_CANCEL_ORDER}:{run_id}"
+            )
         else:
             assert action["value"] == run_id
             assert action["type"] == "button" and action["text"]["text"]
@@ -162,7 +164,7 @@ def test_simulated_people_play_a_run_against_the_real_service(
     opened = slack.opened_views()
     assert [s["view"]["id"] for s in submissions] == [v["id"] for v in opened]
     bens = submissions[1]["view"]
-    assert bens["callback_id"] == blocks.CALLBACK_ORDER_MODAL
+    assert bens["callback_id"] == run_blocks.CALLBACK_ORDER_MODAL
     assert bens["private_metadata"] == run_id
     option = opened[1]["blocks"][-1]["element"]["options"][0]
     assert bens["state"]["values"] == {

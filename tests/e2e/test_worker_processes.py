@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL, USERS
 from tests.driver import (
     HOUSEKEEPING,
@@ -102,7 +102,7 @@ def test_three_workers_run_every_job_exactly_once(
             orderers = [USERS[(index + k) % len(USERS)] for k in range(1, 4)]
             for user, drink in zip(orderers, DRINKS[index % 3 :], strict=False):
                 assert chan.submit(user, drink) is None
-            chan.click(starter, blocks.ACTION_CLOSE_RUN, run_id)
+            chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
             return run_id, orderers
         finally:
             conn.close()
@@ -249,7 +249,7 @@ def test_a_killed_worker_loses_no_job_and_its_dm_is_sent_once(
         chan.submit("U0CAT", "latte")
         # Opening the runner's DM hangs; the DM itself can only be posted after it.
         slack.fail_next("conversations.open", delay=8)
-        chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+        chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
 
         def only_the_dm_is_left() -> list[tuple[Any, ...]]:
             # Everything else finished (so no other job is caught by the kill), and the DM
@@ -323,7 +323,7 @@ def test_a_dead_job_shows_on_the_worker_metrics_and_one_command_reruns_it(
         run_id = chan.start("U0ANA")
         chan.submit("U0BEN", "tea")
         slack.fail_next("conversations.open", error="missing_scope")
-        chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+        chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
 
         dead = eventually(
             lambda: sql("SELECT id FROM jobs WHERE kind = %s AND status = 'dead'", queue.DM_RUNNER),

@@ -21,7 +21,7 @@ from coffeebuddy.domain.models import Candidate
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.admin import REFUSAL
 from coffeebuddy.service.common import DISABLED_TEXT
-from coffeebuddy.slack import admin_blocks, blocks, stats_blocks
+from coffeebuddy.slack import admin_blocks, run_blocks, stats_blocks
 from coffeebuddy.web.app import create_app
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
@@ -190,7 +190,7 @@ def _run_with_orders(chan: Channel, orders: dict[str, str], starter: str = "U0AN
 
 
 def _close(chan: Channel, run_id: str, by: str = "U0ANA") -> str:
-    chan.click(by, blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click(by, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
     rows = chan.sql(
@@ -214,7 +214,7 @@ def _text_of(message: dict[str, Any]) -> str:
 def _make_channel_exist(chan: Channel) -> None:
     """A run started and canceled: the channel row exists, nothing is open."""
     run_id = _run_with_orders(chan, {"U0BEN": "tea"})
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "canceled"
 
@@ -546,7 +546,7 @@ def test_channel_admins_set_in_the_modal_gain_and_lose_admin_rights(
         {"changes": {"fairness_window_runs": {"before": 10, "after": 3}}},
     )
     run_id = _run_with_orders(chan, {"U0BEN": "tea"})
-    chan.click(CHAN_ADMIN, blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click(CHAN_ADMIN, run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "canceled"
 
@@ -579,7 +579,7 @@ def test_disabling_cancels_the_open_run_and_coffee_then_records_nothing(
     message = _message(slack, CHANNEL, ts)
     assert "This run was canceled." in _text_of(message)
     assert reason in _text_of(message)
-    assert not any(b.get("block_id") == blocks.RUN_ACTIONS_BLOCK_ID for b in message["blocks"])
+    assert not any(b.get("block_id") == run_blocks.RUN_ACTIONS_BLOCK_ID for b in message["blocks"])
     assert _settings(sql) == {**DEFAULTS, "enabled": False}
     assert _audit(sql) == [(BOSS, "disable", {"canceled_run": run_id})]
 

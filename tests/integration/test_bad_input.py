@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from coffeebuddy.config import Config
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.runs import normalize_order_text
-from coffeebuddy.slack import admin_blocks, blocks
+from coffeebuddy.slack import admin_blocks, run_blocks
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -62,21 +62,21 @@ BUSINESS_TABLES = (
     "channel_admin_actions",
 )
 RUN_ACTIONS = (
-    blocks.ACTION_PLACE_ORDER,
-    blocks.ACTION_USE_USUAL,
-    blocks.ACTION_EDIT_ORDER,
-    blocks.ACTION_CANCEL_ORDER,
-    blocks.ACTION_CLOSE_RUN,
-    blocks.ACTION_CANCEL_RUN,
-    blocks.ACTION_EDIT_RUN,
-    blocks.ACTION_CANT_GO,
+    run_blocks.ACTION_PLACE_ORDER,
+    run_blocks.ACTION_USE_USUAL,
+    run_blocks.ACTION_EDIT_ORDER,
+    run_blocks.ACTION_CANCEL_ORDER,
+    run_blocks.ACTION_CLOSE_RUN,
+    run_blocks.ACTION_CANCEL_RUN,
+    run_blocks.ACTION_EDIT_RUN,
+    run_blocks.ACTION_CANT_GO,
 )
 # Run actions that change the run or its orders when the right person presses them.
 WRITING_ACTIONS = (
-    blocks.ACTION_USE_USUAL,
-    blocks.ACTION_CANCEL_ORDER,
-    blocks.ACTION_CLOSE_RUN,
-    blocks.ACTION_CANCEL_RUN,
+    run_blocks.ACTION_USE_USUAL,
+    run_blocks.ACTION_CANCEL_ORDER,
+    run_blocks.ACTION_CLOSE_RUN,
+    run_blocks.ACTION_CANCEL_RUN,
 )
 # The people of the fixture run: who started it, and the orders (= usuals) in it.
 ORDERS = {BEN: "flat white", CAT: "tea"}
@@ -557,7 +557,7 @@ def _block_action(
     user: Any = INITIATOR,
     team: Any = TEAM_ID,
     channel: Any = CHANNEL,
-    action_id: Any = blocks.ACTION_PLACE_ORDER,
+    action_id: Any = run_blocks.ACTION_PLACE_ORDER,
     value: Any = RUN,
     response_url: Any = URL,
     user_name: Any = "someone",
@@ -582,14 +582,14 @@ def _view_submission(
     *,
     user: Any = BEN,
     team: Any = TEAM_ID,
-    callback: Any = blocks.CALLBACK_ORDER_MODAL,
+    callback: Any = run_blocks.CALLBACK_ORDER_MODAL,
     metadata: Any = RUN,
     order_text: Any = "oat flat white",
     volunteer: bool = False,
     pickup: Any = None,
     note: Any = None,
 ) -> dict[str, Any]:
-    if callback == blocks.CALLBACK_RUN_MODAL:
+    if callback == run_blocks.CALLBACK_RUN_MODAL:
         payload = run_modal_submission_payload(user_id=BEN, run_id="x", pickup=pickup, note=note)
     else:
         payload = view_submission_payload(
@@ -668,7 +668,7 @@ def block_actions(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def view_submissions(draw: st.DrawFn) -> dict[str, Any]:
     broken = draw(_BREAKABLE, label="broken")
-    callbacks = st.sampled_from([blocks.CALLBACK_ORDER_MODAL, blocks.CALLBACK_RUN_MODAL])
+    callbacks = st.sampled_from([run_blocks.CALLBACK_ORDER_MODAL, run_blocks.CALLBACK_RUN_MODAL])
     payload = _view_submission(
         user=_odd(draw, broken, "user", draw(_PEOPLE, label="person"), _CLICKERS),
         team=_odd(draw, broken, "team", TEAM_ID, _ODD_ID),
@@ -760,18 +760,18 @@ def _may_change(scene: Scene, payload: Any, result: falcon.testing.Result) -> st
         if _as_uuid(_get(action, "value")) != run:
             return "none"
         action_id = _get(action, "action_id")
-        if action_id in (blocks.ACTION_USE_USUAL, blocks.ACTION_CANCEL_ORDER):
+        if action_id in (run_blocks.ACTION_USE_USUAL, run_blocks.ACTION_CANCEL_ORDER):
             return "order" if user in ORDERS else "none"
-        if action_id in (blocks.ACTION_CLOSE_RUN, blocks.ACTION_CANCEL_RUN):
+        if action_id in (run_blocks.ACTION_CLOSE_RUN, run_blocks.ACTION_CANCEL_RUN):
             return "run" if user == INITIATOR else "none"
         return "none"  # opens a modal, or (cant_go on an open run) refused
     if payload.get("type") == "view_submission" and not result.text:
         if _as_uuid(_get(payload, "view", "private_metadata")) != run:
             return "none"
         callback = _get(payload, "view", "callback_id")
-        if callback == blocks.CALLBACK_ORDER_MODAL:
+        if callback == run_blocks.CALLBACK_ORDER_MODAL:
             return "order"
-        if callback == blocks.CALLBACK_RUN_MODAL and user == INITIATOR:
+        if callback == run_blocks.CALLBACK_RUN_MODAL and user == INITIATOR:
             return "details"
     return "none"
 
@@ -845,13 +845,13 @@ def _check_interaction(scene: Scene, interaction: Interaction) -> None:
                 if isinstance(o, dict)
             )
             assert active == [(_as_stored(text), volunteer)]
-        elif payload["actions"][0]["action_id"] == blocks.ACTION_CANCEL_ORDER:
+        elif payload["actions"][0]["action_id"] == run_blocks.ACTION_CANCEL_ORDER:
             assert active == []
         else:
             assert active == [(ORDERS[user], user == CAT)]
     elif may == "run":
         status = sql("SELECT status FROM runs WHERE id = %s", scene.run_id)[0][0]
-        closing = payload["actions"][0]["action_id"] == blocks.ACTION_CLOSE_RUN
+        closing = payload["actions"][0]["action_id"] == run_blocks.ACTION_CLOSE_RUN
         assert status == ("closed" if closing else "canceled")
         assert set(changed) <= {"runs", "orders", "runner_stats"}, changed
         assert changed["runs"] == {scene.run_id}
@@ -873,11 +873,13 @@ def _check_interaction(scene: Scene, interaction: Interaction) -> None:
 # Postgres text column holds, as an order, a user's name or (in a job) a response_url...
 @example(Interaction(_view_submission(order_text="\x00")))
 @example(Interaction(_view_submission(order_text="tea \ud800")))
-@example(Interaction(_block_action(user=BEN, action_id=blocks.ACTION_USE_USUAL, user_name="\x00")))
+@example(
+    Interaction(_block_action(user=BEN, action_id=run_blocks.ACTION_USE_USUAL, user_name="\x00"))
+)
 @example(Interaction(_block_action(user=BEN, response_url="http://127.0.0.1:9/r\x00")))
 # ...a user id with a trailing newline, past a regex "$" to the CHECK constraint...
 @example(Interaction(_view_submission(user=BEN + "\n")))
-@example(Interaction(_block_action(user=BEN + "\n", action_id=blocks.ACTION_USE_USUAL)))
+@example(Interaction(_block_action(user=BEN + "\n", action_id=run_blocks.ACTION_USE_USUAL)))
 # ...and JSON nested too deep for the decoder (RecursionError, not ValueError).
 @example(Interaction({}, encoding="deep"))
 def test_any_interaction_is_answered_and_changes_only_what_its_user_may(
@@ -953,7 +955,7 @@ def _order_form(run_id: str, user: str = BEN, text: str = "oat flat white", **kw
 def _requests(run_id: str) -> dict[str, tuple[str, bytes]]:
     """One request of each kind that would change something if accepted."""
     return {
-        "close the run": ("/slack/interactions", _click(run_id, blocks.ACTION_CLOSE_RUN)),
+        "close the run": ("/slack/interactions", _click(run_id, run_blocks.ACTION_CLOSE_RUN)),
         "order": ("/slack/interactions", _order_form(run_id, user=CAT)),
         "/coffee": (
             "/slack/commands",
@@ -985,7 +987,7 @@ def test_the_same_signed_click_delivered_twice_changes_things_once(
     chan: Channel, web: SignedClient, sql: SqlFn, slack: FakeSlack
 ) -> None:
     run_id = _open_run(chan)
-    body = _click(run_id, blocks.ACTION_CLOSE_RUN, url=slack.response_url("twice"))
+    body = _click(run_id, run_blocks.ACTION_CLOSE_RUN, url=slack.response_url("twice"))
     headers = sign(body)  # one signature, used twice inside the five minutes
 
     first = web.client.simulate_post("/slack/interactions", body=body, headers=headers)
@@ -1046,8 +1048,8 @@ def test_a_forged_interaction_is_refused(
     chan: Channel, web: SignedClient, sql: SqlFn, forgery: str
 ) -> None:
     run_id = _open_run(chan)
-    body = _click(run_id, blocks.ACTION_CANCEL_RUN)
-    harmless = _click(run_id, blocks.ACTION_PLACE_ORDER)
+    body = _click(run_id, run_blocks.ACTION_CANCEL_RUN)
+    harmless = _click(run_id, run_blocks.ACTION_PLACE_ORDER)
     headers = _forged(body, harmless)[forgery]
     before = _written(sql)
 
@@ -1063,7 +1065,7 @@ def test_an_oversized_request_is_refused_unread(
     chan: Channel, web: SignedClient, sql: SqlFn, config: Config, path: str
 ) -> None:
     run_id = _open_run(chan)
-    payload = _block_action(action_id=blocks.ACTION_CANCEL_RUN, value=run_id, response_url=None)
+    payload = _block_action(action_id=run_blocks.ACTION_CANCEL_RUN, value=run_id, response_url=None)
     if path == "/slack/commands":
         body = _form(text="in 20m", channel_id="C0SECOND1").body() + b"&pad="
     else:
@@ -1139,12 +1141,12 @@ def test_a_form_for_a_deleted_run_says_so_and_saves_nothing(
     else:
         payload = _view_submission(
             user=INITIATOR,
-            callback=blocks.CALLBACK_RUN_MODAL,
+            callback=run_blocks.CALLBACK_RUN_MODAL,
             metadata=run_id,
             pickup="in 3h",
             note="Kiosk",
         )
-        body, field_id = _payload_body(payload), blocks.PICKUP_BLOCK_ID
+        body, field_id = _payload_body(payload), run_blocks.PICKUP_BLOCK_ID
 
     result = web.post("/slack/interactions", body)
 
@@ -1175,7 +1177,7 @@ def test_after_an_admin_reset_the_old_buttons_and_forms_say_the_run_is_gone(
 
     clicked = web.post(
         "/slack/interactions",
-        _click(run_id, blocks.ACTION_USE_USUAL, BEN, url=slack.response_url("late")),
+        _click(run_id, run_blocks.ACTION_USE_USUAL, BEN, url=slack.response_url("late")),
     )
     submitted = web.post("/slack/interactions", _order_form(run_id, user=CAT))
 
@@ -1196,10 +1198,10 @@ def test_after_an_admin_reset_the_old_buttons_and_forms_say_the_run_is_gone(
 
 # Who may press each button that changes something, on INITIATOR's run with BEN's order.
 PRESSERS = {
-    blocks.ACTION_CANCEL_RUN: INITIATOR,
-    blocks.ACTION_CLOSE_RUN: INITIATOR,
-    blocks.ACTION_CANCEL_ORDER: BEN,
-    blocks.ACTION_USE_USUAL: BEN,
+    run_blocks.ACTION_CANCEL_RUN: INITIATOR,
+    run_blocks.ACTION_CLOSE_RUN: INITIATOR,
+    run_blocks.ACTION_CANCEL_ORDER: BEN,
+    run_blocks.ACTION_USE_USUAL: BEN,
 }
 REFUSAL_WORDS = re.compile(r"workspace|team|channel", re.IGNORECASE)
 
@@ -1268,7 +1270,7 @@ def test_a_form_submitted_from_another_workspace_is_refused(
         payload = _view_submission(
             user=INITIATOR,
             team=OTHER_TEAM,
-            callback=blocks.CALLBACK_RUN_MODAL,
+            callback=run_blocks.CALLBACK_RUN_MODAL,
             metadata=run_id,
             pickup="in 3h",
             note="Kiosk",
@@ -1287,7 +1289,7 @@ def test_a_command_from_another_workspace_does_not_take_over_the_channel(
 ) -> None:
     # CHANNEL is TEAM_ID's: it had a run, now canceled, so a new one could start.
     run_id = chan.start(INITIATOR)
-    chan.click(INITIATOR, blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click(INITIATOR, run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     before = _written(sql)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from coffeebuddy.jobs import queue
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -27,16 +27,16 @@ def test_repeated_use_my_usual_writes_nothing(
     chan = Channel(web, worker, sql, CHANNEL, slack)
     first = chan.start("U0ANA")
     assert chan.submit("U0BEN", "flat white", run_id=first) is None
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, first)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, first)
     chan.work()
     run_id = chan.start("U0ANA")
     chan.work()
-    chan.click("U0BEN", blocks.ACTION_USE_USUAL, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
     chan.work()
     before = _counts(sql)
     updated = sql("SELECT updated_at FROM orders WHERE run_id = %s", run_id)
     for _ in range(20):
-        chan.click("U0BEN", blocks.ACTION_USE_USUAL, run_id)
+        chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
     assert _counts(sql) == before
     assert sql("SELECT updated_at FROM orders WHERE run_id = %s", run_id) == updated
 
@@ -64,7 +64,7 @@ def test_answers_to_one_person_about_one_run_coalesce_latest_wins(
     run_id = chan.start("U0ANA")
     chan.work()
     # Ben may not close or cancel Ana's run: each click is a refusal to him.
-    for action in (blocks.ACTION_CLOSE_RUN, blocks.ACTION_CANCEL_RUN) * 10:
+    for action in (run_blocks.ACTION_CLOSE_RUN, run_blocks.ACTION_CANCEL_RUN) * 10:
         chan.click("U0BEN", action, run_id)
     queued = sql(
         "SELECT payload->>'text' FROM jobs WHERE kind = %s AND status = 'queued'",

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.service.reminders import RUNNER_REMINDER
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -47,7 +47,7 @@ def _order_list(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         b
         for b in message.get("blocks", [])
-        if str(b.get("block_id", "")).startswith(blocks.ORDER_LIST_BLOCK_ID)
+        if str(b.get("block_id", "")).startswith(run_blocks.ORDER_LIST_BLOCK_ID)
     ]
 
 
@@ -99,7 +99,7 @@ def _closed_run(
     chan.work()
     for user, order in orders.items():
         assert chan.submit(user, order, volunteer=user == volunteer, run_id=run_id) is None
-    chan.click(ANA, blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
     return run_id
@@ -112,10 +112,10 @@ def _press(dm: Any, user: str, run_id: str) -> None:
     message_ts = chan_dms[-1]["ts"] if chan_dms else "1700000000.000100"
     channel.click(
         user,
-        blocks.ACTION_CANT_GO,
+        run_blocks.ACTION_CANT_GO,
         run_id,
         message_ts=message_ts,
-        block_id=blocks.RUNNER_ACTIONS_BLOCK_ID,
+        block_id=run_blocks.RUNNER_ACTIONS_BLOCK_ID,
     )
     channel.work()
 
@@ -158,7 +158,7 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
     summary = _summaries(slack)[-1]
     assert summary["ts"] == before["summary_ts"]
     ben_dm = slack.dms(BEN)[-1]
-    button = _buttons(ben_dm)[blocks.ACTION_CANT_GO]
+    button = _buttons(ben_dm)[run_blocks.ACTION_CANT_GO]
     assert button["value"] == run_id
     assert "confirm" in button  # one click can't hand the run on by accident
 
@@ -191,7 +191,7 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
     assert len(dan_dms) == 2  # his solo run's, and this run's
     assert "You're the runner" in dan_dms[-1]["text"]
     assert _order_list(dan_dms[-1]) == _order_list(updated)
-    assert _buttons(dan_dms[-1])[blocks.ACTION_CANT_GO]["value"] == run_id
+    assert _buttons(dan_dms[-1])[run_blocks.ACTION_CANT_GO]["value"] == run_id
     assert sql("SELECT runner_dm_channel FROM runs WHERE id = %s", run_id) == [(f"D{DAN}",)]
 
     # Ben's DM is replaced (in place, without its button).
@@ -343,7 +343,7 @@ def test_a_run_that_is_open_or_canceled_cant_be_handed_on(
     assert _snapshot(sql) == before
     assert "still open" in _answers(dm, BEN)[-1]
 
-    chan.click(ANA, blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click(ANA, run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     _press(dm, BEN, run_id)
     assert "was canceled" in _answers(dm, BEN)[-1]

@@ -14,7 +14,7 @@ import pytest
 
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.db import Database
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel
@@ -63,7 +63,7 @@ def test_database_outage_degrades_and_recovers(
         "response_action": "errors",
         "errors": {"order": DB_DOWN},
     }
-    chan.click("U0DAN", blocks.ACTION_USE_USUAL, run_id)
+    chan.click("U0DAN", run_blocks.ACTION_USE_USUAL, run_id)
     assert DB_DOWN in chan.told("U0DAN")
     assert proxied.get("/health/ready").status_code == 503
     # Nothing was half written while the database was away.

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from coffeebuddy import __main__ as cli
-from coffeebuddy import event_tail
+from coffeebuddy.events import tail as event_tail
 from tests.kafka_broker import KafkaBroker
 
 

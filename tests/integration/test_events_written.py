@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from coffeebuddy import events
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -76,9 +76,9 @@ def test_a_full_run_writes_its_events_in_order_without_order_text(
     for user, text in ORDERS.items():
         assert chan.submit(user, text) is None
     assert chan.submit("U0BEN", EDITED) is None  # an edit of an order
-    chan.click("U0CAT", blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)  # refused: no second close event
+    chan.click("U0CAT", run_blocks.ACTION_CANCEL_ORDER, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)  # refused: no second close event
     chan.work()
     assert chan.status(run_id) == "closed"
 
@@ -128,7 +128,7 @@ def test_a_canceled_run_writes_run_canceled(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA")
     chan.work()
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "canceled"
     rows = _rows(sql)
@@ -142,14 +142,14 @@ def test_a_canceled_run_writes_run_canceled(chan: Channel, sql: SqlFn) -> None:
 def test_refused_changes_write_no_events(chan: Channel, sql: SqlFn, slack: FakeSlack) -> None:
     run_id = chan.start("U0ANA")
     chan.command("U0BEN")  # a second run while one is open: pointed at the open one
-    chan.click("U0BEN", blocks.ACTION_CLOSE_RUN, run_id)  # not the initiator
-    chan.click("U0BEN", blocks.ACTION_CANCEL_ORDER, run_id)  # has no order
+    chan.click("U0BEN", run_blocks.ACTION_CLOSE_RUN, run_id)  # not the initiator
+    chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)  # has no order
     assert chan.submit("U0CAT", "   ") is not None  # empty order: the form stays open
     chan.work()
     assert [r["event_type"] for r in _rows(sql)] == ["run_created"]
 
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)  # already canceled
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)  # already canceled
     sql("UPDATE channels SET enabled = false WHERE slack_channel_id = %s", CHANNEL)
     assert "disabled" in chan.command("U0CAT", "in 20m")["text"]
     chan.work()

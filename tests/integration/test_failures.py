@@ -12,7 +12,7 @@ import pytest
 
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.db import Database
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.slack.gateway import Profile
 from coffeebuddy.web.app import create_app
 from tests.conftest import CHANNEL, SignedClient
@@ -32,7 +32,7 @@ def test_expired_trigger_asks_to_click_again(chan: Channel, slack: FakeSlack) ->
     run_id = chan.start("U0ANA")
     chan.work()
     slack.fail_next("views.open", error="expired_trigger_id")
-    chan.click("U0BEN", blocks.ACTION_PLACE_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
     chan.work()
     assert any("please click again" in t for t in chan.told("U0BEN"))
     assert slack.opened_views() == []
@@ -43,7 +43,7 @@ def test_slack_server_error_on_views_open_asks_to_click_again(
 ) -> None:
     run_id = chan.start("U0ANA")
     slack.fail_next("views.open", status=500)
-    chan.click("U0BEN", blocks.ACTION_EDIT_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_EDIT_ORDER, run_id)
     chan.work()
     assert any("please click again" in t for t in chan.told("U0BEN"))
 
@@ -51,7 +51,7 @@ def test_slack_server_error_on_views_open_asks_to_click_again(
 def test_missing_scope_on_views_open_names_the_fix(chan: Channel, slack: FakeSlack) -> None:
     run_id = chan.start("U0ANA")
     slack.fail_next("views.open", error="missing_scope")
-    chan.click("U0BEN", blocks.ACTION_PLACE_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
     chan.work()
     assert any("reinstall the app" in t for t in chan.told("U0BEN"))
 
@@ -101,7 +101,7 @@ def test_internal_error_in_a_click_is_told_through_response_url(
     body = block_action_body(
         user_id="U0BEN",
         channel_id=CHANNEL,
-        action_id=blocks.ACTION_PLACE_ORDER,
+        action_id=run_blocks.ACTION_PLACE_ORDER,
         value=run_id,
         response_url=slack.response_url("broken-click"),
     )
@@ -126,7 +126,7 @@ def test_database_down_click_is_told_through_response_url(
     body = block_action_body(
         user_id="U0BEN",
         channel_id=CHANNEL,
-        action_id=blocks.ACTION_USE_USUAL,
+        action_id=run_blocks.ACTION_USE_USUAL,
         value="6f1c1d2e-1111-4222-8333-444455556666",
         response_url=slack.response_url("down-click"),
     )

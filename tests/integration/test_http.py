@@ -22,7 +22,7 @@ from slack_sdk.signature import Clock, SignatureVerifier
 
 from coffeebuddy.config import Config, Secret
 from coffeebuddy.domain.fairness import RULE_SUMMARY
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.access import AccessGate, SlackResource
 from coffeebuddy.web.app import create_app
 from coffeebuddy.web.middleware import SigningSecrets, SlackSignature
@@ -381,7 +381,7 @@ def test_users_info_is_cached(chan: Channel, slack: FakeSlack, sql: SqlFn) -> No
     zone = _zone_with_local_hour(2, 20)
     slack.add_user("U0ZED", name="zed", tz=zone)
     first = chan.start("U0ZED", "23:30 Lobby")
-    chan.click("U0ZED", blocks.ACTION_CANCEL_RUN, first)
+    chan.click("U0ZED", run_blocks.ACTION_CANCEL_RUN, first)
     assert chan.status(first) == "canceled"
 
     second = chan.start("U0ZED", "23:45 Lobby")
@@ -405,7 +405,7 @@ def test_the_worker_warms_the_profile_of_someone_new(
     # Zed ordered: his profile is fetched (Ana only started a run without a time).
     assert [c.args["user"] for c in slack.calls("users.info")] == ["U0ZED"]
     assert sql("SELECT tz FROM users WHERE slack_user_id = 'U0ZED'") == [(zone,)]
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, first)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, first)
     chan.work()
 
     # Zed's first /coffee with a time finds his time zone cached, and nothing is warmed again.
@@ -481,8 +481,8 @@ def _snapshot(sql: SqlFn) -> dict[str, list[tuple[Any, ...]]]:
     ("action_id", "value"),
     [
         ("brew_espresso", None),  # an action this version doesn't have
-        (blocks.ACTION_CLOSE_RUN, "not-a-run-id"),
-        (blocks.ACTION_CANCEL_RUN, ""),
+        (run_blocks.ACTION_CLOSE_RUN, "not-a-run-id"),
+        (run_blocks.ACTION_CANCEL_RUN, ""),
     ],
 )
 def test_unknown_button(

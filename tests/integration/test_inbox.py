@@ -14,7 +14,7 @@ import pytest
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
@@ -75,12 +75,12 @@ def test_use_my_usual_is_queued_then_applied_with_its_confirmation(
     first = chan.start("U0ANA")
     chan.submit("U0BEN", "tea")
     chan.work()
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, first)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
     chan.work()
     second = chan.start("U0ANA")
     chan.work()
     queued = _queued(sql)
-    chan.click("U0BEN", blocks.ACTION_USE_USUAL, second)
+    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, second)
     assert _orders(sql, second) == []
     assert _queued(sql) == queued + 1
     chan.work()
@@ -93,7 +93,7 @@ def test_use_my_usual_without_a_usual_opens_the_form_in_the_request(
 ) -> None:
     run_id = chan.start("U0ANA")
     chan.work()
-    chan.click("U0CAT", blocks.ACTION_USE_USUAL, run_id)
+    chan.click("U0CAT", run_blocks.ACTION_USE_USUAL, run_id)
     assert _queued(sql) == 0
     assert slack.calls("views.open")  # the trigger id is only good for 3 s
 
@@ -102,13 +102,13 @@ def test_what_cant_be_queued_is_answered_in_the_request(chan: Channel, sql: SqlF
     run_id = chan.start("U0ANA")
     chan.submit("U0BEN", "tea")
     chan.work()
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     queued = _queued(sql)
     # A closed run: the form says so and stays open; the click is told why.
     answer = chan.submit("U0BEN", "espresso", run_id=run_id)
     assert answer is not None and "already closed" in answer["errors"]["order"]
-    chan.click("U0BEN", blocks.ACTION_USE_USUAL, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
     chan.work()
     assert any("already closed" in t for t in chan.told("U0BEN"))
     # A text that fails the checks never reaches the inbox either.
@@ -128,7 +128,7 @@ def test_a_close_counts_the_orders_still_in_the_inbox(
     assert chan.submit("U0BEN", "tea") is None  # queued...
     # ...and the worker hasn't got to it (far from due) when the run is closed.
     sql("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE kind = 'apply_action'")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     assert _orders(sql, run_id) == [("U0ANA", "flat white"), ("U0BEN", "tea")]
     assert sql("SELECT DISTINCT status FROM jobs WHERE kind = 'apply_action'") == [("done",)]
@@ -145,7 +145,7 @@ def test_a_run_canceled_before_the_worker_applies_an_order_tells_the_person(
     chan.work()
     assert chan.submit("U0BEN", "tea") is None  # queued
     sql("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE kind = 'apply_action'")
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     sql("UPDATE jobs SET run_at = now() WHERE kind = 'apply_action' AND status = 'queued'")
     chan.work()
@@ -158,7 +158,7 @@ def test_a_cancel_right_after_an_order_cancels_it(chan: Channel, sql: SqlFn) -> 
     chan.submit("U0ANA", "flat white")
     chan.work()
     assert chan.submit("U0BEN", "tea") is None  # queued, not applied yet
-    chan.click("U0BEN", blocks.ACTION_CANCEL_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
     assert _orders(sql, run_id) == [("U0ANA", "flat white")]
     assert sql(
         "SELECT count(*) FROM orders o JOIN users u ON u.id = o.user_id"
@@ -172,7 +172,7 @@ def test_another_workspace_is_never_queued(chan: Channel, sql: SqlFn) -> None:
     first = chan.start("U0ANA")
     chan.submit("U0BEN", "tea")
     chan.work()
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, first)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
     chan.work()
     run_id = chan.start("U0ANA")
     chan.work()
@@ -180,7 +180,7 @@ def test_another_workspace_is_never_queued(chan: Channel, sql: SqlFn) -> None:
     payload = block_action_payload(
         user_id="U0BEN",
         channel_id=CHANNEL,
-        action_id=blocks.ACTION_USE_USUAL,
+        action_id=run_blocks.ACTION_USE_USUAL,
         value=run_id,
         trigger_id="1.2.3",
     )

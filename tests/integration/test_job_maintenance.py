@@ -17,8 +17,9 @@ from prometheus_client import REGISTRY
 
 from coffeebuddy import db
 from coffeebuddy.config import WorkerSettings
-from coffeebuddy.jobs import maintenance, queue
+from coffeebuddy.jobs import maintenance
 from coffeebuddy.jobs.worker import Worker
+from coffeebuddy.store import queue
 from tests.driver import SqlFn
 
 MakeWorker = Callable[..., Worker]

@@ -10,10 +10,10 @@ import psycopg
 import pytest
 
 from coffeebuddy.__main__ import main
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import CHANNEL as NOTIFY_CHANNEL
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -258,7 +258,7 @@ def test_a_dead_dm_is_sent_once_after_retry(
     chan.submit("U0BEN", "tea")
     # The app lost a scope: opening the runner's DM fails, which no retry can fix.
     slack.fail_next("conversations.open", error="missing_scope")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     dm_job = sql("SELECT id, status, last_error FROM jobs WHERE kind = %s", queue.DM_RUNNER)
     assert [(s, e) for _, s, e in dm_job] == [("dead", "missing_scope")]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from coffeebuddy import migrate
+from coffeebuddy.db import migrate
 from tests.conftest import ADMIN_URL, _db_url
 from tests.driver import SqlFn
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from coffeebuddy import migrate
 from coffeebuddy.__main__ import main
 from coffeebuddy.config import Config
-from coffeebuddy.db import MIGRATIONS_DIR
+from coffeebuddy.db import MIGRATIONS_DIR, migrate
 from coffeebuddy.web.app import create_app
 from tests.conftest import ADMIN_URL, SignedClient, _db_url
 from tests.driver import SqlFn

@@ -143,7 +143,7 @@ def test_rotated_keys_are_fetched(
     ops: falcon.testing.TestClient, issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The refetch cooldown (30 s) would make this test wait; the refetch itself is the point.
-    monkeypatch.setattr("coffeebuddy.auth.REFETCH_COOLDOWN_SECONDS", 0.0)
+    monkeypatch.setattr("coffeebuddy.web.auth.REFETCH_COOLDOWN_SECONDS", 0.0)
     assert (
         ops.simulate_post("/ops/retention/purge", headers=_bearer(issuer.token())).status_code
         == 200

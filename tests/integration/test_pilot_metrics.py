@@ -20,7 +20,7 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.ratings import NOT_A_PARTICIPANT_TEXT
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn, runner_of
@@ -66,7 +66,7 @@ def _run(chan: Channel, orders: dict[str, bool], *, close: bool = True) -> str:
     for user, volunteer in orders.items():
         assert chan.submit(user, f"{user} latte", volunteer=volunteer, run_id=run_id) is None
     if close:
-        chan.click(starter, blocks.ACTION_CLOSE_RUN, run_id)
+        chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
         chan.work()
         assert chan.status(run_id) == "closed"
     return run_id
@@ -78,9 +78,9 @@ def _rate(chan: Channel, user: str, run_id: str, score: int, channel: str = CHAN
     body = block_action_body(
         user_id=user,
         channel_id=channel,
-        action_id=f"{blocks.ACTION_RATE_RUN}_{score}",
-        value=blocks.rating_value(run_id, score),
-        block_id=blocks.RATING_BLOCK_ID,
+        action_id=f"{run_blocks.ACTION_RATE_RUN}_{score}",
+        value=run_blocks.rating_value(run_id, score),
+        block_id=run_blocks.RATING_BLOCK_ID,
         response_url=chan.slack.response_url(name),
     )
     result = chan.web.post("/slack/interactions", body)
@@ -114,7 +114,7 @@ def _summary(slack: FakeSlack) -> dict[str, Any]:
 def _rating_line(message: dict[str, Any]) -> str:
     """The context line just above the rating buttons."""
     body = message["blocks"]
-    (index,) = [i for i, b in enumerate(body) if b.get("block_id") == blocks.RATING_BLOCK_ID]
+    (index,) = [i for i, b in enumerate(body) if b.get("block_id") == run_blocks.RATING_BLOCK_ID]
     return str(body[index - 1]["elements"][0]["text"])
 
 
@@ -162,7 +162,7 @@ def test_the_initiator_who_did_not_order_may_rate(chan: Channel, sql: SqlFn) -> 
     run_id = chan.start(ANA)
     chan.work()
     chan.submit(BEN, "tea", run_id=run_id)
-    chan.click(ANA, blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert "you rated this run 5/5" in _rate(chan, ANA, run_id, 5)
     assert _ratings(sql, run_id) == {ANA: 5}
@@ -171,7 +171,7 @@ def test_the_initiator_who_did_not_order_may_rate(chan: Channel, sql: SqlFn) -> 
 def test_open_foreign_and_deleted_runs_cannot_be_rated(chan: Channel, sql: SqlFn) -> None:
     run_id = _run(chan, {ANA: False, BEN: False}, close=False)
     assert "Only a completed coffee run can be rated" in _rate(chan, BEN, run_id, 3)
-    chan.click(ANA, blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     # The same button replayed from another channel.
     chan.slack.add_channel("C0OTHER01", name="other")
@@ -185,7 +185,7 @@ def test_open_foreign_and_deleted_runs_cannot_be_rated(chan: Channel, sql: SqlFn
         block_action_body(
             user_id=BEN,
             channel_id=CHANNEL,
-            action_id=f"{blocks.ACTION_RATE_RUN}_9",
+            action_id=f"{run_blocks.ACTION_RATE_RUN}_9",
             value=f"{run_id}:9",
             response_url=chan.slack.response_url("junk"),
         ),
@@ -338,7 +338,7 @@ def test_pilot_report_for_admins_over_7_and_28_days(
     _rate(chan, CAT, second, 3)
     canceled = chan.start(ANA)
     chan.work()
-    chan.click(ANA, blocks.ACTION_CANCEL_RUN, canceled)
+    chan.click(ANA, run_blocks.ACTION_CANCEL_RUN, canceled)
     chan.work()
     slack.fail_next("chat.postMessage", error="is_archived")
     chan.start(ANA)
@@ -484,5 +484,5 @@ def test_the_how_this_works_line_shows_once_per_channel(chan: Channel, slack: Fa
         if c.args.get("channel") == CHANNEL and c.args["blocks"][0]["type"] == "header"
     ]
     assert len(run_posts) == 2
-    assert blocks.FIRST_RUN_HINT in str(run_posts[0])
-    assert blocks.FIRST_RUN_HINT not in str(run_posts[1])
+    assert run_blocks.FIRST_RUN_HINT in str(run_posts[0])
+    assert run_blocks.FIRST_RUN_HINT not in str(run_posts[1])

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from coffeebuddy.config import WorkerSettings
-from coffeebuddy.jobs import maintenance, queue
+from coffeebuddy.jobs import maintenance
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import privacy
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, runner_of
 from tests.fakes.slack_api import FakeSlack
@@ -42,7 +43,7 @@ def _closed_run(chan: Channel, starter: str, orders: dict[str, str], runner: str
     run_id = chan.start(starter)
     for user, text in orders.items():
         assert chan.submit(user, text, volunteer=user == runner, run_id=run_id) is None
-    chan.click(starter, blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
     assert runner_of(chan.sql, run_id) == runner
@@ -146,7 +147,7 @@ def test_purge_keeps_each_channels_retention_open_runs_and_the_audit_trail(
     a1 = _closed_run(coffee, "U0ANA", {"U0ANA": "flat white", "U0BEN": "tea"}, runner="U0BEN")
     a2 = _closed_run(coffee, "U0BEN", {"U0BEN": "espresso", "U0CAT": "latte"}, runner="U0BEN")
     canceled = coffee.start("U0DAN")
-    coffee.click("U0DAN", blocks.ACTION_CLOSE_RUN, canceled)  # nobody ordered
+    coffee.click("U0DAN", run_blocks.ACTION_CLOSE_RUN, canceled)  # nobody ordered
     coffee.work()
     assert coffee.status(canceled) == "canceled"
     open_run = coffee.start("U0EVE")
@@ -453,14 +454,14 @@ def test_forget_me_deletes_only_that_persons_usuals_even_in_a_disabled_channel(
     run_id = coffee.start("U0DAN")
     coffee.work()
     views_before = len(slack.opened_views())
-    coffee.click("U0ANA", blocks.ACTION_USE_USUAL, run_id)
+    coffee.click("U0ANA", run_blocks.ACTION_USE_USUAL, run_id)
     coffee.work()
     views = slack.opened_views()
     assert len(views) == views_before + 1
-    assert views[-1]["callback_id"] == blocks.CALLBACK_ORDER_MODAL
+    assert views[-1]["callback_id"] == run_blocks.CALLBACK_ORDER_MODAL
     assert sql("SELECT count(*) FROM orders WHERE run_id = %s", run_id) == [(0,)]
     # BEN's usual still works with one click.
-    coffee.click("U0BEN", blocks.ACTION_USE_USUAL, run_id)
+    coffee.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
     coffee.work()
     assert len(slack.opened_views()) == views_before + 1
     assert sql("SELECT order_text FROM orders WHERE run_id = %s", run_id) == [("tea",)]

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.service.reminders import LAST_CALL, RUNNER_REMINDER
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -124,7 +124,7 @@ def _closed_run_with_orders(chan: Channel, text: str = "in 20m Lobby cafe") -> s
     assert chan.submit("U0BEN", "oat flat white") is None
     assert chan.submit("U0CAT", "espresso") is None
     assert chan.submit("U0ANA", "oat flat white") is None
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
     return run_id
@@ -316,7 +316,7 @@ def test_canceled_run_gets_no_reminder(chan: Channel, sql: SqlFn, slack: FakeSla
     run_id = chan.start("U0ANA", "in 20m")
     chan.work()
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "canceled"
     posts_before = len(slack.calls("chat.postMessage"))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from coffeebuddy.config import Config, ConfigError
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
@@ -69,7 +69,7 @@ def _refused_click(web: SignedClient, run_id: str, url: str) -> None:
     body = block_action_body(
         user_id="U0BEN",
         channel_id=CHANNEL,
-        action_id=blocks.ACTION_CANCEL_RUN,
+        action_id=run_blocks.ACTION_CANCEL_RUN,
         value=run_id,
         response_url=url,
         trigger_id="1.1",

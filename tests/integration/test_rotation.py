@@ -17,7 +17,7 @@ import pytest
 from coffeebuddy import logs
 from coffeebuddy.entry import SecretListeners, build_worker, load_config, slack_token_listener
 from coffeebuddy.secrets import SecretKeeper
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.middleware import SigningSecrets
 from tests.conftest import CHANNEL
 from tests.fakes.slack_api import FakeSlack
@@ -116,7 +116,7 @@ def test_files_rotation_swaps_the_signing_secret_and_the_bot_token(
     click = block_action_body(
         user_id="U0BEN",
         channel_id=CHANNEL,
-        action_id=blocks.ACTION_PLACE_ORDER,
+        action_id=run_blocks.ACTION_PLACE_ORDER,
         value=run_id,
         response_url=slack.response_url("ben"),
         trigger_id=slack.trigger_id(),

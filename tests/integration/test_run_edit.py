@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from coffeebuddy.service.reminders import RUNNER_REMINDER
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store.queue import RUNNER_REMINDER
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -88,29 +88,31 @@ def test_edit_button_opens_the_form_filled_with_the_current_details(
         if e["type"] == "overflow"
         for o in e["options"]
     ]
-    assert f"{blocks.ACTION_EDIT_RUN}:{run_id}" in choices
+    assert f"{run_blocks.ACTION_EDIT_RUN}:{run_id}" in choices
 
-    chan.click("U0ANA", blocks.ACTION_EDIT_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_EDIT_RUN, run_id)
 
     views = _views_open(slack)
     assert len(views) == 1
     view = views[0]
-    assert view["callback_id"] == blocks.CALLBACK_RUN_MODAL
+    assert view["callback_id"] == run_blocks.CALLBACK_RUN_MODAL
     assert view["private_metadata"] == run_id
     by_block = {b["block_id"]: b for b in view["blocks"]}
     pickup = _run(sql, run_id)["pickup_time"]
     local = pickup.astimezone(BERLIN).strftime("%H:%M")
-    assert by_block[blocks.PICKUP_BLOCK_ID]["element"]["action_id"] == blocks.PICKUP_ACTION_ID
-    assert by_block[blocks.PICKUP_BLOCK_ID]["element"]["initial_value"] == local
-    assert by_block[blocks.NOTE_BLOCK_ID]["element"]["action_id"] == blocks.NOTE_ACTION_ID
-    assert by_block[blocks.NOTE_BLOCK_ID]["element"]["initial_value"] == "Lobby cafe"
+    assert (
+        by_block[run_blocks.PICKUP_BLOCK_ID]["element"]["action_id"] == run_blocks.PICKUP_ACTION_ID
+    )
+    assert by_block[run_blocks.PICKUP_BLOCK_ID]["element"]["initial_value"] == local
+    assert by_block[run_blocks.NOTE_BLOCK_ID]["element"]["action_id"] == run_blocks.NOTE_ACTION_ID
+    assert by_block[run_blocks.NOTE_BLOCK_ID]["element"]["initial_value"] == "Lobby cafe"
 
 
 def test_edit_form_for_a_run_without_details_is_empty(chan: Channel, slack: FakeSlack) -> None:
     run_id = chan.start("U0ANA")
-    chan.click("U0ANA", blocks.ACTION_EDIT_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_EDIT_RUN, run_id)
     view = _views_open(slack)[0]
-    assert view["callback_id"] == blocks.CALLBACK_RUN_MODAL
+    assert view["callback_id"] == run_blocks.CALLBACK_RUN_MODAL
     assert all("initial_value" not in b["element"] for b in view["blocks"])
 
 
@@ -209,8 +211,8 @@ def test_an_invalid_time_is_an_error_on_the_pickup_field(chan: Channel, sql: Sql
     for typed in ("tomorrow-ish", "25:00", "in 900h"):
         answer = _edit(chan, "U0ANA", run_id, typed, "Lobby cafe")
         assert answer is not None and answer["response_action"] == "errors", typed
-        assert list(answer["errors"]) == [blocks.PICKUP_BLOCK_ID], typed
-        assert answer["errors"][blocks.PICKUP_BLOCK_ID]
+        assert list(answer["errors"]) == [run_blocks.PICKUP_BLOCK_ID], typed
+        assert answer["errors"][run_blocks.PICKUP_BLOCK_ID]
     _unchanged(sql, run_id, before, due)
 
 
@@ -220,7 +222,7 @@ def test_a_mention_in_the_note_is_an_error_on_the_note_field(chan: Channel, sql:
     for note in ("@here coffee!", "ping <!channel>"):
         answer = _edit(chan, "U0ANA", run_id, "in 45m", note)
         assert answer is not None and answer["response_action"] == "errors", note
-        assert list(answer["errors"]) == [blocks.NOTE_BLOCK_ID], note
+        assert list(answer["errors"]) == [run_blocks.NOTE_BLOCK_ID], note
     _unchanged(sql, run_id, before, due)
 
 
@@ -229,7 +231,7 @@ def test_someone_else_clicking_edit_is_told_who_may(
 ) -> None:
     run_id = chan.start("U0ANA", "in 20m")
     chan.work()
-    chan.click("U0BEN", blocks.ACTION_EDIT_RUN, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_EDIT_RUN, run_id)
     chan.work()
     assert _views_open(slack) == []
     told = chan.told("U0BEN")
@@ -248,7 +250,7 @@ def test_a_forged_submission_from_someone_else_changes_nothing(
     chan.work()
 
     assert answer is not None and answer["response_action"] == "errors"
-    assert blocks.PICKUP_BLOCK_ID in answer["errors"]
+    assert run_blocks.PICKUP_BLOCK_ID in answer["errors"]
     _unchanged(sql, run_id, before, due)
     assert len(slack.calls("chat.update")) == updates_before
 
@@ -256,7 +258,7 @@ def test_a_forged_submission_from_someone_else_changes_nothing(
 def test_a_workspace_admin_may_edit(chan: Channel, sql: SqlFn, slack: FakeSlack) -> None:
     slack.add_user("U0BOSS", is_admin=True, tz="Europe/Berlin")
     run_id = chan.start("U0ANA", "in 20m")
-    chan.click("U0BOSS", blocks.ACTION_EDIT_RUN, run_id)
+    chan.click("U0BOSS", run_blocks.ACTION_EDIT_RUN, run_id)
     assert len(_views_open(slack)) == 1
     assert _edit(chan, "U0BOSS", run_id, "in 40m", "Admin moved it") is None
     assert _run(sql, run_id)["note"] == "Admin moved it"
@@ -266,14 +268,14 @@ def test_a_closed_run_cannot_be_edited(chan: Channel, sql: SqlFn, slack: FakeSla
     run_id = chan.start("U0ANA", "in 20m Lobby cafe")
     chan.work()
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     before, due = _run(sql, run_id), _queued_reminders(sql, run_id)
     assert before["status"] == "closed"
 
     answer = _edit(chan, "U0ANA", run_id, "in 45m", "Kitchen")
     assert answer is not None and answer["response_action"] == "errors"
-    assert "closed" in answer["errors"][blocks.PICKUP_BLOCK_ID]
+    assert "closed" in answer["errors"][run_blocks.PICKUP_BLOCK_ID]
     assert _run(sql, run_id) == before
     assert _queued_reminders(sql, run_id) == due
     assert [
@@ -281,7 +283,7 @@ def test_a_closed_run_cannot_be_edited(chan: Channel, sql: SqlFn, slack: FakeSla
     ] == []
 
     # Clicking the (stale) button on a closed run opens no form either.
-    chan.click("U0ANA", blocks.ACTION_EDIT_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_EDIT_RUN, run_id)
     chan.work()
     assert _views_open(slack) == []
     assert any("already closed" in t for t in chan.told("U0ANA"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from tests.conftest import CHANNEL
 from tests.driver import Channel
 
@@ -54,7 +54,7 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     # Order texts never appear in the channel's run message (privacy).
     assert "espresso" not in _text_of(message)
 
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
     runner = sql(
@@ -96,13 +96,13 @@ def test_second_run_reuses_usual_with_one_click(chan: Channel, slack: Any, sql: 
     first = chan.start("U0ANA")
     chan.submit("U0BEN", "cortado")
     chan.submit("U0ANA", "tea")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, first)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
     chan.work()
 
     second = chan.start("U0CAT")
     assert second != first
     chan.work()
-    chan.click("U0BEN", blocks.ACTION_USE_USUAL, second)
+    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, second)
     chan.work()
     rows = sql(
         "SELECT o.order_text FROM orders o JOIN users u ON u.id = o.user_id"

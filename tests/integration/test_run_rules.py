@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.common import DISABLED_TEXT
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -75,7 +75,7 @@ def _open_run_with_orders(chan: Channel, orders: dict[str, str]) -> str:
 # ---- who may close or cancel ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", [blocks.ACTION_CLOSE_RUN, blocks.ACTION_CANCEL_RUN])
+@pytest.mark.parametrize("action", [run_blocks.ACTION_CLOSE_RUN, run_blocks.ACTION_CANCEL_RUN])
 def test_a_participant_may_not_close_or_cancel_someone_elses_run(
     chan: Channel, slack: FakeSlack, sql: SqlFn, action: str
 ) -> None:
@@ -92,7 +92,7 @@ def test_a_participant_may_not_close_or_cancel_someone_elses_run(
 
 @pytest.mark.parametrize(
     ("action", "ended"),
-    [(blocks.ACTION_CLOSE_RUN, "closed"), (blocks.ACTION_CANCEL_RUN, "canceled")],
+    [(run_blocks.ACTION_CLOSE_RUN, "closed"), (run_blocks.ACTION_CANCEL_RUN, "canceled")],
 )
 @pytest.mark.parametrize("who", ["initiator", "configured_admin", "workspace_admin", "owner"])
 def test_the_initiator_and_admins_may_close_or_cancel(
@@ -120,8 +120,8 @@ def test_the_initiator_and_admins_may_close_or_cancel(
 
 def test_a_double_click_on_close_closes_once(chan: Channel, slack: FakeSlack, sql: SqlFn) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
 
     assert chan.status(run_id) == "closed"
@@ -147,7 +147,7 @@ def test_two_racing_closes_close_once(
         body = block_action_body(
             user_id="U0ANA",
             channel_id=CHANNEL,
-            action_id=blocks.ACTION_CLOSE_RUN,
+            action_id=run_blocks.ACTION_CLOSE_RUN,
             value=run_id,
             response_url=slack.response_url(f"race-{i}"),
             trigger_id=slack.trigger_id(),
@@ -173,7 +173,7 @@ def test_closing_a_run_nobody_ordered_in_cancels_it(
 ) -> None:
     run_id = chan.start("U0ANA")
     chan.work()
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
 
     assert chan.status(run_id) == "canceled"
@@ -205,7 +205,7 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
     assert any("Updated your order" in t for t in chan.told("U0BEN"))
     assert "2 people" in _text_of(_run_message(slack, ts))
 
-    chan.click("U0BEN", blocks.ACTION_CANCEL_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
     chan.work()
     assert ben_orders() == [("oat flat white", True)]
     message = _text_of(_run_message(slack, ts))
@@ -213,8 +213,8 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
     assert any("Your order is canceled" in t for t in chan.told("U0BEN"))
 
     # Nothing left to cancel, for him or for someone who never ordered.
-    chan.click("U0BEN", blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.click("U0DAN", blocks.ACTION_CANCEL_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
+    chan.click("U0DAN", run_blocks.ACTION_CANCEL_ORDER, run_id)
     chan.work()
     assert any("no order" in t for t in chan.told("U0BEN"))
     assert any("no order" in t for t in chan.told("U0DAN"))
@@ -223,7 +223,7 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
 
 def test_after_close_orders_are_frozen(chan: Channel, slack: FakeSlack, sql: SqlFn) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     ts = _message_ts(sql, run_id)
     orders_before = sql("SELECT * FROM orders ORDER BY id")
@@ -233,9 +233,9 @@ def test_after_close_orders_are_frozen(chan: Channel, slack: FakeSlack, sql: Sql
     answer = chan.submit("U0BEN", "espresso", run_id=run_id)
     assert answer is not None and answer["response_action"] == "errors"
     assert "already closed" in answer["errors"]["order"]
-    chan.click("U0CAT", blocks.ACTION_USE_USUAL, run_id)  # CAT has a usual: "latte"
-    chan.click("U0BEN", blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.click("U0DAN", blocks.ACTION_PLACE_ORDER, run_id)
+    chan.click("U0CAT", run_blocks.ACTION_USE_USUAL, run_id)  # CAT has a usual: "latte"
+    chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
+    chan.click("U0DAN", run_blocks.ACTION_PLACE_ORDER, run_id)
     chan.work()
 
     for user in ("U0CAT", "U0BEN", "U0DAN"):
@@ -253,8 +253,8 @@ def test_invalid_order_text_keeps_the_modal_open(chan: Channel, sql: SqlFn, text
     answer = chan.submit("U0BEN", text, run_id=run_id)
     assert answer is not None
     assert answer["response_action"] == "errors"
-    assert set(answer["errors"]) == {blocks.ORDER_BLOCK_ID}
-    assert answer["errors"][blocks.ORDER_BLOCK_ID]
+    assert set(answer["errors"]) == {run_blocks.ORDER_BLOCK_ID}
+    assert answer["errors"][run_blocks.ORDER_BLOCK_ID]
     assert sql("SELECT count(*) FROM orders") == [(0,)]
     assert sql("SELECT count(*) FROM user_preferences") == [(0,)]
     assert _jobs(sql, queue.REFRESH_RUN_MESSAGE) == 0
@@ -279,12 +279,12 @@ def test_use_my_usual_without_a_usual_opens_the_order_form(
 ) -> None:
     run_id = chan.start("U0ANA")
     chan.work()
-    chan.click("U0BEN", blocks.ACTION_USE_USUAL, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
     chan.work()
 
     views = slack.opened_views()
     assert len(views) == 1
-    assert views[0]["callback_id"] == blocks.CALLBACK_ORDER_MODAL
+    assert views[0]["callback_id"] == run_blocks.CALLBACK_ORDER_MODAL
     assert views[0]["private_metadata"] == run_id
     assert sql("SELECT count(*) FROM orders") == [(0,)]
 
@@ -293,7 +293,7 @@ def test_use_my_usual_without_a_usual_opens_the_order_form(
 
 
 def _close_and_summary(chan: Channel, slack: FakeSlack, sql: SqlFn, run_id: str) -> str:
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
     runner = _runner(sql, run_id)
@@ -354,7 +354,7 @@ def test_the_previous_runner_sits_out_even_with_the_fewest_runs(
 
 def test_a_disabled_channel_records_nothing(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA")
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     sql("UPDATE channels SET enabled = false")
 
@@ -377,13 +377,13 @@ def test_cancel_run_updates_the_message_and_frees_the_channel(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea"})
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
 
     assert chan.status(run_id) == "canceled"
     message = _run_message(slack, _message_ts(sql, run_id))
     assert "This run was canceled." in _text_of(message)
-    assert not any(b.get("block_id") == blocks.RUN_ACTIONS_BLOCK_ID for b in message["blocks"])
+    assert not any(b.get("block_id") == run_blocks.RUN_ACTIONS_BLOCK_ID for b in message["blocks"])
     assert any("You canceled the coffee run" in t for t in chan.told("U0ANA"))
     assert _summaries(slack) == []
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from coffeebuddy.slack import blocks, stats_blocks
+from coffeebuddy.slack import run_blocks, stats_blocks
 from tests.conftest import CHANNEL
 from tests.driver import Channel, runner_of
 from tests.slack_payloads import block_action_payload
@@ -29,7 +29,7 @@ def _dumped(message: dict[str, Any]) -> str:
 def _pick(chan: Channel, user: str, value: str) -> Any:
     """`user` picks an option of the run message's ⋯ menu, as Slack sends it."""
     payload = block_action_payload(
-        user_id=user, channel_id=CHANNEL, action_id=blocks.ACTION_RUN_MENU, value=""
+        user_id=user, channel_id=CHANNEL, action_id=run_blocks.ACTION_RUN_MENU, value=""
     )
     action = payload["actions"][0]
     action.pop("value")
@@ -63,35 +63,35 @@ def test_ill_go_marks_an_order_orders_the_usual_or_opens_the_ticked_form(
     # Ben gets a usual in a first run.
     chan.start("U0BEN")
     chan.submit("U0BEN", "oat latte")
-    chan.click("U0BEN", blocks.ACTION_CLOSE_RUN)
+    chan.click("U0BEN", run_blocks.ACTION_CLOSE_RUN)
     chan.work()
 
     run_id = chan.start("U0ANA")
     chan.work()
     # Ana has an order: one tap marks her as a volunteer.
     chan.submit("U0ANA", "espresso")
-    chan.click("U0ANA", blocks.ACTION_ILL_GO, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_ILL_GO, run_id)
     chan.work()
     assert _volunteer(sql, run_id, "U0ANA") is True
     assert any("You volunteered to go" in t for t in chan.told("U0ANA"))
     # Ben has no order but a usual: one tap orders it, as a volunteer.
-    chan.click("U0BEN", blocks.ACTION_ILL_GO, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_ILL_GO, run_id)
     chan.work()
     assert _volunteer(sql, run_id, "U0BEN") is True
     assert any("I ordered your usual: *oat latte*" in t for t in chan.told("U0BEN"))
     # Cat has neither: the order form opens with "I'll go" ticked, and nothing is stored.
     views = len(slack.opened_views())
-    chan.click("U0CAT", blocks.ACTION_ILL_GO, run_id)
+    chan.click("U0CAT", run_blocks.ACTION_ILL_GO, run_id)
     view = slack.opened_views()[views]
-    (box,) = [b for b in view["blocks"] if b.get("block_id") == blocks.VOLUNTEER_BLOCK_ID]
+    (box,) = [b for b in view["blocks"] if b.get("block_id") == run_blocks.VOLUNTEER_BLOCK_ID]
     assert box["element"]["initial_options"] == box["element"]["options"]
     assert _volunteer(sql, run_id, "U0CAT") is None
     # Tapping again changes nothing and says so.
-    chan.click("U0ANA", blocks.ACTION_ILL_GO, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_ILL_GO, run_id)
     chan.work()
     assert any("already said you'll go" in t for t in chan.told("U0ANA"))
     # The same rule as the form's tick: a volunteer runs.
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert runner_of(sql, run_id) in {"U0ANA", "U0BEN"}
 
@@ -99,9 +99,9 @@ def test_ill_go_marks_an_order_orders_the_usual_or_opens_the_ticked_form(
 def test_ill_go_on_a_closed_run_changes_nothing(chan: Channel, sql: Any) -> None:
     run_id = chan.start("U0ANA")
     chan.submit("U0ANA", "tea")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
-    chan.click("U0BEN", blocks.ACTION_ILL_GO, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_ILL_GO, run_id)
     chan.work()
     assert _volunteer(sql, run_id, "U0BEN") is None
     assert "already closed" in chan.told("U0BEN")[-1]
@@ -116,25 +116,25 @@ def test_the_menu_cancels_an_order_and_prompts_before_canceling_the_run(
     run_id = chan.start("U0ANA")
     chan.work()
     chan.submit("U0BEN", "tea")
-    _pick(chan, "U0BEN", f"{blocks.ACTION_CANCEL_ORDER}:{run_id}")
+    _pick(chan, "U0BEN", f"{run_blocks.ACTION_CANCEL_ORDER}:{run_id}")
     chan.work()
     assert _volunteer(sql, run_id, "U0BEN") is None  # no active order left
     assert any("Your order is canceled" in r["text"] for r in slack.responses("U0BEN-menu"))
 
     # "Cancel run…" asks first: the answer carries the real button, behind a confirm.
-    _pick(chan, "U0ANA", f"{blocks.ACTION_CANCEL_RUN_PROMPT}:{run_id}")
+    _pick(chan, "U0ANA", f"{run_blocks.ACTION_CANCEL_RUN_PROMPT}:{run_id}")
     chan.work()
     assert chan.status(run_id) == "open"
     (prompt,) = [r for r in slack.responses("U0ANA-menu") if r.get("blocks")]
     buttons = [e for b in prompt["blocks"] for e in b.get("elements") or []]
-    (button,) = [e for e in buttons if e.get("action_id") == blocks.ACTION_CANCEL_RUN]
+    (button,) = [e for e in buttons if e.get("action_id") == run_blocks.ACTION_CANCEL_RUN]
     assert button["value"] == run_id
     assert button["confirm"]["style"] == "danger"
     # Only the starter (or an admin) gets it.
-    _pick(chan, "U0CAT", f"{blocks.ACTION_CANCEL_RUN_PROMPT}:{run_id}")
+    _pick(chan, "U0CAT", f"{run_blocks.ACTION_CANCEL_RUN_PROMPT}:{run_id}")
     chan.work()
     assert not [r for r in slack.responses("U0CAT-menu") if r.get("blocks")]
-    chan.click("U0ANA", blocks.ACTION_CANCEL_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "canceled"
 
@@ -171,7 +171,7 @@ def test_answers_link_to_the_run_message_and_the_summary(
     assert f"<{message_link}|its message>" in answer["text"]
 
     chan.submit("U0ANA", "tea")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     ((summary_link,),) = sql("SELECT summary_permalink FROM runs WHERE id = %s", run_id)
     summary = slack.messages(CHANNEL)[1]
@@ -181,7 +181,7 @@ def test_answers_link_to_the_run_message_and_the_summary(
     assert f"<{summary_link}|See the orders>" in closed
     assert "below" not in closed
     # "Already closed" points at the orders.
-    chan.click("U0BEN", blocks.ACTION_PLACE_ORDER, run_id)
+    chan.click("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
     chan.work()
     assert f"already closed. <{summary_link}|See the orders>." in chan.told("U0BEN")[-1]
 
@@ -206,7 +206,7 @@ def test_the_summary_mentions_only_the_runner_and_a_change_is_told_in_its_thread
     run_id = chan.start("U0ANA")
     for user, text in {"U0ANA": "flat white", "U0BEN": "flat white", "U0CAT": "tea"}.items():
         chan.submit(user, text)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     first = runner_of(sql, run_id)
     summary = slack.messages(CHANNEL)[1]
@@ -215,7 +215,7 @@ def test_the_summary_mentions_only_the_runner_and_a_change_is_told_in_its_thread
     assert "*To buy:* 2× flat white" in _dumped(summary)
     assert "3 orders" in _dumped(summary)
 
-    chan.click(first, blocks.ACTION_CANT_GO, run_id)
+    chan.click(first, run_blocks.ACTION_CANT_GO, run_id)
     chan.work()
     second = runner_of(sql, run_id)
     assert second != first
@@ -237,14 +237,14 @@ def test_a_retried_thread_reply_is_not_posted_twice(
     run_id = chan.start("U0ANA")
     chan.submit("U0ANA", "tea")
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     first = runner_of(sql, run_id)
     # Slack takes the reply, but the answer is lost: the retry must find it in the thread.
     slack.fail_next(
         "chat.postMessage", status=500, effect_first=True, when=lambda a: bool(a.get("thread_ts"))
     )
-    chan.click(first, blocks.ACTION_CANT_GO, run_id)
+    chan.click(first, run_blocks.ACTION_CANT_GO, run_id)
     chan.work()
     sql("UPDATE jobs SET run_at = now() WHERE status = 'queued'")
     chan.work()
@@ -261,8 +261,8 @@ def test_help_is_short_and_more_is_one_tap(chan: Channel, slack: Any) -> None:
     answer = chan.command("U0ANA", "help")
     assert len(answer["text"]) <= 600
     buttons = [e for b in answer["blocks"] for e in b.get("elements") or []]
-    assert [b["action_id"] for b in buttons] == [blocks.ACTION_HELP_MORE]
-    chan.click("U0ANA", blocks.ACTION_HELP_MORE, "more")
+    assert [b["action_id"] for b in buttons] == [run_blocks.ACTION_HELP_MORE]
+    chan.click("U0ANA", run_blocks.ACTION_HELP_MORE, "more")
     chan.work()
     assert "`/coffee in 20m`" in chan.told("U0ANA")[-1]
 
@@ -272,7 +272,7 @@ def test_a_members_stats_are_short_and_everyone_is_one_tap(chan: Channel, sql: A
     run_id = chan.start(people[0])
     for user in people:
         chan.submit(user, "tea")
-    chan.click(people[0], blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click(people[0], run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     short = chan.command("U0P007", "stats")
     rows = [b for b in short["blocks"] if b.get("block_id", "").startswith("stats_table")]

@@ -14,7 +14,7 @@ import pytest
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.common import DISABLED_TEXT
-from coffeebuddy.slack import blocks, stats_blocks
+from coffeebuddy.slack import run_blocks, stats_blocks
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
 from tests.fakes.slack_api import FakeSlack
@@ -50,7 +50,7 @@ def _run(chan: Channel, orders: dict[str, bool]) -> str:
     chan.work()
     for user, volunteer in orders.items():
         assert chan.submit(user, f"{user} latte", volunteer=volunteer, run_id=run_id) is None
-    chan.click(starter, blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
     rows = chan.sql(

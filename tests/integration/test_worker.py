@@ -22,10 +22,10 @@ from slack_sdk.web import SlackResponse
 
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
-from coffeebuddy.jobs import queue
 from coffeebuddy.jobs.worker import CHANNEL as NOTIFY_CHANNEL
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import queue
 from coffeebuddy.web.app import create_app
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
@@ -132,7 +132,7 @@ def test_summary_and_runner_dm_are_never_sent_twice(
     run_id = chan.start("U0ANA")
     chan.work()
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     runner = sql(
         "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
@@ -172,7 +172,7 @@ def test_a_post_slack_accepted_but_never_answered_is_adopted_not_repeated(
     chan.work()
     chan.submit("U0BEN", "tea")
     slack.fail_next("chat.postMessage", effect_first=True, times=2, **answer)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert slack.pending_faults("chat.postMessage") == 0
     assert _job(sql, queue.POST_SUMMARY)["status"] == "queued"  # waiting out its backoff
@@ -205,7 +205,7 @@ def test_by_default_a_retried_channel_post_never_reads_the_channel(
     chan.work()
     chan.submit("U0BEN", "tea")
     slack.fail_next("chat.postMessage", effect_first=True, times=2, status=500)
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     _force_due(sql)
     chan.work()
@@ -224,7 +224,7 @@ def test_a_first_attempt_never_reads_the_history(chan: Channel, slack: FakeSlack
     run_id = chan.start("U0ANA")
     chan.work()
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert slack.calls("conversations.history") == []
     posts = slack.calls("chat.postMessage")
@@ -510,7 +510,7 @@ def test_a_close_brings_a_coalesced_refresh_forward(
         queue.REFRESH_RUN_MESSAGE,
     )
     assert waiting[0][0] > 50
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()  # nothing forced: only what is due now runs
     refreshes = sql(
         "SELECT status FROM jobs WHERE kind = %s ORDER BY id", queue.REFRESH_RUN_MESSAGE
@@ -519,7 +519,9 @@ def test_a_close_brings_a_coalesced_refresh_forward(
     assert refreshes == [("done",), ("done",)]
     message = slack.messages(CHANNEL)[0]
     assert "closed" in message["text"]
-    assert not [b for b in message["blocks"] if b.get("block_id") == blocks.RUN_ACTIONS_BLOCK_ID]
+    assert not [
+        b for b in message["blocks"] if b.get("block_id") == run_blocks.RUN_ACTIONS_BLOCK_ID
+    ]
 
 
 class _HookedClient(WebClient):

@@ -10,7 +10,7 @@ import pytest
 
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
-from coffeebuddy.slack import blocks as b
+from coffeebuddy.slack import blockkit, run_blocks
 
 PICKUP = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
 ORDERS = (
@@ -63,7 +63,9 @@ def _texts(blocks: list[dict[str, Any]]) -> list[str]:
 
 
 def _order_list(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [blk for blk in blocks if blk.get("block_id", "").startswith(b.ORDER_LIST_BLOCK_ID)]
+    return [
+        blk for blk in blocks if blk.get("block_id", "").startswith(run_blocks.ORDER_LIST_BLOCK_ID)
+    ]
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -71,28 +73,28 @@ def _order_list(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_action_ids_are_the_public_contract() -> None:
     assert (
-        b.ACTION_PLACE_ORDER,
-        b.ACTION_USE_USUAL,
-        b.ACTION_EDIT_ORDER,
-        b.ACTION_CANCEL_ORDER,
-        b.ACTION_CLOSE_RUN,
-        b.ACTION_CANCEL_RUN,
+        run_blocks.ACTION_PLACE_ORDER,
+        run_blocks.ACTION_USE_USUAL,
+        run_blocks.ACTION_EDIT_ORDER,
+        run_blocks.ACTION_CANCEL_ORDER,
+        run_blocks.ACTION_CLOSE_RUN,
+        run_blocks.ACTION_CANCEL_RUN,
     ) == ("place_order", "use_usual", "edit_order", "cancel_order", "close_run", "cancel_run")
-    assert b.CALLBACK_ORDER_MODAL == "order_modal"
+    assert run_blocks.CALLBACK_ORDER_MODAL == "order_modal"
 
 
 def test_escape_neutralises_mentions_and_is_idempotent() -> None:
-    assert b.escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
-    assert b.escape(b.escape("a < b & c")) == "a &lt; b &amp; c"
+    assert blockkit.escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+    assert blockkit.escape(blockkit.escape("a < b & c")) == "a &lt; b &amp; c"
 
 
 def test_pickup_text_uses_slack_date_token_with_utc_fallback() -> None:
-    assert b.pickup_text(PICKUP) == "<!date^1714559400^{time}|10:30 UTC>"
+    assert blockkit.pickup_text(PICKUP) == "<!date^1714559400^{time}|10:30 UTC>"
     # Same instant in another zone gives the same token and a UTC fallback.
     cet = PICKUP.astimezone(timezone(timedelta(hours=2)))
-    assert b.pickup_text(cet) == b.pickup_text(PICKUP)
+    assert blockkit.pickup_text(cet) == blockkit.pickup_text(PICKUP)
     # Naive values are read as UTC, not as the server's local time.
-    assert b.pickup_text(PICKUP.replace(tzinfo=None)) == b.pickup_text(PICKUP)
+    assert blockkit.pickup_text(PICKUP.replace(tzinfo=None)) == blockkit.pickup_text(PICKUP)
 
 
 # --- run message -----------------------------------------------------------------------
@@ -106,7 +108,7 @@ def _menu(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 def test_open_run_has_four_buttons_and_a_menu() -> None:
     """Issue 14 item 2: one row on a phone: order/change (primary), usual, I'll go, close;
     the rest in the ⋯ menu. "Edit my order" is gone: it opened the same form as order."""
-    _, blocks = b.run_message(_view())
+    _, blocks = run_blocks.run_message(_view())
     actions = [blk for blk in blocks if blk["type"] == "actions"]
     assert len(actions) == 1
     assert actions[0]["block_id"] == "run_actions"
@@ -121,24 +123,26 @@ def test_open_run_has_four_buttons_and_a_menu() -> None:
     assert {btn["value"] for btn in buttons.values()} == {"run-123"}
     assert buttons["place_order"]["style"] == "primary"
     menu = _menu(blocks)
-    assert menu["action_id"] == b.ACTION_RUN_MENU
+    assert menu["action_id"] == run_blocks.ACTION_RUN_MENU
     assert [(o["text"]["text"], o["value"]) for o in menu["options"]] == [
         ("Cancel my order", "cancel_order:run-123"),
         ("Edit time/note", "edit_run:run-123"),
         ("Cancel run…", "cancel_run_prompt:run-123"),
     ]
-    assert {o["value"].partition(":")[0] for o in menu["options"]} == set(b.RUN_MENU_ACTIONS)
+    assert {o["value"].partition(":")[0] for o in menu["options"]} == set(
+        run_blocks.RUN_MENU_ACTIONS
+    )
 
 
 def test_close_run_asks_for_confirmation_with_the_count() -> None:
     """Issue 14 item 7: closing can't be undone and ends ordering for everyone."""
-    _, blocks = b.run_message(_view())
+    _, blocks = run_blocks.run_message(_view())
     confirm = _buttons(blocks)["close_run"]["confirm"]
     assert confirm["title"]["text"] == "Close the run now?"
     assert confirm["text"]["text"].startswith(
         "4 people are in. I'll pick the runner and post the orders."
     )
-    _, blocks = b.run_message(_view(orders=ORDERS[:1]))
+    _, blocks = run_blocks.run_message(_view(orders=ORDERS[:1]))
     assert _buttons(blocks)["close_run"]["confirm"]["text"]["text"].startswith("1 person is in.")
     # The one-tap actions stay one tap.
     buttons = _buttons(blocks)
@@ -146,7 +150,7 @@ def test_close_run_asks_for_confirmation_with_the_count() -> None:
 
 
 def test_cancel_run_prompt_has_the_danger_button_with_confirmation() -> None:
-    blocks = b.cancel_run_prompt("run-123")
+    blocks = run_blocks.cancel_run_prompt("run-123")
     button = _buttons(blocks)["cancel_run"]
     assert button["value"] == "run-123"
     assert button["style"] == "danger"
@@ -158,19 +162,19 @@ def test_run_message_leads_with_starter_and_when_ordering_ends() -> None:
     """Issue 14 item 1: "@ana started a coffee run, order by 09:27 · pickup 09:32 · Lobby
     cafe", then that the runner is picked at close (the starter is not the runner)."""
     order_by = PICKUP - timedelta(minutes=5)
-    text, blocks = b.run_message(_view(order_by=order_by))
+    text, blocks = run_blocks.run_message(_view(order_by=order_by))
     assert blocks[0]["type"] == "header"
     assert blocks[0]["text"]["text"] == "☕ Coffee run"
     assert blocks[1]["text"]["text"] == (
-        f"*<@U0> started a coffee run*, order by *{b.pickup_text(order_by)}* · "
-        f"pickup {b.pickup_text(PICKUP)} · Lobby cafe\nRunner picked fairly at close."
+        f"*<@U0> started a coffee run*, order by *{blockkit.pickup_text(order_by)}* · "
+        f"pickup {blockkit.pickup_text(PICKUP)} · Lobby cafe\nRunner picked fairly at close."
     )
     assert "doing a coffee run" not in json.dumps([text, blocks])
     joined = "\n".join(_texts(blocks))
     assert "4 people are in: <@U1>, <@U2>, <@U3>, <@U4>" in joined
     assert text.startswith("☕ <@U0> started a coffee run, order by ")
     # Without a reminder nothing closes the run by itself, so there is no "order by".
-    _, blocks = b.run_message(_view())
+    _, blocks = run_blocks.run_message(_view())
     assert "order by" not in blocks[1]["text"]["text"]
 
 
@@ -179,54 +183,54 @@ def test_run_message_never_shows_order_texts() -> None:
     for status in RunStatus:
         view = _closed(orders=secret_orders) if status is RunStatus.CLOSED else None
         view = view or _view(orders=secret_orders, status=status, failure_reason="oops")
-        text, blocks = b.run_message(view)
+        text, blocks = run_blocks.run_message(view)
         dumped = json.dumps([text, blocks]).casefold()
         assert "mocha" not in dumped
         assert "ristretto" not in dumped
 
 
 def test_nobody_yet_and_singular() -> None:
-    _, blocks = b.run_message(_view(orders=()))
+    _, blocks = run_blocks.run_message(_view(orders=()))
     assert "Nobody has ordered yet — be the first" in _texts(blocks)
-    _, blocks = b.run_message(_view(orders=ORDERS[:1]))
+    _, blocks = run_blocks.run_message(_view(orders=ORDERS[:1]))
     assert "1 person is in: <@U1>" in _texts(blocks)
 
 
 def test_pickup_and_note_are_optional() -> None:
-    _, blocks = b.run_message(_view(pickup_time=None, note=None))
+    _, blocks = run_blocks.run_message(_view(pickup_time=None, note=None))
     assert blocks[1]["text"]["text"] == (
         "*<@U0> started a coffee run*\nRunner picked fairly at close."
     )
 
 
 def test_note_is_escaped() -> None:
-    _, blocks = b.run_message(_view(note="<!here> lobby & co"))
+    _, blocks = run_blocks.run_message(_view(note="<!here> lobby & co"))
     assert "&lt;!here&gt; lobby &amp; co" in blocks[1]["text"]["text"]
     assert "<!here>" not in json.dumps(blocks)
 
 
 def test_first_run_hint_only_when_first_in_channel() -> None:
-    _, blocks = b.run_message(_view(first_in_channel=True))
+    _, blocks = run_blocks.run_message(_view(first_in_channel=True))
     contexts = [blk for blk in blocks if blk["type"] == "context"]
-    assert contexts[0]["elements"][0]["text"] == b.FIRST_RUN_HINT
-    assert "`/coffee help`" in b.FIRST_RUN_HINT
+    assert contexts[0]["elements"][0]["text"] == run_blocks.FIRST_RUN_HINT
+    assert "`/coffee help`" in run_blocks.FIRST_RUN_HINT
     # Issue 14 item 6: the same words as the rule everywhere, not "served least recently".
-    assert RULE_SUMMARY in b.FIRST_RUN_HINT
-    assert "least recently" not in b.FIRST_RUN_HINT
-    _, blocks = b.run_message(_view())
+    assert RULE_SUMMARY in run_blocks.FIRST_RUN_HINT
+    assert "least recently" not in run_blocks.FIRST_RUN_HINT
+    _, blocks = run_blocks.run_message(_view())
     assert not [blk for blk in blocks if blk["type"] == "context"]
 
 
 def test_closed_run_has_no_buttons_and_links_to_the_summary() -> None:
     """Issue 14 item 8: the closed run message links to the summary, not "Summary below"."""
     link = "https://x.slack.com/archives/C42/p1700000000000100"
-    _, blocks = b.run_message(_closed(first_in_channel=True, summary_permalink=link))
+    _, blocks = run_blocks.run_message(_closed(first_in_channel=True, summary_permalink=link))
     assert not _buttons(blocks)
     assert not [blk for blk in blocks if blk["type"] in {"actions", "context", "overflow"}]
     assert f"Closed — <@U2> is going. <{link}|See the orders>." in _texts(blocks)
     assert "below" not in json.dumps(blocks)
     # Before the link is known it still reads right.
-    _, blocks = b.run_message(_closed())
+    _, blocks = run_blocks.run_message(_closed())
     assert "Closed — <@U2> is going. See the orders in the summary." in _texts(blocks)
 
 
@@ -239,17 +243,17 @@ def test_closed_run_has_no_buttons_and_links_to_the_summary() -> None:
 )
 def test_ended_runs_have_no_buttons(status: RunStatus, line: str) -> None:
     view = _view(status=status, failure_reason="I can't post in this channel.")
-    _, blocks = b.run_message(view)
+    _, blocks = run_blocks.run_message(view)
     assert not _buttons(blocks)
     assert line in _texts(blocks)
 
 
 def test_many_participants_are_truncated_within_limits() -> None:
     orders = tuple(OrderLine(f"U{i:010d}", "latte") for i in range(500))
-    _, blocks = b.run_message(_view(orders=orders))
-    assert len(blocks) <= b.MAX_BLOCKS
+    _, blocks = run_blocks.run_message(_view(orders=orders))
+    assert len(blocks) <= run_blocks.MAX_BLOCKS
     (who,) = [t for t in _texts(blocks) if t.startswith("500 people are in: ")]
-    assert len(who) <= b.MAX_SECTION_CHARS
+    assert len(who) <= run_blocks.MAX_SECTION_CHARS
     shown = who.count("<@")
     assert 0 < shown < 500
     assert who.endswith(f" and {500 - shown} more")
@@ -259,7 +263,7 @@ def test_many_participants_are_truncated_within_limits() -> None:
 
 def test_participants_list_not_truncated_when_it_fits() -> None:
     ids = [f"U{i:010d}" for i in range(150)]
-    text = b.participants_text(ids)
+    text = run_blocks.participants_text(ids)
     assert "more" not in text
     assert text.count("<@") == 150
 
@@ -274,7 +278,9 @@ def _block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
 
 
 def test_new_order_modal() -> None:
-    view = b.order_modal("run-123", current_text=None, volunteer=False, pickup=None, note=None)
+    view = run_blocks.order_modal(
+        "run-123", current_text=None, volunteer=False, pickup=None, note=None
+    )
     assert view["type"] == "modal"
     assert view["callback_id"] == "order_modal"
     assert view["private_metadata"] == "run-123"
@@ -300,7 +306,7 @@ def test_new_order_modal() -> None:
 
 
 def test_edit_order_modal_has_initial_values() -> None:
-    view = b.order_modal(
+    view = run_blocks.order_modal(
         "run-123",
         current_text="oat latte",
         volunteer=True,
@@ -312,7 +318,7 @@ def test_edit_order_modal_has_initial_values() -> None:
     assert checkbox["initial_options"] == checkbox["options"]
     (context,) = [blk for blk in view["blocks"] if blk["type"] == "context"]
     details = context["elements"][0]["text"]
-    assert b.pickup_text(PICKUP) in details
+    assert blockkit.pickup_text(PICKUP) in details
     assert "&lt;!here&gt; lobby" in details
     # Issue 14 item 10: dismissing the edit form must not read as "cancel my order".
     assert view["close"]["text"] == "Close"
@@ -323,16 +329,16 @@ def test_edit_order_modal_has_initial_values() -> None:
 
 def test_help_is_short_and_the_rest_is_behind_a_button() -> None:
     """Issue 14 item 9: the few lines people need (it was 1,203 characters)."""
-    text = b.help_text(RULE_SUMMARY)
+    text = run_blocks.help_text(RULE_SUMMARY)
     assert len(text) <= 600
     assert "`/coffee 10:30 Lobby cafe`" in text
     for button in ("Order / change", "Use my usual", "I'll go", "Close run"):
         assert button in text
     assert RULE_SUMMARY in text
-    blocks = b.help_blocks(RULE_SUMMARY)
+    blocks = run_blocks.help_blocks(RULE_SUMMARY)
     assert blocks[0]["text"]["text"] == text
-    assert list(_buttons(blocks)) == [b.ACTION_HELP_MORE]
-    more = b.help_more_text()
+    assert list(_buttons(blocks)) == [run_blocks.ACTION_HELP_MORE]
+    more = run_blocks.help_more_text()
     for example in ("`/coffee in 20m`", "`/coffee 3pm`", "`/coffee forget me`", "`/coffee admin`"):
         assert example in more
     assert "cancel run" in more

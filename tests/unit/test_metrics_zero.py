@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coffeebuddy import metrics
 from coffeebuddy.jobs.handlers import HANDLERS
-from coffeebuddy.jobs.queue import PRUNE_JOBS, RETENTION_PURGE
 from coffeebuddy.jobs.worker import Worker
+from coffeebuddy.store.queue import PRUNE_JOBS, RETENTION_PURGE
 
 PACKAGE = Path(metrics.__file__).resolve().parent
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from coffeebuddy import migrate
-from coffeebuddy.db import MIGRATIONS_DIR
+from coffeebuddy.db import MIGRATIONS_DIR, migrate
 
 
 def test_schema_version_is_the_newest_migration_file() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coffeebuddy.config import Config, ConfigError
-from coffeebuddy.relay import Backoff, EventRelay
+from coffeebuddy.events.relay import Backoff, EventRelay
 
 REQUIRED = {
     "DATABASE_URL": "postgresql://coffee@db.internal:5432/coffeebuddy",

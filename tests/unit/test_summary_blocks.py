@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
-from coffeebuddy.slack import blocks as b
+from coffeebuddy.slack import blockkit, run_blocks
 from coffeebuddy.slack import summary_blocks as s
 
 PICKUP = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
@@ -54,7 +54,9 @@ def _buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _order_list(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [blk for blk in blocks if blk.get("block_id", "").startswith(b.ORDER_LIST_BLOCK_ID)]
+    return [
+        blk for blk in blocks if blk.get("block_id", "").startswith(run_blocks.ORDER_LIST_BLOCK_ID)
+    ]
 
 
 def test_order_list_names_people_and_counts_only_repeats() -> None:
@@ -85,7 +87,7 @@ def test_summary_mentions_only_the_runner_once() -> None:
     assert re.findall(r"<@(\w+)>", everything) == ["U2"]
     assert text == "☕ Coffee run closed — <@U2> is going: 4 orders"
     head = blocks[0]["text"]["text"]
-    when = b.pickup_text(PICKUP)
+    when = blockkit.pickup_text(PICKUP)
     assert head == f"*☕ Coffee run closed — <@U2> is going*\nPickup {when}, Lobby cafe"
     assert blocks[1]["elements"][0]["text"] == (
         "Bo is going: fewest runs lately (a tie, picked at random)."
@@ -155,7 +157,7 @@ def test_rating_buttons_have_accessibility_labels() -> None:
     assert [buttons[f"rate_run_{n}"]["value"] for n in range(1, 6)] == [
         f"run-123:{n}" for n in range(1, 6)
     ]
-    assert blocks[-1]["block_id"] == b.RATING_BLOCK_ID
+    assert blocks[-1]["block_id"] == run_blocks.RATING_BLOCK_ID
     _, blocks = s.summary_message(_closed(rating_count=3, rating_average=13 / 3))
     assert "Rated *4.3* / 5 from 3 ratings" in blocks[-2]["elements"][0]["text"]
 
@@ -163,7 +165,7 @@ def test_rating_buttons_have_accessibility_labels() -> None:
 def test_notification_texts_stand_alone() -> None:
     """Issue 14 item 5: a phone shows only `text`."""
     view = _closed()
-    when = b.pickup_text(PICKUP)
+    when = blockkit.pickup_text(PICKUP)
     assert s.reminder_dm(view)[0] == f"⏰ Pickup {when}, Lobby cafe: 4 orders"
     assert s.runner_dm(view)[0] == f"☕ You're the runner: 4 orders, pickup {when}, Lobby cafe"
     assert s.reminder_dm(replace(view, pickup_time=None))[0] == (
@@ -174,7 +176,7 @@ def test_notification_texts_stand_alone() -> None:
     )
     _, dm = s.runner_dm(view)
     assert "<#C42>" in dm[0]["text"]["text"]
-    assert list(_buttons(dm)) == [b.ACTION_CANT_GO]
+    assert list(_buttons(dm)) == [run_blocks.ACTION_CANT_GO]
 
 
 def test_last_call_links_to_the_run_and_mentions_nobody() -> None:
@@ -201,9 +203,9 @@ def test_huge_order_list_is_split_within_slack_limits() -> None:
     )
     for builder in (s.summary_message, s.runner_dm, s.reminder_dm):
         _, blocks = builder(_closed(orders=orders))
-        assert len(blocks) <= b.MAX_BLOCKS
+        assert len(blocks) <= run_blocks.MAX_BLOCKS
         sections = [blk for blk in blocks if blk["type"] == "section"]
-        assert all(len(blk["text"]["text"]) <= b.MAX_SECTION_CHARS for blk in sections)
+        assert all(len(blk["text"]["text"]) <= run_blocks.MAX_SECTION_CHARS for blk in sections)
         block_ids = [blk["block_id"] for blk in _order_list(blocks)]
         assert len(block_ids) == len(set(block_ids))
         assert _order_list(blocks)[-1]["text"]["text"].startswith("… the list is too long")
@@ -216,7 +218,7 @@ def test_long_list_split_keeps_every_line() -> None:
     _, blocks = s.summary_message(_closed(orders=orders))
     parts = [blk["text"]["text"] for blk in _order_list(blocks)]
     assert len(parts) > 1
-    assert all(len(p) <= b.MAX_SECTION_CHARS for p in parts)
+    assert all(len(p) <= run_blocks.MAX_SECTION_CHARS for p in parts)
     joined = "\n".join(parts)
     assert all(f"• p{i}: drink number {i % 150}\n" in joined for i in range(300))
     assert joined.endswith("300 orders")

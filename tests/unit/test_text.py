@@ -14,7 +14,15 @@ from coffeebuddy.domain.models import OrderLine, RunStatus, RunView
 from coffeebuddy.domain.summary import grouped_items
 from coffeebuddy.domain.text import clean_user_text, escape_mrkdwn
 from coffeebuddy.service.runs import normalize_order_text
-from coffeebuddy.slack import admin_blocks, blocks, home_blocks, stats_blocks, summary_blocks
+from coffeebuddy.slack import (
+    admin_blocks,
+    blockkit,
+    home_blocks,
+    pilot_blocks,
+    run_blocks,
+    stats_blocks,
+    summary_blocks,
+)
 
 INVISIBLE = [chr(c) for c in range(0x200B, 0x2010)] + [chr(c) for c in range(0x202A, 0x202F)]
 INVISIBLE += [chr(c) for c in range(0x2066, 0x206A)]
@@ -93,7 +101,7 @@ def test_every_mrkdwn_text_object_is_verbatim() -> None:
         orders=(OrderLine("U1", "latte @here"),),
     )
     rendered: list[Any] = [
-        blocks.run_message(view)[1],
+        run_blocks.run_message(view)[1],
         summary_blocks.summary_message(
             RunView(**{**view.__dict__, "status": RunStatus.CLOSED, "runner_slack_id": "U1"})
         )[1],
@@ -105,10 +113,18 @@ def test_every_mrkdwn_text_object_is_verbatim() -> None:
 
 
 def test_no_block_builder_makes_a_mrkdwn_object_by_hand() -> None:
-    # One helper (blocks.mrkdwn) makes every mrkdwn text object, so none can miss verbatim.
+    # One helper (blockkit.mrkdwn) makes every mrkdwn text object, so none can miss verbatim.
     import inspect
 
-    for module in (admin_blocks, home_blocks, stats_blocks, summary_blocks, blocks):
+    for module in (
+        admin_blocks,
+        blockkit,
+        home_blocks,
+        pilot_blocks,
+        run_blocks,
+        stats_blocks,
+        summary_blocks,
+    ):
         source = inspect.getsource(module)
         uses = source.count("MarkdownTextObject(")
-        assert uses == (1 if module is blocks else 0), module.__name__
+        assert uses == (1 if module is blockkit else 0), module.__name__

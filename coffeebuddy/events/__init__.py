@@ -1,5 +1,5 @@
 """Domain events: a JSON envelope written to the `events` outbox in the same transaction as
-the change it describes; the relay (`coffeebuddy.relay`) publishes them to Kafka.
+the change it describes; the relay (`coffeebuddy.events.relay`) publishes them to Kafka.
 
 Events carry ids, counts and Slack ids only — never order text or message bodies.
 

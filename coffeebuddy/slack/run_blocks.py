@@ -11,8 +11,8 @@ handlers: change them only together.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import datetime
+from typing import Final
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -23,12 +23,10 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     HeaderBlock,
     InputBlock,
-    MarkdownTextObject,
     Option,
     OverflowMenuElement,
     PlainTextInputElement,
     PlainTextObject,
-    SectionBlock,
 )
 from slack_sdk.models.views import View
 
@@ -39,9 +37,16 @@ from coffeebuddy.domain.models import (
     RunStatus,
     RunView,
 )
-from coffeebuddy.domain.text import escape_mrkdwn
-
-BlockDict = dict[str, Any]
+from coffeebuddy.slack.blockkit import (
+    BlockDict,
+    context,
+    escape,
+    mention,
+    mrkdwn,
+    pickup_text,
+    plural,
+    section,
+)
 
 # Buttons on the run message. Every button's `value` is the run id.
 ACTION_PLACE_ORDER: Final = "place_order"
@@ -103,52 +108,6 @@ FIRST_RUN_HINT: Final = (
 )
 
 
-def mrkdwn(text: str) -> MarkdownTextObject:
-    """Every mrkdwn text object: verbatim, so Slack links no bare URL, channel name or
-    user name in text someone typed (our own mentions use the explicit `<@U…>` form)."""
-    return MarkdownTextObject(text=text, verbatim=True)
-
-
-def escape(text: str) -> str:
-    """Make user text safe inside mrkdwn: `<!channel>`, `<@U1>` or a plain `@here` must not
-    ping anyone, and invisible bidi/zero-width controls must not reorder the message.
-
-    Slack's rule is to escape only &, < and >. Text typed into a modal arrives raw, but
-    text from a slash command may arrive already escaped, so an existing &amp;, &lt; or
-    &gt; is kept as is: escaping is idempotent and callers need not know the source.
-    """
-    return escape_mrkdwn(text)
-
-
-def pickup_text(when: datetime) -> str:
-    """A time every reader sees in their own time zone, with a UTC fallback.
-
-    The fallback is what old clients and notifications show instead of the date token.
-    """
-    # A naive datetime is taken as UTC: the store works in UTC, and `.timestamp()` on a
-    # naive value would silently use the server's local zone instead.
-    aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    unix = int(aware.timestamp())
-    fallback = aware.astimezone(UTC).strftime("%H:%M UTC")
-    return f"<!date^{unix}^{{time}}|{fallback}>"
-
-
-def _plural(count: int, singular: str, plural: str) -> str:
-    return f"{count} {singular if count == 1 else plural}"
-
-
-def _mention(user_id: str) -> str:
-    return f"<@{user_id}>"
-
-
-def _section(text: str, *, block_id: str | None = None) -> BlockDict:
-    return SectionBlock(text=mrkdwn(text), block_id=block_id).to_dict()
-
-
-def _context(text: str) -> BlockDict:
-    return ContextBlock(elements=[mrkdwn(text)]).to_dict()
-
-
 def _details_lines(view: RunView, *, pickup_label: str, note_label: str) -> list[str]:
     lines = []
     if view.pickup_time is not None:
@@ -182,14 +141,14 @@ def participants_text(user_ids: Sequence[str], *, is_open: bool = True) -> str:
     if count == 0:
         return "Nobody has ordered yet — be the first" if is_open else "Nobody ordered."
     verb = ("is" if count == 1 else "are") if is_open else ("was" if count == 1 else "were")
-    prefix = f"{_plural(count, 'person', 'people')} {verb} in: "
-    mentions = [_mention(uid) for uid in user_ids]
+    prefix = f"{plural(count, 'person', 'people')} {verb} in: "
+    mentions = [mention(uid) for uid in user_ids]
     full = prefix + ", ".join(mentions)
     if len(full) <= MAX_SECTION_CHARS:
         return full
     shown: list[str] = []
-    for mention in mentions:
-        candidate = [*shown, mention]
+    for tag in mentions:
+        candidate = [*shown, tag]
         rest = count - len(candidate)
         text = prefix + ", ".join(candidate) + f" and {rest} more"
         if len(text) > MAX_SECTION_CHARS:
@@ -206,7 +165,7 @@ def _run_buttons(view: RunView) -> BlockDict:
     close_confirm = ConfirmObject(
         title="Close the run now?",
         text=mrkdwn(
-            f"{_plural(count, 'person is', 'people are')} in. I'll pick the runner and "
+            f"{plural(count, 'person is', 'people are')} in. I'll pick the runner and "
             "post the orders. This can't be undone."
         ),
         confirm="Close run",
@@ -251,7 +210,7 @@ def cancel_run_prompt(run_id: str) -> list[BlockDict]:
         confirm=confirm,
     )
     return [
-        _section("Cancel the coffee run? Everyone's orders are dropped."),
+        section("Cancel the coffee run? Everyone's orders are dropped."),
         ActionsBlock(elements=[button]).to_dict(),
     ]
 
@@ -274,7 +233,7 @@ def _run_status_line(view: RunView) -> str | None:
         case RunStatus.CLOSED:
             if view.runner_slack_id is None:
                 return f"Closed. {_summary_pointer(view)}"
-            return f"Closed — {_mention(view.runner_slack_id)} is going. {_summary_pointer(view)}"
+            return f"Closed — {mention(view.runner_slack_id)} is going. {_summary_pointer(view)}"
         case RunStatus.CANCELED:
             # cancel_reason is written by CoffeeBuddy, not users, and may hold mentions.
             return " ".join(filter(None, ["This run was canceled.", view.cancel_reason]))
@@ -290,13 +249,13 @@ def _run_fallback(view: RunView) -> str:
         case RunStatus.OPEN:
             by = f", order by {pickup_text(view.order_by)}" if view.order_by else ""
             return (
-                f"☕ {_mention(view.initiator_slack_id)} started a coffee run{by} — "
+                f"☕ {mention(view.initiator_slack_id)} started a coffee run{by} — "
                 f"{len(view.orders)} in so far"
             )
         case RunStatus.CLOSED:
             if view.runner_slack_id is None:
                 return "☕ Coffee run closed"
-            return f"☕ Coffee run closed — {_mention(view.runner_slack_id)} is going"
+            return f"☕ Coffee run closed — {mention(view.runner_slack_id)} is going"
         case RunStatus.CANCELED:
             return "☕ Coffee run canceled"
         case RunStatus.FAILED:
@@ -324,22 +283,22 @@ def run_message(view: RunView) -> tuple[str, list[BlockDict]]:
     says the runner is picked at close (the starter is not the runner).
     """
     is_open = view.status is RunStatus.OPEN
-    lead = f"*{_mention(view.initiator_slack_id)} started a coffee run*"
+    lead = f"*{mention(view.initiator_slack_id)} started a coffee run*"
     facts = facts_line(view)
     intro = [f"{lead}, {facts}" if facts else lead]
     if is_open:
         intro.append("Runner picked fairly at close.")
     blocks = [
         HeaderBlock(text=PlainTextObject(text="☕ Coffee run")).to_dict(),
-        _section("\n".join(intro)),
-        _section(participants_text(view.participant_ids, is_open=is_open)),
+        section("\n".join(intro)),
+        section(participants_text(view.participant_ids, is_open=is_open)),
     ]
     status_line = _run_status_line(view)
     if status_line is not None:
-        blocks.append(_section(status_line))
+        blocks.append(section(status_line))
     if is_open:
         if view.first_in_channel:
-            blocks.append(_context(FIRST_RUN_HINT))
+            blocks.append(context(FIRST_RUN_HINT))
         blocks.append(_run_buttons(view))
     return _run_fallback(view), blocks
 
@@ -468,7 +427,7 @@ def help_text(rule_summary: str) -> str:
 
 def help_blocks(rule_summary: str) -> list[BlockDict]:
     button = ButtonElement(text="More help", action_id=ACTION_HELP_MORE, value="more")
-    return [_section(help_text(rule_summary)), ActionsBlock(elements=[button]).to_dict()]
+    return [section(help_text(rule_summary)), ActionsBlock(elements=[button]).to_dict()]
 
 
 def help_more_text() -> str:

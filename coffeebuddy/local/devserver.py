@@ -27,11 +27,12 @@ from types import FrameType
 
 import psycopg
 
-from coffeebuddy import embedded, preflight
+from coffeebuddy import preflight
 from coffeebuddy.config import ConfigError, EnvReader, _int, _invalid
-from coffeebuddy.migrate import MigrationError, migrate
+from coffeebuddy.db.migrate import MigrationError, migrate
+from coffeebuddy.local import embedded
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_HOST = LOCAL_HOST  # local use: not reachable from other machines
 DEFAULT_PORT = 8080
@@ -172,7 +173,7 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
     try:
         reaper = subprocess.Popen(
             [
-                sys.executable, "-m", "coffeebuddy.reaper", str(os.getpid()), tmp,
+                sys.executable, "-m", "coffeebuddy.local.reaper", str(os.getpid()), tmp,
                 *([str(embedded.state_dir(env))] if embedded_db else []),
             ],
             cwd=ROOT,

@@ -35,6 +35,10 @@ APPLY_ACTION = "apply_action"
 # A person's Slack profile (time zone, admin flag) fetched ahead of need, so that a request
 # that needs it finds it cached (see `coffeebuddy.service.effects.warm_profile`).
 WARM_PROFILE = "warm_profile"
+# The runner's reminder before pickup and the last call for orders (see
+# `coffeebuddy.service.reminders`).
+RUNNER_REMINDER = "runner_reminder"
+LAST_CALL = "last_call"
 # Housekeeping the worker itself schedules (see `coffeebuddy.jobs.maintenance`).
 PRUNE_JOBS = "prune_jobs"
 # The daily retention purge (see `coffeebuddy.service.privacy`).

@@ -1,4 +1,4 @@
-"""`python -m coffeebuddy.reaper PID TMP_DIR [STATE_DIR]`: clean up after a dev runner that
+"""`python -m coffeebuddy.local.reaper PID TMP_DIR [STATE_DIR]`: clean up after a dev runner that
 died without doing it itself (SIGKILL, the OOM killer).
 
 The runner's children die with it (PR_SET_PDEATHSIG), but the embedded Postgres is a daemon
@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 
-from coffeebuddy import embedded
+from coffeebuddy.local import embedded
 
 
 def wait_for_exit(pid: int) -> None:
