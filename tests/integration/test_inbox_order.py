@@ -17,7 +17,7 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import inbox
-from coffeebuddy.slack import blocks
+from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn, eventually
@@ -119,7 +119,7 @@ def _with_usuals(chan: Channel) -> str:
     for person in PEOPLE:
         chan.submit(person, f"tea {person}")
     chan.work()
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, first)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
     chan.work()
     run_id = chan.start("U0ANA")
     chan.work()
@@ -133,7 +133,7 @@ def test_a_burst_of_each_persons_usual_then_edits_ends_as_their_last_edit(
     # Everyone's three actions are in the inbox before any worker runs, interleaved as a
     # burst would bring them; then three workers (12 threads) go at once.
     for person in PEOPLE:
-        chan.click(person, blocks.ACTION_USE_USUAL, run_id)
+        chan.click(person, run_blocks.ACTION_USE_USUAL, run_id)
     for person in PEOPLE:
         assert chan.submit(person, f"latte {person}") is None
     for person in PEOPLE:
@@ -155,9 +155,9 @@ def test_a_burst_of_each_persons_usual_then_edits_ends_as_their_last_edit(
     for round_ in range(3):
         for person in PEOPLE:
             chan.submit(person, f"mocha {round_} {person}")
-            chan.click(person, blocks.ACTION_USE_USUAL, run_id)
+            chan.click(person, run_blocks.ACTION_USE_USUAL, run_id)
             chan.submit(person, f"cortado {round_} {person}")
-        chan.click(PEOPLE[0], blocks.ACTION_CANCEL_ORDER, run_id)
+        chan.click(PEOPLE[0], run_blocks.ACTION_CANCEL_ORDER, run_id)
         eventually(lambda: _inbox_settled(sql), timeout=60, what="the inbox applied")
         expected = {p: f"cortado {round_} {p}" for p in PEOPLE[1:]}
         assert _orders(sql, run_id) == expected
@@ -174,7 +174,7 @@ def test_a_failing_action_holds_back_only_its_persons_later_actions(
 ) -> None:
     run_id = _with_usuals(chan)
     ben, cy = PEOPLE[0], PEOPLE[1]
-    chan.click(ben, blocks.ACTION_USE_USUAL, run_id)
+    chan.click(ben, run_blocks.ACTION_USE_USUAL, run_id)
     # An action this code can't apply (as if written by a newer release), between Ben's
     # usual and his edit.
     sql(
@@ -218,7 +218,7 @@ def test_a_claim_whose_worker_died_is_applied_in_order_after_its_lease(
 ) -> None:
     run_id = _with_usuals(chan)
     ben = PEOPLE[0]
-    chan.click(ben, blocks.ACTION_USE_USUAL, run_id)
+    chan.click(ben, run_blocks.ACTION_USE_USUAL, run_id)
     chan.submit(ben, "latte")
     chan.submit(ben, "cortado")
     # A worker claims the first and dies before applying it.
@@ -244,9 +244,9 @@ def test_a_close_during_a_burst_counts_every_acknowledged_order_once(
     run_id = _with_usuals(chan)
     workers.start()
     for person in PEOPLE:
-        chan.click(person, blocks.ACTION_USE_USUAL, run_id)
+        chan.click(person, run_blocks.ACTION_USE_USUAL, run_id)
         chan.submit(person, f"latte {person}")
-    chan.click("U0ANA", blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     # Everything acknowledged before the close is in it, each person's last word.
     assert _orders(sql, run_id) == {p: f"latte {p}" for p in PEOPLE}
