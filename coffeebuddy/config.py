@@ -151,9 +151,9 @@ class Config:
     refresh_coalesce_ms: int = 700
     # Acknowledge "Use my usual" and the order form with one insert into the job queue
     # (the inbox) and let the worker apply them: a burst then costs the web little more
-    # than its floor. Off (the default until the worker applies a run's actions strictly
-    # in the order they came; see README "The inbox"): the request applies them itself.
-    inbox: bool = False
+    # than its floor; the worker applies a run's actions in the order they came, a batch
+    # per transaction (see README "The inbox"). Off: the request applies them itself.
+    inbox: bool = True
     worker_concurrency: int = 4
     worker_poll_seconds: float = 1.0
     job_lease_seconds: int = 60
@@ -210,7 +210,7 @@ class Config:
             profile_ttl_seconds=_int(env, "COFFEEBUDDY_PROFILE_TTL_SECONDS", 86400, 0, 30 * 86400),
             admin_check_ttl_seconds=_int(env, "COFFEEBUDDY_ADMIN_CHECK_TTL_SECONDS", 300, 0, 86400),
             refresh_coalesce_ms=_int(env, "COFFEEBUDDY_REFRESH_COALESCE_MS", 700, 0, 10_000),
-            inbox=_choice(env, "COFFEEBUDDY_INBOX", "OFF", ("ON", "OFF")) == "ON",
+            inbox=_choice(env, "COFFEEBUDDY_INBOX", "ON", ("ON", "OFF")) == "ON",
             worker_concurrency=_int(env, "COFFEEBUDDY_WORKER_CONCURRENCY", 4, 1, 64),
             worker_poll_seconds=_float(env, "COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, 0.05, 60),
             job_lease_seconds=_int(env, "COFFEEBUDDY_JOB_LEASE_SECONDS", 60, 5, 3600),
