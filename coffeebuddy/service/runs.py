@@ -372,6 +372,8 @@ class RunService:
         """One tap on *I'll go*: the same rule as the order form's tick (a volunteer is
         someone with an order). With an order it is marked; without one, the usual is
         ordered; with neither, the order form opens with the tick set."""
+        # An order of theirs still in the inbox is placed first.
+        self.drain_inbox(run_id, user_id=actor.user_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
@@ -744,6 +746,9 @@ class RunService:
             "slack_user_id": actor.user_id,
             "slack_channel_id": actor.channel_id,
             "team_id": actor.team_id,
+            # An order form that changes nothing is not queued (see inbox_order).
+            "order_text": action.get("text"),
+            "volunteer": bool(action.get("volunteer")),
         }
         with self.db.statement() as conn:
             if query == "inbox_usual":

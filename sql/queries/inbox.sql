@@ -12,7 +12,8 @@
 
 -- name: inbox_usual
 -- "Use my usual" on a run that is open in this channel and workspace, by someone who has a
--- usual in that channel.
+-- usual in that channel. Not when it is already their order and nothing of theirs is
+-- queued: the request sees that the click changes nothing and writes nothing at all.
 WITH ins AS (
     INSERT INTO jobs (kind, payload, run_at, max_attempts, run_id, correlation_id, lane)
     SELECT 'apply_action', %(payload)s, now(), %(max_attempts)s, r.id, %(correlation_id)s,
@@ -24,12 +25,22 @@ WITH ins AS (
      WHERE r.id = %(run_id)s AND r.status = 'open'
        AND c.slack_channel_id = %(slack_channel_id)s
        AND (c.slack_team_id = '' OR c.slack_team_id = %(team_id)s)
+       AND NOT EXISTS (
+             SELECT 1 FROM orders o
+              WHERE o.run_id = r.id AND o.user_id = u.id AND o.canceled_at IS NULL
+                AND o.order_text = p.last_order_text
+                AND NOT EXISTS (
+                      SELECT 1 FROM jobs q
+                       WHERE q.kind = 'apply_action' AND q.run_id = r.id
+                         AND q.status IN ('queued', 'running')
+                         AND q.payload->>'user_id' = %(slack_user_id)s::text))
     RETURNING id, kind
 )
 SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 
 -- name: inbox_order
--- An order form's text (already checked) for a run that is open in this workspace.
+-- An order form's text (already checked) for a run that is open in this workspace. Not
+-- when it is already their order and nothing of theirs is queued (see inbox_usual).
 WITH ins AS (
     INSERT INTO jobs (kind, payload, run_at, max_attempts, run_id, correlation_id, lane)
     SELECT 'apply_action', %(payload)s, now(), %(max_attempts)s, r.id, %(correlation_id)s,
@@ -38,6 +49,16 @@ WITH ins AS (
       JOIN channels c ON c.id = r.channel_id
      WHERE r.id = %(run_id)s AND r.status = 'open'
        AND (c.slack_team_id = '' OR c.slack_team_id = %(team_id)s)
+       AND NOT EXISTS (
+             SELECT 1 FROM orders o JOIN users u ON u.id = o.user_id
+              WHERE o.run_id = r.id AND u.slack_user_id = %(slack_user_id)s
+                AND o.canceled_at IS NULL
+                AND o.order_text = %(order_text)s AND o.volunteer = %(volunteer)s
+                AND NOT EXISTS (
+                      SELECT 1 FROM jobs q
+                       WHERE q.kind = 'apply_action' AND q.run_id = r.id
+                         AND q.status IN ('queued', 'running')
+                         AND q.payload->>'user_id' = %(slack_user_id)s::text))
     RETURNING id, kind
 )
 SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
