@@ -100,8 +100,9 @@ def apply_batch(runs: RunService, run_id: str, leader: int, user_id: str) -> Out
 
 
 def drain(runs: RunService, run_id: uuid.UUID | str, user_id: str | None = None) -> Outcome:
-    """Apply everything still in the run's inbox now (only `user_id`'s when given), retries
-    that are still waiting included, after any batch a worker is applying right now."""
+    """Apply everything still in the run's inbox now (with `user_id`: up to that person's
+    last action), retries that are still waiting included, after any batch a worker is
+    applying right now."""
     with runs.db.transaction() as conn:
         db.one(conn, "lock_run_inbox", {"run_id": run_id})
         rows = db.all_rows(conn, "inbox_all", {"run_id": run_id, "user_id": user_id})

@@ -712,8 +712,8 @@ class RunService:
     def drain_inbox(self, run_id: uuid.UUID | str, *, user_id: str | None = None) -> None:
         """Before a close: apply the run's actions still in the inbox, in arrival order and
         after any batch a worker is applying (see `coffeebuddy.service.inbox`), so that
-        every order acknowledged before the close counts in it. With `user_id`, only that
-        person's (before they cancel theirs). Nothing to do (not even a query) with the
+        every order acknowledged before the close counts in it. With `user_id`, what came up to that
+        person's last action (before they cancel theirs). Nothing to do (not even a query) with the
         inbox off."""
         if self.config.inbox:
             inbox.drain(self, run_id, user_id)

@@ -139,9 +139,15 @@ def test_a_burst_of_each_persons_usual_then_edits_ends_as_their_last_edit(
     for person in PEOPLE:
         assert chan.submit(person, f"flat white {person}") is None
     assert not _orders(sql, run_id)  # all acknowledged, none applied yet
+    last_job = int(sql("SELECT max(id) FROM jobs")[0][0])
     workers.start()
     eventually(lambda: _inbox_settled(sql), timeout=60, what="the inbox applied")
     assert _orders(sql, run_id) == {p: f"flat white {p}" for p in PEOPLE}
+    # One batch (all 36 fit in one): one refresh of the run message, not one per action.
+    assert sql(
+        "SELECT count(*)::int FROM jobs WHERE kind = 'refresh_run_message' AND id > %s",
+        last_job,
+    ) == [(1,)]
     for person in PEOPLE:
         assert _changes(sql, run_id, person) == ["placed", "changed", "changed"]
     # Each action applied exactly once.
