@@ -99,13 +99,12 @@ def apply_batch(runs: RunService, run_id: str, leader: int, user_id: str) -> Out
     return _with_wait(outcome, 0.0)
 
 
-def drain(runs: RunService, run_id: uuid.UUID | str, user_id: str | None = None) -> Outcome:
-    """Apply everything still in the run's inbox now (with `user_id`: up to that person's
-    last action), retries that are still waiting included, after any batch a worker is
-    applying right now."""
+def drain(runs: RunService, run_id: uuid.UUID | str) -> Outcome:
+    """Apply everything still in the run's inbox now, retries that are still waiting
+    included, after any batch a worker is applying right now."""
     with runs.db.transaction() as conn:
         db.one(conn, "lock_run_inbox", {"run_id": run_id})
-        rows = db.all_rows(conn, "inbox_all", {"run_id": run_id, "user_id": user_id})
+        rows = db.all_rows(conn, "inbox_all", {"run_id": run_id})
         return _apply(runs, conn, rows)
 
 

@@ -329,8 +329,8 @@ class RunService:
     def cancel_order(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
-        # An order of theirs still in the inbox is placed first, then canceled.
-        self.drain_inbox(run_id, user_id=actor.user_id)
+        # What the inbox holds (an order of theirs, too) is applied first, then canceled.
+        self.drain_inbox(run_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
@@ -372,8 +372,8 @@ class RunService:
         """One tap on *I'll go*: the same rule as the order form's tick (a volunteer is
         someone with an order). With an order it is marked; without one, the usual is
         ordered; with neither, the order form opens with the tick set."""
-        # An order of theirs still in the inbox is placed first.
-        self.drain_inbox(run_id, user_id=actor.user_id)
+        # What the inbox holds (an order of theirs, too) is applied first.
+        self.drain_inbox(run_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
@@ -709,14 +709,13 @@ class RunService:
         else:
             raise ValueError(f"unknown inboxed action {action['action']!r}")
 
-    def drain_inbox(self, run_id: uuid.UUID | str, *, user_id: str | None = None) -> None:
-        """Before a close: apply the run's actions still in the inbox, in arrival order and
-        after any batch a worker is applying (see `coffeebuddy.service.inbox`), so that
-        every order acknowledged before the close counts in it. With `user_id`, what came up to that
-        person's last action (before they cancel theirs). Nothing to do (not even a query) with the
-        inbox off."""
+    def drain_inbox(self, run_id: uuid.UUID | str) -> None:
+        """Before a close, a cancel of one's order or "I'll go": apply the run's actions
+        still in the inbox, in arrival order and after any batch a worker is applying (see
+        `coffeebuddy.service.inbox`), so that the run sees every action in the order it
+        came. Nothing to do (not even a query) with the inbox off."""
         if self.config.inbox:
-            inbox.drain(self, run_id, user_id)
+            inbox.drain(self, run_id)
 
     # ---- helpers ---------------------------------------------------------------------------
 

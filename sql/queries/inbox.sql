@@ -98,18 +98,13 @@ SELECT min(e.run_at) AS until, count(*)::int AS n
    AND e.payload->>'user_id' = %(user_id)s::text;
 
 -- name: inbox_all
--- A close applies what is still in the inbox now, waiting retries included, in arrival
--- order. A person's cancel (%(user_id)s not NULL) applies everything up to their last
--- action, so the run still sees its actions in the order they came.
+-- A close, a cancel of one's order or "I'll go" applies what is still in the inbox
+-- first, waiting retries included, in arrival order: the run sees every action in the
+-- order it came.
 SELECT j.id, j.status, j.payload, j.correlation_id, j.attempts, j.max_attempts
   FROM jobs j
  WHERE j.kind = 'apply_action' AND j.run_id = %(run_id)s
    AND j.status IN ('queued', 'running')
-   AND (%(user_id)s::text IS NULL OR j.id <= (
-          SELECT max(m.id) FROM jobs m
-           WHERE m.kind = 'apply_action' AND m.run_id = %(run_id)s
-             AND m.status IN ('queued', 'running')
-             AND m.payload->>'user_id' = %(user_id)s::text))
  ORDER BY j.id
    FOR UPDATE OF j;
 

@@ -454,7 +454,10 @@ def test_a_burst_of_orders_is_one_chat_update(
     sql: SqlFn,
     slack: FakeSlack,
 ) -> None:
-    web = SignedClient(create_app(replace(config, refresh_coalesce_ms=700), database=app_database))
+    # Orders applied in the request (the inbox off): each joins the one queued refresh.
+    # (With the inbox, a batch of orders is one refresh: see test_inbox_order.py.)
+    direct = replace(config, refresh_coalesce_ms=700, inbox=False)
+    web = SignedClient(create_app(direct, database=app_database))
     chan = Channel(web, make_worker(), sql, CHANNEL, slack)
     chan.start("U0ANA")
     chan.work()
@@ -498,8 +501,9 @@ def test_a_close_brings_a_coalesced_refresh_forward(
 ) -> None:
     """An order's refresh waits out the coalescing window; the close right after it wants
     the message updated now (its buttons must go), so the queued refresh moves up."""
+    # An order applied in the request (the inbox off) queues the refresh at once.
     web = SignedClient(
-        create_app(replace(config, refresh_coalesce_ms=60_000), database=app_database)
+        create_app(replace(config, refresh_coalesce_ms=60_000, inbox=False), database=app_database)
     )
     chan = Channel(web, make_worker(), sql, CHANNEL, slack)
     run_id = chan.start("U0ANA")
