@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from coffeebuddy import preflight
+from coffeebuddy.config import ConfigError, report_config_error
 from coffeebuddy.db import Conn
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import JobInfo
@@ -59,10 +60,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = N
     out = out or sys.stdout
     url = env.get("DATABASE_URL", "").strip()
     if not url:
-        print(
-            "coffeebuddy: configuration error: DATABASE_URL is required but not set "
-            "(and no scripts/run database is running)",
-            file=sys.stderr,
+        report_config_error(
+            ConfigError(
+                "DATABASE_URL is required but not set (and no scripts/run database is running)"
+            )
         )
         return 2
     if args.jobs_command == "retry" and not args.all_dead and not args.ids:

@@ -28,7 +28,7 @@ from types import FrameType
 import psycopg
 
 from coffeebuddy import preflight
-from coffeebuddy.config import ConfigError, EnvReader, _int, _invalid
+from coffeebuddy.config import ConfigError, EnvReader, WorkerSettings, _int, _invalid, load_field
 from coffeebuddy.db.migrate import MigrationError, migrate
 from coffeebuddy.local import embedded
 
@@ -69,7 +69,7 @@ class ServeSettings:
             else:
                 host, bound_port = parsed
         workers = _int(reader, "GUNICORN_WORKERS", 2, 1, 64)
-        metrics_port = _int(reader, "COFFEEBUDDY_WORKER_METRICS_PORT", 9102, 0, 65535)
+        metrics_port = load_field(WorkerSettings, "metrics_port", reader)
         reader.check()
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(f"--port must be between 1 and 65535, got {port}")
