@@ -108,6 +108,15 @@ def drain(runs: RunService, run_id: uuid.UUID | str) -> Outcome:
         return _apply(runs, conn, rows)
 
 
+def drain_person(runs: RunService, user_id: str) -> None:
+    """Apply the inboxes of every run where `user_id` has an action waiting (before their
+    "forget me", which must not be undone by an order applied after it)."""
+    with runs.db.transaction() as conn:
+        rows = db.all_rows(conn, "inbox_runs_of_person", {"user_id": user_id})
+    for row in rows:
+        drain(runs, row["run_id"])
+
+
 def _with_wait(outcome: Outcome, seconds: float) -> Outcome:
     return Outcome(outcome.applied, outcome.failed, outcome.held, wait_seconds=seconds)
 

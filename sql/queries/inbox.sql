@@ -108,6 +108,12 @@ SELECT j.id, j.status, j.payload, j.correlation_id, j.attempts, j.max_attempts
  ORDER BY j.id
    FOR UPDATE OF j;
 
+-- name: inbox_runs_of_person
+-- The runs where this person has an action waiting in the inbox.
+SELECT DISTINCT run_id FROM jobs
+ WHERE kind = 'apply_action' AND status IN ('queued', 'running')
+   AND payload->>'user_id' = %(user_id)s::text;
+
 -- name: inbox_done
 -- Applied in the same transaction as their effects: a crash before the commit leaves
 -- them all to be applied again, none twice.
