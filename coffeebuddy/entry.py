@@ -20,7 +20,7 @@ from coffeebuddy.config import (
 )
 from coffeebuddy.db import Database
 from coffeebuddy.events.relay import start_relay
-from coffeebuddy.jobs.handlers import Context
+from coffeebuddy.jobs.context import Context
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.secrets import (
     SecretBundle,

@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from coffeebuddy import preflight
 from coffeebuddy.config import ConfigError, report_config_error
 from coffeebuddy.db import Conn
+from coffeebuddy.jobs.kinds import KINDS, allowed_attempts
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import JobInfo
 
@@ -102,7 +103,7 @@ def _table(jobs: list[JobInfo]) -> str:
             str(j.id),
             j.kind,
             j.status,
-            f"{j.attempts}/{j.max_attempts}",
+            f"{j.attempts}/{allowed_attempts(KINDS.get(j.kind), j.max_attempts)}",
             j.run_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             j.last_error or "-",
         )

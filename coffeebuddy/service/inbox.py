@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
-from coffeebuddy.service.effects import tell
+from coffeebuddy.service.effects import queue_ephemeral
 from coffeebuddy.store.queue import backoff_seconds
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def _failed(conn: Conn, row: Mapping[str, Any], exc: Exception) -> datetime | No
     log.error("inboxed_action_dead", exc_info=exc, extra=facts)
     payload = row["payload"]
     reference = row["correlation_id"] or str(row["id"])
-    tell(
+    queue_ephemeral(
         conn,
         # Not coalesced with their answers about the run (which the latest would replace):
         # this one must reach them.

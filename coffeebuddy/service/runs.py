@@ -26,9 +26,9 @@ from coffeebuddy.metrics import RUNS
 from coffeebuddy.service import inbox, reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
-from coffeebuddy.service.effects import refresh_run_message, tell, warm_profile
+from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message, warm_profile
 from coffeebuddy.service.people import People
-from coffeebuddy.slack import blockkit, run_blocks
+from coffeebuddy.slack import blockkit, modal_blocks, run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import queue
@@ -228,7 +228,7 @@ class RunService:
         if record is None:
             return
         mine = next((o for o in record.view.orders if o.slack_user_id == actor.user_id), None)
-        view = run_blocks.order_modal(
+        view = modal_blocks.order_modal(
             str(run_id),
             current_text=mine.text if mine else None,
             volunteer=mine.volunteer if mine else False,
@@ -429,7 +429,7 @@ class RunService:
         record = self._load_open(actor, run_id, response_url, correlation_id)
         if record is None:
             return
-        view = run_blocks.order_modal(
+        view = modal_blocks.order_modal(
             str(run_id),
             current_text=None,
             volunteer=True,
@@ -449,7 +449,7 @@ class RunService:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
                 return
-            tell(
+            queue_ephemeral(
                 conn,
                 run_id,
                 channel=actor.channel_id,
@@ -530,7 +530,7 @@ class RunService:
         if record.view.pickup_time is not None:
             tz = self.people.time_zone(actor.user_id)
             pickup_local = record.view.pickup_time.astimezone(tz).strftime("%H:%M")
-        view = run_blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
+        view = modal_blocks.run_modal(str(run_id), pickup_local=pickup_local, note=record.view.note)
         self._open_view(actor, trigger_id, view, response_url, correlation_id)
 
     def submit_run_edit(
@@ -874,7 +874,7 @@ class RunService:
         correlation_id: str,
     ) -> None:
         """An ephemeral answer to the person who clicked, sent by the worker."""
-        tell(
+        queue_ephemeral(
             conn,
             run_id,
             channel=actor.channel_id,
@@ -936,7 +936,7 @@ class RunService:
         blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         with self.db.transaction() as conn:
-            tell(
+            queue_ephemeral(
                 conn,
                 None,
                 channel=actor.channel_id,
