@@ -19,9 +19,9 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import inbox
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn, eventually
-from tests.fakes.slack_api import FakeSlack
 
 PEOPLE = [f"U0P{i:02d}" for i in range(12)]
 
