@@ -1,4 +1,4 @@
--- CoffeeBuddy's database schema as of migration 0006: every table, column, default,
+-- CoffeeBuddy's database schema as of migration 0008: every table, column, default,
 -- constraint and index, in one file for a DBA to read. The tables:
 --   channels               a Slack channel using CoffeeBuddy, with its settings and admins
 --   users                  a Slack person, with their cached profile (name, tz, admin flag)
@@ -299,6 +299,10 @@ CREATE INDEX events_sent_at ON public.events USING btree (sent_at) WHERE (sent_a
 CREATE INDEX events_unsent ON public.events USING btree (id) WHERE (sent_at IS NULL);
 
 CREATE INDEX jobs_due ON public.jobs USING btree (run_at, id) WHERE (status = 'queued'::text);
+
+CREATE INDEX jobs_inbox_running ON public.jobs USING btree (run_id) WHERE ((kind = 'apply_action'::text) AND (status = 'running'::text));
+
+CREATE INDEX jobs_inbox_unfinished ON public.jobs USING btree (run_id, id) WHERE ((kind = 'apply_action'::text) AND (status = ANY (ARRAY['queued'::text, 'running'::text])));
 
 CREATE INDEX jobs_leased ON public.jobs USING btree (locked_until) WHERE (status = 'running'::text);
 

@@ -16,9 +16,9 @@ from coffeebuddy.config import Config, Secret
 from coffeebuddy.db import Database
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
 from tests.tcp_proxy import TcpProxy
 
 DB_DOWN = "CoffeeBuddy can't reach its database right now, try again in a minute."
@@ -76,6 +76,7 @@ def test_database_outage_degrades_and_recovers(
         assert time.monotonic() < deadline, "readiness never recovered"
         time.sleep(0.2)
     assert chan.submit("U0CAT", "tea", run_id=run_id) is None
+    chan.work()  # the worker applies what the inbox acknowledged
     assert sql("SELECT count(*) FROM orders WHERE run_id = %s AND canceled_at IS NULL", run_id) == [
         (2,)
     ]

@@ -4,8 +4,8 @@ When a migration is added, regenerate the file: `.venv/bin/python scripts/dump_s
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 
 from coffeebuddy.db import SQL_DIR
 from coffeebuddy.db.migrate import SCHEMA_VERSION, migrate
-from tests.conftest import ADMIN_URL, _db_url
+from testkit.databases import scratch_database
 
 SCHEMA_FILE = SQL_DIR / "schema.sql"
 
@@ -96,20 +96,10 @@ def differences(
 
 
 @pytest.fixture
-def fresh_db() -> Iterator[Any]:
-    names: list[str] = []
-
-    def make() -> str:
-        name = f"cb_s_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        names.append(name)
-        return _db_url(name)
-
-    yield make
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def fresh_db() -> Iterator[Callable[[], str]]:
+    """Makes empty databases, all dropped after the test."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(scratch_database("cb_s"))
 
 
 def _load_schema_file(url: str, path: Path = SCHEMA_FILE) -> None:
@@ -118,7 +108,7 @@ def _load_schema_file(url: str, path: Path = SCHEMA_FILE) -> None:
         conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
 
 
-def test_schema_file_is_what_the_migrations_build(fresh_db: Any) -> None:
+def test_schema_file_is_what_the_migrations_build(fresh_db: Callable[[], str]) -> None:
     from_file, migrated = fresh_db(), fresh_db()
     _load_schema_file(from_file)
     migrate(migrated)
@@ -129,7 +119,7 @@ def test_schema_file_is_what_the_migrations_build(fresh_db: Any) -> None:
     )
 
 
-def test_the_comparison_sees_a_change_a_migration_could_make(fresh_db: Any) -> None:
+def test_the_comparison_sees_a_change_a_migration_could_make(fresh_db: Callable[[], str]) -> None:
     # The check above can fail: a column, a default or an index the file lacks shows up.
     from_file, migrated = fresh_db(), fresh_db()
     _load_schema_file(from_file)
