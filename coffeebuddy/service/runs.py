@@ -8,7 +8,6 @@ ones Slack's deadlines force into the request: `views.open` and (cached) `users.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -18,13 +17,13 @@ from zoneinfo import ZoneInfo
 from psycopg.types.json import Jsonb
 
 import coffeebuddy.domain.command as cmdparse
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
 from coffeebuddy.domain.text import clean_user_text
 from coffeebuddy.metrics import RUNS
-from coffeebuddy.service import reminders
+from coffeebuddy.service import inbox, reminders
 from coffeebuddy.service.closing import cancel_locked_run, close_locked_run
 from coffeebuddy.service.common import DISABLED_TEXT, OTHER_WORKSPACE_TEXT, Actor, Reply, misplaced
 from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message, warm_profile
@@ -32,7 +31,7 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import blockkit, modal_blocks, run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import queue
+from coffeebuddy.store import outbox, queue
 from coffeebuddy.store.runs import RunRecord, load_run
 
 log = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ class RunService:
                 return Reply(_already_open(existing) if existing else "Please try again.")
             if first:
                 db.run(conn, "mark_channel_onboarded", {"channel_id": channel["id"]})
-            events.record(
+            outbox.record(
                 conn,
                 "run_created",
                 run_id=run["id"],
@@ -330,8 +329,8 @@ class RunService:
     def cancel_order(
         self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
     ) -> None:
-        # An order of theirs still in the inbox is placed first, then canceled.
-        self.drain_inbox(run_id, user_id=actor.user_id)
+        # What the inbox holds (an order of theirs, too) is applied first, then canceled.
+        self.drain_inbox(run_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id, share=True)
             if run is None:
@@ -373,6 +372,8 @@ class RunService:
         """One tap on *I'll go*: the same rule as the order form's tick (a volunteer is
         someone with an order). With an order it is marked; without one, the usual is
         ordered; with neither, the order form opens with the tick set."""
+        # What the inbox holds (an order of theirs, too) is applied first.
+        self.drain_inbox(run_id)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, actor, run_id, response_url, correlation_id)
             if run is None:
@@ -583,7 +584,7 @@ class RunService:
                 now=self.clock(),
             )
             self._refresh(conn, run_id, run["correlation_id"], delay=0)
-            events.record(
+            outbox.record(
                 conn,
                 "run_updated",
                 run_id=run_id,
@@ -708,47 +709,13 @@ class RunService:
         else:
             raise ValueError(f"unknown inboxed action {action['action']!r}")
 
-    def drain_inbox(
-        self, run_id: uuid.UUID | str, *, user_id: str | None = None, wait_seconds: float = 3.0
-    ) -> None:
-        """Before a close: apply the run's actions still in the inbox, and let those a
-        worker is applying finish, so that every order acknowledged before the close
-        counts in it. With `user_id`, only that person's (before they cancel theirs).
-        Nothing to do (not even a query) with the inbox off."""
-        if not self.config.inbox:
-            return
-        worker_id = f"close:{uuid.uuid4().hex[:8]}"
-        with self.db.transaction() as conn:
-            taken = db.all_rows(
-                conn,
-                "take_inboxed_for_run",
-                {
-                    "run_id": run_id,
-                    "user_id": user_id,
-                    "worker_id": worker_id,
-                    "lease_seconds": 60,
-                },
-            )
-        for job in taken:
-            self.apply_inboxed(job["payload"], job["correlation_id"])
-        if taken:
-            with self.db.transaction() as conn:
-                db.run(
-                    conn,
-                    "finish_inboxed",
-                    {"ids": [job["id"] for job in taken], "worker_id": worker_id},
-                )
-        deadline = time.monotonic() + wait_seconds
-        while time.monotonic() < deadline:
-            with self.db.transaction() as conn:
-                row = db.one(
-                    conn,
-                    "inboxed_running_for_run",
-                    {"run_id": run_id, "user_id": user_id, "worker_id": worker_id},
-                )
-            if row is None or not row["n"]:
-                return
-            time.sleep(0.05)
+    def drain_inbox(self, run_id: uuid.UUID | str) -> None:
+        """Before a close, a cancel of one's order or "I'll go": apply the run's actions
+        still in the inbox, in arrival order and after any batch a worker is applying (see
+        `coffeebuddy.service.inbox`), so that the run sees every action in the order it
+        came. Nothing to do (not even a query) with the inbox off."""
+        if self.config.inbox:
+            inbox.drain(self, run_id)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -778,6 +745,9 @@ class RunService:
             "slack_user_id": actor.user_id,
             "slack_channel_id": actor.channel_id,
             "team_id": actor.team_id,
+            # An order form that changes nothing is not queued (see inbox_order).
+            "order_text": action.get("text"),
+            "volunteer": bool(action.get("volunteer")),
         }
         with self.db.statement() as conn:
             if query == "inbox_usual":
@@ -920,7 +890,7 @@ class RunService:
         """The run message and the event stream learn about an order change."""
         self._refresh(conn, run["id"], run["correlation_id"])
         count = db.one(conn, "count_active_orders", {"run_id": run["id"]})
-        events.record(
+        outbox.record(
             conn,
             "order_updated",
             run_id=run["id"],

@@ -43,7 +43,9 @@ SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 -- dedupe key is being worked on elsewhere waits, so two refreshes of one message never
 -- race and the older one never lands last. Fair across lanes (a person, a run): each
 -- lane's oldest due job comes first, then each lane's second, and so on, so one burst
--- never holds back everyone else's work.
+-- never holds back everyone else's work. A run's inboxed actions are applied by one worker
+-- at a time, as a batch (sql/queries/inbox.sql): one of them is claimed only while none
+-- of them is running, and only one per claim.
 WITH ready AS (
     SELECT j.id, j.run_at,
            row_number() OVER (PARTITION BY coalesce(j.lane, j.id::text)
@@ -55,13 +57,18 @@ WITH ready AS (
               SELECT 1 FROM jobs r
                WHERE r.dedupe_key = j.dedupe_key AND r.id <> j.id
                  AND r.status = 'running' AND r.locked_until >= now()))
+       AND (j.kind <> 'apply_action' OR NOT EXISTS (
+              SELECT 1 FROM jobs r
+               WHERE r.kind = 'apply_action' AND r.run_id = j.run_id AND r.id <> j.id
+                 AND r.status = 'running' AND r.locked_until >= now()))
 ), due AS (
     -- The state test again, on the row being locked: when another worker claimed it and
     -- committed after `ready` was read, Postgres re-checks these conditions on the new row
     -- version (not the CTE's copy) and the job is skipped instead of claimed twice.
     SELECT j.id FROM jobs j JOIN ready USING (id)
-     WHERE (j.status = 'queued' AND j.run_at <= now())
-        OR (j.status = 'running' AND j.locked_until < now())
+     WHERE ((j.status = 'queued' AND j.run_at <= now())
+            OR (j.status = 'running' AND j.locked_until < now()))
+       AND (j.kind <> 'apply_action' OR ready.turn = 1)
      ORDER BY ready.turn, ready.run_at, j.id
      LIMIT %(limit)s
        FOR UPDATE OF j SKIP LOCKED
@@ -102,12 +109,6 @@ UPDATE jobs SET status = 'dead', finished_at = now(), locked_until = NULL,
                 last_error = %(error)s, updated_at = now()
  WHERE id = %(id)s AND status = 'running' AND locked_by = %(worker_id)s;
 
--- name: release_jobs
--- On graceful shutdown: hand unstarted claims straight back instead of waiting for the lease.
-UPDATE jobs SET status = 'queued', locked_until = NULL, locked_by = NULL,
-                attempts = greatest(attempts - 1, 0), updated_at = now()
- WHERE id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker_id)s;
-
 -- name: next_due_in
 -- Seconds until the next job can be claimed (NULL when none), so an idle worker sleeps
 -- exactly until then instead of polling: the next queued job that is not waiting for a
@@ -120,6 +121,10 @@ SELECT EXTRACT(EPOCH FROM least(
                       SELECT 1 FROM jobs r
                        WHERE r.dedupe_key = j.dedupe_key AND r.status = 'running'
                          AND r.locked_until >= now()))
+               AND (j.kind <> 'apply_action' OR NOT EXISTS (
+                      SELECT 1 FROM jobs r
+                       WHERE r.kind = 'apply_action' AND r.run_id = j.run_id
+                         AND r.status = 'running' AND r.locked_until >= now()))
              ORDER BY j.run_at, j.id
              LIMIT 1),
            (SELECT min(locked_until) FROM jobs WHERE status = 'running')
@@ -127,9 +132,6 @@ SELECT EXTRACT(EPOCH FROM least(
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = %(id)s;
-
--- name: jobs_for_run
-SELECT id, kind, status, attempts, last_error FROM jobs WHERE run_id = %(run_id)s ORDER BY id;
 
 -- name: ensure_job
 -- A recurring job (one dedupe key) is added only when none is queued or running, so
