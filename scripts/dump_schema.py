@@ -43,6 +43,8 @@ HEADER = """\
 --   events                 the outbox of domain events the relay publishes to Kafka
 --   channel_admin_actions  the admins' audit trail (never purged)
 --   ops_actions            every change made through the operations API, with its caller
+--   slack_budget           the shared Slack rate budget: calls granted per method in the last
+--                          minute (per channel for chat.postMessage), and 429 pauses
 -- Migrations also keep `schema_migrations` (which files were applied), left out here.
 --
 -- GENERATED: do not edit by hand. The migrations in sql/migrations/ are the source of

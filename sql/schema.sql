@@ -11,6 +11,8 @@
 --   events                 the outbox of domain events the relay publishes to Kafka
 --   channel_admin_actions  the admins' audit trail (never purged)
 --   ops_actions            every change made through the operations API, with its caller
+--   slack_budget           the shared Slack rate budget: calls granted per method in the last
+--                          minute (per channel for chat.postMessage), and 429 pauses
 -- Migrations also keep `schema_migrations` (which files were applied), left out here.
 --
 -- GENERATED: do not edit by hand. The migrations in sql/migrations/ are the source of
@@ -211,6 +213,18 @@ CREATE TABLE public.runs (
     CONSTRAINT runs_summary_permalink_check CHECK ((length(summary_permalink) <= 1000))
 );
 
+CREATE TABLE public.slack_budget (
+    method text NOT NULL,
+    scope text DEFAULT ''::text NOT NULL,
+    granted timestamp with time zone[] DEFAULT '{}'::timestamp with time zone[] NOT NULL,
+    paused_until timestamp with time zone,
+    next_slot timestamp with time zone,
+    next_low_slot timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT slack_budget_method_check CHECK ((length(method) <= 100)),
+    CONSTRAINT slack_budget_scope_check CHECK ((length(scope) <= 100))
+);
+
 CREATE TABLE public.user_preferences (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
     user_id uuid NOT NULL,
@@ -279,6 +293,9 @@ ALTER TABLE ONLY public.runner_stats
 
 ALTER TABLE ONLY public.runs
     ADD CONSTRAINT runs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY public.slack_budget
+    ADD CONSTRAINT slack_budget_pkey PRIMARY KEY (method, scope);
 
 ALTER TABLE ONLY public.user_preferences
     ADD CONSTRAINT user_preferences_pkey PRIMARY KEY (id);
