@@ -16,7 +16,6 @@ the hook.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +23,7 @@ from coffeebuddy import db, events
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunnerChoice, RunStatus
 from coffeebuddy.service.closing import choose_fair_runner, runner_history
-from coffeebuddy.service.common import DISABLED_TEXT, Actor
+from coffeebuddy.service.common import DISABLED_TEXT, Interaction
 from coffeebuddy.service.effects import refresh_run_message, tell
 from coffeebuddy.store import queue
 
@@ -35,11 +34,11 @@ class SwapService:
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    def cant_go(
-        self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
-    ) -> None:
+    def cant_go(self, ia: Interaction) -> None:
         """The runner pressed "I can't go". Anyone else, or a run that can't be handed on,
         gets a short ephemeral answer and nothing changes."""
+        actor, run_id = ia.actor, ia.run
+        response_url, correlation_id = ia.response_url, ia.correlation_id
         with self.db.transaction() as conn:
             run = db.one(conn, "lock_run", {"run_id": run_id})
             refusal = _refusal(conn, run, actor.user_id)

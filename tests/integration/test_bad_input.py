@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from coffeebuddy.config import Config
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.service.runs import normalize_order_text
+from coffeebuddy.service.orders import normalize_order_text
 from coffeebuddy.slack import admin_blocks, run_blocks
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
