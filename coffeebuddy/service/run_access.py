@@ -132,6 +132,7 @@ class RunAccess:
         *,
         run_id: uuid.UUID | None,
         correlation_id: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         """An ephemeral answer to the person who clicked, sent by the worker; tagged with
         the run's correlation id when given, else the interaction's."""
@@ -142,7 +143,8 @@ class RunAccess:
             user=ia.actor.user_id,
             text=text,
             response_url=ia.response_url,
-            correlation_id=correlation_id or ia.correlation_id,
+            correlation_id=ia.correlation_id if correlation_id is None else correlation_id,
+            blocks=blocks,
         )
 
     def _order_changed(self, conn: Conn, run: RunRow, actor: Actor, change: OrderChange) -> None:
@@ -181,16 +183,7 @@ class RunAccess:
         self, ia: Interaction, text: str, *, blocks: list[dict[str, Any]] | None = None
     ) -> None:
         with self.db.transaction() as conn:
-            tell(
-                conn,
-                None,
-                channel=ia.actor.channel_id,
-                user=ia.actor.user_id,
-                text=text,
-                response_url=ia.response_url,
-                correlation_id=ia.correlation_id,
-                blocks=blocks,
-            )
+            self._tell(conn, ia, text, run_id=None, blocks=blocks)
 
 
 def _misplaced(actor: Actor, run: RunRow) -> str | None:

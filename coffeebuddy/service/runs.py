@@ -33,7 +33,6 @@ from coffeebuddy.service.common import (
     Interaction,
     Reply,
 )
-from coffeebuddy.service.effects import tell
 from coffeebuddy.service.orders import OrderActions
 from coffeebuddy.service.people import People
 from coffeebuddy.service.run_access import _misplaced, not_open_text
@@ -229,13 +228,11 @@ class RunService(OrderActions):
             run = self._lock_open(conn, ia)
             if run is None:
                 return
-            tell(
+            self._tell(
                 conn,
-                ia.run,
-                channel=ia.actor.channel_id,
-                user=ia.actor.user_id,
-                text="Cancel the coffee run?",
-                response_url=ia.response_url,
+                ia,
+                "Cancel the coffee run?",
+                run_id=ia.run,
                 correlation_id=run.correlation_id,
                 blocks=run_blocks.cancel_run_prompt(str(ia.run)),
             )
