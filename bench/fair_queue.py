@@ -9,8 +9,8 @@ the burst was written, in three set-ups over the real queue on a fresh database:
 
 - before: one job per click, claimed first come first served (the old claim query);
 - fair claim only: one job per click, claimed by `claim_jobs` (each lane's oldest first);
-- after: the clicks written by `effects.tell` (one person's answers about a run coalesce,
-  the latest wins) and claimed by `claim_jobs`.
+- after: the clicks written by `effects.queue_ephemeral` (one person's answers about a run
+  coalesce, the latest wins) and claimed by `claim_jobs`.
 
 The machine is shared and noisy: compare figures from one run.
 """
@@ -61,7 +61,7 @@ def fair_claim(conn: db.Conn, limit: int) -> list[tuple[int, dict[str, object]]]
 def write_burst(conn: db.Conn, clicks: int, *, coalesce: bool, run_id: uuid.UUID) -> None:
     def answer(user: str, text: str) -> None:
         if coalesce:
-            effects.tell(
+            effects.queue_ephemeral(
                 conn,
                 run_id,
                 channel=CHANNEL,

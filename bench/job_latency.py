@@ -39,7 +39,8 @@ from bench.request_latency import percentile
 from coffeebuddy.config import Config, Secret, WorkerSettings
 from coffeebuddy.db.migrate import migrate
 from coffeebuddy.entry import build_worker
-from coffeebuddy.jobs.handlers import Context
+from coffeebuddy.jobs.context import Context
+from coffeebuddy.jobs.kinds import JobKind
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
 from tests.fakes.slack_api import FakeSlack
@@ -105,7 +106,7 @@ def bench_thread(url: str, slack: FakeSlack, jobs: int) -> list[float]:
         started[job.id] = time.perf_counter()
         arrived.set()
 
-    worker.handlers[BENCH_KIND] = note_start
+    worker.kinds[BENCH_KIND] = JobKind(BENCH_KIND, note_start)
     thread = threading.Thread(target=worker.run, name="bench-worker", daemon=True)
     thread.start()
     samples: list[float] = []

@@ -26,7 +26,8 @@ from psycopg.rows import dict_row
 
 from coffeebuddy import events
 from coffeebuddy.db.migrate import migrate
-from coffeebuddy.events.relay import PRODUCER_SETTINGS, EventRelay, make_producer
+from coffeebuddy.events.producer import PRODUCER_SETTINGS, make_producer
+from coffeebuddy.events.relay import EventRelay
 from tests.kafka_broker import KafkaBroker
 
 ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -9,7 +9,7 @@ import sys
 import psycopg
 
 from coffeebuddy import logs, preflight
-from coffeebuddy.config import ConfigError, log_level
+from coffeebuddy.config import ConfigError, log_level, report_config_error
 from coffeebuddy.entry import environ_with_secrets
 from coffeebuddy.events import tail as event_tail
 from coffeebuddy.jobs import cli as jobs_cli
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         # Vault or the Vault Agent's files may hold DATABASE_URL.
         env = environ_with_secrets(os.environ)
     except ConfigError as exc:
-        preflight.report(exc)
+        report_config_error(exc)
         return 2
     if args.command == "jobs":
         if not env.get("DATABASE_URL", "").strip():
@@ -67,7 +67,7 @@ def _migrate() -> int:
         # The migration Job's pod holds only the database URL (Vault Agent file or env).
         url = load_database_url(os.environ)
     except ConfigError as exc:
-        preflight.report(exc)
+        report_config_error(exc)
         return 2
     logs.setup(level)
     try:
@@ -97,13 +97,13 @@ def _serve(port: int | None, web_workers: int | None) -> int:
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems or settings is None:
-        preflight.report(ConfigError(*problems))
+        report_config_error(ConfigError(*problems))
         return 2
     logs.setup(log_level(os.environ))
     try:
         return serve(os.environ, settings)
     except ConfigError as exc:
-        preflight.report(exc)
+        report_config_error(exc)
         return 2
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -12,10 +11,16 @@ import falcon
 from slack_sdk import WebClient
 
 from coffeebuddy import logs, preflight
-from coffeebuddy.config import Config, ConfigError, WorkerSettings, log_level
+from coffeebuddy.config import (
+    Config,
+    ConfigError,
+    WorkerSettings,
+    log_level,
+    report_config_error,
+)
 from coffeebuddy.db import Database
 from coffeebuddy.events.relay import start_relay
-from coffeebuddy.jobs.handlers import Context
+from coffeebuddy.jobs.context import Context
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.secrets import (
     SecretBundle,
@@ -50,7 +55,7 @@ def check_first(env: Mapping[str, str]) -> None:
 
 def _die(exc: ConfigError) -> NoReturn:
     # One clear line per mistake, then stop: a half-configured process must not serve.
-    preflight.report(exc, sys.stderr)
+    report_config_error(exc)
     raise SystemExit(2)
 
 

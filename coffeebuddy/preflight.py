@@ -8,9 +8,7 @@ the real values are checked once they are read.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from typing import TextIO
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -48,13 +46,6 @@ def check_config(env: Mapping[str, str], *, stand_ins: Mapping[str, str] | None 
     if problems or config is None:
         raise ConfigError(*problems)
     return config
-
-
-def report(exc: ConfigError, out: TextIO | None = None) -> None:
-    """One line per problem, each saying what kind of error it is."""
-    out = out or sys.stderr
-    for problem in exc.problems or (str(exc),):
-        print(f"coffeebuddy: configuration error: {problem}", file=out, flush=True)
 
 
 def database_unreachable(url: str, exc: psycopg.Error) -> str:

@@ -23,23 +23,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-from kafka.net.compat import KafkaNetClient
 from psycopg.rows import DictRow, dict_row
 
 from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn
+from coffeebuddy.events.producer import (
+    FLUSH_LIMIT_SECONDS,
+    Backoff,
+    ProducerFactory,
+    PublishFailed,
+    error_name,
+    make_producer,
+)
 from coffeebuddy.metrics import EVENT_BACKLOG, EVENT_BACKLOG_AGE, EVENTS_PUBLISHED, RELAY_ERRORS
 
 log = logging.getLogger(__name__)
@@ -54,67 +59,6 @@ STOP_GRACE_SECONDS = 2.0
 GAUGE_EVERY_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 3600.0
 PRUNE_SLICE = 5000
-# Bounded so an unreachable broker fails a round quickly instead of hanging the thread.
-PRODUCER_SETTINGS: dict[str, Any] = {
-    "client_id": "coffeebuddy-relay",
-    "enable_idempotence": True,
-    "acks": "all",
-    "max_block_ms": 3000,
-    "request_timeout_ms": 5000,
-    "delivery_timeout_ms": 15000,
-    "linger_ms": 5,
-    "retry_backoff_ms": 200,
-    "reconnect_backoff_max_ms": 2000,
-    "bootstrap_timeout_ms": 3000,
-}
-# Longer than any record may live in the producer; a flush past it means a stuck client.
-FLUSH_LIMIT_SECONDS = PRODUCER_SETTINGS["delivery_timeout_ms"] / 1000 + 5
-
-ProducerFactory = Callable[[Sequence[str]], Any]
-
-
-def make_producer(bootstrap_servers: Sequence[str], **overrides: Any) -> Any:
-    clients: list[Any] = []
-
-    def client(**configs: Any) -> Any:
-        clients.append(KafkaNetClient(**configs))
-        return clients[-1]
-
-    try:
-        return KafkaProducer(
-            bootstrap_servers=list(bootstrap_servers),
-            kafka_client=client,
-            **{**PRODUCER_SETTINGS, **overrides},
-        )
-    except Exception:
-        # A failed bootstrap leaves the client's sockets open; with the broker down for
-        # hours that would be one leak per retry.
-        for made in clients:
-            with contextlib.suppress(Exception):
-                made.close()
-        raise
-
-
-class PublishFailed(Exception):
-    """Kafka did not acknowledge every event of a round."""
-
-
-class Backoff:
-    """Exponential delay with jitter, capped."""
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.failures = 0
-
-    def next(self) -> float:
-        self.failures += 1
-        delay = min(self.cap, self.base * 2.0 ** min(self.failures - 1, 30))
-        # Jitter keeps replicas that failed together from retrying together.
-        return min(self.cap, delay * random.uniform(0.5, 1.5))
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class EventRelay:
@@ -239,7 +183,7 @@ class EventRelay:
             self._retry_at = time.monotonic() + delay
             log.warning(
                 "relay_kafka_unavailable",
-                extra={"error": _error_name(exc), "delay_s": round(delay, 2)},
+                extra={"error": error_name(exc), "delay_s": round(delay, 2)},
             )
         except Exception as exc:
             # The thread is a process edge: it must not die and leave the outbox unsent.
@@ -293,7 +237,7 @@ class EventRelay:
                 EVENTS_PUBLISHED.labels(topic).inc(count)
             log.debug("events_published", extra={"count": len(acked)})
         if error is not None:
-            raise PublishFailed(_error_name(error)) from error
+            raise PublishFailed(error_name(error)) from error
         return len(acked)
 
     def _await_acks(self, producer: Any) -> bool:
@@ -426,11 +370,3 @@ def start_relay(config: Config) -> EventRelay | None:
     relay = EventRelay.from_config(config)
     relay.start()
     return relay
-
-
-def _error_name(exc: BaseException) -> str:
-    # Exception messages can quote payloads; the type (and a cause's type) is enough.
-    cause = exc.__cause__
-    if isinstance(exc, PublishFailed) and cause is not None:
-        return type(cause).__name__
-    return type(exc).__name__

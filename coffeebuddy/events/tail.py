@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from coffeebuddy.config import ConfigError, kafka_bootstrap_servers
+from coffeebuddy.config import ConfigError, kafka_bootstrap_servers, report_config_error
 from coffeebuddy.events import REMINDER_TOPIC, RUN_TOPIC
 
 TOPICS = (RUN_TOPIC, REMINDER_TOPIC)
@@ -77,9 +77,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = N
             {"KAFKA_BOOTSTRAP_SERVERS": args.bootstrap} if args.bootstrap else env
         )
     except ConfigError as exc:
-        return _fail(f"configuration error: {exc}", 2)
+        report_config_error(exc)
+        return 2
     if not servers:
-        return _fail("configuration error: set KAFKA_BOOTSTRAP_SERVERS or pass --bootstrap", 2)
+        report_config_error(ConfigError("set KAFKA_BOOTSTRAP_SERVERS or pass --bootstrap"))
+        return 2
     try:
         consumer = KafkaConsumer(
             bootstrap_servers=list(servers),

@@ -17,7 +17,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from coffeebuddy import preflight
+from coffeebuddy.config import ConfigError, report_config_error
 from coffeebuddy.db import Conn
+from coffeebuddy.jobs.kinds import KINDS, allowed_attempts
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import JobInfo
 
@@ -59,10 +61,10 @@ def run(args: argparse.Namespace, env: Mapping[str, str], out: TextIO | None = N
     out = out or sys.stdout
     url = env.get("DATABASE_URL", "").strip()
     if not url:
-        print(
-            "coffeebuddy: configuration error: DATABASE_URL is required but not set "
-            "(and no scripts/run database is running)",
-            file=sys.stderr,
+        report_config_error(
+            ConfigError(
+                "DATABASE_URL is required but not set (and no scripts/run database is running)"
+            )
         )
         return 2
     if args.jobs_command == "retry" and not args.all_dead and not args.ids:
@@ -101,7 +103,7 @@ def _table(jobs: list[JobInfo]) -> str:
             str(j.id),
             j.kind,
             j.status,
-            f"{j.attempts}/{j.max_attempts}",
+            f"{j.attempts}/{allowed_attempts(KINDS.get(j.kind), j.max_attempts)}",
             j.run_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             j.last_error or "-",
         )

@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, make_wsgi_app, multip
 from coffeebuddy import db
 from coffeebuddy.config import WorkerSettings
 from coffeebuddy.db import Conn, Database
+from coffeebuddy.jobs.context import Context
 from coffeebuddy.metrics import (
     JOB_OLDEST_DUE_AGE,
     JOB_QUEUE_DEPTH,
@@ -28,6 +29,7 @@ from coffeebuddy.metrics import (
 )
 from coffeebuddy.service import privacy
 from coffeebuddy.store import queue
+from coffeebuddy.store.queue import Job
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -122,6 +124,15 @@ def prune_and_reschedule(
     return pruned
 
 
+def prune_job(ctx: Context, _job: Job) -> None:
+    """The handler of the recurring prune job."""
+    prune_and_reschedule(
+        ctx.database,
+        ctx.upkeep.settings,
+        event_retention_seconds=ctx.upkeep.event_retention_seconds,
+    )
+
+
 # ---- retention ------------------------------------------------------------------------------
 
 
@@ -154,6 +165,11 @@ def purge_and_reschedule(database: Database) -> dict[str, int]:
     for what, n in counts.items():
         RETENTION_PURGED.labels(what).inc(n)
     return counts
+
+
+def retention_job(ctx: Context, _job: Job) -> None:
+    """The handler of the daily retention purge."""
+    purge_and_reschedule(ctx.database)
 
 
 # ---- queue gauges -------------------------------------------------------------------------

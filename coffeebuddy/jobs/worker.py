@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import FrameType
 from wsgiref.simple_server import WSGIServer
@@ -24,14 +25,13 @@ from coffeebuddy import db, logs
 from coffeebuddy.config import Config, WorkerSettings
 from coffeebuddy.db import Database, DatabaseUnavailable
 from coffeebuddy.jobs import maintenance
-from coffeebuddy.jobs.handlers import HANDLERS, Context, Handler, NotYet, tell
-from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, RUNS, start_at_zero
-from coffeebuddy.service.closing import fail_run
+from coffeebuddy.jobs.context import Context, NotYet, Upkeep
+from coffeebuddy.jobs.kinds import KINDS, JobKind, allowed_attempts
+from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, start_at_zero
 from coffeebuddy.service.pilot import PilotGauges
-from coffeebuddy.slack.api import SlackFailure, classify, failure_category
+from coffeebuddy.slack.api import SlackFailure, classify
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
-from coffeebuddy.store.runs import load_run
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,17 @@ class Worker:
     ) -> None:
         self.config = config
         self.database = database
-        self.context = context
         self.settings = settings or WorkerSettings()
-        # The worker's own housekeeping runs as jobs too, so it is leased, retried and
-        # visible like any other job.
-        self.handlers: dict[str, Handler] = {
-            **HANDLERS,
-            queue.PRUNE_JOBS: self._prune_jobs,
-            queue.RETENTION_PURGE: self._retention_purge,
-        }
+        relay_off = not config.kafka_bootstrap_servers
+        upkeep = Upkeep(
+            self.settings,
+            event_retention_seconds=config.event_retention_days * 86400.0 if relay_off else None,
+        )
+        self.context = replace(context, upkeep=upkeep)
+        # What to run for each kind (see `coffeebuddy.jobs.kinds`); tools may add their own.
+        self.kinds: dict[str, JobKind] = dict(KINDS)
         # Every kind's outcomes exist at 0 before the first job (see metrics.KNOWN_LABELS).
-        start_at_zero(JOBS, [(kind, outcome) for kind in self.handlers for outcome in JOB_OUTCOMES])
+        start_at_zero(JOBS, [(kind, outcome) for kind in self.kinds for outcome in JOB_OUTCOMES])
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stop = threading.Event()
         self._slot_freed = threading.Event()
@@ -80,7 +80,7 @@ class Worker:
         # has made sure the prune job exists.
         self._next_stats = 0.0
         self._prune_ensured = False
-        self._stat_kinds: set[str] = set(self.handlers)
+        self._stat_kinds: set[str] = set(self.kinds)
         # The pilot's success figures, refreshed with the queue gauges.
         self._pilot = PilotGauges()
 
@@ -245,19 +245,6 @@ class Worker:
         with self.database.transaction() as conn:
             self._pilot.publish(conn, datetime.now(UTC))
 
-    def _prune_jobs(self, _ctx: Context, _job: Job) -> None:
-        relay_off = not self.config.kafka_bootstrap_servers
-        maintenance.prune_and_reschedule(
-            self.database,
-            self.settings,
-            event_retention_seconds=self.config.event_retention_days * 86400.0
-            if relay_off
-            else None,
-        )
-
-    def _retention_purge(self, _ctx: Context, _job: Job) -> None:
-        maintenance.purge_and_reschedule(self.database)
-
     def _wait_for_work(self) -> None:
         # Never sleep past the next housekeeping round.
         timeout = min(
@@ -319,11 +306,11 @@ class Worker:
     def execute(self, job: Job) -> None:
         started = time.perf_counter()
         with logs.context(correlation=job.correlation_id, run=job.run_id):
-            handler = self.handlers.get(job.kind)
+            kind = self.kinds.get(job.kind)
             try:
-                if handler is None:
+                if kind is None:
                     raise LookupError(f"no handler for job kind {job.kind!r}")
-                handler(self.context, job)
+                kind.handler(self.context, job)
             except Exception as exc:
                 self._failed(job, exc)
             else:
@@ -373,7 +360,9 @@ class Worker:
                 log.warning("job_rate_limited", extra={**facts, "delay_s": delay})
                 return
             permanent = failure is not None and failure.kind == "permanent"
-            if permanent or job.attempts >= job.max_attempts:
+            if permanent or job.attempts >= allowed_attempts(
+                self.kinds.get(job.kind), job.max_attempts
+            ):
                 queue.bury(conn, job, worker_id=self.worker_id, error=code)
                 JOBS.labels(job.kind, "dead").inc()
                 log.error("job_dead", exc_info=exc if failure is None else None, extra=facts)
@@ -386,54 +375,7 @@ class Worker:
         self._give_up(job, code, failure)
 
     def _give_up(self, job: Job, code: str, failure: SlackFailure | None) -> None:
-        """A side effect that will never happen: keep the run's status honest and tell the
-        person who acted what to do."""
-        reference = job.correlation_id or str(job.id)
-        hint = failure.hint if failure else None
-        if job.kind not in (queue.POST_RUN_MESSAGE, queue.POST_SUMMARY, queue.DM_RUNNER):
-            return
-        run_id = job.payload["run_id"]
-        with self.database.transaction() as conn:
-            record = load_run(conn, run_id)
-            if record is None:
-                return
-            channel = record.view.slack_channel_id
-            if job.kind != queue.DM_RUNNER:
-                what = "run message" if job.kind == queue.POST_RUN_MESSAGE else "summary"
-                failed = fail_run(
-                    conn,
-                    run_id,
-                    reason=f"Slack did not accept the {what} ({code})",
-                    category=failure_category(failure),
-                    from_statuses=["open"] if job.kind == queue.POST_RUN_MESSAGE else ["closed"],
-                    channel_id=channel,
-                    # The run's own, which its events carry, even if this job had none.
-                    correlation_id=record.correlation_id,
-                )
-            else:
-                what, failed = "runner's DM", False
-        if failed:
-            RUNS.labels("failed").inc()
-        again = "try `/coffee` again" if job.kind == queue.POST_RUN_MESSAGE else "try again"
-        text = hint or (
-            f"I couldn't send the coffee {what}: Slack kept failing or timing out. Please "
-            f"{again} in a minute (reference `{reference}`)."
-        )
-        who = {
-            "response_url": job.payload.get("response_url"),
-            "channel": channel,
-            # Whoever acted: the person who typed /coffee, or who closed the run.
-            "user": job.payload.get("actor") or record.view.initiator_slack_id,
-        }
-        prefix = (
-            "The coffee run couldn't start."
-            if job.kind == queue.POST_RUN_MESSAGE
-            else (f"The coffee {what} couldn't be sent.")
-        )
-        self._tell_quietly(who, f"⚠️ {prefix} {text}")
-
-    def _tell_quietly(self, who: dict[str, object], text: str) -> None:
-        try:
-            tell(self.context, who, text)
-        except Exception as exc:
-            log.warning("tell_failed", extra={"error": type(exc).__name__})
+        """A side effect that will never happen: its kind's `on_dead` hook says what then."""
+        kind = self.kinds.get(job.kind)
+        if kind is not None and kind.on_dead is not None:
+            kind.on_dead(self.context, job, code, failure)

@@ -28,7 +28,7 @@ from types import FrameType
 import psycopg
 
 from coffeebuddy import preflight
-from coffeebuddy.config import ConfigError, EnvReader, _int, _invalid
+from coffeebuddy.config import ConfigError, EnvReader, WorkerSettings, _int, _invalid, load_field
 from coffeebuddy.db.migrate import MigrationError, migrate
 from coffeebuddy.local import embedded
 
@@ -69,7 +69,7 @@ class ServeSettings:
             else:
                 host, bound_port = parsed
         workers = _int(reader, "GUNICORN_WORKERS", 2, 1, 64)
-        metrics_port = _int(reader, "COFFEEBUDDY_WORKER_METRICS_PORT", 9102, 0, 65535)
+        metrics_port = load_field(WorkerSettings, "metrics_port", reader)
         reader.check()
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(f"--port must be between 1 and 65535, got {port}")
@@ -171,48 +171,11 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
     reaper: subprocess.Popen[bytes] | None = None
     code = 0
     try:
-        reaper = subprocess.Popen(
-            [
-                sys.executable, "-m", "coffeebuddy.local.reaper", str(os.getpid()), tmp,
-                *([str(embedded.state_dir(env))] if embedded_db else []),
-            ],
-            cwd=ROOT,
-            start_new_session=True,
-        )  # fmt: skip
-        if embedded_db:
-            try:
-                env["DATABASE_URL"] = embedded.start(env)
-            except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
-                print(
-                    f"coffeebuddy: the embedded Postgres did not start: "
-                    f"{embedded.describe_failure(exc)} (its log: {embedded.pgdata(env) / 'log'};"
-                    " LOG_LEVEL=DEBUG shows more)",
-                    file=sys.stderr,
-                )
-                return 3
-            print(f"coffeebuddy: embedded Postgres in {embedded.pgdata(env)}", flush=True)
-            print(f"coffeebuddy: DATABASE_URL={env['DATABASE_URL']}", flush=True)
-        try:
-            migrate(env["DATABASE_URL"])
-        except psycopg.OperationalError as exc:
-            print(preflight.database_unreachable(env["DATABASE_URL"], exc), file=sys.stderr)
-            return 3
-        except MigrationError as exc:
-            print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
-            return 1
-        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = os.path.join(tmp, "metrics")
-        os.mkdir(metrics_dir)
-        env["TMPDIR"] = tmp  # what the children leave behind goes with the runner
-        children.append(_start(_gunicorn(settings), env))
-        children.append(_start([sys.executable, str(ROOT / "worker.py")], env))
-        print(
-            f"coffeebuddy: web on http://{settings.bind} (Slack request URLs: {SLACK_PATHS}), "
-            "worker running. Ctrl-C stops everything.",
-            flush=True,
-        )
-        while all(child.poll() is None for child in children):
-            time.sleep(0.2)
-        code = max((child.returncode or 0) for child in children)
+        reaper = _start_reaper(env, tmp, embedded_db)
+        failed = _prepare_database(env, embedded_db)
+        if failed is not None:
+            return failed
+        code = _run_children(settings, env, tmp, children)
     except Stop:
         code = 0
     finally:
@@ -229,6 +192,68 @@ def serve(env: Mapping[str, str], settings: ServeSettings) -> int:
             reaper.terminate()
             reaper.wait()
     return code
+
+
+def _start_reaper(env: Mapping[str, str], tmp: str, embedded_db: bool) -> subprocess.Popen[bytes]:
+    """What cleans up after this process if it dies without doing so itself."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "coffeebuddy.local.reaper", str(os.getpid()), tmp,
+            *([str(embedded.state_dir(env))] if embedded_db else []),
+        ],
+        cwd=ROOT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def _prepare_database(env: dict[str, str], embedded_db: bool) -> int | None:
+    """Start the embedded Postgres if there is no DATABASE_URL (setting it in `env`), then
+    migrate; the exit status when that failed, else None."""
+    if embedded_db:
+        try:
+            env["DATABASE_URL"] = embedded.start(env)
+        except (OSError, subprocess.SubprocessError, psycopg.Error) as exc:
+            print(
+                f"coffeebuddy: the embedded Postgres did not start: "
+                f"{embedded.describe_failure(exc)} (its log: {embedded.pgdata(env) / 'log'};"
+                " LOG_LEVEL=DEBUG shows more)",
+                file=sys.stderr,
+            )
+            return 3
+        print(f"coffeebuddy: embedded Postgres in {embedded.pgdata(env)}", flush=True)
+        print(f"coffeebuddy: DATABASE_URL={env['DATABASE_URL']}", flush=True)
+    try:
+        migrate(env["DATABASE_URL"])
+    except psycopg.OperationalError as exc:
+        print(preflight.database_unreachable(env["DATABASE_URL"], exc), file=sys.stderr)
+        return 3
+    except MigrationError as exc:
+        print(f"coffeebuddy: migration error: {exc}", file=sys.stderr)
+        return 1
+    return None
+
+
+def _run_children(
+    settings: ServeSettings,
+    env: dict[str, str],
+    tmp: str,
+    children: list[subprocess.Popen[bytes]],
+) -> int:
+    """Start the web and the worker (into `children`) and wait until one of them exits;
+    its status."""
+    env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir = os.path.join(tmp, "metrics")
+    os.mkdir(metrics_dir)
+    env["TMPDIR"] = tmp  # what the children leave behind goes with the runner
+    children.append(_start(_gunicorn(settings), env))
+    children.append(_start([sys.executable, str(ROOT / "worker.py")], env))
+    print(
+        f"coffeebuddy: web on http://{settings.bind} (Slack request URLs: {SLACK_PATHS}), "
+        "worker running. Ctrl-C stops everything.",
+        flush=True,
+    )
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    return max((child.returncode or 0) for child in children)
 
 
 def _gunicorn(settings: ServeSettings) -> list[str]:

@@ -22,7 +22,7 @@ from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run
 from coffeebuddy.service.common import Actor, Interaction, Reply, misplaced
-from coffeebuddy.service.effects import tell
+from coffeebuddy.service.effects import queue_ephemeral
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import admin_blocks
 from coffeebuddy.slack.api import classify
@@ -145,7 +145,7 @@ class AdminService:
             if changes:
                 self._audit(conn, channel, actor, "update_config", {"changes": changes})
                 self._reschedule_open_run(conn, channel)
-            tell(
+            queue_ephemeral(
                 conn,
                 None,
                 channel=channel_id,
@@ -271,7 +271,7 @@ class AdminService:
         response_url: str | None,
         correlation_id: str,
     ) -> None:
-        tell(
+        queue_ephemeral(
             conn,
             None,
             channel=channel_id,

@@ -27,7 +27,7 @@ def refresh_run_message(
     )
 
 
-def tell(
+def queue_ephemeral(
     conn: Conn,
     run_id: uuid.UUID | str | None,
     *,
@@ -38,8 +38,9 @@ def tell(
     correlation_id: str | None,
     blocks: list[dict[str, Any]] | None = None,
 ) -> None:
-    """An ephemeral answer to one person, sent by the worker; `text` is its notification
-    and fallback when it has `blocks`. Answers about one run to one person coalesce while
+    """Queue an ephemeral answer to one person; the worker sends it (`send_ephemeral` in
+    `coffeebuddy.jobs.delivery`). `text` is its notification and fallback when it has
+    `blocks`. Answers about one run to one person coalesce while
     queued, the latest winning: a burst of clicks is one message saying how things stand
     now, not a backlog that delays everyone else's."""
     payload: dict[str, Any] = {
@@ -53,7 +54,6 @@ def tell(
         payload,
         run_id=run_id,
         correlation_id=correlation_id,
-        max_attempts=4,
         dedupe_key=f"notify:{run_id}:{user}" if run_id is not None else None,
         replace_payload=True,
     )
@@ -68,7 +68,6 @@ def warm_profile(conn: Conn, user_id: str, correlation_id: str | None) -> None:
         {"user": user_id},
         correlation_id=correlation_id,
         dedupe_key=f"profile:{user_id}",
-        max_attempts=3,
         # After the confirmations of a burst this person may be part of (the queue is
         # first due, first served): warming is never urgent.
         delay_seconds=10.0,

@@ -23,7 +23,6 @@ class HomeService:
                 {"user": user_id},
                 correlation_id=correlation_id,
                 dedupe_key=f"home:{user_id}",
-                max_attempts=4,
             )
 
 

@@ -16,7 +16,7 @@ from coffeebuddy.domain.text import clean_user_text
 from coffeebuddy.service.common import Actor, Interaction
 from coffeebuddy.service.run_access import _misplaced, not_open_text
 from coffeebuddy.service.run_inbox import RunInbox
-from coffeebuddy.slack import blockkit, run_blocks
+from coffeebuddy.slack import blockkit, modal_blocks
 from coffeebuddy.store import orders, runs
 from coffeebuddy.store.runs import RunRow
 
@@ -43,7 +43,7 @@ class OrderActions(RunInbox):
         if record is None:
             return
         mine = next((o for o in record.view.orders if o.slack_user_id == ia.actor.user_id), None)
-        view = run_blocks.order_modal(
+        view = modal_blocks.order_modal(
             str(ia.run),
             current_text=mine.text if mine else None,
             volunteer=mine.volunteer if mine else False,
@@ -136,7 +136,7 @@ class OrderActions(RunInbox):
         record = self._load_open(ia)
         if record is None:
             return
-        view = run_blocks.order_modal(
+        view = modal_blocks.order_modal(
             str(ia.run),
             current_text=None,
             volunteer=True,

@@ -16,7 +16,7 @@ from coffeebuddy.db import Database
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.metrics import CSAT_RATINGS
 from coffeebuddy.service.common import Interaction, misplaced
-from coffeebuddy.service.effects import tell
+from coffeebuddy.service.effects import queue_ephemeral
 from coffeebuddy.store import queue
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class RatingService:
                     )
                     CSAT_RATINGS.labels(str(score)).inc()
                     log.info("run_rated", extra={"score": score, "changed": previous is not None})
-            tell(
+            queue_ephemeral(
                 conn,
                 run_id if run is not None else None,
                 channel=actor.channel_id,

@@ -14,7 +14,7 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.service.common import Actor, Interaction, misplaced
-from coffeebuddy.service.effects import refresh_run_message, tell, warm_profile
+from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message, warm_profile
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.slack.api import classify
@@ -136,7 +136,7 @@ class RunAccess:
     ) -> None:
         """An ephemeral answer to the person who clicked, sent by the worker; tagged with
         the run's correlation id when given, else the interaction's."""
-        tell(
+        queue_ephemeral(
             conn,
             run_id,
             channel=ia.actor.channel_id,

@@ -36,7 +36,7 @@ from coffeebuddy.service.common import (
 from coffeebuddy.service.orders import OrderActions
 from coffeebuddy.service.people import People
 from coffeebuddy.service.run_access import _misplaced, not_open_text
-from coffeebuddy.slack import run_blocks
+from coffeebuddy.slack import modal_blocks, run_blocks
 from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import queue, runs
 
@@ -290,7 +290,7 @@ class RunService(OrderActions):
         if record.view.pickup_time is not None:
             tz = self.people.time_zone(ia.actor.user_id)
             pickup_local = record.view.pickup_time.astimezone(tz).strftime("%H:%M")
-        view = run_blocks.run_modal(str(ia.run), pickup_local=pickup_local, note=record.view.note)
+        view = modal_blocks.run_modal(str(ia.run), pickup_local=pickup_local, note=record.view.note)
         self._open_view(ia, view)
 
     def submit_run_edit(

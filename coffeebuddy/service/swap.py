@@ -24,7 +24,7 @@ from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunnerChoice, RunStatus
 from coffeebuddy.service.closing import choose_fair_runner, runner_history
 from coffeebuddy.service.common import DISABLED_TEXT, Interaction
-from coffeebuddy.service.effects import refresh_run_message, tell
+from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message
 from coffeebuddy.store import queue
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class SwapService:
                 assert run is not None
                 refusal = _hand_on(conn, run, actor.user_id)
             if refusal is not None:
-                tell(
+                queue_ephemeral(
                     conn,
                     run_id,
                     channel=actor.channel_id,

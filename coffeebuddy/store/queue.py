@@ -15,7 +15,8 @@ from psycopg.types.json import Jsonb
 from coffeebuddy import db
 from coffeebuddy.db import Conn
 
-# Kinds of job; each has one handler in `coffeebuddy.jobs.handlers`.
+# Kinds of job; each is declared (handler, attempts, what happens when it dies) in
+# `coffeebuddy.jobs.kinds`.
 POST_RUN_MESSAGE = "post_run_message"
 REFRESH_RUN_MESSAGE = "refresh_run_message"
 NOTIFY_USER = "notify_user"
@@ -46,6 +47,9 @@ RETENTION_PURGE = "retention_purge"
 
 STATUSES = ("queued", "running", "done", "dead")
 
+# A job's attempts unless its enqueuer or its kind (`coffeebuddy.jobs.kinds`) says fewer.
+DEFAULT_MAX_ATTEMPTS = 8
+
 BACKOFF_BASE_SECONDS = 2.0
 BACKOFF_CAP_SECONDS = 300.0
 
@@ -71,7 +75,7 @@ def enqueue(
     correlation_id: str | None = None,
     delay_seconds: float = 0.0,
     dedupe_key: str | None = None,
-    max_attempts: int = 8,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     replace_payload: bool = False,
     lane: str | None = None,
     bring_forward: bool = True,

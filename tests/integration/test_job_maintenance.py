@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from coffeebuddy import db
 from coffeebuddy.config import WorkerSettings
 from coffeebuddy.jobs import maintenance
+from coffeebuddy.jobs.kinds import JobKind
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.store import queue
 from tests.driver import SqlFn
@@ -156,7 +157,7 @@ def test_a_failing_prune_retries_and_the_next_one_is_still_single(
 ) -> None:
     with worker.database.transaction() as conn:
         maintenance.ensure_prune_job(conn)
-    worker.handlers[queue.PRUNE_JOBS] = _raise_boom
+    worker.kinds[queue.PRUNE_JOBS] = JobKind(queue.PRUNE_JOBS, _raise_boom)
     assert worker.run_until_idle() == 1
     [(job_id, status, _, due_in)] = _prune_jobs(sql)
     assert status == "queued" and due_in > 0, "backed off like any failed job"

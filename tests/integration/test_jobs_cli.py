@@ -94,6 +94,20 @@ def test_list_shows_jobs_newest_first_without_payloads(
     assert "hooks.slack.com" not in out
 
 
+def test_list_shows_the_attempts_a_job_really_gets(
+    sql: SqlFn, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The row allows 8; its kind (jobs/kinds.py) allows an answer 4, and the worker stops there.
+    notify = _add(sql, queue.NOTIFY_USER, "queued", attempts=2, max_attempts=8)
+    fewer = _add(sql, queue.NOTIFY_USER, "queued", attempts=1, max_attempts=2)
+    assert main(["jobs", "list"]) == 0
+    cells = {
+        int(line.split()[0]): line.split() for line in capsys.readouterr().out.splitlines()[1:]
+    }
+    assert cells[notify][3] == "2/4"
+    assert cells[fewer][3] == "1/2"
+
+
 def test_list_filters_by_status_and_limits(sql: SqlFn, capsys: pytest.CaptureFixture[str]) -> None:
     dead = [_dead(sql) for _ in range(3)]
     _add(sql, queue.NOTIFY_USER, "queued")

@@ -242,7 +242,7 @@ def test_a_run_whose_bot_steps_are_slow_is_logged_with_its_correlation_id(
     clock.offset = -timedelta(minutes=3)
     # Formatted as the service logs it, while the job's log context is in effect.
     caplog.handler.setFormatter(logs.JsonFormatter())
-    with caplog.at_level(logging.WARNING, logger="coffeebuddy.jobs.timing"):
+    with caplog.at_level(logging.WARNING, logger="coffeebuddy.jobs.bot_step_times"):
         run_id = chan.start(ANA)
         chan.work()
     (corr,) = sql("SELECT correlation_id FROM runs WHERE id = %s", run_id)[0]

@@ -23,7 +23,8 @@ from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
 from coffeebuddy import events
-from coffeebuddy.events.relay import EventRelay, make_producer
+from coffeebuddy.events.producer import make_producer
+from coffeebuddy.events.relay import EventRelay
 from tests import contract
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy import secrets as secrets_module
 from coffeebuddy.config import Config, ConfigError, Secret
 from coffeebuddy.logs import JsonFormatter
 from coffeebuddy.secrets import (
@@ -29,6 +28,7 @@ from coffeebuddy.secrets import (
     VaultAuthMethod,
     load_secrets,
 )
+from coffeebuddy.secrets import sources as secrets_sources
 from tests.fakes.vault_api import FakeVault
 
 PATH = "coffeebuddy/prod"
@@ -342,7 +342,27 @@ def test_unreachable_and_sealed_vault(vault: FakeVault) -> None:
     ],
 )
 def test_settings_errors_name_the_variable(env: dict[str, str], message: str) -> None:
-    assert config_error(env) == message
+    # The first problem is this one; later ones follow from the same incomplete setup.
+    assert config_error(env).split("; ")[0] == message
+
+
+def test_every_vault_settings_mistake_is_named_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        SecretSettings.from_environ(
+            {
+                "COFFEEBUDDY_SECRETS_SOURCE": "vault",
+                "COFFEEBUDDY_SECRETS_POLL_SECONDS": "0",
+                "VAULT_TIMEOUT_SECONDS": "soon",
+            }
+        )
+    assert info.value.problems == (
+        "COFFEEBUDDY_SECRETS_POLL_SECONDS must be between 0.01 and 3600, got 0.0",
+        "VAULT_ADDR is required when COFFEEBUDDY_SECRETS_SOURCE=vault",
+        "VAULT_SECRET_PATH is required when COFFEEBUDDY_SECRETS_SOURCE=vault"
+        " (e.g. coffeebuddy/prod)",
+        "VAULT_TIMEOUT_SECONDS must be a number, got 'soon'",
+        "VAULT_ROLE is required when VAULT_AUTH_METHOD=kubernetes",
+    )
 
 
 def test_settings_defaults() -> None:
@@ -430,7 +450,7 @@ def test_files_source_names_missing_files_only(tmp_path: Path) -> None:
 def test_env_source_is_the_default_and_warns_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(secrets_module, "_env_warned", threading.Event())
+    monkeypatch.setattr(secrets_sources, "_env_warned", threading.Event())
     env = {
         "SLACK_SIGNING_SECRET": VALUES["slack_signing_secret"],
         "SLACK_BOT_TOKEN": VALUES["slack_bot_token"],
@@ -447,7 +467,7 @@ def test_env_source_is_the_default_and_warns_once(
 
 
 def test_env_source_names_missing_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(secrets_module, "_env_warned", threading.Event())
+    monkeypatch.setattr(secrets_sources, "_env_warned", threading.Event())
     message = config_error({"SLACK_SIGNING_SECRET": VALUES["slack_signing_secret"]})
     assert message == "SLACK_BOT_TOKEN, DATABASE_URL required but not set"
 

@@ -10,7 +10,7 @@ import pytest
 
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
-from coffeebuddy.slack import blockkit, run_blocks
+from coffeebuddy.slack import blockkit, modal_blocks, run_blocks
 
 PICKUP = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
 ORDERS = (
@@ -278,7 +278,7 @@ def _block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
 
 
 def test_new_order_modal() -> None:
-    view = run_blocks.order_modal(
+    view = modal_blocks.order_modal(
         "run-123", current_text=None, volunteer=False, pickup=None, note=None
     )
     assert view["type"] == "modal"
@@ -306,7 +306,7 @@ def test_new_order_modal() -> None:
 
 
 def test_edit_order_modal_has_initial_values() -> None:
-    view = run_blocks.order_modal(
+    view = modal_blocks.order_modal(
         "run-123",
         current_text="oat latte",
         volunteer=True,

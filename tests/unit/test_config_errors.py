@@ -81,7 +81,13 @@ def test_worker_settings_alone_still_raise_for_their_own_mistakes() -> None:
 def test_preflight_adds_the_secret_source_mistakes_and_stands_in_for_vault_values() -> None:
     with pytest.raises(ConfigError) as info:
         check_config({"COFFEEBUDDY_SECRETS_SOURCE": "vault", "LOG_LEVEL": "loud"})
-    assert [p.split(" ", 1)[0] for p in info.value.problems] == ["VAULT_ADDR", "LOG_LEVEL"]
+    # Every Vault mistake is named (they are read like every other setting), then Config's.
+    assert [p.split(" ", 1)[0] for p in info.value.problems] == [
+        "VAULT_ADDR",
+        "VAULT_SECRET_PATH",
+        "VAULT_ROLE",
+        "LOG_LEVEL",
+    ]
     # With the files source the secrets come later: only real mistakes are named.
     config = check_config({"COFFEEBUDDY_SECRETS_SOURCE": "files"})
     assert config.log_level == "INFO"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from coffeebuddy.config import Config, ConfigError
-from coffeebuddy.events.relay import Backoff, EventRelay
+from coffeebuddy.events.producer import Backoff
+from coffeebuddy.events.relay import EventRelay
 
 REQUIRED = {
     "DATABASE_URL": "postgresql://coffee@db.internal:5432/coffeebuddy",
