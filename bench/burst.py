@@ -62,11 +62,11 @@ from bench.request_latency import (
     replay,
     ts_key,
 )
-from bench.setup import Bench, bench_service
+from bench.setup import Bench, bench_service, wait_for_no_due_jobs
 from bench.soak import ServiceProcesses, autovacuum_on, vacuum
 from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, Person, Simulator
-from tests.slack_payloads import SIGNING_SECRET
+from testkit.slack_payloads import SIGNING_SECRET
 
 WEB_WORKERS = 4  # both sides; `-w` changes it
 TIER3_PER_MINUTE = 50
@@ -237,16 +237,8 @@ class Comparison:
 
     def settle(self, timeout: float = 120) -> None:
         """Wait until the worker has nothing due (so it doesn't take the floor's CPU)."""
-        deadline = time.monotonic() + timeout
         with psycopg.connect(self.url) as conn:
-            while time.monotonic() < deadline:
-                row = conn.execute(
-                    "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
-                    " AND run_at <= now() + interval '1 second'"
-                ).fetchone()
-                if row is not None and row[0] == 0:
-                    return
-                time.sleep(0.2)
+            wait_for_no_due_jobs(conn, ahead="1 second", timeout=timeout, every=0.2)
 
     # -- the phases --------------------------------------------------------------------------
 

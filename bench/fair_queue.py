@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from psycopg.rows import dict_row
 
-from bench.job_latency import scratch_database
+from bench.job_latency import migrated_database
 from coffeebuddy import db
 from coffeebuddy.service import effects
 from coffeebuddy.store import queue
@@ -116,7 +116,7 @@ def main() -> None:
         f"{args.clicks} clicks by one person, then one by a colleague; {args.workers} workers,"
         f" {args.latency_ms:.0f} ms per Slack call"
     )
-    with scratch_database() as url:
+    with migrated_database() as url:
         for label, claim, coalesce in (
             ("before (FIFO, a job per click)", fifo_claim, False),
             ("fair claim only (a job per click)", fair_claim, False),

@@ -29,7 +29,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from slack_sdk.signature import SignatureVerifier
 
-from tests.processes import free_port
+from testkit.processes import free_port, reap
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "floor_hits"
@@ -93,7 +93,7 @@ def serve_floor(
     web_workers: int,
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[str]:
-    """The floor app on gunicorn, started as `tests.processes.start_service` starts the
+    """The floor app on gunicorn, started as `testkit.processes.start_service` starts the
     service's (same interpreter, config file and worker count); yields its base URL."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(SCHEMA)
@@ -135,9 +135,5 @@ def serve_floor(
         finally:
             if web.poll() is None:
                 web.send_signal(signal.SIGTERM)
-            try:
-                web.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                web.kill()
-                web.wait()
+            reap(web, timeout=30)
             shutil.rmtree(log.parent, ignore_errors=True)

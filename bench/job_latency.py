@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,9 +42,9 @@ from coffeebuddy.jobs.context import Context
 from coffeebuddy.jobs.kinds import JobKind
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
-from tests.fakes.slack_api import FakeSlack
+from testkit.databases import scratch_database
+from testkit.fakes.slack_api import FakeSlack
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "xoxb-bench-0000-bot-token"
 BENCH_KIND = "bench_noop"
@@ -54,17 +53,10 @@ IDLE_PAUSE = (0.02, 0.05)
 
 
 @contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"cb_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-    try:
+def migrated_database() -> Iterator[str]:
+    with scratch_database("cb_bench") as url:
         migrate(url)
         yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def report(label: str, samples_ms: list[float]) -> None:
@@ -193,10 +185,10 @@ def main() -> None:
         print(f"{'enqueue → start, idle worker':<44} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'max ms':>8} {'mean ms':>8}")  # fmt: skip
         if args.mode in ("thread", "both"):
-            with scratch_database() as url:
+            with migrated_database() as url:
                 report("Worker.run() thread: commit → handler", bench_thread(url, slack, args.jobs))
         if args.mode in ("process", "both"):
-            with scratch_database() as url:
+            with migrated_database() as url:
                 report(
                     "worker.py process: enqueue → done (DB clock)",
                     bench_process(url, slack, args.jobs),

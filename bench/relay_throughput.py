@@ -14,7 +14,6 @@ from one run, not across runs.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import uuid
@@ -28,9 +27,8 @@ from coffeebuddy import events
 from coffeebuddy.db.migrate import migrate
 from coffeebuddy.events.producer import PRODUCER_SETTINGS, make_producer
 from coffeebuddy.events.relay import EventRelay
-from tests.kafka_broker import KafkaBroker
-
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from testkit.databases import scratch_database
+from testkit.kafka_broker import KafkaBroker
 
 Message = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 
@@ -138,29 +136,24 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=3)
     args = parser.parse_args()
 
-    db_name = f"cb_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    url = f"{ADMIN_URL.rpartition('/')[0]}/{db_name}"
-    broker = KafkaBroker()
-    try:
-        migrate(url)
-        broker.start()
-        broker.create_topics(partitions=args.partitions)
-        write_rate = write_events(url, args.events, args.runs)
-        batch = messages(url)
-        size = statistics.fmean(len(m[2]) for m in batch)
-        raw_rate(broker.bootstrap, batch[:2000], None)  # warm-up: connections, metadata
+    with scratch_database("cb_bench") as url:
+        broker = KafkaBroker()
+        try:
+            migrate(url)
+            broker.start()
+            broker.create_topics(partitions=args.partitions)
+            write_rate = write_events(url, args.events, args.runs)
+            batch = messages(url)
+            size = statistics.fmean(len(m[2]) for m in batch)
+            raw_rate(broker.bootstrap, batch[:2000], None)  # warm-up: connections, metadata
 
-        relay_rates, raw_rates, raw_batched = [], [], []
-        for _ in range(args.repeat):
-            relay_rates.append(relay_rate(url, broker.bootstrap, args.events, args.batch))
-            raw_rates.append(raw_rate(broker.bootstrap, batch, None))
-            raw_batched.append(raw_rate(broker.bootstrap, batch, args.batch))
-    finally:
-        broker.stop()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            relay_rates, raw_rates, raw_batched = [], [], []
+            for _ in range(args.repeat):
+                relay_rates.append(relay_rate(url, broker.bootstrap, args.events, args.batch))
+                raw_rates.append(raw_rate(broker.bootstrap, batch, None))
+                raw_batched.append(raw_rate(broker.bootstrap, batch, args.batch))
+        finally:
+            broker.stop()
 
     relay, raw, raw_b = (statistics.median(r) for r in (relay_rates, raw_rates, raw_batched))
     settings = {k: PRODUCER_SETTINGS[k] for k in ("acks", "enable_idempotence", "linger_ms")}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -23,9 +22,10 @@ import psycopg
 from bench.setup import bench_service
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import RUNNER_REMINDER
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import HttpClient
-from tests.slack_payloads import block_action_body, command_body, view_submission_body
+from testkit.fakes.slack_api import FakeSlack
+from testkit.polling import eventually
+from testkit.processes import HttpClient
+from testkit.slack_payloads import block_action_body, command_body, view_submission_body
 
 LEAD_SECONDS = 2.0  # the first reminder is due this long after they are moved
 
@@ -34,14 +34,6 @@ def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def main() -> None:
@@ -127,7 +119,7 @@ def run(
             ).fetchone()
             return row is not None and busy is not None and row[0] == row[1] and busy[0] == 0
 
-        wait_until("every run closed, summarised and its runner told", settled, 120)
+        eventually(settled, timeout=120, what="every run closed, summarised and its runner told")
         n = len(channels)
         step = args.spread / max(1, n - 1)
         with conn.transaction():
@@ -155,7 +147,7 @@ def run(
             ).fetchone()
             return row is not None and row[0] == n
 
-        wait_until("every reminder sent", all_sent, LEAD_SECONDS + args.spread + 60)
+        eventually(all_sent, timeout=LEAD_SECONDS + args.spread + 60, what="every reminder sent")
         elapsed = time.monotonic() - started
         time.sleep(1.0)  # let any duplicate arrive before counting
         lateness = [

@@ -3,19 +3,18 @@ benchmark's channels and people, and the real service (gunicorn + worker) on top
 
 from __future__ import annotations
 
-import os
-import uuid
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
 from coffeebuddy.db.migrate import migrate
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import HttpClient, start_service
-
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from testkit.databases import scratch_database
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import HttpClient, start_service
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,21 @@ def bench_service(
     web_workers: int = 2,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Bench]:
-    db_name = f"cb_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db_name}"')
-    url = f"{ADMIN_URL.rpartition('/')[0]}/{db_name}"
-    migrate(url)
+    with scratch_database("cb_bench") as url:
+        migrate(url)
+        with _serve(url, channel_prefix, channels, users, web_workers, extra_env) as bench:
+            yield bench
+
+
+@contextmanager
+def _serve(
+    url: str,
+    channel_prefix: str,
+    channels: int,
+    users: int,
+    web_workers: int,
+    extra_env: dict[str, str] | None,
+) -> Iterator[Bench]:
     slack = FakeSlack(token="xoxb-test-0000-bot-token")
     slack.start()
     channel_ids = [f"{channel_prefix}{i:04d}" for i in range(channels)]
@@ -56,5 +65,21 @@ def bench_service(
             yield Bench(service.client, slack, url, channel_ids, user_ids)
     finally:
         slack.stop()
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def wait_for_no_due_jobs(
+    conn: psycopg.Connection[Any], *, ahead: str, timeout: float, every: float
+) -> bool:
+    """Wait (at most `timeout` seconds) until no job is queued or running that is due within
+    `ahead` (an SQL interval): the worker is done with what came before. True when it is."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
+            " AND run_at <= now() + %s::interval",
+            (ahead,),
+        ).fetchone()
+        if row is not None and row[0] == 0:
+            return True
+        time.sleep(every)
+    return False

@@ -39,7 +39,7 @@ from coffeebuddy.jobs.worker import CHANNEL as JOBS_CHANNEL
 from coffeebuddy.slack import run_blocks
 from simulator.people import Person, Simulator
 from simulator.transcript import render_blocks, render_text
-from tests.fakes.slack_api import FakeSlack
+from testkit.fakes.slack_api import FakeSlack
 
 CAST = ("ana", "ben", "cat", "dan", "eve", "fay", "gus", "hal", "ivy")
 ORDERS = {

@@ -35,10 +35,10 @@ from typing import Any
 import psycopg
 
 from bench.request_latency import percentile, ts_key
-from bench.setup import bench_service
+from bench.setup import bench_service, wait_for_no_due_jobs
 from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, HttpAnswer, SimulationError, Simulator
-from tests.fakes.slack_api import FakeSlack
+from testkit.fakes.slack_api import FakeSlack
 
 DRINKS = ("flat white", "oat latte", "espresso", "cappuccino", "tea", "mocha", "cortado")
 SUMMARY_PREFIX = "☕ Coffee run closed — <@"
@@ -350,15 +350,7 @@ def final_checks(url: str, runs: int, participants: int) -> list[str]:
     problems = []
     with psycopg.connect(url) as conn:
         # Give the worker a moment to finish what the last runs asked for.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            row = conn.execute(
-                "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')"
-                " AND run_at <= now() + interval '5 seconds'"
-            ).fetchone()
-            if row is not None and row[0] == 0:
-                break
-            time.sleep(0.5)
+        wait_for_no_due_jobs(conn, ahead="5 seconds", timeout=60, every=0.5)
         by_status: dict[str, int] = dict(
             conn.execute("SELECT status, count(*) FROM runs GROUP BY 1").fetchall()
         )

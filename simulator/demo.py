@@ -30,7 +30,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -45,8 +45,8 @@ from coffeebuddy.local import embedded
 from coffeebuddy.slack import run_blocks
 from simulator.people import Click, Person, SimulationError, Simulator
 from simulator.transcript import render_text, render_transcript
-from tests.fakes.slack_api import SCHEMAS, FakeSlack
-from tests.processes import start_service
+from testkit.fakes.slack_api import SCHEMAS, FakeSlack
+from testkit.processes import start_service
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = ROOT / ".state" / "demo"
@@ -139,24 +139,24 @@ def _finish(sim: Simulator, label: str, close: Click, expected: dict[str, str]) 
     run_id, opened = close.button.value or "", close.button.message_ts
     closer = "@" + sim.user_name(close.user)
 
-    def told_closer() -> str:
-        replies = sim.replies(close)
-        return f"{closer} was told: {' | '.join(replies)}" if replies else ""
+    def after_close[T](find: Callable[[], T | None], what: str, missing: str) -> T:
+        """What `find` finds once the worker made it, or fail with what the closer was told."""
+        sim.wait_for(lambda: find() is not None or bool(sim.replies(close)), what)
+        found = find()
+        if found is None:
+            replies = sim.replies(close)
+            told = f"{closer} was told: {' | '.join(replies)}" if replies else ""
+            raise SimulationError(f"the {label}{missing}. {told}")
+        return found
 
-    sim.wait_for(
-        lambda: _summary_after(sim, opened) is not None or bool(sim.replies(close)),
+    summary = after_close(
+        lambda: _summary_after(sim, opened),
         f"the {label}'s summary in #{CHANNEL_NAME}",
+        " got no summary in the channel",
     )
-    summary = _summary_after(sim, opened)
-    if summary is None:
-        raise SimulationError(f"the {label} got no summary in the channel. {told_closer()}")
-    sim.wait_for(
-        lambda: _runner_dm_after(sim, opened) is not None or bool(sim.replies(close)),
-        f"the {label}'s runner DM",
+    found = after_close(
+        lambda: _runner_dm_after(sim, opened), f"the {label}'s runner DM", "'s runner got no DM"
     )
-    found = _runner_dm_after(sim, opened)
-    if found is None:
-        raise SimulationError(f"the {label}'s runner got no DM. {told_closer()}")
     runner, dm = found
     return Finished(
         label,

@@ -30,8 +30,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from coffeebuddy.slack import run_blocks
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import (
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import (
     SIGNING_SECRET,
     block_action_payload,
     command_body,

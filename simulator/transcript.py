@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from simulator.people import Simulator
-from tests.fakes.slack_api import FakeSlack
+from testkit.fakes.slack_api import FakeSlack
 
 type JsonDict = dict[str, Any]
 

@@ -4,7 +4,6 @@ template), the fake Slack Web API, the Falcon app and a worker wired to both."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -19,19 +18,14 @@ from coffeebuddy.db.migrate import migrate
 from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.web.app import create_app
+from testkit import BOT_TOKEN
+from testkit.databases import ADMIN_URL, db_url, scratch_database
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import SIGNING_SECRET, sign
 from tests import contract
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import SIGNING_SECRET, sign
 
-ADMIN_URL = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-BOT_TOKEN = "xoxb-test-0000-bot-token"
 CHANNEL = "C0COFFEE01"
 USERS = ("U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE", "U0FAY", "U0GUS")
-
-
-def _db_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +34,7 @@ def template_db() -> Iterator[str]:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    migrate(_db_url(name))
+    migrate(db_url(name))
     yield name
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -48,16 +42,10 @@ def template_db() -> Iterator[str]:
 
 @pytest.fixture
 def database_url(template_db: str) -> Iterator[str]:
-    name = f"cb_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _db_url(name)
-    try:
+    with scratch_database("cb_t", template=template_db) as url:
+        yield url
         # Whatever a test made the code write, the event contract must allow it.
-        broken = contract.check_outbox(_db_url(name))
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        broken = contract.check_outbox(url)
     assert not broken, "events outside their schema (events/schemas/):\n" + "\n".join(broken)
 
 
@@ -128,6 +116,7 @@ def web(config: Config, app_database: Database) -> SignedClient:
 
 @pytest.fixture
 def make_worker(config: Config) -> Iterator[Callable[..., Worker]]:
+    """Workers on the test's configuration, with any setting overridden; closed at the end."""
     made: list[Worker] = []
 
     def factory(**overrides: Any) -> Worker:

@@ -19,6 +19,17 @@ from coffeebuddy import events
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = ROOT / "events" / "schemas"
 ENVELOPE = "envelope.schema.json"
+# What every event carries, and nothing else: the envelope's fields.
+ENVELOPE_KEYS = {
+    "event_id",
+    "type",
+    "schema_version",
+    "occurred_at",
+    "run_id",
+    "channel_id",
+    "correlation_id",
+    "data",
+}
 
 
 def schema_file(event_type: str, version: int) -> Path:

@@ -4,7 +4,6 @@ submissions, each signed as Slack signs them. Jobs run when the test says so."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,24 +12,25 @@ import psycopg
 
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.store import queue
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import block_action_body, command_body, view_submission_body
+from testkit.fakes.slack_api import FakeSlack
+from testkit.polling import eventually
+from testkit.slack_payloads import block_action_body, command_body, view_submission_body
+
+__all__ = [
+    "HOUSEKEEPING",
+    "Channel",
+    "SqlFn",
+    "connect_sql",
+    "eventually",
+    "runner_of",
+    "unfinished_jobs",
+]
 
 SqlFn = Callable[..., list[tuple[Any, ...]]]
 
 # Jobs the worker schedules for itself: not part of any run's work.
 # Jobs no run waits for: the worker's own upkeep, and profiles fetched ahead of need.
 HOUSEKEEPING = (queue.PRUNE_JOBS, queue.RETENTION_PURGE, queue.WARM_PROFILE)
-
-
-def eventually[T](predicate: Callable[[], T], timeout: float = 30.0, what: str = "") -> T:
-    """Wait for `predicate` to return something truthy, and return it."""
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
-    return result
 
 
 def connect_sql(url: str) -> tuple[SqlFn, psycopg.Connection[Any]]:
@@ -50,6 +50,20 @@ def unfinished_jobs(sql: SqlFn) -> list[tuple[Any, ...]]:
         "SELECT id, kind, status FROM jobs"
         " WHERE kind <> ALL(%s) AND status IN ('queued', 'running') AND run_at <= now()",
         list(HOUSEKEEPING),
+    )
+
+
+def bring_reminder_forward(sql: SqlFn, run_id: str) -> list[tuple[Any, ...]]:
+    """The runner reminder's time has come: its queued job and runs.reminder_at move to
+    now(). Returns the run's row when they did (empty: no reminder was queued)."""
+    return sql(
+        "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
+        "           AND status = 'queued' RETURNING id)"
+        " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
+        " RETURNING id",
+        queue.RUNNER_REMINDER,
+        run_id,
+        run_id,
     )
 
 

@@ -9,11 +9,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from testkit.fakes.oidc_issuer import FakeIssuer
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, start_service
+from testkit.slack_payloads import command_body, sign
 from tests.conftest import CHANNEL
-from tests.fakes.oidc_issuer import FakeIssuer
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, start_service
-from tests.slack_payloads import command_body, sign
 
 VARIANTS = [
     "//{p}",

@@ -20,12 +20,12 @@ from jsonschema import Draft7Validator
 
 from coffeebuddy import events
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
+from testkit.kafka_broker import KafkaBroker, running_broker
+from testkit.processes import ROOT, Service, coverage_env, start_service
 from tests import contract
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, eventually
-from tests.fakes.slack_api import FakeSlack
-from tests.kafka_broker import KafkaBroker
-from tests.processes import ROOT, Service, coverage_env, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +35,8 @@ EDITED = "decaf cortado with honey"
 
 @pytest.fixture
 def kafka() -> Iterator[KafkaBroker]:
-    broker = KafkaBroker()
-    broker.start()
-    broker.create_topics(partitions=3)
-    yield broker
-    broker.stop()
+    with running_broker(partitions=3) as broker:
+        yield broker
 
 
 @pytest.fixture

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 
 from coffeebuddy.slack import run_blocks
@@ -46,23 +45,25 @@ from coffeebuddy.store import queue
 from coffeebuddy.store.queue import RUNNER_REMINDER
 from coffeebuddy.web.app import WEB_FAIL_FAST_SECONDS
 from coffeebuddy.web.slack_resources import DB_DOWN_TEXT
-from tests.conftest import ADMIN_URL, BOT_TOKEN, CHANNEL, USERS, _db_url
-from tests.driver import (
-    Channel,
-    SqlFn,
-    connect_sql,
-    eventually,
-    runner_of,
-    unfinished_jobs,
-)
-from tests.fakes.slack_api import FakeSlack, JsonDict
-from tests.processes import ROOT, HttpClient, Service, coverage_env, start_service
-from tests.slack_payloads import (
+from testkit.databases import scratch_database
+from testkit.fakes.slack_api import FakeSlack, JsonDict
+from testkit.processes import ROOT, HttpClient, Service, coverage_env, start_service
+from testkit.slack_payloads import (
     SIGNING_SECRET,
     block_action_body,
     command_body,
     sign,
     view_submission_body,
+)
+from tests.conftest import BOT_TOKEN, CHANNEL, USERS
+from tests.driver import (
+    Channel,
+    SqlFn,
+    bring_reminder_forward,
+    connect_sql,
+    eventually,
+    runner_of,
+    unfinished_jobs,
 )
 from tests.tcp_proxy import TcpProxy
 
@@ -111,6 +112,20 @@ def _part(message: JsonDict) -> str:
 
 def _parts(messages: list[JsonDict]) -> Counter[str]:
     return Counter(_part(m) for m in messages)
+
+
+def _click_body(
+    slack: FakeSlack, name: str, *, user: str, channel: str, action: str, run_id: str
+) -> bytes:
+    """A button click as Slack sends it, its response_url named `name` in the fake."""
+    return block_action_body(
+        user_id=user,
+        channel_id=channel,
+        action_id=action,
+        value=run_id,
+        response_url=slack.response_url(name),
+        trigger_id=slack.trigger_id(),
+    )
 
 
 def _runner_dms(slack: FakeSlack, channel: str) -> list[tuple[str, JsonDict]]:
@@ -162,12 +177,8 @@ class Shared:
 
 @pytest.fixture(scope="module")
 def fault_db(template_db: str) -> Iterator[str]:
-    name = f"cb_flt_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    yield _db_url(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("cb_flt", template=template_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -363,14 +374,7 @@ class Crowd:
     def _click(self, user: str, channel: str, action: str, run_id: str, what: str) -> None:
         slack = self.shared.slack
         name = f"{what}-{user}-{uuid.uuid4().hex[:8]}"
-        body = block_action_body(
-            user_id=user,
-            channel_id=channel,
-            action_id=action,
-            value=run_id,
-            response_url=slack.response_url(name),
-            trigger_id=slack.trigger_id(),
-        )
+        body = _click_body(slack, name, user=user, channel=channel, action=action, run_id=run_id)
         started, ended, status, text = self._timed("/slack/interactions", body)
         if status != 200:
             outcome = "error" if status is None else f"http_{status}"
@@ -664,15 +668,7 @@ def test_a_worker_killed_while_slack_holds_the_answer_sends_nothing_twice(
             slack.fail_next(
                 "chat.postMessage", delay=HOLD_SECONDS, effect_first=True, when=_in_a_dm
             )
-            assert sql(
-                "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
-                "           AND status = 'queued' RETURNING id)"
-                " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
-                " RETURNING id",
-                RUNNER_REMINDER,
-                run_id,
-                run_id,
-            ), "no queued reminder"
+            assert bring_reminder_forward(sql, run_id), "no queued reminder"
             slack.wait_for(lambda: len(slack.dms(runner)) == 2)
             kill_and_replace([RUNNER_REMINDER], run_id)
 
@@ -904,13 +900,8 @@ def test_concurrent_closes_and_clicks_on_two_webs_and_two_workers_yield_one_of_e
             name = ""
         else:
             name = f"{channel}-{action}-{user}-{uuid.uuid4().hex[:8]}"
-            body = block_action_body(
-                user_id=user,
-                channel_id=channel,
-                action_id=action,
-                value=run_id,
-                response_url=slack.response_url(name),
-                trigger_id=slack.trigger_id(),
+            body = _click_body(
+                slack, name, user=user, channel=channel, action=action, run_id=run_id
             )
         answer = service.client.post("/slack/interactions", body)
         assert answer.status_code == 200, answer.text

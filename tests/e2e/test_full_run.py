@@ -14,11 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, start_service
+from testkit.slack_payloads import SIGNING_SECRET
 from tests.conftest import BOT_TOKEN, CHANNEL
-from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, start_service
-from tests.slack_payloads import SIGNING_SECRET
+from tests.driver import Channel, runner_of
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -68,11 +68,7 @@ def test_full_run_through_gunicorn_and_worker(service: Service, slack: FakeSlack
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)  # a double click changes nothing
     slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 2, timeout=15)
     assert chan.status(run_id) == "closed"
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     dm = slack.wait_for(lambda: slack.dms(runner), timeout=15)
     summary = slack.messages(CHANNEL)[1]
     summary_text = json.dumps(summary["blocks"], ensure_ascii=False)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import ROOT, HttpClient, coverage_env, free_port
-from tests.slack_payloads import SIGNING_SECRET
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import ROOT, HttpClient, coverage_env, free_port
+from testkit.slack_payloads import SIGNING_SECRET
 
 pytestmark = pytest.mark.e2e
 

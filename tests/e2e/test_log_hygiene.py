@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, start_service
+from testkit.slack_payloads import SIGNING_SECRET, command_body, sign
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, start_service
-from tests.slack_payloads import SIGNING_SECRET, command_body, sign
 
 pytestmark = pytest.mark.e2e
 

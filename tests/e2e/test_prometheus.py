@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,10 +19,11 @@ from typing import Any
 import pytest
 
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
+from testkit.polling import eventually
+from testkit.processes import Service, free_port, reap, start_service
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, free_port, start_service
 
 pytestmark = pytest.mark.e2e
 
@@ -44,20 +44,22 @@ def _get_json(url: str) -> Any:
         return json.loads(answer.read().decode())
 
 
-def _eventually[T](probe: Callable[[], T], ok: Callable[[T], bool], timeout: float, what: str) -> T:
+def _until_ok[T](
+    probe: Callable[[], T], ok: Callable[[T], bool], timeout: float, what: str
+) -> None:
     """Poll `probe` until `ok(value)`; on timeout, fail showing the last value seen."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[object] = [None]
+
+    def check() -> bool:
         try:
             value = probe()
         except (OSError, ValueError) as exc:
-            value = exc  # type: ignore[assignment]
-        else:
-            if ok(value):
-                return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}; last seen: {value!r}")
-        time.sleep(0.2)
+            seen[0] = exc
+            return False
+        seen[0] = value
+        return ok(value)
+
+    eventually(check, timeout, what, every=0.2, explain=lambda: f"last seen: {seen[0]!r}")
 
 
 class Prometheus:
@@ -127,15 +129,11 @@ def prometheus(service: Service) -> Iterator[Prometheus]:
             with urllib.request.urlopen(base + "/-/ready", timeout=2) as answer:
                 return int(answer.status)
 
-        _eventually(ready, lambda status: status == 200, 30, "prometheus ready")
+        _until_ok(ready, lambda status: status == 200, 30, "prometheus ready")
         yield Prometheus(base)
     finally:
         proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc, timeout=15)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
 
@@ -158,7 +156,7 @@ def test_prometheus_scrapes_web_and_worker(
     chan = Channel(service.client, None, sql, CHANNEL, slack)
 
     # Every target is scraped and up before anything happens.
-    _eventually(
+    _until_ok(
         prometheus.targets,
         lambda t: t == {WEB_JOB: "up", WORKER_JOB: "up"},
         30,
@@ -195,7 +193,7 @@ def test_prometheus_scrapes_web_and_worker(
     def seen() -> dict[str, float | None]:
         return {query: prometheus.value(query) for query in expected}
 
-    _eventually(seen, lambda values: values == expected, 30, "counters match the runs")
+    _until_ok(seen, lambda values: values == expected, 30, "counters match the runs")
 
     # The worker's jobs as Prometheus saw them match the jobs table once the queue is idle.
     def done_jobs() -> tuple[float | None, int, int]:
@@ -209,7 +207,7 @@ def test_prometheus_scrapes_web_and_worker(
         )
         return scraped, int(done), int(waiting)
 
-    _eventually(
+    _until_ok(
         done_jobs,
         lambda seen: seen[1] > 0 and seen[2] == 0 and seen[0] == seen[1],
         30,

@@ -12,10 +12,10 @@ import pytest
 
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, start_service
 from tests.conftest import CHANNEL
-from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, start_service
+from tests.driver import Channel, runner_of
 
 pytestmark = pytest.mark.e2e
 
@@ -45,11 +45,7 @@ def test_reminder_is_sent_once_within_five_seconds(
     assert chan.submit("U0CAT", "tea") is None
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     slack.wait_for(lambda: len(slack.messages(CHANNEL)) >= 2, timeout=15)
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     slack.wait_for(lambda: slack.dms(runner), timeout=15)  # the "you're the runner" DM
     assert _reminders(slack, runner) == []
 

@@ -21,10 +21,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import ROOT, HttpClient, coverage_env, free_port
+from testkit.slack_payloads import SIGNING_SECRET, command_body
 from tests.conftest import BOT_TOKEN, CHANNEL
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import ROOT, HttpClient, coverage_env, free_port
-from tests.slack_payloads import SIGNING_SECRET, command_body
 
 pytestmark = pytest.mark.e2e
 

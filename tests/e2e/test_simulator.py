@@ -22,9 +22,9 @@ from slack_sdk import WebClient
 
 from coffeebuddy.slack import run_blocks
 from simulator import HttpAnswer, Simulator, render_transcript
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import Service, free_port, start_service
 from tests.conftest import CHANNEL
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import Service, free_port, start_service
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

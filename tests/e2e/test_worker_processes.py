@@ -32,6 +32,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
+from testkit.fakes.slack_api import FakeSlack
+from testkit.processes import ROOT, Service, coverage_env, start_service
 from tests.conftest import CHANNEL, USERS
 from tests.driver import (
     HOUSEKEEPING,
@@ -42,8 +44,6 @@ from tests.driver import (
     runner_of,
     unfinished_jobs,
 )
-from tests.fakes.slack_api import FakeSlack
-from tests.processes import ROOT, Service, coverage_env, start_service
 
 pytestmark = pytest.mark.e2e
 

@@ -4,7 +4,6 @@ nothing, and a malformed signature is a bad signature (401), not an internal err
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
@@ -18,11 +17,11 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.web.access import AccessGate, SlackResource, verified_body
 from coffeebuddy.web.app import create_app
+from testkit.fakes.oidc_issuer import FakeIssuer
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import command_body, sign
 from tests.conftest import CHANNEL
 from tests.driver import Channel
-from tests.fakes.oidc_issuer import FakeIssuer
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import command_body, sign
 
 DEAD_JOB_ID = 4242
 
@@ -52,16 +51,8 @@ CASES = [(method, path, raw) for method, path in ROUTES for raw in _variants(pat
 
 
 @pytest.fixture
-def issuer() -> Iterator[FakeIssuer]:
-    fake = FakeIssuer().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def app(config: Config, app_database: Database, issuer: FakeIssuer) -> falcon.testing.TestClient:
-    configured = replace(config, ops_issuer=issuer.url, ops_audience="coffeebuddy-ops")
-    return falcon.testing.TestClient(create_app(configured, database=app_database))
+def app(ops: falcon.testing.TestClient) -> falcon.testing.TestClient:
+    return ops
 
 
 def _as_server_sees_it(

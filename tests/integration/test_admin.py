@@ -23,15 +23,18 @@ from coffeebuddy.service.admin import REFUSAL
 from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import admin_blocks, run_blocks, stats_blocks
 from coffeebuddy.web.app import create_app
-from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import (
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import (
+    ADMIN_MODAL_DEFAULTS,
+    ADMIN_RANGE_ERRORS,
     SIGNING_SECRET,
     admin_modal_submission_body,
     command_body,
     view_block_action_body,
 )
+from tests.blocks import text_of
+from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
+from tests.driver import Channel, SqlFn, runner_of
 
 OTHER = "C0OTHER002"
 ADMIN = "U0ADMIN"  # in COFFEEBUDDY_ADMIN_USER_IDS (tests' config), not a Slack admin
@@ -49,16 +52,8 @@ SETTING_COLUMNS = (
     "data_retention_days",
     "admin_user_ids",
 )
-DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "reminders_enabled": True,
-    "last_call_enabled": False,
-    "reminder_offset_minutes": 5,
-    "last_call_minutes": 5,
-    "fairness_window_runs": 10,
-    "data_retention_days": 90,
-    "admin_user_ids": [],
-}
+# A channel's settings before anyone changed them, as read back from the database.
+DEFAULTS: dict[str, Any] = {**ADMIN_MODAL_DEFAULTS, "admin_user_ids": []}
 
 
 @pytest.fixture(autouse=True)
@@ -68,11 +63,6 @@ def _admins(slack: FakeSlack) -> None:
     slack.add_user(BOSS, is_admin=True)
     slack.add_user(OWNER, is_owner=True)
     slack.add_channel(OTHER, name="tea")
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 @pytest.fixture
@@ -193,22 +183,13 @@ def _close(chan: Channel, run_id: str, by: str = "U0ANA") -> str:
     chan.click(by, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
-    rows = chan.sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )
-    return str(rows[0][0])
+    return runner_of(chan.sql, run_id)
 
 
 def _message(slack: FakeSlack, channel: str, ts: str) -> dict[str, Any]:
     found = [m for m in slack.messages(channel) if m["ts"] == ts]
     assert len(found) == 1, f"no message {ts} in {channel}"
     return found[0]
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _make_channel_exist(chan: Channel) -> None:
@@ -393,14 +374,7 @@ def test_a_valid_submission_updates_the_channel_and_audits_the_diff(
 @pytest.mark.parametrize(
     ("field", "value", "error"),
     [
-        ("reminder_offset_minutes", -1, "Must be between 0 and 120."),
-        ("reminder_offset_minutes", 121, "Must be between 0 and 120."),
-        ("last_call_minutes", 0, "Must be between 1 and 60."),
-        ("last_call_minutes", 61, "Must be between 1 and 60."),
-        ("fairness_window_runs", 0, "Must be between 1 and 100."),
-        ("fairness_window_runs", 101, "Must be between 1 and 100."),
-        ("data_retention_days", 0, "Must be between 1 and 365."),
-        ("data_retention_days", 366, "Must be between 1 and 365."),
+        *ADMIN_RANGE_ERRORS,
         ("data_retention_days", "99999999999999999999", "Must be between 1 and 365."),
         ("fairness_window_runs", "ten", "Enter a whole number."),
         ("reminder_offset_minutes", "5.5", "Enter a whole number."),
@@ -577,8 +551,8 @@ def test_disabling_cancels_the_open_run_and_coffee_then_records_nothing(
     reason = f"CoffeeBuddy was turned off in this channel by <@{BOSS}>."
     assert sql("SELECT cancel_reason FROM runs WHERE id = %s", run_id) == [(reason,)]
     message = _message(slack, CHANNEL, ts)
-    assert "This run was canceled." in _text_of(message)
-    assert reason in _text_of(message)
+    assert "This run was canceled." in text_of(message)
+    assert reason in text_of(message)
     assert not any(b.get("block_id") == run_blocks.RUN_ACTIONS_BLOCK_ID for b in message["blocks"])
     assert _settings(sql) == {**DEFAULTS, "enabled": False}
     assert _audit(sql) == [(BOSS, "disable", {"canceled_run": run_id})]

@@ -32,10 +32,8 @@ from coffeebuddy.config import Config
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.orders import normalize_order_text
 from coffeebuddy.slack import admin_blocks, run_blocks
-from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import (
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import (
     TEAM_ID,
     block_action_payload,
     run_modal_submission_payload,
@@ -43,6 +41,8 @@ from tests.slack_payloads import (
     view_block_action_body,
     view_submission_payload,
 )
+from tests.conftest import CHANNEL, SignedClient
+from tests.driver import Channel, SqlFn
 
 MAX_BODY = Config.max_body_bytes  # the default, which the `config` fixture keeps
 OTHER_TEAM = "T0ELSEWH1"
@@ -894,9 +894,9 @@ FIVE_MINUTES = 5 * 60
 
 
 @pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
+def chan(chan: Channel, slack: FakeSlack) -> Channel:
     slack.add_user("U0ADMIN", name="admin")
-    return Channel(web, worker, sql, CHANNEL, slack)
+    return chan
 
 
 def _open_run(chan: Channel) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
 
 
 def _counts(sql: SqlFn) -> tuple[int, int, int]:

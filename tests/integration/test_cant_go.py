@@ -4,7 +4,6 @@ over, the summary changes in place, the DMs follow, and the history stays fair."
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -13,16 +12,12 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
+from tests.blocks import text_of
 from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
+from tests.driver import Channel, SqlFn, bring_reminder_forward
 
 ANA, BEN, CAT, DAN, EVE = "U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE"
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 @pytest.fixture
@@ -37,10 +32,6 @@ def dm(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Any:
 
 
 # ---- helpers ----------------------------------------------------------------------------
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _order_list(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -182,8 +173,8 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
     assert updated["ts"] == before["summary_ts"]
     assert updated["updates"] == 1
     assert f"— <@{DAN}> is going" in updated["text"]
-    assert f"<@{BEN}>" not in _text_of(updated)
-    assert after["reason"] in _text_of(updated)
+    assert f"<@{BEN}>" not in text_of(updated)
+    assert after["reason"] in text_of(updated)
     assert _order_list(updated) == _order_list(summary)
 
     # Dan's DM: the same order list as the channel, and his own "I can't go".
@@ -205,8 +196,8 @@ def test_the_runner_hands_the_run_to_the_next_by_the_rule(
 
     # The run message names the new runner.
     run_message = next(m for m in slack.messages(CHANNEL) if m["ts"] == after["message_ts"])
-    assert f"<@{DAN}> is going" in _text_of(run_message)
-    assert f"<@{BEN}> is going" not in _text_of(run_message)
+    assert f"<@{DAN}> is going" in text_of(run_message)
+    assert f"<@{BEN}> is going" not in text_of(run_message)
 
     assigned = _events(sql, run_id, "runner_assigned")
     assert len(assigned) == 2
@@ -368,15 +359,7 @@ def test_the_new_runner_is_reminded_when_the_old_one_already_was(
     chan: Channel, dm: Any, slack: FakeSlack, sql: SqlFn
 ) -> None:
     run_id = _closed_run(chan, {BEN: "tea", CAT: "latte"}, volunteer=BEN, text="in 20m")
-    moved = sql(
-        "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
-        " AND status = 'queued' RETURNING id)"
-        " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
-        " RETURNING id",
-        RUNNER_REMINDER,
-        run_id,
-        run_id,
-    )
+    moved = bring_reminder_forward(sql, run_id)
     assert moved
     chan.work()
     ben_dms = slack.dms(BEN)

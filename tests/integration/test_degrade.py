@@ -16,9 +16,9 @@ from coffeebuddy.config import Config, Secret
 from coffeebuddy.db import Database
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
 from tests.tcp_proxy import TcpProxy
 
 DB_DOWN = "CoffeeBuddy can't reach its database right now, try again in a minute."

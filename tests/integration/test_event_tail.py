@@ -12,15 +12,13 @@ import pytest
 
 from coffeebuddy import __main__ as cli
 from coffeebuddy.events import tail as event_tail
-from tests.kafka_broker import KafkaBroker
+from testkit.kafka_broker import KafkaBroker, running_broker
 
 
 @pytest.fixture
 def empty_kafka() -> Iterator[KafkaBroker]:
-    broker = KafkaBroker()
-    broker.start()
-    yield broker
-    broker.stop()
+    with running_broker(partitions=None) as broker:
+        yield broker
 
 
 def _tail(*argv: str, env: dict[str, str]) -> int:

@@ -12,9 +12,10 @@ import pytest
 
 from coffeebuddy import events
 from coffeebuddy.slack import run_blocks
+from testkit.fakes.slack_api import FakeSlack
+from tests import contract
 from tests.conftest import CHANNEL
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
+from tests.driver import Channel, SqlFn, runner_of
 
 ORDERS = {
     "U0BEN": "oat flat white extra hot",
@@ -22,21 +23,6 @@ ORDERS = {
     "U0DAN": "double ristretto",
 }
 EDITED = "decaf cortado with honey"
-ENVELOPE_KEYS = {
-    "event_id",
-    "type",
-    "schema_version",
-    "occurred_at",
-    "run_id",
-    "channel_id",
-    "correlation_id",
-    "data",
-}
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 def _rows(sql: SqlFn) -> list[dict[str, Any]]:
@@ -53,7 +39,7 @@ def _check_envelopes(rows: list[dict[str, Any]], run_id: str, correlation_id: st
     assert len(set(ids)) == len(ids), "event ids are unique"
     for row in rows:
         env = row["envelope"]
-        assert set(env) == ENVELOPE_KEYS, env
+        assert set(env) == contract.ENVELOPE_KEYS, env
         uuid.UUID(env["event_id"])
         assert env["event_id"] == row["event_id"]
         assert env["type"] == row["event_type"]
@@ -111,11 +97,7 @@ def test_a_full_run_writes_its_events_in_order_without_order_text(
     ]
     closed = by_type["run_closed"][0]
     assert closed["by"] == "U0ANA" and closed["items"] == 2
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert by_type["runner_assigned"][0]["runner"] == runner
 
     # Privacy: no order text (nor the note) anywhere in any envelope.

@@ -15,17 +15,12 @@ from coffeebuddy.db import Database
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.slack.gateway import Profile
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import block_action_body, command_body, view_submission_body
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import block_action_body, command_body, view_submission_body
 
 DB_DOWN = "CoffeeBuddy can't reach its database right now, try again in a minute."
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: Any, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 def test_expired_trigger_asks_to_click_again(chan: Channel, slack: FakeSlack) -> None:

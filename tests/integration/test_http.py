@@ -26,16 +26,16 @@ from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.access import AccessGate, SlackResource
 from coffeebuddy.web.app import create_app
 from coffeebuddy.web.middleware import SigningSecrets, SlackSignature
-from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import (
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import (
     SIGNING_SECRET,
     block_action_body,
     command_body,
     sign,
     view_submission_body,
 )
+from tests.conftest import CHANNEL, SignedClient
+from tests.driver import Channel, SqlFn
 
 # Slack's published example: https://api.slack.com/authentication/verifying-requests-from-slack
 VECTOR_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -67,11 +67,6 @@ class EchoBody(SlackResource):
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = req.context.raw_body
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 def _command(user: str = "U0ANA", text: str = "", **kwargs: Any) -> bytes:

@@ -16,10 +16,10 @@ from coffeebuddy.db import Database
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import block_action_payload, view_submission_payload
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import block_action_payload, view_submission_payload
 
 
 @pytest.fixture

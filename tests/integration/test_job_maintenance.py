@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from coffeebuddy.jobs import maintenance
 from coffeebuddy.jobs.kinds import JobKind
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.store import queue
+from testkit.polling import eventually
 from tests.driver import SqlFn
 
 MakeWorker = Callable[..., Worker]
@@ -59,15 +59,6 @@ def _prune_jobs(sql: SqlFn) -> list[tuple[Any, ...]]:
 
 def _gauge(name: str, kind: str) -> float | None:
     return REGISTRY.get_sample_value(name, {"kind": kind})
-
-
-def _eventually[T](predicate: Callable[[], T], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return result
 
 
 # ---- pruning -----------------------------------------------------------------------------
@@ -173,25 +164,6 @@ def _raise_boom(*_: object) -> None:
 # ---- the worker loop does its housekeeping ----------------------------------------------
 
 
-@pytest.fixture
-def looping(make_worker: MakeWorker) -> Iterator[Callable[[WorkerSettings], Worker]]:
-    started: list[tuple[Worker, threading.Thread]] = []
-
-    def start(settings: WorkerSettings) -> Worker:
-        worker = make_worker(worker_poll_seconds=30)
-        worker.settings = settings
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.stop()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-
-
 def test_a_starting_worker_prunes_at_once_and_publishes_the_gauges(
     looping: Callable[[WorkerSettings], Worker], sql: SqlFn
 ) -> None:
@@ -199,16 +171,16 @@ def test_a_starting_worker_prunes_at_once_and_publishes_the_gauges(
     dead = _add(sql, "probe_kind", "dead", age="1 hour", last_error="http_503")
     looping(WorkerSettings(stats_interval_seconds=0.2))
 
-    _eventually(lambda: old not in _ids(sql, "done"))
-    _eventually(lambda: [r[1] for r in _prune_jobs(sql)] == ["done", "queued"])
-    assert _eventually(lambda: _gauge("coffeebuddy_jobs_dead", "probe_kind") == 1)
+    eventually(lambda: old not in _ids(sql, "done"))
+    eventually(lambda: [r[1] for r in _prune_jobs(sql)] == ["done", "queued"])
+    assert eventually(lambda: _gauge("coffeebuddy_jobs_dead", "probe_kind") == 1)
     # Every kind the worker knows reads 0 rather than being absent.
     assert _gauge("coffeebuddy_jobs_dead", queue.POST_RUN_MESSAGE) == 0
     assert _gauge("coffeebuddy_job_queue_depth", queue.POST_RUN_MESSAGE) == 0
 
     sql("DELETE FROM jobs WHERE id = %s", dead)
     # Gone from the table, so back to 0 (not stuck at the last value).
-    assert _eventually(lambda: _gauge("coffeebuddy_jobs_dead", "probe_kind") == 0)
+    assert eventually(lambda: _gauge("coffeebuddy_jobs_dead", "probe_kind") == 0)
 
 
 def test_queue_gauges_count_what_could_start_and_how_long_it_waited(
@@ -291,7 +263,7 @@ def test_a_lost_lease_wakes_an_idle_worker_without_polling(
     thread = threading.Thread(target=survivor.run, daemon=True)
     thread.start()
     try:
-        _eventually(
+        eventually(
             lambda: (
                 sql("SELECT status, locked_by FROM jobs WHERE kind = %s", kind)
                 == [("done", survivor.worker_id)]

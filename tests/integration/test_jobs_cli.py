@@ -14,9 +14,9 @@ from coffeebuddy.jobs.worker import CHANNEL as NOTIFY_CHANNEL
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
+from tests.driver import Channel, SqlFn, runner_of
 
 SECRET_URL = "https://hooks.slack.com/actions/T0/123/secret-response-url"
 
@@ -277,11 +277,7 @@ def test_a_dead_dm_is_sent_once_after_retry(
     dm_job = sql("SELECT id, status, last_error FROM jobs WHERE kind = %s", queue.DM_RUNNER)
     assert [(s, e) for _, s, e in dm_job] == [("dead", "missing_scope")]
     job_id = int(dm_job[0][0])
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert slack.dms(runner) == []
 
     assert main(["jobs", "list", "--status", "dead"]) == 0

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from psycopg import errors
 
 from coffeebuddy.db import migrate
-from tests.conftest import ADMIN_URL, _db_url
+from testkit.databases import scratch_database
 from tests.driver import SqlFn
 
 ALL_MIGRATIONS = [m.path.name for m in migrate.available()]
@@ -24,12 +23,8 @@ ALL_MIGRATIONS = [m.path.name for m in migrate.available()]
 @pytest.fixture
 def empty_db() -> Iterator[str]:
     """A database with nothing in it (not cloned from the migrated template)."""
-    name = f"cb_m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _db_url(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("cb_m") as url:
+        yield url
 
 
 def _recorded(url: str) -> list[tuple[str, str]]:

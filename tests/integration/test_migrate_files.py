@@ -5,7 +5,6 @@ reported ready; only the worker crashed later."""
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from coffeebuddy.__main__ import main
 from coffeebuddy.config import Config
 from coffeebuddy.db import MIGRATIONS_DIR, migrate
 from coffeebuddy.web.app import create_app
-from tests.conftest import ADMIN_URL, SignedClient, _db_url
+from testkit.databases import scratch_database
+from tests.conftest import SignedClient
 from tests.driver import SqlFn
 
 ALL = migrate.available()
@@ -24,12 +24,8 @@ ALL = migrate.available()
 
 @pytest.fixture
 def empty_db() -> Iterator[str]:
-    name = f"cb_mf_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield _db_url(name)
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("cb_mf") as url:
+        yield url
 
 
 def _copy(migrations: list[migrate.Migration], directory: Path) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -18,23 +17,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.web.app import create_app
+from testkit.fakes.oidc_issuer import FakeIssuer
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel
-from tests.fakes.oidc_issuer import FakeIssuer
-from tests.fakes.slack_api import FakeSlack
-
-
-@pytest.fixture
-def issuer() -> Iterator[FakeIssuer]:
-    fake = FakeIssuer().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def ops(config: Config, app_database: Database, issuer: FakeIssuer) -> falcon.testing.TestClient:
-    configured = replace(config, ops_issuer=issuer.url, ops_audience="coffeebuddy-ops")
-    return falcon.testing.TestClient(create_app(configured, database=app_database))
 
 
 def _bearer(token: str) -> dict[str, str]:

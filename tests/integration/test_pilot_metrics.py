@@ -22,10 +22,10 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.ratings import NOT_A_PARTICIPANT_TEXT
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import block_action_body
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn, runner_of
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import block_action_body
 
 ANA, BEN, CAT, DAN, EVE, FAY, GUS = "U0ANA", "U0BEN", "U0CAT", "U0DAN", "U0EVE", "U0FAY", "U0GUS"
 ADMIN = "U0ADMIN"
@@ -386,7 +386,7 @@ def test_csat_gauges(chan: Channel, worker: Worker) -> None:
 
 
 def _event(web: SignedClient, body: bytes, **sign: Any) -> Any:
-    from tests.slack_payloads import sign as signature
+    from testkit.slack_payloads import sign as signature
 
     headers = {**signature(body, **sign), "Content-Type": "application/json"}
     return web.client.simulate_post("/slack/events", body=body, headers=headers)

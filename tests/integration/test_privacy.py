@@ -5,9 +5,8 @@ forget me` deletes only that person's stored usuals."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,9 +18,10 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import privacy
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
+from testkit.fakes.slack_api import FakeSlack
+from testkit.polling import eventually
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, runner_of
-from tests.fakes.slack_api import FakeSlack
 
 TEA = "C0TEA0001"
 MakeWorker = Callable[..., Worker]
@@ -331,34 +331,6 @@ def _retention_jobs(sql: SqlFn) -> list[tuple[Any, ...]]:
     )
 
 
-def _eventually[T](predicate: Callable[[], T], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return result
-
-
-@pytest.fixture
-def looping(make_worker: MakeWorker) -> Iterator[Callable[[WorkerSettings], Worker]]:
-    started: list[tuple[Worker, threading.Thread]] = []
-
-    def start(settings: WorkerSettings) -> Worker:
-        worker = make_worker(worker_poll_seconds=30)
-        worker.settings = settings
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        started.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in started:
-        worker.stop()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-
-
 def test_two_starting_workers_keep_one_retention_job_which_runs_once_a_day(
     looping: Callable[[WorkerSettings], Worker], sql: SqlFn
 ) -> None:
@@ -368,7 +340,7 @@ def test_two_starting_workers_keep_one_retention_job_which_runs_once_a_day(
     looping(settings)
 
     # The first purge runs at once, as of the database's clock, and queues the next.
-    _eventually(lambda: [r[1] for r in _retention_jobs(sql)] == ["done", "queued"])
+    eventually(lambda: [r[1] for r in _retention_jobs(sql)] == ["done", "queued"])
     assert _users(sql) == set()
     # Both workers keep doing their housekeeping rounds: still exactly one queued.
     time.sleep(1.0)

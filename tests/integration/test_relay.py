@@ -25,12 +25,13 @@ from psycopg.rows import dict_row
 from coffeebuddy import events
 from coffeebuddy.events.producer import make_producer
 from coffeebuddy.events.relay import EventRelay
+from testkit.kafka_broker import KafkaBroker, running_broker
+from testkit.polling import eventually
+from testkit.processes import ROOT, coverage_env
+from testkit.slack_payloads import SIGNING_SECRET
 from tests import contract
 from tests.conftest import BOT_TOKEN, CHANNEL
 from tests.driver import Channel
-from tests.kafka_broker import KafkaBroker
-from tests.processes import ROOT, coverage_env
-from tests.slack_payloads import SIGNING_SECRET
 
 SqlFn = Callable[..., list[tuple[Any, ...]]]
 
@@ -41,22 +42,16 @@ SqlFn = Callable[..., list[tuple[Any, ...]]]
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[KafkaBroker]:
     """One broker for the module; each test reads back only the events it wrote."""
-    broker = KafkaBroker()
-    broker.start()
     # Several partitions, so that per-run order is not just per-topic order.
-    broker.create_topics(partitions=3)
-    yield broker
-    broker.stop()
+    with running_broker(partitions=3) as broker:
+        yield broker
 
 
 @pytest.fixture
 def own_kafka() -> Iterator[KafkaBroker]:
     """A broker this test may stop and restart."""
-    broker = KafkaBroker()
-    broker.start()
-    broker.create_topics(partitions=3)
-    yield broker
-    broker.stop()
+    with running_broker(partitions=3) as broker:
+        yield broker
 
 
 @pytest.fixture
@@ -110,14 +105,6 @@ def outbox(sql: SqlFn) -> list[dict[str, Any]]:
 
 def unsent(sql: SqlFn) -> int:
     return int(sql("SELECT count(*) FROM events WHERE sent_at IS NULL")[0][0])
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def header(record: Any, name: str) -> str:
@@ -192,7 +179,7 @@ def test_event_reaches_kafka_keyed_by_run_with_headers_and_the_envelope(
     published_before = counter("coffeebuddy_events_published_total", topic=events.RUN_TOPIC)
     relay_ = make_relay(kafka.bootstrap)
     relay_.start()
-    wait_until(lambda: unsent(sql) == 0, "the relay to publish")
+    eventually(lambda: unsent(sql) == 0, what="the relay to publish")
 
     records = mine(kafka.read_all(), set(written))
     assert len(records) == 2
@@ -231,7 +218,7 @@ def test_a_run_through_the_app_reaches_kafka_without_order_text(
     chan.work()
     relay_ = make_relay(kafka.bootstrap)
     relay_.start()
-    wait_until(lambda: unsent(sql) == 0, "the relay to publish")
+    eventually(lambda: unsent(sql) == 0, what="the relay to publish")
 
     rows = [row for row in outbox(sql) if row["run_id"] == run_id]
     records = mine(kafka.read_all(), {row["event_id"] for row in rows})
@@ -264,7 +251,7 @@ def test_per_run_order_equals_write_order_across_many_runs(
     for t in threads:
         t.join()
     assert failures == []
-    wait_until(lambda: unsent(sql) == 0, "the relay to publish", timeout=60)
+    eventually(lambda: unsent(sql) == 0, timeout=60, what="the relay to publish")
 
     rows = outbox(sql)
     assert len(rows) == 4 * 8 * 12
@@ -293,9 +280,9 @@ def test_two_relays_only_one_publishes_and_the_other_takes_over(
     second = make_relay(kafka.bootstrap, name="b", producer_factory=counting("b"))
     first.start()
     second.start()
-    wait_until(lambda: first.is_leader or second.is_leader, "a leader")
+    eventually(lambda: first.is_leader or second.is_leader, what="a leader")
     written = write(database_url, mixed_plan(runs=5, per_run_events=10))
-    wait_until(lambda: unsent(sql) == 0, "the relay to publish")
+    eventually(lambda: unsent(sql) == 0, what="the relay to publish")
     leader, standby = (first, second) if first.is_leader else (second, first)
     assert not standby.is_leader
     assert producers[standby.name] == 0
@@ -304,9 +291,9 @@ def test_two_relays_only_one_publishes_and_the_other_takes_over(
     # The leader goes away (its connection, and so its lock, with it): the other takes over.
     leader.stop()
     assert not leader.is_running
-    wait_until(lambda: standby.is_leader, "the standby to take the lock")
+    eventually(lambda: standby.is_leader, what="the standby to take the lock")
     written += write(database_url, mixed_plan(runs=5, per_run_events=4))
-    wait_until(lambda: unsent(sql) == 0, "the new leader to publish")
+    eventually(lambda: unsent(sql) == 0, what="the new leader to publish")
     assert producers[standby.name] >= 1
 
     rows = outbox(sql)
@@ -402,7 +389,7 @@ def test_broker_down_events_wait_and_arrive_once_in_order_after_restart(
     relay_.start()
     runs = [str(uuid.uuid4()) for _ in range(6)]
     before = write(database_url, [(r, "run_created") for r in runs])
-    wait_until(lambda: unsent(sql) == 0, "the first events to go out")
+    eventually(lambda: unsent(sql) == 0, what="the first events to go out")
     # The broker keeps records in memory only: read what it got before it goes away.
     delivered_before = mine(own_kafka.read_all(), set(before))
 
@@ -413,24 +400,24 @@ def test_broker_down_events_wait_and_arrive_once_in_order_after_restart(
         [(r, kind) for kind in ("run_updated", "runner_assigned", "run_closed") for r in runs]
         + [(runs[0], "reminder_sent")],
     )
-    wait_until(
+    eventually(
         lambda: counter("coffeebuddy_relay_errors_total", kind="kafka") >= errors_before + 2,
-        "the relay to try and fail twice",
         timeout=60,
+        what="the relay to try and fail twice",
     )
     assert unsent(sql) == len(during)
-    wait_until(lambda: gauge("coffeebuddy_event_backlog") == len(during), "the backlog gauge")
+    eventually(lambda: gauge("coffeebuddy_event_backlog") == len(during), what="the backlog gauge")
     age = gauge("coffeebuddy_event_backlog_age_seconds")
     assert age > 0
-    wait_until(
-        lambda: gauge("coffeebuddy_event_backlog_age_seconds") > age + 1, "the backlog to age"
+    eventually(
+        lambda: gauge("coffeebuddy_event_backlog_age_seconds") > age + 1, what="the backlog to age"
     )
     assert unsent(sql) == len(during)
 
     own_kafka.start()
     own_kafka.create_topics(partitions=3)
-    wait_until(lambda: unsent(sql) == 0, "the backlog to drain after the restart", timeout=60)
-    wait_until(lambda: gauge("coffeebuddy_event_backlog") == 0, "the backlog gauge to drop")
+    eventually(lambda: unsent(sql) == 0, timeout=60, what="the backlog to drain after the restart")
+    eventually(lambda: gauge("coffeebuddy_event_backlog") == 0, what="the backlog gauge to drop")
     delivered_after = mine(own_kafka.read_all(), set(during))
 
     assert_once_in_write_order(delivered_before + delivered_after, outbox(sql))
@@ -444,9 +431,9 @@ def test_stop_returns_promptly_while_kafka_is_unreachable(
     write(database_url, [(str(uuid.uuid4()), "run_created")])
     errors_before = counter("coffeebuddy_relay_errors_total", kind="kafka")
     relay_.start()
-    wait_until(
+    eventually(
         lambda: counter("coffeebuddy_relay_errors_total", kind="kafka") > errors_before,
-        "a failed attempt",
+        what="a failed attempt",
     )
     relay_.stop(timeout=10)
     assert not relay_.is_running
@@ -499,7 +486,7 @@ def _run_worker_until(
             [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
         try:
-            wait_until(lambda: ready(_log_events(log_path.read_text())), "the worker's logs")
+            eventually(lambda: ready(_log_events(log_path.read_text())), what="the worker's logs")
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

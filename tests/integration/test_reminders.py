@@ -6,29 +6,17 @@ and the run's reminder_at to now(), exactly what the clock would have done.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
+from tests.blocks import text_of
 from tests.conftest import CHANNEL
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
+from tests.driver import Channel, SqlFn, bring_reminder_forward
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _configure_channel(sql: SqlFn, **settings: Any) -> None:
@@ -77,15 +65,7 @@ def _events(sql: SqlFn, run_id: str, *types: str) -> list[dict[str, Any]]:
 
 def _fast_forward(sql: SqlFn, run_id: str) -> None:
     """The runner reminder's time has come: its job and runs.reminder_at move to now()."""
-    moved = sql(
-        "WITH j AS (UPDATE jobs SET run_at = now() WHERE kind = %s AND run_id = %s"
-        "           AND status = 'queued' RETURNING id)"
-        " UPDATE runs SET reminder_at = now() WHERE id = %s AND EXISTS (SELECT 1 FROM j)"
-        " RETURNING id",
-        RUNNER_REMINDER,
-        run_id,
-        run_id,
-    )
+    moved = bring_reminder_forward(sql, run_id)
     assert moved, "no queued reminder job to fast-forward"
 
 
@@ -215,7 +195,7 @@ def test_reminder_on_closed_run_dms_the_runner_once(
 
     reminders = _reminder_dms(slack, runner)
     assert len(reminders) == 1
-    text = _text_of(reminders[0])
+    text = text_of(reminders[0])
     pickup = _run(sql, run_id)["pickup_time"]
     assert f"<!date^{int(pickup.timestamp())}^" in text  # by when
     assert "Lobby cafe" in text  # where
@@ -273,16 +253,16 @@ def test_reminder_closes_a_still_open_run_then_reminds(
     assert runner in ("U0BEN", "U0CAT")
     summaries = [m for m in slack.messages(CHANNEL) if _has_order_list(m)]
     assert len(summaries) == 1
-    assert "2 orders" in _text_of(summaries[0])
+    assert "2 orders" in text_of(summaries[0])
     # The run message shows the close too.
-    assert "Closed" in _text_of(slack.messages(CHANNEL)[0])
+    assert "Closed" in text_of(slack.messages(CHANNEL)[0])
 
     dms = slack.dms(runner)
     reminders = _reminder_dms(slack, runner)
     assert len(reminders) == 1
     assert len(dms) == 2, "the runner DM and the reminder"
     assert dms[1]["ts"] == reminders[0]["ts"], "the reminder comes after the runner DM"
-    assert "2 orders" in _text_of(reminders[0]) and "Lobby cafe" in _text_of(reminders[0])
+    assert "2 orders" in text_of(reminders[0]) and "Lobby cafe" in text_of(reminders[0])
     assert run["reminder_sent_at"] is not None
     loser = ({"U0BEN", "U0CAT"} - {runner}).pop()
     assert slack.dms(loser) == []
@@ -304,7 +284,7 @@ def test_reminder_cancels_an_open_run_nobody_ordered_in(
     assert chan.status(run_id) == "canceled"
     assert _all_dms(slack) == []
     assert slack.calls("conversations.open") == []
-    assert "canceled" in _text_of(slack.messages(CHANNEL)[0])
+    assert "canceled" in text_of(slack.messages(CHANNEL)[0])
     assert len(slack.messages(CHANNEL)) == 1  # no summary
     assert _run(sql, run_id)["reminder_sent_at"] is None
     canceled = _events(sql, run_id, "run_canceled")
@@ -382,7 +362,7 @@ def test_a_reminder_job_that_is_early_sends_nothing(
 
 
 def _last_calls(slack: FakeSlack) -> list[dict[str, Any]]:
-    return [m for m in slack.messages(CHANNEL) if "last call" in _text_of(m).lower()]
+    return [m for m in slack.messages(CHANNEL) if "last call" in text_of(m).lower()]
 
 
 def test_last_call_is_scheduled_and_mentions_nobody(
@@ -411,7 +391,7 @@ def test_last_call_is_scheduled_and_mentions_nobody(
 
     calls = _last_calls(slack)
     assert len(calls) == 1
-    text = _text_of(calls[0])
+    text = text_of(calls[0])
     assert "Last call" in text
     assert "<@" not in text and "<!" not in text
     assert chan.status(run_id) == "open"  # the last call doesn't close the run

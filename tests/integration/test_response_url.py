@@ -15,10 +15,10 @@ import pytest
 from coffeebuddy.config import Config, ConfigError
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.slack.response_url import ResponseUrlPolicy, post_ephemeral
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import block_action_body
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import block_action_body
 
 
 class Canary:

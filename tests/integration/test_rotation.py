@@ -4,7 +4,6 @@ Vault Agent's files (the web app as `coffeebuddy web` builds it) and through Vau
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,10 +18,11 @@ from coffeebuddy.entry import SecretListeners, build_worker, load_config, slack_
 from coffeebuddy.secrets import SecretKeeper
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.web.middleware import SigningSecrets
+from testkit.fakes.slack_api import FakeSlack
+from testkit.fakes.vault_api import FakeVault
+from testkit.polling import eventually
+from testkit.slack_payloads import block_action_body, command_body, sign
 from tests.conftest import CHANNEL
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.vault_api import FakeVault
-from tests.slack_payloads import block_action_body, command_body, sign
 
 OLD_SECRET = "old-signing-secret-0123456789"
 NEW_SECRET = "new-signing-secret-9876543210"
@@ -34,14 +34,6 @@ def _write(directory: Path, values: dict[str, str]) -> None:
         tmp = directory / f".{key}.tmp"
         tmp.write_text(value + "\n")
         tmp.replace(directory / key)
-
-
-def _wait(what: str, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -102,7 +94,7 @@ def test_files_rotation_swaps_the_signing_secret_and_the_bot_token(
     new_token = "xoxb-rotated-" + uuid.uuid4().hex[:8]
     slack.token = new_token  # Slack revoked the old token
     _write(directory, {"slack_signing_secret": NEW_SECRET, "slack_bot_token": new_token})
-    _wait("the new signing secret", lambda: _help(client, NEW_SECRET) == 200)
+    eventually(lambda: _help(client, NEW_SECRET) == 200, what="the new signing secret")
     # Inside the overlap the previous secret still works (Slack may still use it).
     assert _help(client, OLD_SECRET) == 200
 
@@ -137,7 +129,7 @@ def test_without_overlap_the_old_secret_stops_working(
 ) -> None:
     client, directory = web_from_files(COFFEEBUDDY_SIGNING_SECRET_OVERLAP_SECONDS="0")
     _write(directory, {"slack_signing_secret": NEW_SECRET})
-    _wait("the new signing secret", lambda: _help(client, NEW_SECRET) == 200)
+    eventually(lambda: _help(client, NEW_SECRET) == 200, what="the new signing secret")
     assert _help(client, OLD_SECRET) == 401
 
 
@@ -201,7 +193,7 @@ def test_vault_rotation_reaches_the_worker_slack_client(
                     "database_url": database_url,
                 },
             )
-            _wait("the rotated token", lambda: worker.context.slack.token == new_token)
+            eventually(lambda: worker.context.slack.token == new_token, what="the rotated token")
             # A job that calls Slack now succeeds with the new token.
             body = command_body(user_id="U0ANA", channel_id=CHANNEL, text="Lobby")
             assert web.post("/slack/commands", body).status_code == 200

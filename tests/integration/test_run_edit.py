@@ -12,21 +12,13 @@ import pytest
 
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store.queue import RUNNER_REMINDER
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import run_modal_submission_body
+from tests.blocks import text_of
 from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import run_modal_submission_body
 
 BERLIN = ZoneInfo("Europe/Berlin")  # every test user's tz (tests/conftest.py)
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _edit(
@@ -139,7 +131,7 @@ def test_new_time_and_note_move_the_reminder_and_refresh_the_message(
     assert (reminders[0][0] - first_due).total_seconds() > 20 * 60
     assert abs((run["reminder_at"] - expected).total_seconds()) <= 2
 
-    message = _text_of(slack.messages(CHANNEL)[0])
+    message = text_of(slack.messages(CHANNEL)[0])
     assert "Kitchen, 2nd floor" in message and "Lobby cafe" not in message
     assert f"<!date^{int(run['pickup_time'].timestamp())}^" in message
 
@@ -186,7 +178,7 @@ def test_empty_time_removes_the_reminder(chan: Channel, sql: SqlFn, slack: FakeS
     assert run["pickup_time"] is None and run["reminder_at"] is None
     assert run["note"] == "Lobby cafe"
     assert _queued_reminders(sql, run_id) == []
-    assert "<!date^" not in _text_of(slack.messages(CHANNEL)[0])
+    assert "<!date^" not in text_of(slack.messages(CHANNEL)[0])
 
     # An empty string (not only a missing value) also means "no time".
     assert _edit(chan, "U0ANA", run_id, "in 20m", "") is None

@@ -7,26 +7,16 @@ import json
 import re
 from typing import Any
 
-import pytest
-
 from coffeebuddy.slack import run_blocks
+from tests.blocks import text_of
 from tests.conftest import CHANNEL
-from tests.driver import Channel
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: Any, slack: Any) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
+from tests.driver import Channel, runner_of
 
 
 def _run_message(slack: Any) -> dict[str, Any]:
     messages = slack.messages(CHANNEL)
     assert messages, "no message in the channel"
     return messages[0]
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
@@ -36,8 +26,8 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     run_id = chan.run_id()
     chan.work()
     message = _run_message(slack)
-    assert "Lobby cafe" in _text_of(message)
-    assert "<!date^" in _text_of(message)
+    assert "Lobby cafe" in text_of(message)
+    assert "<!date^" in text_of(message)
 
     orders = {
         "U0ANA": "flat white",
@@ -50,24 +40,20 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
         assert chan.submit(user, text) is None  # modal closes
     chan.work()
     message = _run_message(slack)
-    assert "5 people" in _text_of(message)
+    assert "5 people" in text_of(message)
     # Order texts never appear in the channel's run message (privacy).
-    assert "espresso" not in _text_of(message)
+    assert "espresso" not in text_of(message)
 
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert runner in orders
 
     channel_messages = slack.messages(CHANNEL)
     summaries = [m for m in channel_messages if _has_order_list(m)]
     assert len(summaries) == 1, "exactly one summary in the channel"
-    summary = _text_of(summaries[0])
+    summary = text_of(summaries[0])
     assert "*To buy:* 3× flat white" in summary and "5 orders" in summary
     # Only the runner is mentioned: a new post notifies everyone it mentions.
     assert f"<@{runner}>" in summary

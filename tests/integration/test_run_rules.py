@@ -3,30 +3,20 @@ close or cancel, idempotent closing, order edits and limits, fairness, disabled 
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
+from testkit.fakes.slack_api import FakeSlack
+from testkit.slack_payloads import block_action_body
+from tests.blocks import text_of
 from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
-from tests.slack_payloads import block_action_body
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _run_message(slack: FakeSlack, message_ts: str) -> dict[str, Any]:
@@ -180,7 +170,7 @@ def test_closing_a_run_nobody_ordered_in_cancels_it(
     assert _runner(sql, run_id) is None
     assert any("Nobody ordered" in t for t in chan.told("U0ANA"))
     assert _summaries(slack) == []
-    assert "This run was canceled." in _text_of(_run_message(slack, _message_ts(sql, run_id)))
+    assert "This run was canceled." in text_of(_run_message(slack, _message_ts(sql, run_id)))
 
 
 # ---- orders: edit, cancel, limits --------------------------------------------------------
@@ -191,7 +181,7 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
 ) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
     ts = _message_ts(sql, run_id)
-    assert "2 people" in _text_of(_run_message(slack, ts))
+    assert "2 people" in text_of(_run_message(slack, ts))
 
     def ben_orders() -> list[tuple[Any, ...]]:
         return sql(
@@ -203,12 +193,12 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
     chan.work()
     assert ben_orders() == [("oat flat white", False)]
     assert any("Updated your order" in t for t in chan.told("U0BEN"))
-    assert "2 people" in _text_of(_run_message(slack, ts))
+    assert "2 people" in text_of(_run_message(slack, ts))
 
     chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
     chan.work()
     assert ben_orders() == [("oat flat white", True)]
-    message = _text_of(_run_message(slack, ts))
+    message = text_of(_run_message(slack, ts))
     assert "1 person" in message and "<@U0BEN>" not in message
     assert any("Your order is canceled" in t for t in chan.told("U0BEN"))
 
@@ -299,7 +289,7 @@ def _close_and_summary(chan: Channel, slack: FakeSlack, sql: SqlFn, run_id: str)
     runner = _runner(sql, run_id)
     assert runner is not None
     reason = sql("SELECT runner_reason FROM runs WHERE id = %s", run_id)[0][0]
-    summary = _text_of(_summaries(slack)[-1])
+    summary = text_of(_summaries(slack)[-1])
     assert f"<@{runner}>" in summary
     # The explanation sentence names the runner (a name, not a mention) and is shown in
     # the summary.
@@ -329,7 +319,7 @@ def test_runners_rotate_and_volunteers_go(chan: Channel, slack: FakeSlack, sql: 
     runner = _close_and_summary(chan, slack, sql, run_id)
     assert runner == volunteer
     assert sql("SELECT runner_rule FROM runs WHERE id = %s", run_id) == [("volunteer",)]
-    assert f"{volunteer.lower()} is going: volunteered." in _text_of(_summaries(slack)[-1])
+    assert f"{volunteer.lower()} is going: volunteered." in text_of(_summaries(slack)[-1])
 
 
 def test_the_previous_runner_sits_out_even_with_the_fewest_runs(
@@ -382,7 +372,7 @@ def test_cancel_run_updates_the_message_and_frees_the_channel(
 
     assert chan.status(run_id) == "canceled"
     message = _run_message(slack, _message_ts(sql, run_id))
-    assert "This run was canceled." in _text_of(message)
+    assert "This run was canceled." in text_of(message)
     assert not any(b.get("block_id") == run_blocks.RUN_ACTIONS_BLOCK_ID for b in message["blocks"])
     assert any("You canceled the coffee run" in t for t in chan.told("U0ANA"))
     assert _summaries(slack) == []

@@ -29,7 +29,8 @@ from coffeebuddy.secrets import (
     load_secrets,
 )
 from coffeebuddy.secrets import sources as secrets_sources
-from tests.fakes.vault_api import FakeVault
+from testkit.fakes.vault_api import FakeVault
+from testkit.polling import eventually
 
 PATH = "coffeebuddy/prod"
 ROLE = "coffeebuddy"
@@ -104,14 +105,6 @@ def k8s_env(vault: FakeVault, sa_token: Path, **extra: str) -> dict[str, str]:
         "VAULT_SECRET_PATH": PATH,
         **extra,
     }
-
-
-def wait_until(what: str, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for: {what}")
-        time.sleep(0.02)
 
 
 def assert_redacted(text: str, *also: str) -> None:
@@ -426,7 +419,7 @@ def test_files_source_reads_the_agent_files_and_picks_up_a_rotation(
 
     rotated = {**VALUES, "slack_bot_token": "xoxb-1-2-rotated-token"}
     write_files(directory, {"slack_bot_token": rotated["slack_bot_token"]})
-    wait_until("the rotated token", lambda: len(changes) == 1)
+    eventually(lambda: len(changes) == 1, what="the rotated token")
     assert_values(keeper.bundle, rotated)
     assert changes == [keeper.bundle]
 
@@ -508,9 +501,9 @@ def test_token_is_renewed_before_it_expires(
     assert first_expiry is not None
     keeper = keepers(token_env(vault, token)).start()
 
-    wait_until(
-        "two renewals, the token past its first TTL",
+    eventually(
         lambda: len(vault.calls(RENEW)) >= 2 and time.monotonic() > first_expiry + 0.1,
+        what="two renewals, the token past its first TTL",
     )
 
     renewals = vault.calls(RENEW)
@@ -530,7 +523,7 @@ def test_failed_renewal_logs_in_again_with_kubernetes_auth(
     keeper = keepers(k8s_env(vault, sa_token)).start()
     (first,) = vault.issued_tokens()
 
-    wait_until("a second login", lambda: len(vault.issued_tokens()) >= 2)
+    eventually(lambda: len(vault.issued_tokens()) >= 2, what="a second login")
 
     first_expiry = vault.token(first).expires_at
     assert first_expiry is not None
@@ -552,7 +545,7 @@ def test_non_renewable_kubernetes_token_is_replaced_by_a_new_login(
     first_expiry = vault.token(first).expires_at
     assert first_expiry is not None
 
-    wait_until("a second login", lambda: len(vault.issued_tokens()) >= 2)
+    eventually(lambda: len(vault.issued_tokens()) >= 2, what="a second login")
 
     assert vault.calls(LOGIN)[1].at < first_expiry
     assert vault.calls(RENEW) == []
@@ -567,7 +560,7 @@ def test_renewal_capped_by_max_ttl_leads_to_a_new_login(
     keeper = keepers(k8s_env(vault, sa_token)).start()
     (first,) = vault.issued_tokens()
 
-    wait_until("a second login", lambda: len(vault.issued_tokens()) >= 2)
+    eventually(lambda: len(vault.issued_tokens()) >= 2, what="a second login")
 
     (renewal,) = vault.calls(RENEW)
     assert renewal.ok and renewal.token == first
@@ -592,16 +585,18 @@ def test_readiness_follows_vault_outage_and_recovery(
         assert keeper.healthy()
 
         vault.down = True
-        wait_until("readiness to turn false", lambda: not keeper.healthy())
+        eventually(lambda: not keeper.healthy(), what="readiness to turn false")
         # The keeper errs early: Vault's clock lets the token live a moment longer.
-        wait_until("the token to expire in Vault", lambda: not vault.token_valid(first))
+        eventually(lambda: not vault.token_valid(first), what="the token to expire in Vault")
         assert not keeper.healthy()
         assert keeper.loaded  # the secrets are still in memory
-        wait_until("a failed attempt after the expiry", lambda: "vault_token_expired" in events())
+        eventually(
+            lambda: "vault_token_expired" in events(), what="a failed attempt after the expiry"
+        )
         assert any(c.status == 503 for c in vault.calls(RENEW) + vault.calls(LOGIN))
 
         vault.down = False
-        wait_until("readiness to come back", keeper.healthy)
+        eventually(keeper.healthy, what="readiness to come back")
 
     assert len(vault.issued_tokens()) >= 2
     assert_values(keeper.refresh())
@@ -618,9 +613,9 @@ def test_static_token_that_expires_turns_readiness_false_for_good(
     keeper = keepers(token_env(vault, token)).start()
     assert keeper.healthy()
 
-    wait_until("readiness to turn false", lambda: not keeper.healthy())
+    eventually(lambda: not keeper.healthy(), what="readiness to turn false")
     # The keeper errs early: Vault's clock lets the token live a moment longer.
-    wait_until("the token to expire in Vault", lambda: not vault.token_valid(token))
+    eventually(lambda: not vault.token_valid(token), what="the token to expire in Vault")
     time.sleep(0.2)
     assert not keeper.healthy()
     assert vault.calls(RENEW) == []  # a non-renewable token is not pestered

@@ -12,18 +12,10 @@ from urllib.parse import urlencode
 import pytest
 
 from coffeebuddy.slack import run_blocks, stats_blocks
+from testkit.slack_payloads import block_action_payload
+from tests.blocks import text_of
 from tests.conftest import CHANNEL
 from tests.driver import Channel, runner_of
-from tests.slack_payloads import block_action_payload
-
-
-@pytest.fixture
-def chan(web: Any, worker: Any, sql: Any, slack: Any) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
-def _dumped(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _pick(chan: Channel, user: str, value: str) -> Any:
@@ -177,7 +169,7 @@ def test_answers_link_to_the_run_message_and_the_summary(
     summary = slack.messages(CHANNEL)[1]
     assert summary_link.endswith("p" + summary["ts"].replace(".", ""))
     # The closed run message links to the summary instead of "Summary below".
-    closed = _dumped(slack.messages(CHANNEL)[0])
+    closed = text_of(slack.messages(CHANNEL)[0])
     assert f"<{summary_link}|See the orders>" in closed
     assert "below" not in closed
     # "Already closed" points at the orders.
@@ -210,10 +202,10 @@ def test_the_summary_mentions_only_the_runner_and_a_change_is_told_in_its_thread
     chan.work()
     first = runner_of(sql, run_id)
     summary = slack.messages(CHANNEL)[1]
-    assert set(re.findall(r"<@(\w+)>", _dumped(summary))) == {first}
-    assert "• u0ben: flat white" in _dumped(summary)
-    assert "*To buy:* 2× flat white" in _dumped(summary)
-    assert "3 orders" in _dumped(summary)
+    assert set(re.findall(r"<@(\w+)>", text_of(summary))) == {first}
+    assert "• u0ben: flat white" in text_of(summary)
+    assert "*To buy:* 2× flat white" in text_of(summary)
+    assert "3 orders" in text_of(summary)
 
     chan.click(first, run_blocks.ACTION_CANT_GO, run_id)
     chan.work()
@@ -224,7 +216,7 @@ def test_the_summary_mentions_only_the_runner_and_a_change_is_told_in_its_thread
         f"🔁 Runner changed: {second.lower()} instead of {first.lower()}."
     ]
     # The summary, edited in place, says it in plain words.
-    updated = _dumped(slack.messages(CHANNEL)[1])
+    updated = text_of(slack.messages(CHANNEL)[1])
     assert f"{second.lower()} is going instead: {first.lower()} can't go;" in updated
     assert set(re.findall(r"<@(\w+)>", updated)) == {second}
 

@@ -9,15 +9,13 @@ import re
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import run_blocks, stats_blocks
+from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
+from tests.driver import Channel, SqlFn, runner_of
 
 ANA, BEN, CAT, DAN = "U0ANA", "U0BEN", "U0CAT", "U0DAN"
 TABLES = (
@@ -37,11 +35,6 @@ _ROW = re.compile(
 )
 
 
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
 def _run(chan: Channel, orders: dict[str, bool]) -> str:
     """A whole run: the first person starts it, everyone orders (True = "I'll go"), the
     starter closes it. Returns who ran."""
@@ -53,12 +46,7 @@ def _run(chan: Channel, orders: dict[str, bool]) -> str:
     chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "closed"
-    rows = chan.sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )
-    return str(rows[0][0])
+    return runner_of(chan.sql, run_id)
 
 
 def _last_reason(sql: SqlFn) -> str:

@@ -5,10 +5,8 @@ retried, rescheduled or reported as the architecture says, and updates coalesce.
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import replace
@@ -27,23 +25,16 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
 from coffeebuddy.web.app import create_app
+from testkit.fakes.slack_api import Call, FakeSlack
+from testkit.polling import eventually
+from tests.blocks import text_of
 from tests.conftest import BOT_TOKEN, CHANNEL, SignedClient
-from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import Call, FakeSlack
+from tests.driver import Channel, SqlFn, runner_of
 
 MakeWorker = Callable[..., Worker]
 
 
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
-
-
 # ---- helpers ------------------------------------------------------------------------------
-
-
-def _text_of(message: dict[str, Any]) -> str:
-    return json.dumps(message.get("blocks"), ensure_ascii=False) + str(message.get("text"))
 
 
 def _posts(slack: FakeSlack, channel: str) -> list[Call]:
@@ -76,15 +67,6 @@ def _run_row(sql: SqlFn, run_id: str) -> dict[str, Any]:
     )
     keys = ("status", "failure_reason", "message_ts", "correlation_id")
     return dict(zip(keys, rows[0], strict=True))
-
-
-def _eventually[T](predicate: Callable[[], T], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-    return result
 
 
 # ---- durability and at-least-once delivery -------------------------------------------------
@@ -134,11 +116,7 @@ def test_summary_and_runner_dm_are_never_sent_twice(
     chan.submit("U0BEN", "tea")
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     chan.work()
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert len(_posts(slack, CHANNEL)) == 2  # the run message and the summary
     assert len(slack.dms(runner)) == 1
 
@@ -178,11 +156,7 @@ def test_a_post_slack_accepted_but_never_answered_is_adopted_not_repeated(
     assert _job(sql, queue.POST_SUMMARY)["status"] == "queued"  # waiting out its backoff
     _force_due(sql)
     chan.work()
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert len(_posts(slack, CHANNEL)) == 2  # the run message and one summary
     assert len(slack.dms(runner)) == 1
     history = slack.calls("conversations.history")
@@ -212,11 +186,7 @@ def test_by_default_a_retried_channel_post_never_reads_the_channel(
     history = slack.calls("conversations.history")
     assert history, "the DM is still looked up"
     assert all(str(c.args.get("channel", "")).startswith("D") for c in history)
-    runner = sql(
-        "SELECT u.slack_user_id FROM runs r JOIN users u ON u.id = r.runner_user_id"
-        " WHERE r.id = %s",
-        run_id,
-    )[0][0]
+    runner = runner_of(sql, run_id)
     assert len(slack.dms(runner)) == 1
 
 
@@ -447,15 +417,23 @@ def test_exhausted_retries_bury_the_job_and_tell_the_user(
 # ---- coalescing and the post/refresh race ----------------------------------------------------
 
 
+@pytest.fixture
+def coalescing(
+    config: Config, app_database: Database, make_worker: MakeWorker, sql: SqlFn, slack: FakeSlack
+) -> Callable[[int], Channel]:
+    """The test channel on an app that coalesces run-message refreshes for `ms`."""
+
+    def make(ms: int) -> Channel:
+        app = create_app(replace(config, refresh_coalesce_ms=ms), database=app_database)
+        return Channel(SignedClient(app), make_worker(), sql, CHANNEL, slack)
+
+    return make
+
+
 def test_a_burst_of_orders_is_one_chat_update(
-    config: Config,
-    app_database: Database,
-    make_worker: MakeWorker,
-    sql: SqlFn,
-    slack: FakeSlack,
+    coalescing: Callable[[int], Channel], sql: SqlFn, slack: FakeSlack
 ) -> None:
-    web = SignedClient(create_app(replace(config, refresh_coalesce_ms=700), database=app_database))
-    chan = Channel(web, make_worker(), sql, CHANNEL, slack)
+    chan = coalescing(700)
     chan.start("U0ANA")
     chan.work()
     assert len(slack.messages(CHANNEL)) == 1
@@ -485,23 +463,16 @@ def test_a_burst_of_orders_is_one_chat_update(
     assert len(updates) == 1
     assert updates[0].ok
     message = slack.messages(CHANNEL)[0]
-    assert "20 people" in _text_of(message)
-    assert all(f"<@{user}>" in _text_of(message) for user in people)
+    assert "20 people" in text_of(message)
+    assert all(f"<@{user}>" in text_of(message) for user in people)
 
 
 def test_a_close_brings_a_coalesced_refresh_forward(
-    config: Config,
-    app_database: Database,
-    make_worker: MakeWorker,
-    sql: SqlFn,
-    slack: FakeSlack,
+    coalescing: Callable[[int], Channel], sql: SqlFn, slack: FakeSlack
 ) -> None:
     """An order's refresh waits out the coalescing window; the close right after it wants
     the message updated now (its buttons must go), so the queued refresh moves up."""
-    web = SignedClient(
-        create_app(replace(config, refresh_coalesce_ms=60_000), database=app_database)
-    )
-    chan = Channel(web, make_worker(), sql, CHANNEL, slack)
+    chan = coalescing(60_000)
     run_id = chan.start("U0ANA")
     chan.work()
     assert chan.submit("U0BEN", "flat white", run_id=run_id) is None
@@ -560,8 +531,8 @@ def test_orders_placed_while_the_run_message_is_posted_are_rendered(
 
     assert len(_posts(slack, CHANNEL)) == 1
     message = slack.messages(CHANNEL)[0]
-    assert "2 people" in _text_of(message)
-    assert "<@U0BEN>" in _text_of(message) and "<@U0CAT>" in _text_of(message)
+    assert "2 people" in text_of(message)
+    assert "<@U0BEN>" in text_of(message) and "<@U0CAT>" in text_of(message)
     assert message["updates"] == 1
     assert sql("SELECT count(*) FROM runs WHERE id = %s AND message_ts IS NOT NULL", run_id) == [
         (1,)
@@ -649,7 +620,7 @@ def test_the_worker_loop_wakes_on_notify_and_stops(
 ) -> None:
     worker, thread = running_worker
     # Wait until the worker listens, so the NOTIFY of the job below can't be missed.
-    _eventually(
+    eventually(
         lambda: sql(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND query = %s",
@@ -659,7 +630,7 @@ def test_the_worker_loop_wakes_on_notify_and_stops(
     chan = Channel(web, None, sql, CHANNEL, slack)
     run_id = chan.start("U0ANA")
     slack.wait_for(lambda: slack.messages(CHANNEL), timeout=10)
-    _eventually(
+    eventually(
         lambda: (
             sql("SELECT status FROM jobs WHERE kind = %s", queue.POST_RUN_MESSAGE) == [("done",)]
         )

@@ -22,6 +22,7 @@ from coffeebuddy.config import Config, Secret, WorkerSettings
 from coffeebuddy.entry import build_worker
 from coffeebuddy.jobs import maintenance
 from coffeebuddy.jobs.worker import Worker
+from testkit.polling import eventually
 from tests.tcp_proxy import TcpProxy
 
 
@@ -37,14 +38,6 @@ def _get(port: int, path: str) -> tuple[int, str]:
             return answer.status, answer.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
-
-
-def _eventually(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 def _status(port: int, path: str) -> int:
@@ -90,7 +83,7 @@ def start(config: Config) -> Iterator[Callable[..., Running]]:
 def test_a_running_worker_is_live_and_ready(start: Callable[..., Running]) -> None:
     # Nothing to do for a long while: the loop spends its time waiting on LISTEN.
     running = start(stats_interval_seconds=600, worker_poll_seconds=20)
-    _eventually(lambda: _status(running.port, "/health/ready") == 200, 10, "ready")
+    eventually(lambda: _status(running.port, "/health/ready") == 200, timeout=10, what="ready")
     status, body = _get(running.port, "/health/live")
     assert status == 200
     assert json.loads(body) == {"status": "ok", "checks": {"loop": True}}
@@ -115,11 +108,13 @@ def test_a_stuck_loop_is_not_live(start: Callable[..., Running], database_url: s
     database itself answers, as /health/ready's ping shows when the loop is fine)."""
     running = start()
     running.worker.heartbeat.threshold_seconds = 1.5
-    _eventually(lambda: _status(running.port, "/health/live") == 200, 10, "live")
+    eventually(lambda: _status(running.port, "/health/live") == 200, timeout=10, what="live")
     blocker = psycopg.connect(database_url)
     try:
         blocker.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
-        _eventually(lambda: _status(running.port, "/health/live") == 503, 10, "not live")
+        eventually(
+            lambda: _status(running.port, "/health/live") == 503, timeout=10, what="not live"
+        )
         status, body = _get(running.port, "/health/live")
         assert json.loads(body) == {"status": "unavailable", "checks": {"loop": False}}
         assert running.worker.heartbeat.age() > 1.5
@@ -131,8 +126,10 @@ def test_a_stuck_loop_is_not_live(start: Callable[..., Running], database_url: s
     finally:
         blocker.rollback()
         blocker.close()
-    _eventually(lambda: _status(running.port, "/health/live") == 200, 10, "live again")
-    _eventually(lambda: _status(running.port, "/health/ready") == 200, 10, "ready again")
+    eventually(lambda: _status(running.port, "/health/live") == 200, timeout=10, what="live again")
+    eventually(
+        lambda: _status(running.port, "/health/ready") == 200, timeout=10, what="ready again"
+    )
 
 
 def test_without_the_database_the_worker_is_live_but_not_ready(
@@ -143,11 +140,13 @@ def test_without_the_database_the_worker_is_live_but_not_ready(
     try:
         url = urlunsplit(parts._replace(netloc=f"{parts.username}@127.0.0.1:{proxy.port}"))
         running = start(database_url=Secret(url))
-        _eventually(lambda: _status(running.port, "/health/ready") == 200, 10, "ready")
+        eventually(lambda: _status(running.port, "/health/ready") == 200, timeout=10, what="ready")
         # Shorter than the default, still above a loop round with the database away.
         running.worker.heartbeat.threshold_seconds = 7.0
         proxy.cut()
-        _eventually(lambda: _status(running.port, "/health/ready") == 503, 15, "not ready")
+        eventually(
+            lambda: _status(running.port, "/health/ready") == 503, timeout=15, what="not ready"
+        )
         status, body = _get(running.port, "/health/ready")
         assert json.loads(body)["checks"]["database"] is False
         # The loop goes on (failing to claim and waiting): a database outage is not a
@@ -159,7 +158,9 @@ def test_without_the_database_the_worker_is_live_but_not_ready(
         status, metrics = _get(running.port, "/metrics")
         assert status == 200 and "coffeebuddy_job_queue_depth" in metrics
         proxy.restore()
-        _eventually(lambda: _status(running.port, "/health/ready") == 200, 20, "ready again")
+        eventually(
+            lambda: _status(running.port, "/health/ready") == 200, timeout=20, what="ready again"
+        )
         running.stop()
     finally:
         proxy.close()

@@ -6,23 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from coffeebuddy.jobs.context import Context
 from coffeebuddy.jobs.kinds import JobKind
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
-from tests.conftest import CHANNEL, SignedClient
+from testkit.fakes.slack_api import FakeSlack
 from tests.driver import Channel, SqlFn
-from tests.fakes.slack_api import FakeSlack
 
 FLAKY = "test_flaky"
-
-
-@pytest.fixture
-def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
 
 
 def _fail(_ctx: Context, _job: Job) -> None:

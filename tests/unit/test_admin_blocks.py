@@ -3,7 +3,6 @@ the modal back: their field ids are the contract between the two."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +10,8 @@ import pytest
 
 from coffeebuddy.service.admin import parse_settings
 from coffeebuddy.slack import admin_blocks as ab
-from tests.slack_payloads import admin_modal_state
+from testkit.slack_payloads import ADMIN_RANGE_ERRORS, admin_modal_state
+from tests.blocks import walk
 
 BOUNDS = (1, 365)
 SETTINGS: dict[str, Any] = {
@@ -30,16 +30,6 @@ NUMBERS = (
     "fairness_window_runs",
     "data_retention_days",
 )
-
-
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
 
 
 def _inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -63,7 +53,7 @@ def _as_submitted(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reset_button(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    buttons = [n for n in _walk(blocks) if n.get("action_id") == ab.ACTION_ADMIN_RESET]
+    buttons = [n for n in walk(blocks) if n.get("action_id") == ab.ACTION_ADMIN_RESET]
     assert len(buttons) == 1
     return buttons[0]
 
@@ -204,14 +194,7 @@ def test_a_switch_is_on_only_with_the_on_option() -> None:
 @pytest.mark.parametrize(
     ("key", "value", "error"),
     [
-        ("reminder_offset_minutes", -1, "Must be between 0 and 120."),
-        ("reminder_offset_minutes", 121, "Must be between 0 and 120."),
-        ("last_call_minutes", 0, "Must be between 1 and 60."),
-        ("last_call_minutes", 61, "Must be between 1 and 60."),
-        ("fairness_window_runs", 0, "Must be between 1 and 100."),
-        ("fairness_window_runs", 101, "Must be between 1 and 100."),
-        ("data_retention_days", 0, "Must be between 1 and 365."),
-        ("data_retention_days", 366, "Must be between 1 and 365."),
+        *ADMIN_RANGE_ERRORS,
         ("data_retention_days", "abc", "Enter a whole number."),
         ("fairness_window_runs", "2.5", "Enter a whole number."),
         ("last_call_minutes", "", "Enter a whole number."),

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -11,8 +9,8 @@ import pytest
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
 from coffeebuddy.slack import blockkit, modal_blocks, run_blocks
+from tests.blocks import PICKUP, buttons_by_action, run_view, walk
 
-PICKUP = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
 ORDERS = (
     OrderLine("U1", "Flat white"),
     OrderLine("U2", "oat latte"),
@@ -22,17 +20,7 @@ ORDERS = (
 
 
 def _view(**changes: Any) -> RunView:
-    base = RunView(
-        run_id="run-123",
-        slack_channel_id="C42",
-        initiator_slack_id="U0",
-        status=RunStatus.OPEN,
-        started_at=PICKUP - timedelta(minutes=30),
-        pickup_time=PICKUP,
-        note="Lobby cafe",
-        orders=ORDERS,
-    )
-    return replace(base, **changes)
+    return run_view(**{"orders": ORDERS, **changes})
 
 
 def _closed(**changes: Any) -> RunView:
@@ -44,22 +32,8 @@ def _closed(**changes: Any) -> RunView:
     )
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
-
-
-def _buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {n["action_id"]: n for n in _walk(blocks) if n.get("type") == "button"}
-
-
 def _texts(blocks: list[dict[str, Any]]) -> list[str]:
-    return [n["text"] for n in _walk(blocks) if isinstance(n.get("text"), str)]
+    return [n["text"] for n in walk(blocks) if isinstance(n.get("text"), str)]
 
 
 def _order_list(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -101,7 +75,7 @@ def test_pickup_text_uses_slack_date_token_with_utc_fallback() -> None:
 
 
 def _menu(blocks: list[dict[str, Any]]) -> dict[str, Any]:
-    (menu,) = [n for n in _walk(blocks) if n.get("type") == "overflow"]
+    (menu,) = [n for n in walk(blocks) if n.get("type") == "overflow"]
     return menu
 
 
@@ -112,7 +86,7 @@ def test_open_run_has_four_buttons_and_a_menu() -> None:
     actions = [blk for blk in blocks if blk["type"] == "actions"]
     assert len(actions) == 1
     assert actions[0]["block_id"] == "run_actions"
-    buttons = _buttons(blocks)
+    buttons = buttons_by_action(blocks)
     assert list(buttons) == ["place_order", "use_usual", "ill_go", "close_run"]
     assert [btn["text"]["text"] for btn in buttons.values()] == [
         "Order / change",
@@ -137,21 +111,23 @@ def test_open_run_has_four_buttons_and_a_menu() -> None:
 def test_close_run_asks_for_confirmation_with_the_count() -> None:
     """Issue 14 item 7: closing can't be undone and ends ordering for everyone."""
     _, blocks = run_blocks.run_message(_view())
-    confirm = _buttons(blocks)["close_run"]["confirm"]
+    confirm = buttons_by_action(blocks)["close_run"]["confirm"]
     assert confirm["title"]["text"] == "Close the run now?"
     assert confirm["text"]["text"].startswith(
         "4 people are in. I'll pick the runner and post the orders."
     )
     _, blocks = run_blocks.run_message(_view(orders=ORDERS[:1]))
-    assert _buttons(blocks)["close_run"]["confirm"]["text"]["text"].startswith("1 person is in.")
+    assert buttons_by_action(blocks)["close_run"]["confirm"]["text"]["text"].startswith(
+        "1 person is in."
+    )
     # The one-tap actions stay one tap.
-    buttons = _buttons(blocks)
+    buttons = buttons_by_action(blocks)
     assert all("confirm" not in btn for aid, btn in buttons.items() if aid != "close_run")
 
 
 def test_cancel_run_prompt_has_the_danger_button_with_confirmation() -> None:
     blocks = run_blocks.cancel_run_prompt("run-123")
-    button = _buttons(blocks)["cancel_run"]
+    button = buttons_by_action(blocks)["cancel_run"]
     assert button["value"] == "run-123"
     assert button["style"] == "danger"
     assert button["confirm"]["style"] == "danger"
@@ -225,7 +201,7 @@ def test_closed_run_has_no_buttons_and_links_to_the_summary() -> None:
     """Issue 14 item 8: the closed run message links to the summary, not "Summary below"."""
     link = "https://x.slack.com/archives/C42/p1700000000000100"
     _, blocks = run_blocks.run_message(_closed(first_in_channel=True, summary_permalink=link))
-    assert not _buttons(blocks)
+    assert not buttons_by_action(blocks)
     assert not [blk for blk in blocks if blk["type"] in {"actions", "context", "overflow"}]
     assert f"Closed — <@U2> is going. <{link}|See the orders>." in _texts(blocks)
     assert "below" not in json.dumps(blocks)
@@ -244,7 +220,7 @@ def test_closed_run_has_no_buttons_and_links_to_the_summary() -> None:
 def test_ended_runs_have_no_buttons(status: RunStatus, line: str) -> None:
     view = _view(status=status, failure_reason="I can't post in this channel.")
     _, blocks = run_blocks.run_message(view)
-    assert not _buttons(blocks)
+    assert not buttons_by_action(blocks)
     assert line in _texts(blocks)
 
 
@@ -337,7 +313,7 @@ def test_help_is_short_and_the_rest_is_behind_a_button() -> None:
     assert RULE_SUMMARY in text
     blocks = run_blocks.help_blocks(RULE_SUMMARY)
     assert blocks[0]["text"]["text"] == text
-    assert list(_buttons(blocks)) == [run_blocks.ACTION_HELP_MORE]
+    assert list(buttons_by_action(blocks)) == [run_blocks.ACTION_HELP_MORE]
     more = run_blocks.help_more_text()
     for example in ("`/coffee in 20m`", "`/coffee 3pm`", "`/coffee forget me`", "`/coffee admin`"):
         assert example in more

@@ -49,20 +49,7 @@ def test_schema_is_draft_2020_12_with_an_id_named_after_its_file(name: str) -> N
 def test_the_envelope_is_closed_and_requires_every_field() -> None:
     schema = _schema(contract.ENVELOPE)
     assert schema["additionalProperties"] is False
-    assert (
-        set(schema["required"])
-        == set(schema["properties"])
-        == {
-            "event_id",
-            "type",
-            "schema_version",
-            "occurred_at",
-            "run_id",
-            "channel_id",
-            "correlation_id",
-            "data",
-        }
-    )
+    assert set(schema["required"]) == set(schema["properties"]) == contract.ENVELOPE_KEYS
     assert NO_TEXT in schema["description"]
 
 

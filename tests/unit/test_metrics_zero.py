@@ -10,9 +10,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coffeebuddy import metrics
-from coffeebuddy.jobs.kinds import KINDS
-from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.store.queue import PRUNE_JOBS, RETENTION_PURGE
 
 PACKAGE = Path(metrics.__file__).resolve().parent
 
@@ -77,10 +74,3 @@ def test_errors_and_runs_start_with_every_type() -> None:
         assert ("coffeebuddy_runs_total", (status,)) in exported
     for score in "12345":
         assert ("coffeebuddy_csat_ratings_total", (score,)) in exported
-
-
-def test_a_worker_exports_every_job_kind_and_outcome(worker: Worker) -> None:
-    exported = _samples()
-    for kind in [*KINDS, PRUNE_JOBS, RETENTION_PURGE]:
-        for outcome in metrics.JOB_OUTCOMES:
-            assert ("coffeebuddy_jobs_total", (kind, outcome)) in exported

@@ -1,6 +1,6 @@
-"""Static checks of what ships: the Slack app manifest, the Kubernetes manifests and the
-Dockerfile. No cluster is available in CI, so these read the files and cross-check them
-against each other and against the code (scripts/build-image builds and runs the image)."""
+"""Static checks of what ships: the Slack app manifest and the Dockerfile. They read the
+files and cross-check them against each other and against the code (scripts/build-image
+builds and runs the image; tests/integration/test_k8s.py checks the Kubernetes manifests)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import ast
 import copy
 import fnmatch
 import json
-import os
 import re
 import shlex
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +20,12 @@ import referencing
 import referencing.jsonschema
 import yaml
 
-from coffeebuddy.config import Config, declared
-
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "coffeebuddy"
 MANIFEST = ROOT / "slack" / "manifest.yaml"
 DEDUPE_MANIFEST = ROOT / "slack" / "manifest-channel-dedupe.yaml"
 SCHEMA_DIR = ROOT / "tests" / "fixtures" / "slack-manifest-schema"
-METHODS_DIR = ROOT / "tests" / "fakes" / "slack_methods"
+METHODS_DIR = ROOT / "testkit" / "fakes" / "slack_methods"
 K8S = ROOT / "k8s"
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -257,207 +253,6 @@ def test_manifest_features_and_urls() -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Kubernetes
-# ---------------------------------------------------------------------------------------
-
-
-def k8s_files() -> list[Path]:
-    """The base's manifests (what its kustomization lists) and every kustomization file.
-    The overlays' patches, the built overlays and the Prometheus rules files are checked by
-    tests/unit/test_k8s.py and tests/integration/test_alert_rules.py."""
-    base = K8S / "base"
-    listed = yaml.safe_load((base / "kustomization.yaml").read_text(encoding="utf-8"))
-    files = [base / name for name in listed["resources"]]
-    files += sorted(K8S.rglob("kustomization.yaml"))
-    assert files, "no Kubernetes manifests found"
-    return files
-
-
-def k8s_objects() -> list[dict[str, Any]]:
-    objects = []
-    for path in k8s_files():
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if doc is None:
-                continue
-            assert isinstance(doc, dict), f"{path}: a document is not a mapping"
-            objects.append({**doc, "__file__": path})
-    return objects
-
-
-def workloads() -> list[dict[str, Any]]:
-    found = [o for o in k8s_objects() if o["kind"] in ("Deployment", "Job", "CronJob")]
-    assert found, "no workloads"
-    return found
-
-
-def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    spec = workload["spec"]
-    if workload["kind"] == "CronJob":
-        spec = spec["jobTemplate"]["spec"]
-    result: dict[str, Any] = spec["template"]["spec"]
-    return result
-
-
-def deployment(component: str) -> dict[str, Any]:
-    (found,) = [
-        o
-        for o in k8s_objects()
-        if o["kind"] == "Deployment"
-        and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
-    ]
-    return found
-
-
-def test_every_k8s_yaml_parses_into_objects() -> None:
-    for obj in k8s_objects():
-        assert obj.get("apiVersion") and obj.get("kind"), obj["__file__"]
-        if obj["kind"] != "Kustomization":
-            assert obj["metadata"]["name"], obj["__file__"]
-            assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "coffeebuddy"
-
-
-def test_kustomizations_list_existing_files_and_nothing_is_left_out() -> None:
-    kustomizations = [o for o in k8s_objects() if o["kind"] == "Kustomization"]
-    assert kustomizations
-    for k in kustomizations:
-        folder = k["__file__"].parent
-        names = [*k.get("resources", []), *k.get("bases", []), *k.get("patchesStrategicMerge", [])]
-        names += [p["path"] for p in k.get("patches", []) if "path" in p]
-        listed = {(folder / r).resolve() for r in names}
-        for path in listed:
-            assert path.exists(), f"{k['__file__']}: {path} does not exist"
-        siblings = {p.resolve() for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
-        assert siblings <= listed, f"{folder}: not in kustomization: {siblings - listed}"
-
-
-def test_workloads_run_locked_down() -> None:
-    for workload in workloads():
-        name = workload["metadata"]["name"]
-        pod = pod_spec(workload)
-        pod_security = pod.get("securityContext", {})
-        volumes = {v["name"]: v for v in pod.get("volumes", [])}
-        assert pod.get("automountServiceAccountToken") is False, name
-        for container in pod["containers"]:
-            security = container.get("securityContext", {})
-            where = f"{name}/{container['name']}"
-            # Set for the whole pod, and no container may switch it off.
-            assert pod_security.get("runAsNonRoot") is True, f"{name}: runAsNonRoot"
-            assert security.get("runAsNonRoot", True) is True, f"{where}: runAsNonRoot"
-            uid = security.get("runAsUser", pod_security.get("runAsUser", APP_UID))
-            assert uid == APP_UID == dockerfile_uid(), f"{where}: uid {uid}"
-            assert security.get("readOnlyRootFilesystem") is True, f"{where}: read-only root"
-            assert security.get("allowPrivilegeEscalation") is False, where
-            assert "ALL" in security.get("capabilities", {}).get("drop", []), where
-            resources = container.get("resources", {})
-            for kind in ("requests", "limits"):
-                assert {"cpu", "memory"} <= resources.get(kind, {}).keys(), f"{where}: {kind}"
-            # The read-only root needs a writable /tmp (PROMETHEUS_MULTIPROC_DIR lives there).
-            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == CONTAINER_TMP]
-            assert tmp, f"{where}: no /tmp mount"
-            assert "emptyDir" in volumes[tmp[0]["name"]], f"{where}: /tmp is not an emptyDir"
-
-
-def test_workloads_share_one_pinned_image() -> None:
-    images = {c["image"] for w in workloads() for c in pod_spec(w)["containers"]}
-    assert len(images) == 1, images
-    (image,) = images
-    last = image.rsplit("/", 1)[-1]
-    assert ":" in last or "@sha256:" in image, f"{image}: not pinned"
-    assert not image.endswith(":latest"), image
-
-
-def _resolve_port(container: dict[str, Any], port: int | str) -> int:
-    if isinstance(port, int):
-        return port
-    (number,) = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
-    return int(number)
-
-
-def test_web_deployment() -> None:
-    web = deployment("web")
-    spec = web["spec"]
-    assert spec["replicas"] >= 2
-    assert spec["strategy"]["type"] == "RollingUpdate"
-    pod_labels = spec["template"]["metadata"]["labels"]
-    assert spec["selector"]["matchLabels"].items() <= pod_labels.items()
-    (container,) = pod_spec(web)["containers"]
-    assert "command" not in container and "args" not in container, "web runs the image CMD"
-    routes = _routes()
-    for probe, path in (("readinessProbe", "/health/ready"), ("livenessProbe", "/health/live")):
-        check = container[probe]["httpGet"]
-        assert check["path"] == path, probe
-        assert path in routes, f"the app serves no {path}"
-        assert _resolve_port(container, check["port"]) == APP_PORT, probe
-    assert APP_PORT in {p["containerPort"] for p in container["ports"]}
-
-
-def test_web_and_worker_get_config_and_secrets() -> None:
-    configmaps = {o["metadata"]["name"]: o for o in k8s_objects() if o["kind"] == "ConfigMap"}
-    for component in ("web", "worker"):
-        workload = deployment(component)
-        (container,) = pod_spec(workload)["containers"]
-        refs = {e["configMapRef"]["name"] for e in container.get("envFrom", [])}
-        assert refs and refs <= configmaps.keys(), component
-        # Secrets are files that Vault Agent writes to /vault/secrets (test_k8s.py has the
-        # details), never plain env values.
-        env = {e["name"]: e for e in container.get("env", [])}
-        assert env["COFFEEBUDDY_SECRETS_SOURCE"]["value"] == "files"
-        annotations = workload["spec"]["template"]["metadata"]["annotations"]
-        for key in ("slack_signing_secret", "slack_bot_token", "database_url"):
-            assert f"vault.hashicorp.com/agent-inject-secret-{key}" in annotations, component
-        assert not env.keys() & {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"}
-
-
-def test_configmap_keys_are_settings_the_app_reads() -> None:
-    settings = {d.env for d in declared(Config)}
-    (configmap,) = [o for o in k8s_objects() if o["kind"] == "ConfigMap"]
-    data = configmap["data"]
-    assert {"SLACK_API_BASE_URL", "LOG_LEVEL", "COFFEEBUDDY_ADMIN_USER_IDS"} <= data.keys()
-    for key, value in data.items():
-        # The proxy variables are read by the HTTP clients themselves (see slack/api.py).
-        if key not in {"HTTPS_PROXY", "NO_PROXY"}:
-            assert key in settings, f"{key} is not a setting of Config"
-        assert isinstance(value, str), f"{key}: ConfigMap values must be strings"
-    assert not {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"} & data.keys()
-
-
-def test_worker_deployment() -> None:
-    worker = deployment("worker")
-    assert worker["spec"]["replicas"] >= 2
-    pod = pod_spec(worker)
-    assert pod["terminationGracePeriodSeconds"] == 30
-    (container,) = pod["containers"]
-    # Only `args`: the image ENTRYPOINT still prepares the metrics directory.
-    assert "command" not in container
-    assert container["args"] == ["python", "worker.py"]
-
-
-def test_migration_job() -> None:
-    (job,) = [o for o in k8s_objects() if o["kind"] == "Job"]
-    pod = pod_spec(job)
-    assert pod["restartPolicy"] == "Never"
-    (container,) = pod["containers"]
-    assert "command" not in container
-    assert container["args"] == ["python", "-m", "coffeebuddy", "migrate"]
-
-
-def test_service_targets_the_web_pods() -> None:
-    (service,) = [
-        o
-        for o in k8s_objects()
-        if o["kind"] == "Service"
-        and o["metadata"]["labels"]["app.kubernetes.io/component"] == "web"
-    ]
-    web = deployment("web")
-    pod_labels = web["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= pod_labels.items()
-    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
-    (container,) = pod_spec(web)["containers"]
-    for port in service["spec"]["ports"]:
-        assert _resolve_port(container, port["targetPort"]) == APP_PORT
-
-
-# ---------------------------------------------------------------------------------------
 # Dockerfile
 # ---------------------------------------------------------------------------------------
 
@@ -625,50 +420,16 @@ def test_image_holds_the_app_and_the_build_context_allows_it() -> None:
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file"
         assert not _dockerignored(source, patterns), f"{source} is excluded by .dockerignore"
-    for secret_or_junk in (".git", ".venv", ".state", "tests", ".env", "coffeebuddy/__pycache__"):
+    for secret_or_junk in (
+        ".git",
+        ".venv",
+        ".state",
+        "tests",
+        "testkit",
+        ".env",
+        "coffeebuddy/__pycache__",
+    ):
         assert _dockerignored(secret_or_junk, patterns), f"{secret_or_junk} enters the context"
-
-
-def test_entrypoint_empties_the_metrics_dir_then_execs(tmp_path: Path) -> None:
-    assert os.access(ENTRYPOINT, os.X_OK), "docker-entrypoint.sh must be executable"
-    metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    (metrics / "counter_1234.db").write_bytes(b"stale")
-    (metrics / ".hidden").write_bytes(b"stale")
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-    }
-    done = subprocess.run(
-        [
-            "sh",
-            str(ENTRYPOINT),
-            "sh",
-            "-c",
-            'ls -A "$PROMETHEUS_MULTIPROC_DIR"; echo "exec:$0"',
-            "x",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=True,
-    )
-    assert done.stdout == "exec:x\n"
-    assert metrics.is_dir()
-    # A directory that does not exist yet is created.
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "new" / "metrics")
-    subprocess.run(["sh", str(ENTRYPOINT), "true"], env=env, timeout=10, check=True)
-    assert (tmp_path / "new" / "metrics").is_dir()
-
-
-def test_entrypoint_refuses_a_relative_metrics_dir(tmp_path: Path) -> None:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PROMETHEUS_MULTIPROC_DIR": "metrics"}
-    done = subprocess.run(
-        ["sh", str(ENTRYPOINT), "true"], env=env, cwd=tmp_path, capture_output=True, timeout=10
-    )
-    assert done.returncode != 0
-    assert not (tmp_path / "metrics").exists()
 
 
 def test_vendored_schema_keeps_its_license() -> None:

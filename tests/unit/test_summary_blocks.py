@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, OrderLine, RunStatus, RunView
 from coffeebuddy.slack import blockkit, run_blocks
 from coffeebuddy.slack import summary_blocks as s
+from tests.blocks import PICKUP, buttons_by_action, run_view, walk
 
-PICKUP = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
 ORDERS = (
     OrderLine("U1", "Flat white", name="ana"),
     OrderLine("U2", "oat latte, extra hot", name="bo"),
@@ -24,33 +22,13 @@ MENTION = re.compile(r"<[@!]")
 
 
 def _closed(**changes: Any) -> RunView:
-    base = RunView(
-        run_id="run-123",
-        slack_channel_id="C42",
-        initiator_slack_id="U0",
-        status=RunStatus.CLOSED,
-        started_at=PICKUP - timedelta(minutes=30),
-        pickup_time=PICKUP,
-        note="Lobby cafe",
-        orders=ORDERS,
-        runner_slack_id="U2",
-        runner_reason="Bo is going: fewest runs lately (a tie, picked at random).",
-    )
-    return replace(base, **changes)
-
-
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
-
-
-def _buttons(blocks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {n["action_id"]: n for n in _walk(blocks) if n.get("type") == "button"}
+    closed = {
+        "status": RunStatus.CLOSED,
+        "orders": ORDERS,
+        "runner_slack_id": "U2",
+        "runner_reason": "Bo is going: fewest runs lately (a tie, picked at random).",
+    }
+    return run_view(**{**closed, **changes})
 
 
 def _order_list(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,7 +91,7 @@ def test_summary_is_shorter_than_before() -> None:
         )
     )
     _, blocks = s.summary_message(_closed(orders=orders))
-    shown = sum(len(n["text"]) for n in _walk(blocks) if isinstance(n.get("text"), str))
+    shown = sum(len(n["text"]) for n in walk(blocks) if isinstance(n.get("text"), str))
     assert shown < 700
     listed = "\n".join(blk["text"]["text"] for blk in _order_list(blocks))
     assert "*To buy:* 3× flat white\n8 orders" in listed
@@ -150,7 +128,7 @@ def test_summary_and_dms_share_the_same_order_list() -> None:
 def test_rating_buttons_have_accessibility_labels() -> None:
     """Issue 14 item 10: a screen reader reads "Rate this run 1 of 5, poor", not "1"."""
     _, blocks = s.summary_message(_closed())
-    buttons = _buttons(blocks)
+    buttons = buttons_by_action(blocks)
     assert sorted(buttons) == [f"rate_run_{n}" for n in range(1, 6)]
     assert buttons["rate_run_1"]["accessibility_label"] == "Rate this run 1 of 5, poor"
     assert buttons["rate_run_5"]["accessibility_label"] == "Rate this run 5 of 5, great"
@@ -176,7 +154,7 @@ def test_notification_texts_stand_alone() -> None:
     )
     _, dm = s.runner_dm(view)
     assert "<#C42>" in dm[0]["text"]["text"]
-    assert list(_buttons(dm)) == [run_blocks.ACTION_CANT_GO]
+    assert list(buttons_by_action(dm)) == [run_blocks.ACTION_CANT_GO]
 
 
 def test_last_call_links_to_the_run_and_mentions_nobody() -> None:

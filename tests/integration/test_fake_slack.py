@@ -15,8 +15,8 @@ import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from tests.fakes import slack_api
-from tests.fakes.slack_api import FakeSlack
+from testkit.fakes import slack_api
+from testkit.fakes.slack_api import FakeSlack
 
 MODAL = {
     "type": "modal",

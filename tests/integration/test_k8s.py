@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from coffeebuddy.config import Config, declared
+from tests.unit.test_packaging import APP_UID, CONTAINER_TMP, dockerfile_uid
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -858,3 +859,189 @@ def test_egress_proxy_setting_matches_the_network_policy(env: str) -> None:
     assert proxy.port == PROXY_PORT
     # In-cluster peers (Postgres, Vault, the Ory issuer, Kafka) must not go to the proxy.
     assert ".svc" in data["NO_PROXY"].split(",")
+
+
+# ---------------------------------------------------------------------------------------
+# The base as written (each file, before kustomize builds it)
+# ---------------------------------------------------------------------------------------
+
+
+def k8s_files() -> list[Path]:
+    """The base's manifests (what its kustomization lists) and every kustomization file.
+    The overlays' patches and the built overlays are checked above, the Prometheus rules
+    files by tests/integration/test_alert_rules.py too."""
+    base = K8S / "base"
+    listed = yaml.safe_load((base / "kustomization.yaml").read_text(encoding="utf-8"))
+    files = [base / name for name in listed["resources"]]
+    files += sorted(K8S.rglob("kustomization.yaml"))
+    assert files, "no Kubernetes manifests found"
+    return files
+
+
+def k8s_objects() -> list[dict[str, Any]]:
+    objects = []
+    for path in k8s_files():
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if doc is None:
+                continue
+            assert isinstance(doc, dict), f"{path}: a document is not a mapping"
+            objects.append({**doc, "__file__": path})
+    return objects
+
+
+def written_workloads() -> list[dict[str, Any]]:
+    found = workloads(k8s_objects())
+    assert found, "no workloads"
+    return found
+
+
+def deployment(component: str) -> dict[str, Any]:
+    (found,) = [
+        o
+        for o in k8s_objects()
+        if o["kind"] == "Deployment"
+        and o["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    return found
+
+
+def test_every_k8s_yaml_parses_into_objects() -> None:
+    for obj in k8s_objects():
+        assert obj.get("apiVersion") and obj.get("kind"), obj["__file__"]
+        if obj["kind"] != "Kustomization":
+            assert obj["metadata"]["name"], obj["__file__"]
+            assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "coffeebuddy"
+
+
+def test_kustomizations_list_existing_files_and_nothing_is_left_out() -> None:
+    kustomizations = [o for o in k8s_objects() if o["kind"] == "Kustomization"]
+    assert kustomizations
+    for k in kustomizations:
+        folder = k["__file__"].parent
+        names = [*k.get("resources", []), *k.get("bases", []), *k.get("patchesStrategicMerge", [])]
+        names += [p["path"] for p in k.get("patches", []) if "path" in p]
+        listed = {(folder / r).resolve() for r in names}
+        for path in listed:
+            assert path.exists(), f"{k['__file__']}: {path} does not exist"
+        siblings = {p.resolve() for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
+        assert siblings <= listed, f"{folder}: not in kustomization: {siblings - listed}"
+
+
+def test_workloads_run_locked_down() -> None:
+    for workload in written_workloads():
+        name = workload["metadata"]["name"]
+        pod = pod_spec(workload)
+        pod_security = pod.get("securityContext", {})
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        assert pod.get("automountServiceAccountToken") is False, name
+        for container in pod["containers"]:
+            security = container.get("securityContext", {})
+            where = f"{name}/{container['name']}"
+            # Set for the whole pod, and no container may switch it off.
+            assert pod_security.get("runAsNonRoot") is True, f"{name}: runAsNonRoot"
+            assert security.get("runAsNonRoot", True) is True, f"{where}: runAsNonRoot"
+            uid = security.get("runAsUser", pod_security.get("runAsUser", APP_UID))
+            assert uid == APP_UID == dockerfile_uid(), f"{where}: uid {uid}"
+            assert security.get("readOnlyRootFilesystem") is True, f"{where}: read-only root"
+            assert security.get("allowPrivilegeEscalation") is False, where
+            assert "ALL" in security.get("capabilities", {}).get("drop", []), where
+            resources = container.get("resources", {})
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= resources.get(kind, {}).keys(), f"{where}: {kind}"
+            # The read-only root needs a writable /tmp (PROMETHEUS_MULTIPROC_DIR lives there).
+            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == CONTAINER_TMP]
+            assert tmp, f"{where}: no /tmp mount"
+            assert "emptyDir" in volumes[tmp[0]["name"]], f"{where}: /tmp is not an emptyDir"
+
+
+def test_workloads_share_one_pinned_image() -> None:
+    images = {c["image"] for w in written_workloads() for c in pod_spec(w)["containers"]}
+    assert len(images) == 1, images
+    (image,) = images
+    last = image.rsplit("/", 1)[-1]
+    assert ":" in last or "@sha256:" in image, f"{image}: not pinned"
+    assert not image.endswith(":latest"), image
+
+
+def test_web_deployment() -> None:
+    web = deployment("web")
+    spec = web["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    pod_labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= pod_labels.items()
+    (container,) = pod_spec(web)["containers"]
+    assert "command" not in container and "args" not in container, "web runs the image CMD"
+    routes = app_routes()
+    for probe, path in (("readinessProbe", "/health/ready"), ("livenessProbe", "/health/live")):
+        check = container[probe]["httpGet"]
+        assert check["path"] == path, probe
+        assert path in routes, f"the app serves no {path}"
+        assert container_port(container, check["port"]) == APP_PORT, probe
+    assert APP_PORT in {p["containerPort"] for p in container["ports"]}
+
+
+def test_web_and_worker_get_config_and_secrets() -> None:
+    configmaps = {o["metadata"]["name"]: o for o in k8s_objects() if o["kind"] == "ConfigMap"}
+    for component in ("web", "worker"):
+        workload = deployment(component)
+        (container,) = pod_spec(workload)["containers"]
+        refs = {e["configMapRef"]["name"] for e in container.get("envFrom", [])}
+        assert refs and refs <= configmaps.keys(), component
+        # Secrets are files that Vault Agent writes to /vault/secrets (test_k8s.py has the
+        # details), never plain env values.
+        env = {e["name"]: e for e in container.get("env", [])}
+        assert env["COFFEEBUDDY_SECRETS_SOURCE"]["value"] == "files"
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        for key in ("slack_signing_secret", "slack_bot_token", "database_url"):
+            assert f"vault.hashicorp.com/agent-inject-secret-{key}" in annotations, component
+        assert not env.keys() & {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"}
+
+
+def test_configmap_keys_are_settings_the_app_reads() -> None:
+    settings = {d.env for d in declared(Config)}
+    (configmap,) = [o for o in k8s_objects() if o["kind"] == "ConfigMap"]
+    data = configmap["data"]
+    assert {"SLACK_API_BASE_URL", "LOG_LEVEL", "COFFEEBUDDY_ADMIN_USER_IDS"} <= data.keys()
+    for key, value in data.items():
+        # The proxy variables are read by the HTTP clients themselves (see slack/api.py).
+        if key not in {"HTTPS_PROXY", "NO_PROXY"}:
+            assert key in settings, f"{key} is not a setting of Config"
+        assert isinstance(value, str), f"{key}: ConfigMap values must be strings"
+    assert not {"SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN", "DATABASE_URL"} & data.keys()
+
+
+def test_worker_deployment() -> None:
+    worker = deployment("worker")
+    assert worker["spec"]["replicas"] >= 2
+    pod = pod_spec(worker)
+    assert pod["terminationGracePeriodSeconds"] == 30
+    (container,) = pod["containers"]
+    # Only `args`: the image ENTRYPOINT still prepares the metrics directory.
+    assert "command" not in container
+    assert container["args"] == ["python", "worker.py"]
+
+
+def test_migration_job_as_written() -> None:
+    (job,) = [o for o in k8s_objects() if o["kind"] == "Job"]
+    pod = pod_spec(job)
+    assert pod["restartPolicy"] == "Never"
+    (container,) = pod["containers"]
+    assert "command" not in container
+    assert container["args"] == ["python", "-m", "coffeebuddy", "migrate"]
+
+
+def test_service_targets_the_web_pods() -> None:
+    (service,) = [
+        o
+        for o in k8s_objects()
+        if o["kind"] == "Service"
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == "web"
+    ]
+    web = deployment("web")
+    pod_labels = web["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP"
+    (container,) = pod_spec(web)["containers"]
+    for port in service["spec"]["ports"]:
+        assert container_port(container, port["targetPort"]) == APP_PORT

@@ -15,7 +15,6 @@ import copy
 import itertools
 import json
 import secrets
-import sys
 import threading
 import time
 import traceback
@@ -25,12 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
+
+from testkit.fakes.loopback import LoopbackFake, LoopbackHandler, LoopbackServer
 
 type JsonDict = dict[str, Any]
 type _Reply = tuple[int, dict[str, str], bytes]
@@ -167,44 +166,24 @@ def _micros(ts: str | Decimal) -> int:
     return int(Decimal(ts) * 1_000_000)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackServer):
     fake: FakeSlack
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients that timed out hang up
-            super().handle_error(request, client_address)
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: _Server
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
     def _dispatch(self, verb: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             status, headers, body = self.server.fake._handle_http(
-                verb, self.path, self.headers, raw
+                verb, self.path, self.headers, self._body()
             )
         except Exception:  # a bug in the fake: show it in the failing test, not on stderr
             status, headers, body = _text(500, traceback.format_exc())
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep pytest output clean; every call is in FakeSlack.calls()
+        self._answer(status, headers, body)
 
 
-class FakeSlack:
+class FakeSlack(LoopbackFake):
     """The Slack Web API for one workspace and one bot, on a local port. Thread-safe."""
 
     def __init__(self, token: str = "xoxb-fake", *, team_id: str = "T0FAKE") -> None:  # noqa: S107
@@ -218,8 +197,6 @@ class FakeSlack:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._ids = itertools.count(1)
         self._last_ts_us = 0
         self._response_ids: dict[str, str] = {}  # name -> id
@@ -234,36 +211,17 @@ class FakeSlack:
 
     def start(self) -> Self:
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-slack", daemon=True
-        )
-        self._thread.start()
-        return self
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        return self._serve(server, "fake-slack")
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in an injected delay
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        super().stop()
 
     @property
     def root_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeSlack is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._root_url()
 
     @property
     def base_url(self) -> str:

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import BOT_TOKEN
-from tests.slack_payloads import SIGNING_SECRET, sign
+from testkit import BOT_TOKEN
+from testkit.slack_payloads import SIGNING_SECRET, sign
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,16 +163,22 @@ def start_service(
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for proc in (web, *worker_procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            reap(proc, timeout=30)
         web_log.close()
         for worker_log in worker_logs:
             worker_log.close()
         if not failed and not service.keep_logs:
             shutil.rmtree(logs, ignore_errors=True)
+
+
+def reap(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """Wait for `proc` to exit (after it was told to stop); kill it when it takes longer
+    than `timeout` seconds, so no test leaves a process behind."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_ready(client: HttpClient, web: subprocess.Popen[bytes], logs: Path) -> None:

@@ -55,13 +55,45 @@ def command_body(
             "api_app_id": "A0COFFEE",
             "is_enterprise_install": "false",
             "response_url": response_url,
-            "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**10}.{uuid.uuid4().hex[:12]}",
+            "trigger_id": trigger_id or _trigger_id(),
         }
     ).encode()
 
 
 def _payload_body(payload: dict[str, Any]) -> bytes:
     return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def _trigger_id() -> str:
+    return f"{uuid.uuid4().int % 10**10}.{uuid.uuid4().hex[:12]}"
+
+
+def _interaction(kind: str, user_id: str, trigger_id: str | None = None) -> dict[str, Any]:
+    """What every interaction payload starts with: who, in which workspace, and a trigger."""
+    return {
+        "type": kind,
+        "team": {"id": TEAM_ID, "domain": "example"},
+        "user": {
+            "id": user_id,
+            "username": user_id.lower(),
+            "name": user_id.lower(),
+            "team_id": TEAM_ID,
+        },
+        "api_app_id": "A0COFFEE",
+        "token": "legacy-verification-token-unused",
+        "trigger_id": trigger_id or _trigger_id(),
+    }
+
+
+def _button(action_id: str, block_id: str, value: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "block_id": block_id,
+        "value": value,
+        "text": {"type": "plain_text", "text": action_id},
+        "action_ts": f"{time.time():.6f}",
+    }
 
 
 def block_action_payload(
@@ -76,36 +108,17 @@ def block_action_payload(
     trigger_id: str | None = None,
 ) -> dict[str, Any]:
     return {
-        "type": "block_actions",
-        "team": {"id": TEAM_ID, "domain": "example"},
-        "user": {
-            "id": user_id,
-            "username": user_id.lower(),
-            "name": user_id.lower(),
-            "team_id": TEAM_ID,
-        },
-        "api_app_id": "A0COFFEE",
-        "token": "legacy-verification-token-unused",
+        **_interaction("block_actions", user_id, trigger_id),
         "container": {
             "type": "message",
             "message_ts": message_ts,
             "channel_id": channel_id,
             "is_ephemeral": False,
         },
-        "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**10}.{uuid.uuid4().hex[:12]}",
         "channel": {"id": channel_id, "name": "coffee"},
         "message": {"type": "message", "ts": message_ts, "bot_id": "B0COFFEE"},
         "response_url": response_url,
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": block_id,
-                "value": value,
-                "text": {"type": "plain_text", "text": action_id},
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
+        "actions": [_button(action_id, block_id, value)],
     }
 
 
@@ -127,17 +140,7 @@ def view_submission_payload(
         else []
     )
     return {
-        "type": "view_submission",
-        "team": {"id": TEAM_ID, "domain": "example"},
-        "user": {
-            "id": user_id,
-            "username": user_id.lower(),
-            "name": user_id.lower(),
-            "team_id": TEAM_ID,
-        },
-        "api_app_id": "A0COFFEE",
-        "token": "legacy-verification-token-unused",
-        "trigger_id": f"{uuid.uuid4().int % 10**10}.{uuid.uuid4().hex[:12]}",
+        **_interaction("view_submission", user_id),
         "view": {
             "id": "V" + uuid.uuid4().hex[:10].upper(),
             "type": "modal",
@@ -190,6 +193,17 @@ ADMIN_MODAL_DEFAULTS: dict[str, Any] = {
     "data_retention_days": 90,
     "admin_user_ids": (),
 }
+# Each number setting just outside its bounds, with the error the modal shows under it.
+ADMIN_RANGE_ERRORS: list[tuple[str, Any, str]] = [
+    ("reminder_offset_minutes", -1, "Must be between 0 and 120."),
+    ("reminder_offset_minutes", 121, "Must be between 0 and 120."),
+    ("last_call_minutes", 0, "Must be between 1 and 60."),
+    ("last_call_minutes", 61, "Must be between 1 and 60."),
+    ("fairness_window_runs", 0, "Must be between 1 and 100."),
+    ("fairness_window_runs", 101, "Must be between 1 and 100."),
+    ("data_retention_days", 0, "Must be between 1 and 365."),
+    ("data_retention_days", 366, "Must be between 1 and 365."),
+]
 _ADMIN_SWITCHES = ("enabled", "reminders_enabled", "last_call_enabled")
 _ADMIN_NUMBERS = (
     "reminder_offset_minutes",
@@ -258,18 +272,8 @@ def view_block_action_payload(
     and no response_url, and the view's private_metadata is the channel id."""
     view_id = "V" + uuid.uuid4().hex[:10].upper()
     return {
-        "type": "block_actions",
-        "team": {"id": TEAM_ID, "domain": "example"},
-        "user": {
-            "id": user_id,
-            "username": user_id.lower(),
-            "name": user_id.lower(),
-            "team_id": TEAM_ID,
-        },
-        "api_app_id": "A0COFFEE",
-        "token": "legacy-verification-token-unused",
+        **_interaction("block_actions", user_id, trigger_id),
         "container": {"type": "view", "view_id": view_id},
-        "trigger_id": trigger_id or f"{uuid.uuid4().int % 10**10}.{uuid.uuid4().hex[:12]}",
         "view": {
             "id": view_id,
             "team_id": TEAM_ID,
@@ -283,17 +287,7 @@ def view_block_action_payload(
             "app_id": "A0COFFEE",
             "bot_id": "B0COFFEE",
         },
-        "actions": [
-            {
-                "type": "button",
-                "action_id": action_id,
-                "block_id": block_id,
-                "value": value,
-                "style": "danger",
-                "text": {"type": "plain_text", "text": action_id},
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
+        "actions": [{**_button(action_id, block_id, value), "style": "danger"}],
     }
 
 

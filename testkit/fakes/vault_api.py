@@ -19,17 +19,16 @@ import fnmatch
 import itertools
 import json
 import secrets
-import sys
 import threading
 import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
+
+from testkit.fakes.loopback import LoopbackFake, LoopbackHandler, LoopbackServer
 
 type JsonDict = dict[str, Any]
 type _Reply = tuple[int, JsonDict | None]
@@ -97,44 +96,26 @@ class _KvEntry:
     versions: list[tuple[JsonDict, str]] = field(default_factory=list)  # (data, created_time)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackServer):
     fake: FakeVault
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
 
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LoopbackHandler):
     server: _Server
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
 
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
     def _dispatch(self, verb: str) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
-            status, payload = self.server.fake._handle(verb, self.path, dict(self.headers), raw)
+            status, payload = self.server.fake._handle(
+                verb, self.path, dict(self.headers), self._body()
+            )
             body = json.dumps(payload).encode() if payload is not None else b""
             content_type = "application/json"
         except Exception:  # a bug in the fake: show it in the failing test, not on stderr
             status, body, content_type = 500, traceback.format_exc().encode(), "text/plain"
-        self.send_response(status)
-        if body:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # every request is in FakeVault.calls()
+        self._answer(status, {"Content-Type": content_type} if body else {}, body)
 
 
 def _errors(status: int, *errors: str) -> _Reply:
@@ -144,7 +125,7 @@ def _errors(status: int, *errors: str) -> _Reply:
 _DENIED = (403, {"errors": ["permission denied"]})
 
 
-class FakeVault:
+class FakeVault(LoopbackFake):
     """Vault with Kubernetes and token auth and KV v2 mounts, on a local port. Thread-safe."""
 
     def __init__(self, *, namespace: str | None = None, kv_mounts: Iterable[str] = ("kv",)):
@@ -162,42 +143,18 @@ class FakeVault:
         self._issued: list[str] = []
         self._renew_failure: _Failure | None = None
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> Self:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-vault", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc: type[BaseException] | None, val: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.fake = self
+        return self._serve(server, "fake-vault")
 
     @property
     def url(self) -> str:
         """For VAULT_ADDR."""
-        if self._server is None:
-            raise RuntimeError("FakeVault is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._root_url()
 
     # -- setup ----------------------------------------------------------------------------
 

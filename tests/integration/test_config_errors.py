@@ -188,3 +188,30 @@ def test_an_embedded_postgres_that_cannot_start_is_one_line(tmp_path: Path) -> N
     (line,) = result.stderr.splitlines()
     assert line.startswith("coffeebuddy: the embedded Postgres did not start: ")
     assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["worker.py"], ["-c", "import app"]], ids=["worker", "web"])
+def test_entry_points_fail_fast_with_one_line_per_mistake(argv: list[str]) -> None:
+    result = _run(argv)
+    assert result.returncode != 0
+    # Every missing variable is named at once, one line each (issue 13, item 9).
+    assert result.stderr.splitlines() == [
+        f"coffeebuddy: configuration error: {name} is required but not set"
+        for name in ("DATABASE_URL", "SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN")
+    ]
+    assert result.stdout == ""
+
+
+def test_the_worker_process_refuses_a_bad_setting() -> None:
+    result = _run(
+        ["worker.py"],
+        DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+        SLACK_SIGNING_SECRET="s",
+        SLACK_BOT_TOKEN="xoxb-1",
+        COFFEEBUDDY_JOB_RETENTION_HOURS="forever",
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "coffeebuddy: configuration error: "
+        "COFFEEBUDDY_JOB_RETENTION_HOURS must be an integer, got 'forever'"
+    )
