@@ -624,7 +624,7 @@ def main() -> None:
         "--inbox",
         choices=("on", "off"),
         default="on",
-        help="COFFEEBUDDY_INBOX for the service (on here; the service's default is off)",
+        help="COFFEEBUDDY_INBOX for the service (on, its default; off: the request applies)",
     )
     args = parser.parse_args()
     channels = args.pilot_channels + 1 + args.users

@@ -254,9 +254,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3, help="channels running at once")
     parser.add_argument("--participants", type=int, default=30, help="people ordering per run")
     parser.add_argument("--think", type=float, default=0.05, help="mean pause between steps, s")
+    parser.add_argument(
+        "--inbox",
+        choices=("on", "off"),
+        default="on",
+        help="COFFEEBUDDY_INBOX for the service (on, its default; off: the request applies)",
+    )
     args = parser.parse_args()
 
-    with bench_service("C0PILOT", args.clients, users=args.participants) as bench:
+    with bench_service(
+        "C0PILOT",
+        args.clients,
+        users=args.participants,
+        extra_env={"COFFEEBUDDY_INBOX": args.inbox},
+    ) as bench:
         recorder = Recorder()
         sim = Simulator(bench.slack, bench.client.base, record=False, observer=recorder.observe)
         # A fresh process's first requests are slow (pool connections, imports, the first

@@ -117,9 +117,9 @@ class Config:
     refresh_coalesce_ms: int = setting("COFFEEBUDDY_REFRESH_COALESCE_MS", 700, integer(0, 10_000))
     # Acknowledge "Use my usual" and the order form with one insert into the job queue
     # (the inbox) and let the worker apply them: a burst then costs the web little more
-    # than its floor. Off (the default until the worker applies a run's actions strictly
-    # in the order they came; see README "The inbox"): the request applies them itself.
-    inbox: bool = setting("COFFEEBUDDY_INBOX", False, switch)
+    # than its floor; the worker applies a run's actions in the order they came, a batch
+    # per transaction (see README "The inbox"). Off: the request applies them itself.
+    inbox: bool = setting("COFFEEBUDDY_INBOX", True, switch)
     worker_concurrency: int = setting("COFFEEBUDDY_WORKER_CONCURRENCY", 4, integer(1, 64))
     worker_poll_seconds: float = setting("COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, number(0.05, 60))
     job_lease_seconds: int = setting("COFFEEBUDDY_JOB_LEASE_SECONDS", 60, integer(5, 3600))

@@ -18,7 +18,7 @@ from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.jobs import bot_step_times
 from coffeebuddy.jobs.context import Context, NotYet, load_job_run
 from coffeebuddy.jobs.delivery import post_once, send_dm, send_ephemeral, update_message
-from coffeebuddy.service import home
+from coffeebuddy.service import home, inbox
 from coffeebuddy.service.effects import refresh_run_message as refresh_run_message_job
 from coffeebuddy.slack import home_blocks, run_blocks, summary_blocks
 from coffeebuddy.slack.api import call
@@ -206,12 +206,21 @@ def publish_home(ctx: Context, job: Job) -> None:
 
 
 def apply_action(ctx: Context, job: Job) -> None:
-    """An action the web acknowledged through the inbox, applied as the web would have
-    (same service code, same confirmation); the whole action is one transaction."""
+    """An action the web acknowledged through the inbox: the ticket to apply its run's
+    next batch, in arrival order, in one transaction (see `coffeebuddy.service.inbox`),
+    with the same confirmations the web would have sent."""
     if ctx.runs is None:
         raise RuntimeError("this worker was built without a RunService")
-    with logs.context(run=str(job.payload.get("run_id") or "")):
-        ctx.runs.apply_inboxed(job.payload, job.correlation_id)
+    run_id = job.run_id or str(job.payload["run_id"])
+    with logs.context(run=run_id):
+        outcome = inbox.apply_batch(ctx.runs, run_id, job.id, str(job.payload.get("user_id")))
+        log.info(
+            "inbox_batch",
+            extra={"applied": outcome.applied, "failed": outcome.failed, "held": outcome.held},
+        )
+    if outcome.wait_seconds is not None:
+        # This action itself was not in the batch: claimed again once it may go.
+        raise NotYet(outcome.wait_seconds)
 
 
 def warm_profile(ctx: Context, job: Job) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import coffeebuddy.domain.command as cmdparse
 from coffeebuddy.domain.fairness import RULE_SUMMARY
+from coffeebuddy.service import inbox
 from coffeebuddy.service.admin import AdminService
 from coffeebuddy.service.common import Interaction, Reply
 from coffeebuddy.service.privacy import PrivacyService
@@ -45,6 +46,10 @@ class Commands:
             case cmdparse.ShowStats():
                 return self.stats.show(ia.actor)
             case cmdparse.ForgetMe():
+                # An order of theirs still in the inbox would save their usual again after
+                # it was forgotten: it is applied first.
+                if self.runs.config.inbox:
+                    inbox.drain_person(self.runs, ia.actor.user_id)
                 return self.privacy.forget_me(ia.actor)
             case cmdparse.StartRun():
                 return self.runs.start(ia, parsed)

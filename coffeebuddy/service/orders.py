@@ -96,8 +96,8 @@ class OrderActions(RunInbox):
         self.open_order_modal(ia)
 
     def cancel_order(self, ia: Interaction) -> None:
-        # An order of theirs still in the inbox is placed first, then canceled.
-        self.drain_inbox(ia.run, user_id=ia.actor.user_id)
+        # What the inbox holds (an order of theirs, too) is applied first, then canceled.
+        self.drain_inbox(ia.run)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, ia, share=True)
             if run is None:
@@ -126,6 +126,8 @@ class OrderActions(RunInbox):
         """One tap on *I'll go*: the same rule as the order form's tick (a volunteer is
         someone with an order). With an order it is marked; without one, the usual is
         ordered; with neither, the order form opens with the tick set."""
+        # What the inbox holds (an order of theirs, too) is applied first.
+        self.drain_inbox(ia.run)
         with self.db.transaction() as conn:
             run = self._lock_open(conn, ia)
             if run is None:

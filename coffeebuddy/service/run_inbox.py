@@ -3,16 +3,19 @@ insert (sql/queries/inbox.sql) and applied later by the worker, or by a close fi
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from psycopg.types.json import Jsonb
 
 from coffeebuddy import db
+from coffeebuddy.service import inbox
 from coffeebuddy.service.common import Actor, Interaction
 from coffeebuddy.service.run_access import RunAccess
+
+if TYPE_CHECKING:
+    from coffeebuddy.service.runs import RunService
 
 
 class RunInbox(RunAccess):
@@ -51,47 +54,14 @@ class RunInbox(RunAccess):
         else:
             raise ValueError(f"unknown inboxed action {action['action']!r}")
 
-    def drain_inbox(
-        self, run_id: uuid.UUID | str, *, user_id: str | None = None, wait_seconds: float = 3.0
-    ) -> None:
-        """Before a close: apply the run's actions still in the inbox, and let those a
-        worker is applying finish, so that every order acknowledged before the close
-        counts in it. With `user_id`, only that person's (before they cancel theirs).
-        Nothing to do (not even a query) with the inbox off."""
-        if not self.config.inbox:
-            return
-        worker_id = f"close:{uuid.uuid4().hex[:8]}"
-        with self.db.transaction() as conn:
-            taken = db.all_rows(
-                conn,
-                "take_inboxed_for_run",
-                {
-                    "run_id": run_id,
-                    "user_id": user_id,
-                    "worker_id": worker_id,
-                    "lease_seconds": 60,
-                },
-            )
-        for job in taken:
-            self.apply_inboxed(job["payload"], job["correlation_id"])
-        if taken:
-            with self.db.transaction() as conn:
-                db.run(
-                    conn,
-                    "finish_inboxed",
-                    {"ids": [job["id"] for job in taken], "worker_id": worker_id},
-                )
-        deadline = time.monotonic() + wait_seconds
-        while time.monotonic() < deadline:
-            with self.db.transaction() as conn:
-                row = db.one(
-                    conn,
-                    "inboxed_running_for_run",
-                    {"run_id": run_id, "user_id": user_id, "worker_id": worker_id},
-                )
-            if row is None or not row["n"]:
-                return
-            time.sleep(0.05)
+    def drain_inbox(self, run_id: uuid.UUID | str) -> None:
+        """Before a close, a cancel of one's order or "I'll go": apply the run's actions
+        still in the inbox, in arrival order and after any batch a worker is applying (see
+        `coffeebuddy.service.inbox`), so that the run sees every action in the order it
+        came. Nothing to do (not even a query) with the inbox off."""
+        if self.config.inbox:
+            # This is a part of RunService (service/runs.py), which `inbox` applies through.
+            inbox.drain(cast("RunService", self), run_id)
 
     def _to_inbox(
         self,
@@ -119,6 +89,9 @@ class RunInbox(RunAccess):
             "slack_user_id": actor.user_id,
             "slack_channel_id": actor.channel_id,
             "team_id": actor.team_id,
+            # An order form that changes nothing is not queued (see inbox_order).
+            "order_text": action.get("text"),
+            "volunteer": bool(action.get("volunteer")),
         }
         with self.db.statement() as conn:
             if query == "inbox_usual":

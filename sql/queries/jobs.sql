@@ -43,7 +43,9 @@ SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 -- dedupe key is being worked on elsewhere waits, so two refreshes of one message never
 -- race and the older one never lands last. Fair across lanes (a person, a run): each
 -- lane's oldest due job comes first, then each lane's second, and so on, so one burst
--- never holds back everyone else's work.
+-- never holds back everyone else's work. A run's inboxed actions are applied by one worker
+-- at a time, as a batch (sql/queries/inbox.sql): one of them is claimed only while none
+-- of them is running, and only one per claim.
 WITH ready AS (
     SELECT j.id, j.run_at,
            row_number() OVER (PARTITION BY coalesce(j.lane, j.id::text)
@@ -55,13 +57,18 @@ WITH ready AS (
               SELECT 1 FROM jobs r
                WHERE r.dedupe_key = j.dedupe_key AND r.id <> j.id
                  AND r.status = 'running' AND r.locked_until >= now()))
+       AND (j.kind <> 'apply_action' OR NOT EXISTS (
+              SELECT 1 FROM jobs r
+               WHERE r.kind = 'apply_action' AND r.run_id = j.run_id AND r.id <> j.id
+                 AND r.status = 'running' AND r.locked_until >= now()))
 ), due AS (
     -- The state test again, on the row being locked: when another worker claimed it and
     -- committed after `ready` was read, Postgres re-checks these conditions on the new row
     -- version (not the CTE's copy) and the job is skipped instead of claimed twice.
     SELECT j.id FROM jobs j JOIN ready USING (id)
-     WHERE (j.status = 'queued' AND j.run_at <= now())
-        OR (j.status = 'running' AND j.locked_until < now())
+     WHERE ((j.status = 'queued' AND j.run_at <= now())
+            OR (j.status = 'running' AND j.locked_until < now()))
+       AND (j.kind <> 'apply_action' OR ready.turn = 1)
      ORDER BY ready.turn, ready.run_at, j.id
      LIMIT %(limit)s
        FOR UPDATE OF j SKIP LOCKED
@@ -120,6 +127,10 @@ SELECT EXTRACT(EPOCH FROM least(
                       SELECT 1 FROM jobs r
                        WHERE r.dedupe_key = j.dedupe_key AND r.status = 'running'
                          AND r.locked_until >= now()))
+               AND (j.kind <> 'apply_action' OR NOT EXISTS (
+                      SELECT 1 FROM jobs r
+                       WHERE r.kind = 'apply_action' AND r.run_id = j.run_id
+                         AND r.status = 'running' AND r.locked_until >= now()))
              ORDER BY j.run_at, j.id
              LIMIT 1),
            (SELECT min(locked_until) FROM jobs WHERE status = 'running')

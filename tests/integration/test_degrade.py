@@ -76,6 +76,7 @@ def test_database_outage_degrades_and_recovers(
         assert time.monotonic() < deadline, "readiness never recovered"
         time.sleep(0.2)
     assert chan.submit("U0CAT", "tea", run_id=run_id) is None
+    chan.work()  # the worker applies what the inbox acknowledged
     assert sql("SELECT count(*) FROM orders WHERE run_id = %s AND canceled_at IS NULL", run_id) == [
         (2,)
     ]

@@ -110,6 +110,7 @@ def test_a_canceled_run_writes_run_canceled(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA")
     chan.work()
     chan.submit("U0BEN", "tea")
+    chan.work()  # the worker applies the inboxed order before the run is canceled
     chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     chan.work()
     assert chan.status(run_id) == "canceled"

@@ -394,6 +394,7 @@ def test_the_worker_warms_the_profile_of_someone_new(
     first = chan.start("U0ANA")
     assert chan.submit("U0ZED", "flat white") is None
     assert slack.calls("users.info") == []  # no request waited for Slack
+    chan.work()  # the worker applies the inboxed order, which asks for the warming
     # Warming waits 10 s (a burst's confirmations go first); don't wait here.
     sql("UPDATE jobs SET run_at = now() WHERE kind = 'warm_profile'")
     chan.work()

@@ -32,6 +32,7 @@ def run_id(web: Any, worker: Any, sql: Any, slack: FakeSlack) -> str:
     chan = Channel(web, worker, sql, CHANNEL, slack)
     run = chan.start("U0ANA", "Lobby")
     chan.submit("U0BEN", "flat white")
+    chan.work()  # the worker applies the inboxed order
     return run
 
 

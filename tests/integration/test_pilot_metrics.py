@@ -65,6 +65,7 @@ def _run(chan: Channel, orders: dict[str, bool], *, close: bool = True) -> str:
     chan.work()
     for user, volunteer in orders.items():
         assert chan.submit(user, f"{user} latte", volunteer=volunteer, run_id=run_id) is None
+    chan.work()  # the worker applies the inboxed orders
     if close:
         chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
         chan.work()

@@ -258,6 +258,7 @@ def test_order_text_is_whitespace_collapsed_before_the_length_check(
     # 154 characters typed, 150 once the run of spaces collapses: accepted.
     long_text = "a     " + "b" * 148
     assert chan.submit("U0CAT", long_text, run_id=run_id) is None
+    chan.work()  # the worker applies the inboxed orders
     rows: dict[str, str] = dict(
         sql("SELECT u.slack_user_id, o.order_text FROM orders o JOIN users u ON u.id = o.user_id")
     )

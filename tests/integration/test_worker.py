@@ -421,10 +421,14 @@ def test_exhausted_retries_bury_the_job_and_tell_the_user(
 def coalescing(
     config: Config, app_database: Database, make_worker: MakeWorker, sql: SqlFn, slack: FakeSlack
 ) -> Callable[[int], Channel]:
-    """The test channel on an app that coalesces run-message refreshes for `ms`."""
+    """The test channel on an app that coalesces run-message refreshes for `ms`. Orders
+    are applied in the request (the inbox off), so each joins the one queued refresh at
+    once; with the inbox a batch of orders is one refresh (see test_inbox_order.py)."""
 
     def make(ms: int) -> Channel:
-        app = create_app(replace(config, refresh_coalesce_ms=ms), database=app_database)
+        app = create_app(
+            replace(config, refresh_coalesce_ms=ms, inbox=False), database=app_database
+        )
         return Channel(SignedClient(app), make_worker(), sql, CHANNEL, slack)
 
     return make

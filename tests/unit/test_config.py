@@ -72,9 +72,9 @@ def test_every_setting_is_read() -> None:
     assert config.log_level == "DEBUG"
 
 
-def test_the_inbox_is_off_unless_turned_on() -> None:
-    assert Config.from_environ(REQUIRED).inbox is False
-    assert Config.from_environ({**REQUIRED, "COFFEEBUDDY_INBOX": "On"}).inbox is True
+def test_the_inbox_is_on_unless_turned_off() -> None:
+    assert Config.from_environ(REQUIRED).inbox is True
+    assert Config.from_environ({**REQUIRED, "COFFEEBUDDY_INBOX": "Off"}).inbox is False
     with pytest.raises(ConfigError, match="COFFEEBUDDY_INBOX"):
         Config.from_environ({**REQUIRED, "COFFEEBUDDY_INBOX": "maybe"})
 
