@@ -23,10 +23,10 @@ import psycopg
 from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
-from coffeebuddy import events
 from coffeebuddy.db.migrate import migrate
 from coffeebuddy.events.producer import PRODUCER_SETTINGS, make_producer
 from coffeebuddy.events.relay import EventRelay
+from coffeebuddy.store import outbox
 from testkit.databases import scratch_database
 from testkit.kafka_broker import KafkaBroker
 
@@ -36,11 +36,11 @@ Message = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]
 def write_events(url: str, count: int, runs: int) -> float:
     """`count` events over `runs` runs, 500 per transaction; returns events/s written."""
     run_ids = [str(uuid.uuid4()) for _ in range(runs)]
-    kinds = sorted(events.RUN_EVENTS)
+    kinds = sorted(outbox.RUN_EVENTS)
     started = time.perf_counter()
     with psycopg.connect(url, row_factory=dict_row) as conn:
         for i in range(count):
-            events.record(
+            outbox.record(
                 conn,
                 kinds[i % len(kinds)],
                 run_id=run_ids[i % runs],
@@ -79,7 +79,7 @@ def messages(url: str) -> list[Message]:
 
 def published() -> float:
     return (
-        REGISTRY.get_sample_value("coffeebuddy_events_published_total", {"topic": events.RUN_TOPIC})
+        REGISTRY.get_sample_value("coffeebuddy_events_published_total", {"topic": outbox.RUN_TOPIC})
         or 0.0
     )
 

@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from coffeebuddy.events import REMINDER_TOPIC, RUN_TOPIC
+from coffeebuddy.store.outbox import REMINDER_TOPIC, RUN_TOPIC
 from testkit.processes import free_port
 
 TOPICS = (RUN_TOPIC, REMINDER_TOPIC)

@@ -14,7 +14,7 @@ import psycopg
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from coffeebuddy import events
+from coffeebuddy.store import outbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = ROOT / "events" / "schemas"
@@ -86,7 +86,7 @@ def check_outbox(database_url: str) -> list[str]:
         if not bad:
             expected = (
                 envelope["event_id"],
-                events.topic_for(envelope["type"]),
+                outbox.topic_for(envelope["type"]),
                 envelope["type"],
                 envelope["run_id"],
             )

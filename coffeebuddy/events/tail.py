@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from coffeebuddy.config import ConfigError, kafka_bootstrap_servers, report_config_error
-from coffeebuddy.events import REMINDER_TOPIC, RUN_TOPIC
+from coffeebuddy.store.outbox import REMINDER_TOPIC, RUN_TOPIC
 
 TOPICS = (RUN_TOPIC, REMINDER_TOPIC)
 POLL_MS = 500

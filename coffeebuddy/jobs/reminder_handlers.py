@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg.rows import DictRow
 
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.jobs.context import Context, NotYet, load_job_run
@@ -17,6 +17,7 @@ from coffeebuddy.jobs.delivery import post_once, send_dm
 from coffeebuddy.metrics import REMINDER_LATENESS
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.slack import summary_blocks
+from coffeebuddy.store import outbox
 from coffeebuddy.store.queue import Job
 from coffeebuddy.store.runs import RunRecord
 
@@ -110,7 +111,7 @@ def _record_due_once(conn: Conn, run_id: str, run: DictRow) -> None:
     deferred."""
     due_at = run["reminder_at"].isoformat()
     if not db.one(conn, "reminder_due_recorded", {"run_id": run_id, "due_at": due_at}):
-        events.record(
+        outbox.record(
             conn,
             "reminder_due",
             run_id=run_id,
@@ -140,7 +141,7 @@ def _mark_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, ts: str
 
 def _record_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, **facts: object) -> None:
     """The `reminder_sent` event; `facts` starts with the runner reminded."""
-    events.record(
+    outbox.record(
         conn,
         "reminder_sent",
         run_id=run_id,

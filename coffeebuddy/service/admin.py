@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
 from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
@@ -27,7 +25,8 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import admin_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import queue
+from coffeebuddy.store import channels, queue
+from coffeebuddy.store.channels import Channel
 
 log = logging.getLogger(__name__)
 
@@ -59,34 +58,25 @@ class AdminService:
     def command(self, ia: Interaction, action: str) -> Reply:
         actor, trigger_id = ia.actor, ia.trigger_id
         with self.db.transaction() as conn:
-            known = db.one(conn, "get_channel_by_slack_id", {"slack_channel_id": actor.channel_id})
-        if not self.people.is_admin(actor.user_id, known["admin_user_ids"] if known else ()):
+            known = channels.find(conn, actor.channel_id)
+        if not self.people.is_admin(actor.user_id, known.admin_user_ids if known else ()):
             log.warning("admin_refused", extra={"action": action, "user_id": actor.user_id})
             return Reply(REFUSAL)
         with self.db.transaction() as conn:
             # An admin may configure a channel before its first run.
-            channel = db.one(
-                conn,
-                "upsert_channel",
-                {
-                    "slack_channel_id": actor.channel_id,
-                    "team_id": actor.team_id,
-                    "name": actor.channel_name[:200],
-                },
+            channel = channels.upsert(
+                conn, actor.channel_id, team_id=actor.team_id, name=actor.channel_name[:200]
             )
-        assert channel is not None
         if action == "audit":
             with self.db.transaction() as conn:
-                rows = db.all_rows(
-                    conn,
-                    "recent_audit",
-                    {"slack_channel_id": actor.channel_id, "limit": AUDIT_LIMIT},
-                )
+                rows = channels.recent_audit(conn, actor.channel_id, limit=AUDIT_LIMIT)
             return Reply(admin_blocks.audit_text(rows))
         if action == "reset":
             text, body = admin_blocks.reset_prompt(actor.channel_id)
             return Reply(text, blocks=body)
-        view = admin_blocks.settings_modal(actor.channel_id, channel, self.config.retention_bounds)
+        view = admin_blocks.settings_modal(
+            actor.channel_id, channel.settings(), self.config.retention_bounds
+        )
         try:
             self.slack.open_view(trigger_id, view)
         except Exception as exc:
@@ -108,11 +98,11 @@ class AdminService:
     ) -> dict[str, str] | None:
         """Apply the modal; field errors (keyed by block id) keep it open."""
         with self.db.transaction() as conn:
-            current = db.one(conn, "get_channel_by_slack_id", {"slack_channel_id": channel_id})
+            current = channels.find(conn, channel_id)
         if current is not None and (wrong := _elsewhere(actor, current, channel_id)):
             log.warning("admin_refused", extra={"action": "settings", "user_id": actor.user_id})
             return {"enabled": wrong}
-        if current is None or not self.people.is_admin(actor.user_id, current["admin_user_ids"]):
+        if current is None or not self.people.is_admin(actor.user_id, current.admin_user_ids):
             # A forged or stale submission, whatever it holds: refused, logged, nothing written.
             log.warning("admin_refused", extra={"action": "settings", "user_id": actor.user_id})
             return {"enabled": REFUSAL}
@@ -120,16 +110,17 @@ class AdminService:
         if errors:
             return errors
         with self.db.transaction() as conn:
-            channel = db.one(conn, "lock_channel", {"slack_channel_id": channel_id})
+            channel = channels.lock(conn, channel_id)
             assert channel is not None
+            before = channel.settings()
             changes = {
-                key: {"before": _plain(channel[key]), "after": _plain(value)}
+                key: {"before": _plain(before[key]), "after": _plain(value)}
                 for key, value in wanted.items()
-                if _plain(channel[key]) != _plain(value)
+                if _plain(before[key]) != _plain(value)
             }
             if not changes:
                 return None
-            db.run(conn, "update_channel_settings", {**wanted, "id": channel["id"]})
+            channels.update_settings(conn, channel.id, wanted)
             toggled = changes.pop("enabled", None)
             if toggled is not None:
                 canceled = None
@@ -157,11 +148,11 @@ class AdminService:
         log.info("admin_settings_saved", extra={"user_id": actor.user_id})
         return None
 
-    def _cancel_open_run(self, conn: Conn, channel: Mapping[str, Any], actor: Actor) -> str | None:
-        row = db.one(conn, "open_run_message", {"channel_id": channel["id"]})
-        if row is None:
+    def _cancel_open_run(self, conn: Conn, channel: Channel, actor: Actor) -> str | None:
+        open_run = channels.open_run(conn, channel.id)
+        if open_run is None:
             return None
-        run = db.one(conn, "lock_run", {"run_id": row["id"]})
+        run = db.one(conn, "lock_run", {"run_id": open_run.id})
         if run is None or run["status"] != RunStatus.OPEN:
             return None
         cancel_locked_run(
@@ -173,12 +164,12 @@ class AdminService:
         )
         return str(run["id"])
 
-    def _reschedule_open_run(self, conn: Conn, channel: Mapping[str, Any]) -> None:
+    def _reschedule_open_run(self, conn: Conn, channel: Channel) -> None:
         """A new reminder offset or last-call setting applies to the open run too."""
-        row = db.one(conn, "open_run_message", {"channel_id": channel["id"]})
-        if row is None:
+        open_run = channels.open_run(conn, channel.id)
+        if open_run is None:
             return
-        run = db.one(conn, "lock_run", {"run_id": row["id"]})
+        run = db.one(conn, "lock_run", {"run_id": open_run.id})
         if run is None or run["status"] != RunStatus.OPEN or run["pickup_time"] is None:
             return
         reminders.schedule(
@@ -197,12 +188,12 @@ class AdminService:
         """Delete the channel's runs, orders, usuals, runner stats and pending jobs."""
         actor, response_url, correlation_id = ia.actor, ia.response_url, ia.correlation_id
         with self.db.transaction() as conn:
-            current = db.one(conn, "get_channel_by_slack_id", {"slack_channel_id": channel_id})
+            current = channels.find(conn, channel_id)
         wrong = _elsewhere(actor, current, channel_id) if current is not None else None
         allowed = (
             current is not None
             and wrong is None
-            and self.people.is_admin(actor.user_id, current["admin_user_ids"])
+            and self.people.is_admin(actor.user_id, current.admin_user_ids)
         )
         with self.db.transaction() as conn:
             if not allowed:
@@ -210,57 +201,46 @@ class AdminService:
                 text = wrong or REFUSAL
                 self._tell(conn, actor, channel_id, text, response_url, correlation_id)
                 return
-            channel = db.one(conn, "lock_channel", {"slack_channel_id": channel_id})
+            channel = channels.lock(conn, channel_id)
             assert channel is not None
-            open_run = db.one(conn, "open_run_message", {"channel_id": channel["id"]})
-            if open_run is not None and open_run["message_ts"]:
+            open_run = channels.open_run(conn, channel.id)
+            if open_run is not None and open_run.message_ts:
                 # The run's message would keep its buttons; say in it that the run is gone.
                 queue.enqueue(
                     conn,
                     queue.REPLACE_MESSAGE,
                     {
                         "channel": channel_id,
-                        "ts": open_run["message_ts"],
+                        "ts": open_run.message_ts,
                         "text": "☕ This coffee run was removed when an admin reset the channel's "
                         "CoffeeBuddy data.",
                     },
                     correlation_id=correlation_id,
                 )
-            counts = db.one(conn, "reset_channel", {"channel_id": channel["id"]})
-            assert counts is not None
-            self._audit(conn, channel, actor, "data_reset", dict(counts))
+            counts = channels.reset(conn, channel.id)
+            self._audit(conn, channel, actor, "data_reset", counts.details())
             self._tell(
                 conn,
                 actor,
                 channel_id,
-                f"🧹 Done: deleted {counts['runs']} runs, {counts['orders']} orders and "
-                f"{counts['preferences']} usual orders. Fairness starts from zero.",
+                f"🧹 Done: deleted {counts.runs} runs, {counts.orders} orders and "
+                f"{counts.preferences} usual orders. Fairness starts from zero.",
                 response_url,
                 correlation_id,
             )
-        log.info("admin_data_reset", extra={"user_id": actor.user_id, "count": counts["runs"]})
+        log.info("admin_data_reset", extra={"user_id": actor.user_id, "count": counts.runs})
 
     # ---- helpers --------------------------------------------------------------------------
 
     def _audit(
         self,
         conn: Conn,
-        channel: Mapping[str, Any],
+        channel: Channel,
         actor: Actor,
         action_type: str,
         details: Mapping[str, Any],
     ) -> None:
-        db.run(
-            conn,
-            "insert_audit",
-            {
-                "channel_id": channel["id"],
-                "slack_channel_id": channel["slack_channel_id"],
-                "admin": actor.user_id,
-                "action_type": action_type,
-                "details": Jsonb(dict(details)),
-            },
-        )
+        channels.audit(conn, channel, admin=actor.user_id, action_type=action_type, details=details)
 
     def _tell(
         self,
@@ -282,9 +262,9 @@ class AdminService:
         )
 
 
-def _elsewhere(actor: Actor, channel: Mapping[str, Any], channel_id: str) -> str | None:
+def _elsewhere(actor: Actor, channel: Channel, channel_id: str) -> str | None:
     """Why a settings submit or reset from another workspace (or channel) is refused."""
-    return misplaced(actor, team_id=channel["slack_team_id"], channel_id=channel_id)
+    return misplaced(actor, team_id=channel.slack_team_id, channel_id=channel_id)
 
 
 def parse_settings(

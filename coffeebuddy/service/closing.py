@@ -8,14 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.fairness import choose_runner
 from coffeebuddy.domain.models import Candidate, RunnerChoice, RunStatus
 from coffeebuddy.metrics import RUN_DURATION, RUNS, RUNS_FAILED
 from coffeebuddy.service.effects import refresh_run_message
 from coffeebuddy.slack.api import FailureCategory
-from coffeebuddy.store import queue
+from coffeebuddy.store import outbox, queue, runners
+from coffeebuddy.store.runners import Served
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
     the fairness rule, record it, and queue the refresh, summary and runner DM. A run
     nobody ordered in is canceled instead. `closed_by` is None when the reminder closed it."""
     run_id = run["id"]
-    corr = run["correlation_id"]
-    channel = run["slack_channel_id"]
     orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
     if not orders:
         cancel_locked_run(
@@ -63,16 +62,37 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
     if closed is None:
         raise RuntimeError("close_locked_run needs an open, locked run")
     db.run(conn, "finalize_orders", {"run_id": run_id})
-    db.run(
+    runners.record_stats(
         conn,
-        "upsert_runner_stats",
-        {
-            "user_id": runner["user_id"],
-            "channel_id": run["channel_id"],
-            "runs_served_count": int(history[choice.runner_slack_id]["runs_in_window"]) + 1,
-            "last_run_at": closed["closed_at"],
-        },
+        user_id=runner["user_id"],
+        channel_id=run["channel_id"],
+        runs_served_count=history[choice.runner_slack_id].runs_in_window + 1,
+        last_run_at=closed["closed_at"],
     )
+    duration = (closed["closed_at"] - closed["started_at"]).total_seconds()
+    items = len(orders)
+    _announce_close(conn, run, choice, items=items, closed_by=closed_by, duration=duration)
+    log.info(
+        "run_closed",
+        extra={"participants": items, "rule": choice.rule, "user_id": choice.runner_slack_id},
+    )
+    return CloseOutcome(RunStatus.CLOSED, choice.runner_slack_id, items, duration)
+
+
+def _announce_close(
+    conn: Conn,
+    run: Mapping[str, Any],
+    choice: RunnerChoice,
+    *,
+    items: int,
+    closed_by: str | None,
+    duration: float,
+) -> None:
+    """What follows a close, in its transaction: the run message refreshed, the summary
+    and the runner DM queued, and the `run_closed` and `runner_assigned` events."""
+    run_id = run["id"]
+    corr = run["correlation_id"]
+    channel = run["slack_channel_id"]
     refresh_run_message(conn, run_id, corr, delay_seconds=0)
     queue.enqueue(
         conn, queue.POST_SUMMARY, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
@@ -80,9 +100,7 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
     queue.enqueue(
         conn, queue.DM_RUNNER, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
     )
-    duration = (closed["closed_at"] - closed["started_at"]).total_seconds()
-    items = len(orders)
-    events.record(
+    outbox.record(
         conn,
         "run_closed",
         run_id=run_id,
@@ -93,7 +111,7 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
         by=closed_by,
         duration_seconds=round(duration, 3),
     )
-    events.record(
+    outbox.record(
         conn,
         "runner_assigned",
         run_id=run_id,
@@ -103,55 +121,44 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
         rule=choice.rule,
         candidates=len(choice.considered),
     )
-    log.info(
-        "run_closed",
-        extra={"participants": items, "rule": choice.rule, "user_id": choice.runner_slack_id},
-    )
-    return CloseOutcome(RunStatus.CLOSED, choice.runner_slack_id, items, duration)
 
 
 def runner_history(
     conn: Conn, run: Mapping[str, Any], user_ids: Sequence[Any]
-) -> dict[str, Mapping[str, Any]]:
+) -> dict[str, Served]:
     """Per Slack id: how many of the channel's last `fairness_window_runs` closed runs
-    (other than `run`) each person served, and when they last served (`runner_history`)."""
-    rows = db.all_rows(
+    (other than `run`) each person served, and when they last served."""
+    return runners.history(
         conn,
-        "runner_history",
-        {
-            "channel_id": run["channel_id"],
-            "run_id": run["id"],
-            "window": int(run["fairness_window_runs"]),
-            "user_ids": list(user_ids),
-        },
+        channel_id=run["channel_id"],
+        run_id=run["id"],
+        window=int(run["fairness_window_runs"]),
+        user_ids=user_ids,
     )
-    return {h["slack_user_id"]: h for h in rows}
 
 
 def choose_fair_runner(
     conn: Conn, run: Mapping[str, Any], orders: Sequence[Mapping[str, Any]]
-) -> tuple[RunnerChoice, dict[str, Mapping[str, Any]]]:
+) -> tuple[RunnerChoice, dict[str, Served]]:
     """The fairness rule over the people of `orders` (rows of `active_orders`) for the
     locked `run`, with the channel's history; also returns that history by Slack id.
     Closing uses every order; "I can't go" uses those who haven't declined."""
     window = int(run["fairness_window_runs"])
     history = runner_history(conn, run, [o["user_id"] for o in orders])
-    previous = db.one(
-        conn, "previous_runner", {"channel_id": run["channel_id"], "run_id": run["id"]}
-    )
+    previous = runners.previous(conn, channel_id=run["channel_id"], run_id=run["id"])
     choice = choose_runner(
         [
             Candidate(
                 slack_user_id=o["slack_user_id"],
-                runs_in_window=int(history[o["slack_user_id"]]["runs_in_window"]),
-                last_run_at=history[o["slack_user_id"]]["last_run_at"],
+                runs_in_window=history[o["slack_user_id"]].runs_in_window,
+                last_run_at=history[o["slack_user_id"]].last_run_at,
                 volunteered=bool(o["volunteer"]),
                 name=o["display_name"],
             )
             for o in orders
         ],
-        previous_runner=previous["slack_user_id"] if previous else None,
-        previous_runner_name=previous["display_name"] if previous else None,
+        previous_runner=previous.slack_user_id if previous else None,
+        previous_runner_name=previous.display_name if previous else None,
         window=window,
         seed=str(run["id"]),
     )
@@ -176,7 +183,7 @@ def cancel_locked_run(
         },
     )
     refresh_run_message(conn, run["id"], run["correlation_id"], delay_seconds=0)
-    events.record(
+    outbox.record(
         conn,
         "run_canceled",
         run_id=run["id"],
@@ -215,7 +222,7 @@ def fail_run(
         return False
     RUNS_FAILED.labels(category).inc()
     refresh_run_message(conn, run_id, correlation_id, delay_seconds=0)
-    events.record(
+    outbox.record(
         conn,
         "run_failed",
         run_id=run_id,

@@ -3,10 +3,9 @@ the worker with `views.publish`. Opening it records nothing about the person."""
 
 from __future__ import annotations
 
-from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.slack.home_blocks import MAX_CHANNELS, HomeChannel
-from coffeebuddy.store import queue
+from coffeebuddy.store import people, queue
 
 
 class HomeService:
@@ -27,14 +26,4 @@ class HomeService:
 
 
 def home_channels(conn: Conn, user_id: str) -> list[HomeChannel]:
-    rows = db.all_rows(conn, "home_channels", {"slack_user_id": user_id, "limit": MAX_CHANNELS})
-    return [
-        HomeChannel(
-            slack_channel_id=row["slack_channel_id"],
-            usual=row["usual"],
-            served=row["served"],
-            joined=row["joined"],
-            last_served_at=row["last_served_at"],
-        )
-        for row in rows
-    ]
+    return people.home_channels(conn, user_id, limit=MAX_CHANNELS)

@@ -9,12 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.errors import CoffeeBuddyError
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import Profile, SlackGateway
+from coffeebuddy.store import people
+from coffeebuddy.store.people import Person
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,12 @@ class People:
         `max_age_seconds`, by default the profile TTL), else from users.info (cached unless
         `remember` is False: a read-only command stores nothing). With a `max_age_seconds`
         an older copy is never used, even when Slack can't be reached."""
-        row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user_id})
+        person = people.find(conn, user_id)
         ttl = self.config.profile_ttl_seconds if max_age_seconds is None else max_age_seconds
         fresh_after = self.clock() - timedelta(seconds=ttl)
-        fetched = row["profile_fetched_at"] if row is not None else None
-        if row is not None and fetched and fetched > fresh_after:
-            return _from_row(row)
+        fetched = person.profile_fetched_at if person is not None else None
+        if person is not None and fetched and fetched > fresh_after:
+            return person.profile()
         try:
             profile = self.slack.user_profile(user_id)
         except Exception as exc:
@@ -57,8 +58,8 @@ class People:
             if failure is None:
                 raise
             log.warning("profile_fetch_failed", extra={"slack_error": failure.code})
-            if row is not None and fetched and max_age_seconds is None:
-                return _from_row(row)
+            if person is not None and fetched and max_age_seconds is None:
+                return person.profile()
             raise CoffeeBuddyError(
                 failure.hint
                 if failure.kind == "permanent" and failure.hint
@@ -66,16 +67,7 @@ class People:
             ) from exc
         if not remember:
             return profile
-        db.one(
-            conn,
-            "save_user_profile",
-            {
-                "slack_user_id": user_id,
-                "display_name": profile.display_name,
-                "tz": profile.tz,
-                "is_workspace_admin": profile.is_workspace_admin,
-            },
-        )
+        people.save_profile(conn, profile)
         return profile
 
     def time_zone(self, user_id: str) -> ZoneInfo:
@@ -83,14 +75,15 @@ class People:
             tz_name = self.profile(conn, user_id).tz
         return _zone(tz_name)
 
-    def cached_time_zone(self, user_row: Mapping[str, Any]) -> ZoneInfo | None:
-        """The time zone of a users row whose profile is fresh; None when users.info must
-        be asked first (`time_zone`)."""
-        fetched = user_row.get("profile_fetched_at")
+    def cached_time_zone(self, user: Person | Mapping[str, Any]) -> ZoneInfo | None:
+        """The time zone of a person whose profile is fresh; None when users.info must be
+        asked first (`time_zone`). Takes a `users` row too, for callers that have one."""
+        person = user if isinstance(user, Person) else Person.from_row(user)
+        fetched = person.profile_fetched_at
         fresh_after = self.clock() - timedelta(seconds=self.config.profile_ttl_seconds)
         if not fetched or fetched <= fresh_after:
             return None
-        return _zone(user_row.get("tz"))
+        return _zone(person.tz)
 
     def is_admin(
         self, user_id: str, channel_admins: Collection[str] = (), *, remember: bool = True
@@ -118,12 +111,3 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo(name) if name else ZoneInfo("UTC")
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
-
-
-def _from_row(row: Any) -> Profile:
-    return Profile(
-        slack_user_id=row["slack_user_id"],
-        display_name=row["display_name"],
-        tz=row["tz"],
-        is_workspace_admin=bool(row["is_workspace_admin"]),
-    )

@@ -28,9 +28,9 @@ from datetime import datetime
 
 import psycopg
 
-from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.service.common import Actor, Reply
+from coffeebuddy.store import privacy
 
 log = logging.getLogger(__name__)
 
@@ -51,40 +51,31 @@ def purge(conn: Conn, now: datetime) -> dict[str, int]:
     the caller's transaction. Returns how many rows of each kind went; logs the counts."""
     if now.tzinfo is None:
         raise ValueError("purge needs an aware datetime")
-    params = {"now": now}
-    runs = db.one(conn, "purge_expired_runs", params)
-    assert runs is not None
-    preferences = db.run(conn, "purge_expired_preferences", params)
-    stats = db.one(
-        conn,
-        "recompute_runner_stats",
-        {**params, "channel_ids": list(runs["channel_ids"])},
-    )
-    assert stats is not None
+    runs = privacy.purge_runs(conn, now)
+    preferences = privacy.purge_preferences(conn, now)
+    stats = privacy.recompute_runner_stats(conn, now, runs.channel_ids)
     counts = {
-        "runs": int(runs["runs"]),
-        "orders": int(runs["orders"]),
-        "jobs": int(runs["jobs"]),
+        "runs": runs.runs,
+        "orders": runs.orders,
+        "jobs": runs.jobs,
         "preferences": preferences,
-        "runner_stats_deleted": int(stats["deleted"]),
-        "runner_stats_updated": int(stats["updated"]),
-        "users": _purge_users(conn, params),
+        "runner_stats_deleted": stats.deleted,
+        "runner_stats_updated": stats.updated,
+        "users": _purge_users(conn, now),
         # After the runs: events of purged runs go with them.
-        "events": db.run(
-            conn, "purge_expired_events", {**params, "run_ids": list(runs["run_ids"])}
-        ),
+        "events": privacy.purge_events(conn, now, runs.run_ids),
     }
     log.info("retention_purged", extra={"count": counts})
     return counts
 
 
-def _purge_users(conn: Conn, params: dict[str, datetime]) -> int:
+def _purge_users(conn: Conn, now: datetime) -> int:
     """Traceless people, in a savepoint: if one of them just placed an order in a
     transaction that committed while this one ran, the delete fails on the foreign key;
     then nobody is removed today and the rest of the purge still commits."""
     try:
         with conn.transaction():
-            return db.run(conn, "purge_traceless_users", params)
+            return privacy.purge_traceless_users(conn, now)
     except psycopg.errors.ForeignKeyViolation:
         log.warning("retention_users_skipped", extra={"reason": "concurrent_activity"})
         return 0
@@ -92,9 +83,7 @@ def _purge_users(conn: Conn, params: dict[str, datetime]) -> int:
 
 def purge_now(conn: Conn) -> dict[str, int]:
     """The purge as of the database's clock: what the daily job runs."""
-    row = db.one(conn, "db_now")
-    assert row is not None
-    return purge(conn, row["now"])
+    return purge(conn, privacy.db_now(conn))
 
 
 class PrivacyService:
@@ -106,10 +95,7 @@ class PrivacyService:
         them, and nothing else. Works in
         any channel, enabled or not: it is about the person, not the channel."""
         with self.db.transaction() as conn:
-            deleted = db.all_rows(conn, "forget_user_preferences", {"slack_user_id": actor.user_id})
-            # The event outbox names people too; their events go (nothing else of runs).
-            db.run(conn, "forget_user_events", {"slack_user_id": actor.user_id})
-        count = len(deleted)
+            count = privacy.forget(conn, actor.user_id)
         log.info("preferences_forgotten", extra={"count": count})
         if count == 0:
             return Reply(

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 
-from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.metrics import CSAT_RATINGS
 from coffeebuddy.service.common import Interaction, misplaced
 from coffeebuddy.service.effects import queue_ephemeral
-from coffeebuddy.store import queue
+from coffeebuddy.store import queue, ratings
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +37,21 @@ class RatingService:
         if score not in range(1, 6):
             raise ValueError(f"a rating is 1 to 5, not {score}")
         with self.db.transaction() as conn:
-            run = db.one(conn, "rating_run", {"run_id": run_id, "slack_user_id": actor.user_id})
+            run = ratings.run_for(conn, run_id, actor.user_id)
             answer: str
             if run is None:
                 answer = "That coffee run doesn't exist any more, so it can't be rated."
             elif refusal := misplaced(
-                actor, team_id=run["slack_team_id"], channel_id=run["slack_channel_id"]
+                actor, team_id=run.slack_team_id, channel_id=run.slack_channel_id
             ):
                 # A button replayed from elsewhere: the summary lives in the run's channel.
                 answer = refusal
-            elif run["status"] != RunStatus.CLOSED:
+            elif run.status != RunStatus.CLOSED:
                 answer = "Only a completed coffee run can be rated."
-            elif not run["took_part"]:
+            elif not run.took_part or run.user_id is None:
                 answer = NOT_A_PARTICIPANT_TEXT
             else:
-                saved = db.one(
-                    conn,
-                    "upsert_rating",
-                    {"run_id": run_id, "user_id": run["user_id"], "score": score},
-                )
-                previous = saved["previous_score"] if saved else None
+                previous = ratings.save(conn, run_id, run.user_id, score)
                 answer = _thanks(score, previous)
                 if previous != score:
                     # The summary shows the run's average; taps within the coalescing
@@ -67,7 +61,7 @@ class RatingService:
                         queue.UPDATE_SUMMARY,
                         {"run_id": str(run_id)},
                         run_id=run_id,
-                        correlation_id=run["correlation_id"],
+                        correlation_id=run.correlation_id,
                         delay_seconds=self.config.refresh_coalesce_ms / 1000,
                         dedupe_key=f"summary:{run_id}",
                     )

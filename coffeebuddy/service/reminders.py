@@ -13,10 +13,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
-from coffeebuddy import db, events
 from coffeebuddy.db import Conn
+from coffeebuddy.store import outbox, reminders
 from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
 
 
@@ -41,14 +39,21 @@ def schedule(
     `settings` holds the channel's reminder columns. Returns the runner reminder time."""
     keys = {RUNNER_REMINDER: f"reminder:{run_id}", LAST_CALL: f"last_call:{run_id}"}
     if pickup is None:
-        db.run(conn, "set_reminder_at", {"run_id": run_id, "reminder_at": None})
+        reminders.set_due(conn, run_id, None)
         for key in keys.values():
-            db.run(conn, "unschedule_job", {"dedupe_key": key})
+            reminders.unschedule(conn, key)
         return None
     due = reminder_time(pickup, int(settings["reminder_offset_minutes"]), now)
-    db.run(conn, "set_reminder_at", {"run_id": run_id, "reminder_at": due})
-    _schedule_job(conn, RUNNER_REMINDER, run_id, due, keys[RUNNER_REMINDER], correlation_id)
-    events.record(
+    reminders.set_due(conn, run_id, due)
+    reminders.schedule(
+        conn,
+        RUNNER_REMINDER,
+        run_id,
+        at=due,
+        key=keys[RUNNER_REMINDER],
+        correlation_id=correlation_id,
+    )
+    outbox.record(
         conn,
         "reminder_scheduled",
         run_id=run_id,
@@ -59,8 +64,15 @@ def schedule(
     )
     last_call = due - timedelta(minutes=int(settings["last_call_minutes"]))
     if settings["last_call_enabled"] and last_call > now:
-        _schedule_job(conn, LAST_CALL, run_id, last_call, keys[LAST_CALL], correlation_id)
-        events.record(
+        reminders.schedule(
+            conn,
+            LAST_CALL,
+            run_id,
+            at=last_call,
+            key=keys[LAST_CALL],
+            correlation_id=correlation_id,
+        )
+        outbox.record(
             conn,
             "reminder_scheduled",
             run_id=run_id,
@@ -70,27 +82,5 @@ def schedule(
             due_at=last_call.isoformat(),
         )
     else:
-        db.run(conn, "unschedule_job", {"dedupe_key": keys[LAST_CALL]})
+        reminders.unschedule(conn, keys[LAST_CALL])
     return due
-
-
-def _schedule_job(
-    conn: Conn,
-    kind: str,
-    run_id: uuid.UUID | str,
-    at: datetime,
-    key: str,
-    correlation_id: str | None,
-) -> None:
-    db.one(
-        conn,
-        "schedule_job_at",
-        {
-            "kind": kind,
-            "payload": Jsonb({"run_id": str(run_id), "due_at": at.isoformat()}),
-            "run_at": at,
-            "dedupe_key": key,
-            "run_id": run_id,
-            "correlation_id": correlation_id,
-        },
-    )

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
@@ -19,7 +19,7 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import orders, runs
+from coffeebuddy.store import orders, outbox, runs
 from coffeebuddy.store.runs import RunRecord, RunRow, load_run
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class RunAccess:
     def _order_changed(self, conn: Conn, run: RunRow, actor: Actor, change: OrderChange) -> None:
         """The run message and the event stream learn about an order change."""
         self._refresh(conn, run.id, run.correlation_id)
-        events.record(
+        outbox.record(
             conn,
             "order_updated",
             run_id=run.id,

@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import coffeebuddy.domain.command as cmdparse
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
@@ -38,7 +38,7 @@ from coffeebuddy.service.people import People
 from coffeebuddy.service.run_access import _misplaced, not_open_text
 from coffeebuddy.slack import modal_blocks, run_blocks
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import queue, runs
+from coffeebuddy.store import outbox, queue, runs
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class RunService(OrderActions):
         first: bool,
     ) -> None:
         """The new run's event, reminders and message post, in its transaction."""
-        events.record(
+        outbox.record(
             conn,
             "run_created",
             run_id=run_id,
@@ -320,7 +320,7 @@ class RunService(OrderActions):
                 now=self.clock(),
             )
             self._refresh(conn, run_id, run.correlation_id, delay=0)
-            events.record(
+            outbox.record(
                 conn,
                 "run_updated",
                 run_id=run_id,

@@ -11,11 +11,9 @@ whose seed is the new run's id (the reply says so).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
-from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.domain.fairness import RULE_SUMMARY, choose_runner
@@ -26,6 +24,8 @@ from coffeebuddy.service.common import DISABLED_TEXT, Actor, Reply
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import pilot_blocks, stats_blocks
 from coffeebuddy.slack.stats_blocks import FairnessTable, StatsRow
+from coffeebuddy.store import stats
+from coffeebuddy.store.stats import WindowPerson
 
 
 class StatsService:
@@ -46,26 +46,23 @@ class StatsService:
         admin, or with `everyone` (the "Show everyone" button)."""
         now = self.clock()
         with self.db.transaction() as conn:
-            db.run(conn, "stats_read_only")
-            channel = db.one(conn, "stats_channel", {"slack_channel_id": actor.channel_id})
+            stats.read_only(conn)
+            channel = stats.channel(conn, actor.channel_id)
             if channel is None:
                 return Reply(stats_blocks.no_history_text(RULE_SUMMARY, known_channel=False))
-            if not channel["enabled"]:
+            if not channel.enabled:
                 return Reply(DISABLED_TEXT)
-            window = int(channel["fairness_window_runs"])
-            history = db.one(conn, "stats_history", {"channel_id": channel["id"]})
-            assert history is not None  # an aggregate always gives a row
-            people = db.all_rows(
-                conn, "stats_window", {"channel_id": channel["id"], "window": window}
-            )
-            share = pilot.fairness_share(conn, channel["id"], now)
+            window = channel.fairness_window_runs
+            history = stats.history(conn, channel.id)
+            people = stats.window(conn, channel.id, window)
+            share = pilot.fairness_share(conn, channel.id, now)
             # Cheap to read with the rest in one snapshot; shown to admins only.
-            periods = [pilot.read_period(conn, channel["id"], now, d) for d in REPORT_PERIODS]
+            periods = [pilot.read_period(conn, channel.id, now, d) for d in REPORT_PERIODS]
         # After the snapshot: this may ask Slack whether they are a workspace admin (and,
         # stats being read-only, does not cache the answer).
-        admin = self.people.is_admin(actor.user_id, channel["admin_user_ids"], remember=False)
+        admin = self.people.is_admin(actor.user_id, channel.admin_user_ids, remember=False)
         report = pilot_blocks.pilot_report_blocks(periods) if admin else []
-        closed_runs = int(history["closed_runs"])
+        closed_runs = history.closed_runs
         if closed_runs == 0 or not people:
             text = stats_blocks.no_history_text(RULE_SUMMARY, known_channel=True)
             if not report:
@@ -73,7 +70,7 @@ class StatsService:
             return Reply(text, blocks=[stats_blocks.text_section(text), *report])
         table = fairness_table(
             people,
-            previous_runner=history["previous_runner"],
+            previous_runner=history.previous_runner,
             window=window,
             runs_counted=min(window, closed_runs),
             seed=f"{actor.channel_id}:{closed_runs}",
@@ -83,20 +80,21 @@ class StatsService:
 
 
 def fairness_table(
-    people: Sequence[Mapping[str, Any]],
+    people: Sequence[WindowPerson],
     *,
     previous_runner: str | None,
     window: int,
     runs_counted: int,
     seed: str,
 ) -> FairnessTable:
-    """The table for `people` (rows of `stats_window`), ordered by who the rule picks first."""
+    """The table for `people` (the channel's fairness window), ordered by who the rule
+    picks first."""
     candidates = [
         Candidate(
-            slack_user_id=p["slack_user_id"],
-            runs_in_window=int(p["runs_in_window"]),
-            last_run_at=p["last_run_at"],
-            name=p.get("display_name") or "",
+            slack_user_id=p.slack_user_id,
+            runs_in_window=p.runs_in_window,
+            last_run_at=p.last_run_at,
+            name=p.display_name,
         )
         for p in people
     ]
@@ -107,13 +105,13 @@ def fairness_table(
         seed=seed,
         limit=stats_blocks.MAX_ROWS,
     )
-    by_id = {p["slack_user_id"]: p for p in people}
+    by_id = {p.slack_user_id: p for p in people}
     rows = tuple(
         StatsRow(
             slack_user_id=choice.runner_slack_id,
-            runs_in_window=int(by_id[choice.runner_slack_id]["runs_in_window"]),
-            runs_joined=int(by_id[choice.runner_slack_id]["runs_joined"]),
-            last_run_at=by_id[choice.runner_slack_id]["last_run_at"],
+            runs_in_window=by_id[choice.runner_slack_id].runs_in_window,
+            runs_joined=by_id[choice.runner_slack_id].runs_joined,
+            last_run_at=by_id[choice.runner_slack_id].last_run_at,
             ran_last=choice.runner_slack_id == previous_runner,
         )
         for choice in order

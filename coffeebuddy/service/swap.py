@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from coffeebuddy import db, events
+from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunnerChoice, RunStatus
 from coffeebuddy.service.closing import choose_fair_runner, runner_history
 from coffeebuddy.service.common import DISABLED_TEXT, Interaction
 from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message
-from coffeebuddy.store import queue
+from coffeebuddy.store import outbox, people, queue, runners
+from coffeebuddy.store.runners import Served
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,7 @@ def _refusal(conn: Conn, run: Mapping[str, Any] | None, user: str) -> str | None
         return "This coffee run was canceled, so nobody needs to go."
     if status != RunStatus.CLOSED:
         return "This coffee run couldn't complete, so there's nothing to hand on."
-    runner = db.one(conn, "swap_user_slack_id", {"user_id": run["runner_user_id"]})
-    current = runner["slack_user_id"] if runner else None
+    current = people.slack_id(conn, run["runner_user_id"])
     if user in run["declined_user_ids"]:
         return (
             f"You already said you can't go on this run (once per run) — <@{current}> is "
@@ -80,12 +81,9 @@ def _refusal(conn: Conn, run: Mapping[str, Any] | None, user: str) -> str | None
         )
     if user != current:
         return f"Only <@{current}>, the runner of this coffee run, can hand it on."
-    newer = db.one(
-        conn,
-        "swap_newer_closed_run",
-        {"channel_id": run["channel_id"], "run_id": run["id"], "closed_at": run["closed_at"]},
-    )
-    if newer is not None:
+    if runners.newer_closed_run(
+        conn, channel_id=run["channel_id"], run_id=run["id"], closed_at=run["closed_at"]
+    ):
         return (
             f"A newer coffee run has closed in <#{run['slack_channel_id']}> since, so this one "
             "can't be handed on any more — please sort it out in the channel."
@@ -96,79 +94,27 @@ def _refusal(conn: Conn, run: Mapping[str, Any] | None, user: str) -> str | None
 def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
     """Make the next person by the rule the runner of the locked, closed `run`, whose
     runner is `decliner`. Returns the answer for `decliner` when nobody is left."""
-    run_id = run["id"]
-    channel = run["slack_channel_id"]
-    corr = run["correlation_id"]
     declined = [*run["declined_user_ids"], decliner]
-    orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
+    orders = db.all_rows(conn, "active_orders", {"run_id": run["id"]})
     remaining = [o for o in orders if o["slack_user_id"] not in declined]
     if not remaining:
         log.info("cant_go_nobody_left", extra={"participants": len(orders)})
         return (
             "Sorry — there's nobody else in this run left to go, so you're still the runner. "
-            f"If you really can't make it, let <#{channel}> know."
+            f"If you really can't make it, let <#{run['slack_channel_id']}> know."
         )
 
     choice, history = choose_fair_runner(conn, run, remaining)
     runner = next(o for o in remaining if o["slack_user_id"] == choice.runner_slack_id)
-    names = {
-        r["slack_user_id"]: r["display_name"]
-        for r in db.all_rows(conn, "user_names", {"slack_user_ids": declined})
-    }
-    swapped = db.one(
-        conn,
-        "swap_runner",
-        {
-            "run_id": run_id,
-            "runner_user_id": runner["user_id"],
-            "runner_reason": swap_reason(
-                choice,
-                [names.get(d) or d for d in declined],
-                runner["display_name"] or runner["slack_user_id"],
-            ),
-            "runner_rule": choice.rule,
-            "declined": decliner,
-            "old_runner_user_id": run["runner_user_id"],
-        },
-    )
-    if swapped is None:
-        raise RuntimeError("_hand_on needs the closed run locked, with its runner declining")
-
-    # runner_stats mirror the run history: the credit moves from the decliner to the new
-    # runner, counted the way closing counts it.
-    db.run(
-        conn,
-        "upsert_runner_stats",
-        {
-            "user_id": runner["user_id"],
-            "channel_id": run["channel_id"],
-            "runs_served_count": int(history[runner["slack_user_id"]]["runs_in_window"]) + 1,
-            "last_run_at": swapped["closed_at"],
-        },
-    )
-    # Read after the update, so this run no longer counts for the decliner.
-    own = runner_history(conn, run, [run["runner_user_id"]])[decliner]
-    stats_key = {"user_id": run["runner_user_id"], "channel_id": run["channel_id"]}
-    if own["last_run_at"] is None:
-        db.run(conn, "swap_delete_runner_stats", stats_key)
-    else:
-        db.run(
-            conn,
-            "upsert_runner_stats",
-            {
-                **stats_key,
-                "runs_served_count": int(own["runs_in_window"]),
-                "last_run_at": own["last_run_at"],
-            },
-        )
-
+    closed_at = _swap_runner(conn, run, choice, runner, declined)
+    _move_credit(conn, run, runner, history[runner["slack_user_id"]], decliner, closed_at)
     _queue_messages(conn, run, new_runner=runner["slack_user_id"], old_runner=decliner)
-    events.record(
+    outbox.record(
         conn,
         "runner_assigned",
-        run_id=run_id,
-        channel_id=channel,
-        correlation_id=corr,
+        run_id=run["id"],
+        channel_id=run["slack_channel_id"],
+        correlation_id=run["correlation_id"],
         runner=choice.runner_slack_id,
         rule=choice.rule,
         replaced=decliner,
@@ -179,6 +125,66 @@ def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
         extra={"rule": choice.rule, "user_id": choice.runner_slack_id, "count": len(declined)},
     )
     return None
+
+
+def _swap_runner(
+    conn: Conn,
+    run: Mapping[str, Any],
+    choice: RunnerChoice,
+    runner: Mapping[str, Any],
+    declined: Sequence[str],
+) -> datetime:
+    """Write the new runner (an order row of `active_orders`) and why; `declined` ends
+    with who just did. Returns the run's close time."""
+    names = people.names(conn, declined)
+    closed_at = runners.hand_on(
+        conn,
+        run["id"],
+        runner_user_id=runner["user_id"],
+        reason=swap_reason(
+            choice,
+            [names.get(d) or d for d in declined],
+            runner["display_name"] or runner["slack_user_id"],
+        ),
+        rule=choice.rule,
+        declined=declined[-1],
+        old_runner_user_id=run["runner_user_id"],
+    )
+    if closed_at is None:
+        raise RuntimeError("_hand_on needs the closed run locked, with its runner declining")
+    return closed_at
+
+
+def _move_credit(
+    conn: Conn,
+    run: Mapping[str, Any],
+    runner: Mapping[str, Any],
+    served: Served,
+    decliner: str,
+    closed_at: datetime,
+) -> None:
+    """runner_stats mirror the run history: the credit moves from the decliner to the new
+    runner (`served` is their history before this run), counted the way closing counts it."""
+    channel_id = run["channel_id"]
+    runners.record_stats(
+        conn,
+        user_id=runner["user_id"],
+        channel_id=channel_id,
+        runs_served_count=served.runs_in_window + 1,
+        last_run_at=closed_at,
+    )
+    # Read after the update, so this run no longer counts for the decliner.
+    own = runner_history(conn, run, [run["runner_user_id"]])[decliner]
+    if own.last_run_at is None:
+        runners.drop_stats(conn, user_id=run["runner_user_id"], channel_id=channel_id)
+    else:
+        runners.record_stats(
+            conn,
+            user_id=run["runner_user_id"],
+            channel_id=channel_id,
+            runs_served_count=own.runs_in_window,
+            last_run_at=own.last_run_at,
+        )
 
 
 def _queue_messages(

@@ -166,10 +166,6 @@ def bury(conn: Conn, job: Job, *, worker_id: str, error: str) -> bool:
     )
 
 
-def release(conn: Conn, ids: list[int], *, worker_id: str) -> int:
-    return db.run(conn, "release_jobs", {"ids": ids, "worker_id": worker_id})
-
-
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
     """Exponential backoff with jitter: uniform in [base/2, base * 2^(attempts-1)], capped."""
     # The exponent is bounded so a huge attempt count can't overflow the float.

@@ -109,12 +109,6 @@ UPDATE jobs SET status = 'dead', finished_at = now(), locked_until = NULL,
                 last_error = %(error)s, updated_at = now()
  WHERE id = %(id)s AND status = 'running' AND locked_by = %(worker_id)s;
 
--- name: release_jobs
--- On graceful shutdown: hand unstarted claims straight back instead of waiting for the lease.
-UPDATE jobs SET status = 'queued', locked_until = NULL, locked_by = NULL,
-                attempts = greatest(attempts - 1, 0), updated_at = now()
- WHERE id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker_id)s;
-
 -- name: next_due_in
 -- Seconds until the next job can be claimed (NULL when none), so an idle worker sleeps
 -- exactly until then instead of polling: the next queued job that is not waiting for a
@@ -138,9 +132,6 @@ SELECT EXTRACT(EPOCH FROM least(
 
 -- name: get_job
 SELECT * FROM jobs WHERE id = %(id)s;
-
--- name: jobs_for_run
-SELECT id, kind, status, attempts, last_error FROM jobs WHERE run_id = %(run_id)s ORDER BY id;
 
 -- name: ensure_job
 -- A recurring job (one dedupe key) is added only when none is queued or running, so

@@ -26,7 +26,3 @@ VALUES (%(run_id)s, %(user_id)s, %(score)s)
 ON CONFLICT (run_id, user_id) DO UPDATE
    SET score = EXCLUDED.score, updated_at = now()
 RETURNING (SELECT score FROM previous) AS previous_score;
-
--- name: run_rating_summary
-SELECT count(*)::int AS ratings, avg(score)::float AS average
-  FROM run_ratings WHERE run_id = %(run_id)s;

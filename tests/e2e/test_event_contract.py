@@ -18,8 +18,8 @@ import pytest
 import yaml
 from jsonschema import Draft7Validator
 
-from coffeebuddy import events
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import outbox
 from testkit.fakes.slack_api import FakeSlack
 from testkit.kafka_broker import KafkaBroker, running_broker
 from testkit.processes import ROOT, Service, coverage_env, start_service
@@ -121,7 +121,7 @@ def test_the_events_on_the_wire_keep_the_contract_and_the_tail_prints_them(
         assert _header(record, "event_type") == envelope["type"]
         assert _header(record, "schema_version") == str(envelope["schema_version"])
         assert record.key == envelope["run_id"].encode()
-        assert record.topic == events.topic_for(envelope["type"])
+        assert record.topic == outbox.topic_for(envelope["type"])
         # At least once: a repeat is the same event; consumers keep the first copy.
         if envelope["event_id"] in first:
             assert first[envelope["event_id"]] == envelope
@@ -133,16 +133,16 @@ def test_the_events_on_the_wire_keep_the_contract_and_the_tail_prints_them(
         assert text not in wire, text
 
     # What the outbox wrote is what the broker holds, in the same order per run.
-    outbox = sql("SELECT envelope FROM events ORDER BY id")
-    assert sorted(first) == sorted(row[0]["event_id"] for row in outbox)
+    written = sql("SELECT envelope FROM events ORDER BY id")
+    assert sorted(first) == sorted(row[0]["event_id"] for row in written)
     for (run_id, topic), envelopes in by_run_topic.items():
         assert envelopes == [
             row[0]
-            for row in outbox
-            if row[0]["run_id"] == run_id and events.topic_for(row[0]["type"]) == topic
+            for row in written
+            if row[0]["run_id"] == run_id and outbox.topic_for(row[0]["type"]) == topic
         ]
 
-    run_events = by_run_topic[(run_a, events.RUN_TOPIC)]
+    run_events = by_run_topic[(run_a, outbox.RUN_TOPIC)]
     assert [e["type"] for e in run_events] == [
         "run_created",
         *["order_updated"] * 5,
@@ -163,11 +163,11 @@ def test_the_events_on_the_wire_keep_the_contract_and_the_tail_prints_them(
         ("changed", "U0BEN", 3),
         ("canceled", "U0CAT", 2),
     ]
-    reminders = by_run_topic[(run_a, events.REMINDER_TOPIC)]
+    reminders = by_run_topic[(run_a, outbox.REMINDER_TOPIC)]
     assert reminders and {e["type"] for e in reminders} == {"reminder_scheduled"}
     correlation = sql("SELECT correlation_id FROM runs WHERE id = %s", run_a)[0][0]
     assert {e["correlation_id"] for e in run_events + reminders} == {correlation}
-    assert [e["type"] for e in by_run_topic[(run_b, events.RUN_TOPIC)]] == [
+    assert [e["type"] for e in by_run_topic[(run_b, outbox.RUN_TOPIC)]] == [
         "run_created",
         "run_canceled",
     ]
@@ -177,11 +177,11 @@ def test_the_events_on_the_wire_keep_the_contract_and_the_tail_prints_them(
     out, err = done.communicate(timeout=120)
     assert done.returncode == 0, err
     printed = [json.loads(line) for line in out.splitlines()]
-    for topic in (events.RUN_TOPIC, events.REMINDER_TOPIC):
-        mine = [e for e in printed if events.topic_for(e["type"]) == topic]
+    for topic in (outbox.RUN_TOPIC, outbox.REMINDER_TOPIC):
+        mine = [e for e in printed if outbox.topic_for(e["type"]) == topic]
         assert list({e["event_id"]: e for e in mine}.values()) == by_run_topic[(run_a, topic)]
     only_reminders = _tail(
-        kafka, "--run", run_a, "--topic", events.REMINDER_TOPIC, "--from-beginning", "--no-follow"
+        kafka, "--run", run_a, "--topic", outbox.REMINDER_TOPIC, "--from-beginning", "--no-follow"
     )
     out, err = only_reminders.communicate(timeout=120)
     assert only_reminders.returncode == 0, err
@@ -190,7 +190,7 @@ def test_the_events_on_the_wire_keep_the_contract_and_the_tail_prints_them(
     ]
 
     # Following: only what is published after it started, until interrupted.
-    follow = _tail(kafka, "--topic", events.RUN_TOPIC)
+    follow = _tail(kafka, "--topic", outbox.RUN_TOPIC)
     assert follow.stdout is not None and follow.stderr is not None
     said: list[str] = []
     talker = _lines(follow.stderr, said)

@@ -10,7 +10,7 @@ import uuid
 import psycopg
 from psycopg.rows import dict_row
 
-from coffeebuddy import events
+from coffeebuddy.store import outbox
 from tests import contract
 from tests.conftest import CHANNEL
 from tests.driver import SqlFn
@@ -18,7 +18,7 @@ from tests.driver import SqlFn
 
 def _record(database_url: str, event_type: str, **data: object) -> str:
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
-        event_id = events.record(
+        event_id = outbox.record(
             conn,
             event_type,
             run_id=uuid.uuid4(),
@@ -31,7 +31,7 @@ def _record(database_url: str, event_type: str, **data: object) -> str:
 
 
 def test_an_outbox_within_the_contract_has_no_problems(database_url: str) -> None:
-    for event_type in sorted(events.EVENT_TYPES):
+    for event_type in sorted(outbox.EVENT_TYPES):
         _record(database_url, event_type, **contract.example(event_type)["data"])
     assert contract.check_outbox(database_url) == []
 
@@ -41,20 +41,20 @@ def test_the_check_names_each_event_outside_the_contract(database_url: str, sql:
     _record(database_url, "order_updated", **good)
     _record(database_url, "order_updated", **good, order_text="oat flat white")
     _record(database_url, "run_failed")  # no category
-    # A type the code has no schema for (events.record would refuse it: no topic either).
+    # A type the code has no schema for (outbox.record would refuse it: no topic either).
     stray = contract.example("run_created") | {"type": "run_teleported"}
     sql(
         "INSERT INTO events (event_id, topic, event_type, run_id, envelope)"
         " VALUES (%s, %s, %s, %s, %s::jsonb)",
         stray["event_id"],
-        events.RUN_TOPIC,
+        outbox.RUN_TOPIC,
         "run_teleported",
         stray["run_id"],
         json.dumps(stray),
     )
     # A row whose topic column disagrees with its envelope's type.
     moved = _record(database_url, "run_closed", **contract.example("run_closed")["data"])
-    sql("UPDATE events SET topic = %s WHERE event_id = %s", events.REMINDER_TOPIC, moved)
+    sql("UPDATE events SET topic = %s WHERE event_id = %s", outbox.REMINDER_TOPIC, moved)
 
     found = contract.check_outbox(database_url)
     assert len(found) == 4, found

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy import events
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.store import outbox
 from testkit.fakes.slack_api import FakeSlack
 from tests import contract
 from tests.conftest import CHANNEL
@@ -49,7 +49,7 @@ def _check_envelopes(rows: list[dict[str, Any]], run_id: str, correlation_id: st
         assert env["channel_id"] == CHANNEL
         assert env["correlation_id"] == correlation_id
         assert isinstance(env["data"], dict)
-        assert row["topic"] == events.topic_for(env["type"])
+        assert row["topic"] == outbox.topic_for(env["type"])
         assert row["sent_at"] is None  # only the relay marks them sent
 
 
@@ -119,7 +119,7 @@ def test_a_canceled_run_writes_run_canceled(chan: Channel, sql: SqlFn) -> None:
     correlation_id = sql("SELECT correlation_id FROM runs WHERE id = %s", run_id)[0][0]
     _check_envelopes(rows, run_id, correlation_id)
     assert rows[-1]["envelope"]["data"]["by"] == "U0ANA"
-    assert rows[-1]["topic"] == events.RUN_TOPIC
+    assert rows[-1]["topic"] == outbox.RUN_TOPIC
 
 
 def test_refused_changes_write_no_events(chan: Channel, sql: SqlFn, slack: FakeSlack) -> None:

@@ -22,9 +22,9 @@ from kafka.errors import KafkaTimeoutError
 from prometheus_client import REGISTRY
 from psycopg.rows import dict_row
 
-from coffeebuddy import events
 from coffeebuddy.events.producer import make_producer
 from coffeebuddy.events.relay import EventRelay
+from coffeebuddy.store import outbox
 from testkit.kafka_broker import KafkaBroker, running_broker
 from testkit.polling import eventually
 from testkit.processes import ROOT, coverage_env
@@ -83,7 +83,7 @@ def write(database_url: str, plan: Sequence[tuple[str, str]]) -> list[str]:
         for run_id, event_type in plan:
             data = contract.example(event_type)["data"]
             ids.append(
-                events.record(
+                outbox.record(
                     conn,
                     event_type,
                     run_id=run_id,
@@ -96,7 +96,7 @@ def write(database_url: str, plan: Sequence[tuple[str, str]]) -> list[str]:
     return ids
 
 
-def outbox(sql: SqlFn) -> list[dict[str, Any]]:
+def outbox_rows(sql: SqlFn) -> list[dict[str, Any]]:
     rows = sql("SELECT id, event_id::text, topic, run_id::text, sent_at FROM events ORDER BY id")
     return [
         dict(zip(("id", "event_id", "topic", "run_id", "sent_at"), r, strict=True)) for r in rows
@@ -176,7 +176,7 @@ def test_event_reaches_kafka_keyed_by_run_with_headers_and_the_envelope(
     envelopes = {
         eid: env for eid, env in sql("SELECT event_id::text, envelope FROM events ORDER BY id")
     }
-    published_before = counter("coffeebuddy_events_published_total", topic=events.RUN_TOPIC)
+    published_before = counter("coffeebuddy_events_published_total", topic=outbox.RUN_TOPIC)
     relay_ = make_relay(kafka.bootstrap)
     relay_.start()
     eventually(lambda: unsent(sql) == 0, what="the relay to publish")
@@ -185,7 +185,7 @@ def test_event_reaches_kafka_keyed_by_run_with_headers_and_the_envelope(
     assert len(records) == 2
     by_id = {header(r, "event_id"): r for r in records}
     created, due = by_id[written[0]], by_id[written[1]]
-    assert created.topic == events.RUN_TOPIC
+    assert created.topic == outbox.RUN_TOPIC
     assert created.key == run_id.encode()
     assert header(created, "event_type") == "run_created"
     assert header(created, "schema_version") == "1"
@@ -194,9 +194,9 @@ def test_event_reaches_kafka_keyed_by_run_with_headers_and_the_envelope(
     assert body["event_id"] == written[0] and body["run_id"] == run_id
     assert body["type"] == "run_created" and body["schema_version"] == 1
     # A reminder event goes out on its own topic, keyed by its run too.
-    assert due.topic == events.REMINDER_TOPIC and due.key == other_run.encode()
+    assert due.topic == outbox.REMINDER_TOPIC and due.key == other_run.encode()
     assert json.loads(due.value) == envelopes[written[1]]
-    after = counter("coffeebuddy_events_published_total", topic=events.RUN_TOPIC)
+    after = counter("coffeebuddy_events_published_total", topic=outbox.RUN_TOPIC)
     assert after - published_before == 1
     assert gauge("coffeebuddy_event_backlog") == 0
 
@@ -220,9 +220,9 @@ def test_a_run_through_the_app_reaches_kafka_without_order_text(
     relay_.start()
     eventually(lambda: unsent(sql) == 0, what="the relay to publish")
 
-    rows = [row for row in outbox(sql) if row["run_id"] == run_id]
+    rows = [row for row in outbox_rows(sql) if row["run_id"] == run_id]
     records = mine(kafka.read_all(), {row["event_id"] for row in rows})
-    types = [header(r, "event_type") for r in records if r.topic == events.RUN_TOPIC]
+    types = [header(r, "event_type") for r in records if r.topic == outbox.RUN_TOPIC]
     assert "run_created" in types
     assert_once_in_write_order(records, rows)
     for r in records:
@@ -253,7 +253,7 @@ def test_per_run_order_equals_write_order_across_many_runs(
     assert failures == []
     eventually(lambda: unsent(sql) == 0, timeout=60, what="the relay to publish")
 
-    rows = outbox(sql)
+    rows = outbox_rows(sql)
     assert len(rows) == 4 * 8 * 12
     records = mine(kafka.read_all(), {row["event_id"] for row in rows})
     assert_once_in_write_order(records, rows)
@@ -296,7 +296,7 @@ def test_two_relays_only_one_publishes_and_the_other_takes_over(
     eventually(lambda: unsent(sql) == 0, what="the new leader to publish")
     assert producers[standby.name] >= 1
 
-    rows = outbox(sql)
+    rows = outbox_rows(sql)
     records = mine(kafka.read_all(), set(written))
     assert_once_in_write_order(records, rows)
 
@@ -357,7 +357,7 @@ def test_a_failure_in_the_middle_marks_only_the_prefix_and_resends_from_there(
 
     relay_.step()  # one round, in this thread: takes the lock, publishes, fails at event 4
     assert fail_once == set()
-    sent = [row["sent_at"] is not None for row in outbox(sql)]
+    sent = [row["sent_at"] is not None for row in outbox_rows(sql)]
     assert sent == [True, True, True, False, False, False]
     assert counter("coffeebuddy_relay_errors_total", kind="kafka") == errors_before + 1
 
@@ -366,7 +366,7 @@ def test_a_failure_in_the_middle_marks_only_the_prefix_and_resends_from_there(
         relay_.step()
     assert unsent(sql) == 0
 
-    rows = outbox(sql)
+    rows = outbox_rows(sql)
     records = mine(kafka.read_all(), set(written))
     counts = Counter(header(r, "event_id") for r in records)
     # At least once: the events after the failed one went twice, everything else once.
@@ -420,7 +420,7 @@ def test_broker_down_events_wait_and_arrive_once_in_order_after_restart(
     eventually(lambda: gauge("coffeebuddy_event_backlog") == 0, what="the backlog gauge to drop")
     delivered_after = mine(own_kafka.read_all(), set(during))
 
-    assert_once_in_write_order(delivered_before + delivered_after, outbox(sql))
+    assert_once_in_write_order(delivered_before + delivered_after, outbox_rows(sql))
 
 
 def test_stop_returns_promptly_while_kafka_is_unreachable(
@@ -456,7 +456,7 @@ def test_prune_deletes_only_sent_events_past_the_retention(
     relay_ = make_relay("127.0.0.1:9", retention_seconds=7 * 86400)
     with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
         assert relay_.prune(conn) == 1
-    assert [row["event_id"] for row in outbox(sql)] == [recent_sent, old_unsent]
+    assert [row["event_id"] for row in outbox_rows(sql)] == [recent_sent, old_unsent]
 
 
 # ---- the worker process ------------------------------------------------------------------------
@@ -527,4 +527,4 @@ def test_worker_process_runs_the_relay_and_stops_it_cleanly(
     assert "kafka_relay_disabled" not in names
     assert {"relay_started", "relay_leader", "relay_stopped"} <= set(names)
     assert names.index("relay_stopped") > names.index("relay_leader")
-    assert_once_in_write_order(mine(kafka.read_all(), set(written)), outbox(sql))
+    assert_once_in_write_order(mine(kafka.read_all(), set(written)), outbox_rows(sql))

@@ -18,7 +18,7 @@ from jsonschema_specifications import REGISTRY as META_SCHEMAS
 from referencing import Resource
 from referencing.jsonschema import DRAFT7
 
-from coffeebuddy import events
+from coffeebuddy.store import outbox
 from tests import contract
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,10 +80,10 @@ def test_the_official_schema_rejects_a_broken_document(breakage: Any) -> None:
 def test_both_topics_carry_exactly_their_event_types() -> None:
     doc = _doc()
     by_address = {c["address"]: c for c in doc["channels"].values()}
-    assert set(by_address) == {events.RUN_TOPIC, events.REMINDER_TOPIC}
+    assert set(by_address) == {outbox.RUN_TOPIC, outbox.REMINDER_TOPIC}
     for topic, channel in by_address.items():
         names = {_resolve(doc, m["$ref"])["name"] for m in channel["messages"].values()}
-        assert names == {t for t in events.EVENT_TYPES if events.topic_for(t) == topic}
+        assert names == {t for t in outbox.EVENT_TYPES if outbox.topic_for(t) == topic}
         assert set(channel["messages"]) == names
     sent = {
         _resolve(doc, op["channel"]["$ref"])["address"]: {
@@ -98,7 +98,7 @@ def test_both_topics_carry_exactly_their_event_types() -> None:
     }
 
 
-@pytest.mark.parametrize("event_type", sorted(events.EVENT_TYPES))
+@pytest.mark.parametrize("event_type", sorted(outbox.EVENT_TYPES))
 def test_each_message_points_at_its_schema_key_header_and_correlation_id(
     event_type: str,
 ) -> None:

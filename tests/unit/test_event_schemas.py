@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from coffeebuddy import events
+from coffeebuddy.store import outbox
 from tests import contract
 
-TYPES = sorted(events.EVENT_TYPES)
+TYPES = sorted(outbox.EVENT_TYPES)
 NO_TEXT = "no order text or message body"
 
 
@@ -31,10 +31,10 @@ def _data_schema(event_type: str) -> dict[str, Any]:
 
 def test_every_event_type_has_a_schema_and_every_schema_an_event_type() -> None:
     files = {p.name for p in contract.SCHEMA_DIR.glob("*.schema.json")}
-    expected = {f"{t}.schema.json" for t in events.EVENT_TYPES} | {contract.ENVELOPE}
+    expected = {f"{t}.schema.json" for t in outbox.EVENT_TYPES} | {contract.ENVELOPE}
     assert files == expected
     # order_updated is the spec's event for order changes, on the run topic.
-    assert events.topic_for("order_updated") == events.RUN_TOPIC
+    assert outbox.topic_for("order_updated") == outbox.RUN_TOPIC
 
 
 @pytest.mark.parametrize("name", [contract.ENVELOPE, *(f"{t}.schema.json" for t in TYPES)])
@@ -65,7 +65,7 @@ def test_each_payload_is_closed_states_it_carries_no_text_and_pins_its_type(
     assert data["additionalProperties"] is False
     assert data["required"] and set(data["required"]) <= set(data["properties"])
     assert NO_TEXT in data["description"]
-    assert events.topic_for(event_type) in schema["description"]
+    assert outbox.topic_for(event_type) in schema["description"]
 
 
 @pytest.mark.parametrize("event_type", TYPES)
@@ -146,7 +146,7 @@ def test_reminder_sent_is_either_timed_or_after_a_swap() -> None:
 
 def test_the_envelope_the_code_builds_keeps_the_contract() -> None:
     for event_type in TYPES:
-        built = events.envelope(
+        built = outbox.envelope(
             event_type,
             run_id=uuid.uuid4(),
             channel_id="C0COFFEE01",

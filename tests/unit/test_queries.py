@@ -1,5 +1,5 @@
-"""Every query name the code asks for exists in `sql/queries/*.sql`, and the loader refuses
-ambiguity."""
+"""Every query name the code asks for exists in `sql/queries/*.sql`, every query there is
+used, and the loader refuses ambiguity."""
 
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ def test_scan_finds_the_queries() -> None:
 def test_every_used_query_exists() -> None:
     missing = {name: where for name, where in _used_names().items() if name not in QUERIES.names()}
     assert missing == {}
+
+
+def test_every_query_is_used() -> None:
+    # A query nothing asks for is dead weight a DBA still has to read and keep working.
+    assert sorted(QUERIES.names() - set(_used_names())) == []
 
 
 def test_every_query_call_names_its_query_literally() -> None:

@@ -22,6 +22,7 @@ from coffeebuddy.slack.stats_blocks import (
     last_run_text,
     no_history_text,
 )
+from coffeebuddy.store.stats import WindowPerson
 
 T0 = datetime(2024, 5, 6, 9, 30, tzinfo=UTC)
 CHOICE = RunnerChoice(
@@ -205,12 +206,12 @@ def test_line_up_stops_at_the_limit() -> None:
 
 def test_fairness_table_rows_follow_the_line_up() -> None:
     people = [
-        {
-            "slack_user_id": c.slack_user_id,
-            "runs_in_window": c.runs_in_window,
-            "runs_joined": 3,
-            "last_run_at": c.last_run_at,
-        }
+        WindowPerson(
+            slack_user_id=c.slack_user_id,
+            runs_in_window=c.runs_in_window,
+            runs_joined=3,
+            last_run_at=c.last_run_at,
+        )
         for c in _people()
     ]
     table = fairness_table(people, previous_runner="U0DAN", window=4, runs_counted=4, seed="C1:5")
@@ -224,7 +225,7 @@ def test_fairness_table_rows_follow_the_line_up() -> None:
 
 def test_fairness_table_caps_the_rows() -> None:
     people = [
-        {"slack_user_id": f"U0P{i:03d}", "runs_in_window": 0, "runs_joined": 1, "last_run_at": None}
+        WindowPerson(f"U0P{i:03d}", runs_in_window=0, runs_joined=1, last_run_at=None)
         for i in range(MAX_ROWS + 5)
     ]
     table = fairness_table(people, previous_runner=None, window=10, runs_counted=3, seed="C1:3")
