@@ -34,10 +34,11 @@ def bench_service(
     users: int = 30,
     web_workers: int = 2,
     extra_env: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Iterator[Bench]:
     with scratch_database("cb_bench") as url:
         migrate(url)
-        with _serve(url, channel_prefix, channels, users, web_workers, extra_env) as bench:
+        with _serve(url, channel_prefix, channels, users, web_workers, extra_env, workers) as bench:
             yield bench
 
 
@@ -49,6 +50,7 @@ def _serve(
     users: int,
     web_workers: int,
     extra_env: dict[str, str] | None,
+    workers: int = 1,
 ) -> Iterator[Bench]:
     slack = FakeSlack(token="xoxb-test-0000-bot-token")
     slack.start()
@@ -60,7 +62,7 @@ def _serve(
         slack.add_user(user, tz="Europe/Berlin")
     try:
         with start_service(
-            url, slack.base_url, web_workers=web_workers, extra_env=extra_env
+            url, slack.base_url, web_workers=web_workers, extra_env=extra_env, workers=workers
         ) as service:
             yield Bench(service.client, slack, url, channel_ids, user_ids)
     finally:

@@ -32,6 +32,7 @@ from coffeebuddy.secrets import (
 from coffeebuddy.service.people import People
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.slack.api import make_client
+from coffeebuddy.slack.budget import Budget
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.slack.response_url import ResponseUrlPolicy
 
@@ -167,6 +168,7 @@ def build_worker(config: Config, settings: WorkerSettings | None = None) -> Work
         channel_history=config.channel_post_dedupe,
         profile_ttl_seconds=config.profile_ttl_seconds,
         runs=RunService(database, gateway, config, people=people, clock=_utcnow),
+        budget=Budget.from_settings(database, settings),
     )
     return Worker(config, database, context, settings)
 

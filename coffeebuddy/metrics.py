@@ -51,6 +51,26 @@ SLACK_CALLS = Counter(
     "Slack Web API calls by method and result (ok, or the Slack error code).",
     ["method", "result"],
 )
+# The shared Slack rate budget (coffeebuddy/slack/budget.py).
+SLACK_BUDGET_LEFT = Gauge(
+    "coffeebuddy_slack_budget_left",
+    "Tokens left in the shared Slack rate budget of a workspace-wide method, as last seen "
+    "by a job taking one (every replica shares one budget).",
+    ["method"],
+    multiprocess_mode="mostrecent",
+)
+SLACK_DEFERRED = Counter(
+    "coffeebuddy_slack_calls_deferred_total",
+    "Slack calls put back until the shared budget has a token, by method and priority "
+    "(person: someone waits for it; refresh: a run message's count).",
+    ["method", "priority"],
+)
+SLACK_RATE_LIMITED = Counter(
+    "coffeebuddy_slack_rate_limited_total",
+    "HTTP 429 answers from Slack, by method; each pauses the method for every replica "
+    "until its Retry-After.",
+    ["method"],
+)
 JOBS = Counter(
     "coffeebuddy_jobs_total",
     "Jobs processed by kind and outcome (done, retry, dead).",

@@ -12,7 +12,7 @@ import falcon.testing
 import psycopg
 import pytest
 
-from coffeebuddy.config import Config, Secret
+from coffeebuddy.config import Config, Secret, WorkerSettings
 from coffeebuddy.db import Database
 from coffeebuddy.db.migrate import migrate
 from coffeebuddy.entry import build_worker
@@ -85,6 +85,10 @@ def config(database_url: str, slack: FakeSlack) -> Config:
         refresh_coalesce_ms=0,
         db_pool_min=0,
         db_pool_max=4,
+        # Jobs run back to back here, far faster than Slack's limits allow: the shared rate
+        # budget has its own tests (tests/integration/test_budget.py) and the e2e tests
+        # run with it on.
+        worker=WorkerSettings(slack_budget=False),
     )
 
 

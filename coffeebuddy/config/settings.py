@@ -69,6 +69,22 @@ class WorkerSettings:
     # The worker's CPU priority (os.nice increment): below the web's, so that when both
     # share cores, a burst's requests are answered first and its jobs done right after.
     nice: int = setting("COFFEEBUDDY_WORKER_NICE", 10, integer(0, 19))
+    # The Slack rate budget the worker replicas share (coffeebuddy/slack/budget.py): off,
+    # every replica calls Slack as fast as its jobs come and learns of limits from 429s.
+    slack_budget: bool = setting("COFFEEBUDDY_SLACK_BUDGET", True, switch)
+    # Calls a minute per workspace for Slack's Tier 3 methods (chat.update,
+    # conversations.open, ...) and Tier 4 ones (chat.postEphemeral, views.*, users.info),
+    # and chat.postMessage calls a second per channel: Slack's published limits. Lower them
+    # to leave room for another app on the same token; raise them only if Slack did.
+    slack_tier3_per_minute: int = setting(
+        "COFFEEBUDDY_SLACK_TIER3_PER_MINUTE", 50, integer(1, 10_000)
+    )
+    slack_tier4_per_minute: int = setting(
+        "COFFEEBUDDY_SLACK_TIER4_PER_MINUTE", 100, integer(1, 10_000)
+    )
+    slack_channel_posts_per_second: float = setting(
+        "COFFEEBUDDY_SLACK_CHANNEL_POSTS_PER_SECOND", 1.0, number(0.01, 100)
+    )
     # Not read from the environment (tests and benchmarks set them):
     # how often the prune job runs, and how many rows one DELETE removes.
     prune_interval_seconds: float = 3600.0

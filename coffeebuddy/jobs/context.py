@@ -10,6 +10,7 @@ from slack_sdk import WebClient
 from coffeebuddy.config import WorkerSettings
 from coffeebuddy.db import Database
 from coffeebuddy.service.runs import RunService
+from coffeebuddy.slack.budget import Budget
 from coffeebuddy.slack.response_url import ResponseUrlPolicy
 from coffeebuddy.store.queue import Job
 from coffeebuddy.store.runs import RunRecord, load_run
@@ -40,6 +41,8 @@ class Context:
     runs: RunService | None = None
     # Filled in by the worker from its settings.
     upkeep: Upkeep = field(default_factory=Upkeep)
+    # The Slack rate budget shared by every worker replica; None calls Slack unbudgeted.
+    budget: Budget | None = None
 
 
 Handler = Callable[[Context, Job], None]

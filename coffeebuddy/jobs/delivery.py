@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from coffeebuddy.jobs.context import Context
 from coffeebuddy.slack.api import PERMANENT_ERRORS, call
+from coffeebuddy.slack.budget import spend
 from coffeebuddy.slack.response_url import post_ephemeral
 from coffeebuddy.store.queue import Job
 from coffeebuddy.store.runs import RunRecord
@@ -25,11 +26,20 @@ HISTORY_PAGES = 5
 
 
 def update_message(
-    ctx: Context, channel: str, ts: str, text: str, body: list[dict[str, Any]], what: str
+    ctx: Context,
+    channel: str,
+    ts: str,
+    text: str,
+    body: list[dict[str, Any]],
+    what: str,
+    *,
+    low: bool = False,
 ) -> None:
-    """chat.update of a message we posted; one someone deleted is simply gone."""
+    """chat.update of a message we posted; one someone deleted is simply gone. `low` for a
+    refresh nobody waits for (the run message's count): it goes last under pressure."""
     try:
-        call(ctx.slack, "chat.update", channel=channel, ts=ts, text=text, blocks=body)
+        with spend(ctx.budget, "chat.update", low=low):
+            call(ctx.slack, "chat.update", channel=channel, ts=ts, text=text, blocks=body)
     except SlackApiError as exc:
         if exc.response.get("error") in ("message_not_found", "cantupdate_message"):
             log.warning(f"{what}_gone", extra={"slack_error": exc.response.get("error")})
@@ -48,7 +58,8 @@ def send_dm(
 ) -> tuple[str, str]:
     """A direct message to `user` (at most once per run and `part`); returns its
     (DM channel, ts)."""
-    opened = call(ctx.slack, "conversations.open", users=user)
+    with spend(ctx.budget, "conversations.open"):
+        opened = call(ctx.slack, "conversations.open", users=user)
     channel = str(opened["channel"]["id"])
     return channel, post_once(ctx, job, record, channel, f"{part}:{user}", text, body)
 
@@ -81,15 +92,16 @@ def post_once(
         if found is not None:
             log.info("message_already_posted", extra={"event_type": part.split(":")[0]})
             return found
-    answer = call(
-        ctx.slack,
-        "chat.postMessage",
-        channel=channel,
-        text=text,
-        blocks=body or None,
-        metadata=metadata,
-        thread_ts=thread_ts,
-    )
+    with spend(ctx.budget, "chat.postMessage", channel=channel):
+        answer = call(
+            ctx.slack,
+            "chat.postMessage",
+            channel=channel,
+            text=text,
+            blocks=body or None,
+            metadata=metadata,
+            thread_ts=thread_ts,
+        )
     return str(answer["ts"])
 
 
@@ -112,11 +124,13 @@ def find_posted(
             "channel": channel, "oldest": oldest, "limit": 200,
             "include_all_metadata": True, "cursor": cursor,
         }  # fmt: skip
+        method = "conversations.replies" if thread_ts else "conversations.history"
         try:
-            if thread_ts:
-                page = call(ctx.slack, "conversations.replies", ts=thread_ts, **page_args)
-            else:
-                page = call(ctx.slack, "conversations.history", **page_args)
+            with spend(ctx.budget, method):
+                if thread_ts:
+                    page = call(ctx.slack, "conversations.replies", ts=thread_ts, **page_args)
+                else:
+                    page = call(ctx.slack, "conversations.history", **page_args)
         except SlackApiError as exc:
             if exc.response.get("error") in PERMANENT_ERRORS:
                 log.warning("history_unreadable", extra={"slack_error": exc.response.get("error")})
@@ -146,14 +160,15 @@ def send_ephemeral(ctx: Context, who: dict[str, Any], text: str) -> None:
         return
     if who.get("channel") and who.get("user"):
         try:
-            call(
-                ctx.slack,
-                "chat.postEphemeral",
-                channel=who["channel"],
-                user=who["user"],
-                text=text,
-                blocks=body,
-            )
+            with spend(ctx.budget, "chat.postEphemeral"):
+                call(
+                    ctx.slack,
+                    "chat.postEphemeral",
+                    channel=who["channel"],
+                    user=who["user"],
+                    text=text,
+                    blocks=body,
+                )
         except SlackApiError as exc:
             # The person left the channel or it is gone: nobody to tell, nothing to retry.
             if exc.response.get("error") in (

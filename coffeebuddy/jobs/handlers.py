@@ -22,6 +22,7 @@ from coffeebuddy.service import home, inbox
 from coffeebuddy.service.effects import refresh_run_message as refresh_run_message_job
 from coffeebuddy.slack import home_blocks, run_blocks, summary_blocks
 from coffeebuddy.slack.api import call
+from coffeebuddy.slack.budget import spend
 from coffeebuddy.slack.gateway import WebSlackGateway
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
@@ -45,11 +46,11 @@ def post_run_message(ctx: Context, job: Job) -> None:
     with ctx.database.transaction() as conn:
         posted = db.one(conn, "set_run_message_ts", {"run_id": record.view.run_id, "ts": ts})
         bot_step_times.run_message_posted(posted)
-    _store_permalink(ctx, record, ts, "message")
-    with ctx.database.transaction() as conn:
         # Orders that arrived while we posted were rendered by nobody: refresh once more.
+        # (Before the link: a link over budget puts this job back, and its next attempt
+        # only fetches the link.)
         latest = load_run(conn, record.view.run_id)
-        # (Its own link, just stored, is not something the message shows.)
+        # (A link is not something the message shows.)
         if latest is not None and replace(latest.view, message_permalink=None) != replace(
             record.view, message_permalink=None
         ):
@@ -61,6 +62,7 @@ def post_run_message(ctx: Context, job: Job) -> None:
                 correlation_id=job.correlation_id,
                 dedupe_key=f"refresh:{record.view.run_id}",
             )
+    _store_permalink(ctx, record, ts, "message")
 
 
 def _store_permalink(ctx: Context, record: RunRecord, ts: str, which: str) -> str | None:
@@ -68,9 +70,12 @@ def _store_permalink(ctx: Context, record: RunRecord, ts: str, which: str) -> st
     "summary"). Answers link to it when Slack gives one; without it they still make sense,
     so a failure here never fails the job (chat.getPermalink needs no extra scope)."""
     try:
-        answer = call(
-            ctx.slack, "chat.getPermalink", channel=record.view.slack_channel_id, message_ts=ts
-        )
+        # Nobody waits for a link: it goes after everything a person waits for, and when
+        # it has to wait, the job is put back and its next attempt fetches only the link.
+        with spend(ctx.budget, "chat.getPermalink", low=True):
+            answer = call(
+                ctx.slack, "chat.getPermalink", channel=record.view.slack_channel_id, message_ts=ts
+            )
     except SlackApiError as exc:
         log.warning("permalink_unavailable", extra={"slack_error": exc.response.get("error")})
         return None
@@ -95,22 +100,42 @@ def refresh_run_message(ctx: Context, job: Job) -> None:
         # Not posted yet: the post renders the latest state (and refreshes if it changed).
         return
     text, body = run_blocks.run_message(record.view)
-    update_message(ctx, record.view.slack_channel_id, record.message_ts, text, body, "run_message")
+    # Rendered now, from the run as it is now: a refresh that waited shows the latest count.
+    # Only an open run's count refresh (or one adding just a link) goes last; the message
+    # of a closed or canceled run tells everyone the outcome (who is going): they wait for it.
+    count_only = record.view.status is RunStatus.OPEN or bool(job.payload.get("link_only"))
+    update_message(
+        ctx,
+        record.view.slack_channel_id,
+        record.message_ts,
+        text,
+        body,
+        "run_message",
+        low=count_only,
+    )
 
 
 def post_summary(ctx: Context, job: Job) -> None:
     record = load_job_run(ctx, job)
-    if record is None or record.summary_ts or record.view.status is not RunStatus.CLOSED:
+    if record is None or record.view.status is not RunStatus.CLOSED:
         return
-    text, body = summary_blocks.summary_message(record.view)
-    ts = post_once(ctx, job, record, record.view.slack_channel_id, "summary", text, body)
-    with ctx.database.transaction() as conn:
-        posted = db.one(conn, "set_summary_ts", {"run_id": record.view.run_id, "ts": ts})
-        bot_step_times.close_part_delivered(posted)
+    if record.summary_ts:
+        if record.view.summary_permalink is not None:
+            return
+        # Posted by an attempt that was put back before the link (over budget), or died.
+        ts = record.summary_ts
+    else:
+        text, body = summary_blocks.summary_message(record.view)
+        ts = post_once(ctx, job, record, record.view.slack_channel_id, "summary", text, body)
+        with ctx.database.transaction() as conn:
+            posted = db.one(conn, "set_summary_ts", {"run_id": record.view.run_id, "ts": ts})
+            bot_step_times.close_part_delivered(posted)
     if _store_permalink(ctx, record, ts, "summary") is not None:
         # The closed run message links to the summary instead of saying "below".
         with ctx.database.transaction() as conn:
-            refresh_run_message_job(conn, record.view.run_id, job.correlation_id, delay_seconds=0)
+            refresh_run_message_job(
+                conn, record.view.run_id, job.correlation_id, delay_seconds=0, link_only=True
+            )
 
 
 def dm_runner(ctx: Context, job: Job) -> None:
@@ -202,7 +227,8 @@ def publish_home(ctx: Context, job: Job) -> None:
     with ctx.database.transaction() as conn:
         channels = home.home_channels(conn, user)
     view = home_blocks.home_view(channels, RULE_SUMMARY)
-    call(ctx.slack, "views.publish", user_id=user, view=view)
+    with spend(ctx.budget, "views.publish"):
+        call(ctx.slack, "views.publish", user_id=user, view=view)
 
 
 def apply_action(ctx: Context, job: Job) -> None:
@@ -231,7 +257,9 @@ def warm_profile(ctx: Context, job: Job) -> None:
     fresh_after = datetime.now(UTC) - timedelta(seconds=ctx.profile_ttl_seconds)
     if row is None or (row["profile_fetched_at"] and row["profile_fetched_at"] > fresh_after):
         return  # forgotten since (forget me), or fetched meanwhile
-    profile = WebSlackGateway(ctx.slack).user_profile(user)
+    # Ahead of need: it goes after the calls people wait for.
+    with spend(ctx.budget, "users.info", low=True):
+        profile = WebSlackGateway(ctx.slack).user_profile(user)
     with ctx.database.transaction() as conn:
         # Only for someone still on record: a "forget me" in between must stay forgotten.
         db.one(

@@ -120,6 +120,8 @@ def prune_and_reschedule(
         log.info("jobs_pruned", extra={"count": pruned.done + pruned.dead})
     delay = PRUNE_AGAIN_SECONDS if pruned.more else settings.prune_interval_seconds
     with database.transaction() as conn:
+        # The rate budget's per-channel windows long past (one row per channel posted to).
+        db.run(conn, "prune_budget")
         queue.enqueue(conn, queue.PRUNE_JOBS, {}, delay_seconds=delay, dedupe_key=PRUNE_KEY)
     return pruned
 

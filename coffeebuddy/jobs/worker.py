@@ -30,6 +30,7 @@ from coffeebuddy.jobs.kinds import KINDS, JobKind, allowed_attempts
 from coffeebuddy.metrics import JOB_DURATION, JOB_OUTCOMES, JOBS, start_at_zero
 from coffeebuddy.service.pilot import PilotGauges
 from coffeebuddy.slack.api import SlackFailure, classify
+from coffeebuddy.slack.budget import OverBudget
 from coffeebuddy.store import queue
 from coffeebuddy.store.queue import Job
 
@@ -334,12 +335,14 @@ class Worker:
         code = failure.code if failure else type(exc).__name__
         facts = {"kind": job.kind, "job_id": job.id, "attempt": job.attempts, "error": code}
         with self.database.transaction() as conn:
-            if isinstance(exc, NotYet):
+            if isinstance(exc, NotYet | OverBudget):
+                # Waiting for other jobs, or for a token of the shared Slack budget: back
+                # to the queue until then, which is not a failed attempt.
                 queue.retry(
                     conn,
                     job,
                     worker_id=self.worker_id,
-                    error="not_yet",
+                    error="not_yet" if isinstance(exc, NotYet) else "over_budget",
                     delay_seconds=exc.delay_seconds,
                     free_attempt=True,
                 )

@@ -10,15 +10,25 @@ from coffeebuddy.store import queue
 
 
 def refresh_run_message(
-    conn: Conn, run_id: uuid.UUID | str, correlation_id: str | None, *, delay_seconds: float
+    conn: Conn,
+    run_id: uuid.UUID | str,
+    correlation_id: str | None,
+    *,
+    delay_seconds: float,
+    link_only: bool = False,
 ) -> None:
     """One chat.update of the run message; requests within `delay_seconds` coalesce. One
     due at once (a close, an edit) brings a queued one forward; a click's, due after the
-    coalescing window like the queued one, just joins it without locking it."""
+    coalescing window like the queued one, just joins it without locking it. `link_only`:
+    all it adds is a link (nobody waits for it; see slack/budget.py); joining a queued
+    refresh, it keeps that one's payload."""
+    payload: dict[str, Any] = {"run_id": str(run_id)}
+    if link_only:
+        payload["link_only"] = True
     queue.enqueue(
         conn,
         queue.REFRESH_RUN_MESSAGE,
-        {"run_id": str(run_id)},
+        payload,
         run_id=run_id,
         correlation_id=correlation_id,
         delay_seconds=delay_seconds,

@@ -44,6 +44,16 @@ TRIGGER_TTL = 3.0  # seconds Slack gives an app to exchange a trigger_id
 RESPONSE_URL_MAX_USES = 5
 HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT = 100, 999  # conversations.history `limit`
 _JSON_ARGS = ("blocks", "attachments", "view", "metadata")
+# Slack's rate-limit tiers of the methods the fake serves (from Slack's method reference;
+# chat.getPermalink's limits are "special" and unstated: Tier 3 is the stricter guess).
+# chat.postMessage is limited per channel instead; auth.test is not limited here.
+TIER_3_METHODS = frozenset({
+    "chat.update", "chat.delete", "chat.getPermalink", "conversations.open",
+    "conversations.history", "conversations.replies", "conversations.info",
+})  # fmt: skip
+TIER_4_METHODS = frozenset(
+    {"chat.postEphemeral", "views.open", "views.update", "views.publish", "users.info"}
+)
 _JSON_CT = "application/json; charset=utf-8"
 
 
@@ -72,6 +82,33 @@ class Channel:
     members: set[str] | None = None  # None: every known user is a member
     dm_user: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Slack's limits as the fake enforces them (``FakeSlack.enforce_rate_limits``): at
+    most this many calls of a method in any 60 s (per workspace), and chat.postMessage at
+    about ``channel_posts_per_second`` per channel, with bursts of 3 (3 in any 3 s, as
+    Slack grants short bursts). A call over a limit is
+    answered 429 with Retry-After (whole seconds until the window lets one through) and
+    does not count. ``window_seconds`` shrinks the minute for tests that can't wait one
+    (the tiers' counts then apply to that window)."""
+
+    tier3_per_minute: int = 50
+    tier4_per_minute: int = 100
+    channel_posts_per_second: int = 1
+    window_seconds: float = 60.0
+
+    def window(self, method: str, args: JsonDict) -> tuple[str, float, int] | None:
+        """(key, window seconds, calls allowed in it) for a limited call."""
+        if method == "chat.postMessage":
+            burst = 3
+            return f"{method}:{args.get('channel')}", burst, burst * self.channel_posts_per_second
+        if method in TIER_3_METHODS:
+            return method, self.window_seconds, self.tier3_per_minute
+        if method in TIER_4_METHODS:
+            return method, self.window_seconds, self.tier4_per_minute
+        return None
 
 
 @dataclass(frozen=True)
@@ -200,6 +237,9 @@ class FakeSlack(LoopbackFake):
         self._ids = itertools.count(1)
         self._last_ts_us = 0
         self._response_ids: dict[str, str] = {}  # name -> id
+        # Slack's rate limits, when enforced: calls in the current window per limit key.
+        self.rate_limits: RateLimits | None = None
+        self._recent: dict[str, deque[float]] = {}
         # chat.postMessage is served by self._chat_postMessage, and so on for every schema
         self._handlers: dict[str, Callable[[JsonDict], JsonDict]] = {
             method: getattr(self, "_" + method.replace(".", "_")) for method in SCHEMAS
@@ -342,6 +382,9 @@ class FakeSlack(LoopbackFake):
             self._triggers_issued: dict[str, float] = {}
             self._triggers_used: set[str] = set()
             self._faults: dict[str, deque[_Fault]] = {}
+            # Rate limits are per test: switched on with enforce_rate_limits().
+            self.rate_limits = None
+            self._recent = {}
             self._responses: dict[str, list[JsonDict]] = {n: [] for n in self._response_ids}
 
     # -- inspection -----------------------------------------------------------------------
@@ -443,6 +486,9 @@ class FakeSlack(LoopbackFake):
                     args[key] = json.loads(args[key])
         with self._lock:
             fault = self._take_fault(method, args)
+            limited = None if fault is not None else self._over_limit(method, args)
+        if limited is not None:
+            return self._rate_limited(method, args, limited)
         if fault is not None and fault.effect_first:
             reply = self._perform(method, schema, args, token, notes, late=True)
             self._stopping.wait(fault.delay)
@@ -494,6 +540,37 @@ class FakeSlack(LoopbackFake):
                 del faults[i]
                 return fault
         return None
+
+    def _over_limit(self, method: str, args: JsonDict) -> int | None:
+        """With rate limits enforced: None when the call may go (it is counted), else the
+        Retry-After in whole seconds. Called under the lock."""
+        if self.rate_limits is None:
+            return None
+        window = self.rate_limits.window(method, args)
+        if window is None:
+            return None
+        key, seconds, allowed = window
+        now = time.monotonic()
+        recent = self._recent.setdefault(key, deque())
+        while recent and recent[0] <= now - seconds:
+            recent.popleft()
+        if len(recent) < allowed:
+            recent.append(now)
+            return None
+        # Until the oldest call in the window leaves it, rounded up as Slack does.
+        return max(1, int(-(-(recent[0] + seconds - now) // 1)))
+
+    def _rate_limited(self, method: str, args: JsonDict, retry_after: int) -> _Reply:
+        self._record(Call(method, copy.deepcopy(args), time.time(), False, "ratelimited", 429))
+        headers = {"Retry-After": str(retry_after)}
+        return _reply(429, {"ok": False, "error": "ratelimited"}, headers)
+
+    def enforce_rate_limits(self, limits: RateLimits | None = None) -> None:
+        """Answer 429 with Retry-After by Slack's tiers (``RateLimits()``), or, given None,
+        stop enforcing them (the default: most tests are about something else)."""
+        with self._lock:
+            self.rate_limits = limits
+            self._recent = {}
 
     def _inject(self, method: str, args: JsonDict, fault: _Fault) -> _Reply:
         error = {200: fault.error, 429: "ratelimited"}.get(fault.status, f"http_{fault.status}")

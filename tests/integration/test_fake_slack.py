@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from testkit.fakes import slack_api
-from testkit.fakes.slack_api import FakeSlack
+from testkit.fakes.slack_api import FakeSlack, RateLimits
 
 MODAL = {
     "type": "modal",
@@ -576,3 +576,34 @@ def test_permalink_to_a_message_and_to_a_reply(fake: FakeSlack, client: WebClien
     ):
         found = error_of(lambda c=channel, t=ts: client.chat_getPermalink(channel=c, message_ts=t))
         assert found.response["error"] == error
+
+
+def test_rate_limits_by_tier_are_enforced_only_when_switched_on(
+    fake: FakeSlack, client: WebClient
+) -> None:
+    posted = client.chat_postMessage(channel="C1", text="hi")
+    for _ in range(5):  # off by default: nothing is limited
+        client.chat_update(channel="C1", ts=posted["ts"], text="again")
+    fake.enforce_rate_limits(RateLimits(tier3_per_minute=3, tier4_per_minute=100))
+    for _ in range(3):
+        client.chat_update(channel="C1", ts=posted["ts"], text="again")
+    err = error_of(lambda: client.chat_update(channel="C1", ts=posted["ts"], text="again"))
+    assert err.response.status_code == 429
+    assert err.response["error"] == "ratelimited"
+    assert 1 <= int(err.response.headers["Retry-After"]) <= 60
+    # Per method: another Tier 3 method has its own window.
+    client.conversations_open(users="U1")
+    # chat.postMessage: one a second per channel, in bursts of 3; each channel on its own.
+    for text in ("one", "two", "three"):
+        client.chat_postMessage(channel="C1", text=text)
+    err = error_of(lambda: client.chat_postMessage(channel="C1", text="four"))
+    assert err.response.status_code == 429
+    assert 1 <= int(err.response.headers["Retry-After"]) <= 3
+    client.chat_postMessage(channel="C3", text="elsewhere")
+    refused = [c for c in fake.calls() if c.status == 429]
+    assert [c.method for c in refused] == ["chat.update", "chat.postMessage"]
+    assert not any(c.injected for c in refused)
+    # A refused call does not count, nor is it done.
+    assert [m["text"] for m in fake.messages("C1")] == ["again", "one", "two", "three"]
+    fake.enforce_rate_limits(None)
+    client.chat_update(channel="C1", ts=posted["ts"], text="free again")
