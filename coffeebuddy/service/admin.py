@@ -19,7 +19,7 @@ from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.service import reminders
 from coffeebuddy.service.closing import cancel_locked_run
-from coffeebuddy.service.common import Actor, Reply, misplaced
+from coffeebuddy.service.common import Actor, Interaction, Reply, misplaced
 from coffeebuddy.service.effects import queue_ephemeral
 from coffeebuddy.service.people import People
 from coffeebuddy.slack import admin_blocks
@@ -55,15 +55,8 @@ class AdminService:
 
     # ---- /coffee admin [audit|reset] ----------------------------------------------------
 
-    def command(
-        self,
-        actor: Actor,
-        action: str,
-        *,
-        trigger_id: str,
-        response_url: str,
-        correlation_id: str,
-    ) -> Reply:
+    def command(self, ia: Interaction, action: str) -> Reply:
+        actor, trigger_id = ia.actor, ia.trigger_id
         with self.db.transaction() as conn:
             known = channels.find(conn, actor.channel_id)
         if not self.people.is_admin(actor.user_id, known.admin_user_ids if known else ()):
@@ -191,10 +184,9 @@ class AdminService:
 
     # ---- data reset ---------------------------------------------------------------------
 
-    def reset(
-        self, actor: Actor, channel_id: str, *, response_url: str | None, correlation_id: str
-    ) -> None:
+    def reset(self, ia: Interaction, channel_id: str) -> None:
         """Delete the channel's runs, orders, usuals, runner stats and pending jobs."""
+        actor, response_url, correlation_id = ia.actor, ia.response_url, ia.correlation_id
         with self.db.transaction() as conn:
             current = channels.find(conn, channel_id)
         wrong = _elsewhere(actor, current, channel_id) if current is not None else None

@@ -6,7 +6,7 @@ import coffeebuddy.domain.command as cmdparse
 from coffeebuddy.domain.fairness import RULE_SUMMARY
 from coffeebuddy.service import inbox
 from coffeebuddy.service.admin import AdminService
-from coffeebuddy.service.common import Actor, Reply
+from coffeebuddy.service.common import Interaction, Reply
 from coffeebuddy.service.privacy import PrivacyService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.stats import StatsService
@@ -26,22 +26,14 @@ class Commands:
         self.stats = stats
         self.privacy = privacy
 
-    def handle(
-        self,
-        actor: Actor,
-        text: str,
-        *,
-        trigger_id: str,
-        response_url: str,
-        correlation_id: str,
-    ) -> Reply:
+    def handle(self, ia: Interaction, text: str) -> Reply:
         try:
             parsed = cmdparse.parse_command(text)
         except cmdparse.CommandError as exc:
             return Reply(exc.hint)
         # Starting a run checks the workspace in its own transaction (one per /coffee).
         if not isinstance(parsed, cmdparse.ShowHelp | cmdparse.StartRun) and (
-            refusal := self.runs.workspace_refusal(actor)
+            refusal := self.runs.workspace_refusal(ia.actor)
         ):
             return Reply(refusal)
         match parsed:
@@ -50,22 +42,14 @@ class Commands:
                     run_blocks.help_text(RULE_SUMMARY), blocks=run_blocks.help_blocks(RULE_SUMMARY)
                 )
             case cmdparse.Admin(action=action):
-                return self.admin.command(
-                    actor,
-                    action,
-                    trigger_id=trigger_id,
-                    response_url=response_url,
-                    correlation_id=correlation_id,
-                )
+                return self.admin.command(ia, action)
             case cmdparse.ShowStats():
-                return self.stats.show(actor)
+                return self.stats.show(ia.actor)
             case cmdparse.ForgetMe():
                 # An order of theirs still in the inbox would save their usual again after
                 # it was forgotten: it is applied first.
                 if self.runs.config.inbox:
-                    inbox.drain_person(self.runs, actor.user_id)
-                return self.privacy.forget_me(actor)
+                    inbox.drain_person(self.runs, ia.actor.user_id)
+                return self.privacy.forget_me(ia.actor)
             case cmdparse.StartRun():
-                return self.runs.start(
-                    actor, parsed, response_url=response_url, correlation_id=correlation_id
-                )
+                return self.runs.start(ia, parsed)

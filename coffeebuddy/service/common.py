@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,29 @@ class Actor:
     team_id: str = ""
     user_name: str = ""
     channel_name: str = ""
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """One click, form or command: who acted, on which run, and how to answer them.
+    Built once by the web layer and handed whole to the use case, which answers through
+    `response_url` and tags what it records with `correlation_id`."""
+
+    actor: Actor
+    correlation_id: str
+    run_id: uuid.UUID | None = None
+    # Opens a modal; Slack honours it for 3 s after the click ("" when there is none).
+    trigger_id: str = ""
+    # Where an ephemeral answer goes (None: posted to the channel with chat.postEphemeral).
+    response_url: str | None = None
+
+    @property
+    def run(self) -> uuid.UUID:
+        """The run acted on; asked only by run actions, which the web dispatches only
+        when the button carries a run id."""
+        if self.run_id is None:
+            raise ValueError("this interaction names no run")
+        return self.run_id
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,12 @@ extra DMs or channel posts (the spec warns against over-notification).
 from __future__ import annotations
 
 import logging
-import uuid
 
 from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.metrics import CSAT_RATINGS
-from coffeebuddy.service.common import Actor, misplaced
+from coffeebuddy.service.common import Interaction, misplaced
 from coffeebuddy.service.effects import queue_ephemeral
 from coffeebuddy.store import queue, ratings
 
@@ -32,15 +31,9 @@ class RatingService:
         self.db = database
         self.config = config
 
-    def rate(
-        self,
-        actor: Actor,
-        run_id: uuid.UUID,
-        score: int,
-        *,
-        response_url: str | None,
-        correlation_id: str,
-    ) -> None:
+    def rate(self, ia: Interaction, score: int) -> None:
+        actor, run_id = ia.actor, ia.run
+        response_url, correlation_id = ia.response_url, ia.correlation_id
         if score not in range(1, 6):
             raise ValueError(f"a rating is 1 to 5, not {score}")
         with self.db.transaction() as conn:

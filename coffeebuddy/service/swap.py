@@ -16,7 +16,6 @@ the hook.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -25,7 +24,7 @@ from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunnerChoice, RunStatus
 from coffeebuddy.service.closing import choose_fair_runner, runner_history
-from coffeebuddy.service.common import DISABLED_TEXT, Actor
+from coffeebuddy.service.common import DISABLED_TEXT, Interaction
 from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message
 from coffeebuddy.store import outbox, people, queue, runners
 from coffeebuddy.store.runners import Served
@@ -37,11 +36,11 @@ class SwapService:
     def __init__(self, database: Database) -> None:
         self.db = database
 
-    def cant_go(
-        self, actor: Actor, run_id: uuid.UUID, *, response_url: str | None, correlation_id: str
-    ) -> None:
+    def cant_go(self, ia: Interaction) -> None:
         """The runner pressed "I can't go". Anyone else, or a run that can't be handed on,
         gets a short ephemeral answer and nothing changes."""
+        actor, run_id = ia.actor, ia.run
+        response_url, correlation_id = ia.response_url, ia.correlation_id
         with self.db.transaction() as conn:
             run = db.one(conn, "lock_run", {"run_id": run_id})
             refusal = _refusal(conn, run, actor.user_id)

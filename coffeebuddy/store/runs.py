@@ -1,9 +1,12 @@
-"""Reads that turn rows into domain data, shared by the web path and the worker."""
+"""Runs: the queries on the `runs` table, returning typed rows. Shared by the web path
+and the worker; the services never name a run query themselves."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from coffeebuddy import db
@@ -79,4 +82,118 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
         summary_ts=row["summary_ts"],
         runner_dm_ts=row["runner_dm_ts"],
         closed_at=row["closed_at"],
+    )
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run with its channel's ids, as `lock_run`, `share_run` and `get_run_view` read
+    it: what the services check before they act on it."""
+
+    id: uuid.UUID
+    status: RunStatus
+    channel_id: uuid.UUID
+    slack_channel_id: str
+    slack_team_id: str
+    correlation_id: str
+    initiator_slack_id: str
+    summary_permalink: str | None
+    # Only `get_run_view` reads them (who besides the starter may manage the run).
+    channel_admin_ids: tuple[str, ...] = ()
+    # The whole row, for `service.closing` and `reminders.schedule`, which still read the
+    # channel's settings by column name.
+    row: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRow:
+        return cls(
+            id=row["id"],
+            status=RunStatus(row["status"]),
+            channel_id=row["channel_id"],
+            slack_channel_id=row["slack_channel_id"],
+            slack_team_id=row["slack_team_id"],
+            correlation_id=row["correlation_id"],
+            initiator_slack_id=row["initiator_slack_id"],
+            summary_permalink=row["summary_permalink"],
+            channel_admin_ids=tuple(row.get("channel_admin_ids") or ()),
+            row=row,
+        )
+
+
+@dataclass(frozen=True)
+class OpenRun:
+    """The channel's open run, as a refused second `/coffee` points to it."""
+
+    id: uuid.UUID
+    initiator_slack_id: str
+    message_permalink: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> OpenRun:
+        return cls(
+            id=row["id"],
+            initiator_slack_id=row["initiator_slack_id"],
+            message_permalink=row["message_permalink"],
+        )
+
+
+def _run_row(row: Mapping[str, Any] | None) -> RunRow | None:
+    return RunRow.from_row(row) if row is not None else None
+
+
+def lock(conn: Conn, run_id: uuid.UUID | str) -> RunRow | None:
+    """Lock the run row FOR UPDATE (closing, canceling, editing the run)."""
+    return _run_row(db.one(conn, "lock_run", {"run_id": run_id}))
+
+
+def share(conn: Conn, run_id: uuid.UUID | str) -> RunRow | None:
+    """Lock the run row FOR SHARE: order writes go side by side, never beside a close."""
+    return _run_row(db.one(conn, "share_run", {"run_id": run_id}))
+
+
+def view(conn: Conn, run_id: uuid.UUID | str) -> RunRow | None:
+    """The run without a lock (checks made before locking it)."""
+    return _run_row(db.one(conn, "get_run_view", {"run_id": run_id}))
+
+
+def insert(
+    conn: Conn,
+    *,
+    channel_id: uuid.UUID,
+    initiator_user_id: uuid.UUID,
+    pickup_time: datetime | None,
+    pickup_note: str | None,
+    correlation_id: str,
+    first_in_channel: bool,
+    command_at: datetime,
+) -> uuid.UUID | None:
+    """A new open run's id; None when the channel has one open already."""
+    row = db.one(
+        conn,
+        "insert_run",
+        {
+            "channel_id": channel_id,
+            "initiator_user_id": initiator_user_id,
+            "pickup_time": pickup_time,
+            "pickup_note": pickup_note,
+            "correlation_id": correlation_id,
+            "first_in_channel": first_in_channel,
+            "command_at": command_at,
+        },
+    )
+    return row["id"] if row is not None else None
+
+
+def open_in_channel(conn: Conn, channel_id: uuid.UUID) -> OpenRun | None:
+    row = db.one(conn, "get_open_run_for_channel", {"channel_id": channel_id})
+    return OpenRun.from_row(row) if row is not None else None
+
+
+def update_details(
+    conn: Conn, run_id: uuid.UUID, *, pickup_time: datetime | None, pickup_note: str | None
+) -> None:
+    db.run(
+        conn,
+        "update_run_details",
+        {"run_id": run_id, "pickup_time": pickup_time, "pickup_note": pickup_note},
     )

@@ -153,56 +153,21 @@ def create_app(
     clock: Callable[[], datetime] = _utcnow,
     signing_secrets: SigningSecrets | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
+    """The WSGI app: its collaborators built once, then routes and error handlers."""
     if database is None:
-        database = Database(
-            config.database_url.reveal(),
-            min_size=config.db_pool_min,
-            max_size=config.db_pool_max,
-            name="coffeebuddy-web",
-            # One 2 s wait for a connection per window, then answers at once (see db.py).
-            fail_fast_seconds=WEB_FAIL_FAST_SECONDS,
-        )
-        database.open(wait=False)
+        database = _open_database(config)
     if slack is None:
         slack = WebSlackGateway(make_client(config, timeout=config.slack_timeout_seconds))
-    people = People(database, slack, config, clock)
-    runs = RunService(database, slack, config, people=people, clock=clock)
-    admin = AdminService(database, slack, config, people, clock)
-    stats = StatsService(database, config, clock, people)
-    commands = Commands(runs, admin, stats, PrivacyService(database))
-
     if signing_secrets is None:
         signing_secrets = SigningSecrets(config.slack_signing_secret.reveal())
-    ops_auth = None
-    if config.ops_issuer and config.ops_audience:
-        verifier = JwtVerifier(
-            config.ops_issuer,
-            config.ops_audience,
-            config.ops_scope,
-            max_lifetime_seconds=config.ops_max_token_lifetime_seconds,
-        )
-        ops_auth = OpsAuth(verifier)
     gate = AccessGate(
-        slack=SlackSignature(signing_secrets, max_body_bytes=config.max_body_bytes), ops=ops_auth
+        slack=SlackSignature(signing_secrets, max_body_bytes=config.max_body_bytes),
+        ops=_ops_auth(config),
     )
     middleware: list[Any] = [RequestContext(), gate]
     app = falcon.App(middleware=middleware)
     app.req_options.auto_parse_form_urlencoded = False
-    app.add_route("/slack/commands", SlackCommands(commands))
-    app.add_route(
-        "/slack/interactions",
-        SlackInteractions(
-            runs,
-            admin,
-            swap=SwapService(database),
-            ratings=RatingService(database, config),
-            stats=stats,
-            response_urls=ResponseUrlPolicy.for_slack_api(
-                config.slack_api_base_url, config.response_url_origins
-            ),
-        ),
-    )
-    app.add_route("/slack/events", SlackEvents(HomeService(database)))
+    _add_slack_routes(app, config, database, slack, clock)
     app.add_route("/health/live", Live())
     app.add_route("/health/ready", Ready(database, secrets_ok))
     app.add_route("/metrics", Metrics())
@@ -210,8 +175,63 @@ def create_app(
         app.add_route("/ops/runs/{run_id}", OpsRun(database))
         app.add_route("/ops/jobs/{job_id:int}/retry", OpsRetryJob(database))
         app.add_route("/ops/retention/purge", OpsPurge(database))
+    # Falcon picks the most specific handler for an exception's class.
     app.add_error_handler(Exception, _on_unexpected)
     app.add_error_handler(CoffeeBuddyError, _on_domain_error)
     app.add_error_handler(DatabaseUnavailable, _on_db_down)
     app.add_error_handler(BadRequest, _on_bad_request)
     return app
+
+
+def _open_database(config: Config) -> Database:
+    database = Database(
+        config.database_url.reveal(),
+        min_size=config.db_pool_min,
+        max_size=config.db_pool_max,
+        name="coffeebuddy-web",
+        # One 2 s wait for a connection per window, then answers at once (see db.py).
+        fail_fast_seconds=WEB_FAIL_FAST_SECONDS,
+    )
+    database.open(wait=False)
+    return database
+
+
+def _ops_auth(config: Config) -> OpsAuth | None:
+    """Bearer-token checks for /ops/, when an issuer and audience are configured."""
+    if not (config.ops_issuer and config.ops_audience):
+        return None
+    verifier = JwtVerifier(
+        config.ops_issuer,
+        config.ops_audience,
+        config.ops_scope,
+        max_lifetime_seconds=config.ops_max_token_lifetime_seconds,
+    )
+    return OpsAuth(verifier)
+
+
+def _add_slack_routes(
+    app: falcon.App[falcon.Request, falcon.Response],
+    config: Config,
+    database: Database,
+    slack: SlackGateway,
+    clock: Callable[[], datetime],
+) -> None:
+    """The use cases, built once per process, behind Slack's three endpoints."""
+    people = People(database, slack, config, clock)
+    runs = RunService(database, slack, config, people=people, clock=clock)
+    admin = AdminService(database, slack, config, people, clock)
+    stats = StatsService(database, config, clock, people)
+    commands = Commands(runs, admin, stats, PrivacyService(database))
+    interactions = SlackInteractions(
+        runs,
+        admin,
+        swap=SwapService(database),
+        ratings=RatingService(database, config),
+        stats=stats,
+        response_urls=ResponseUrlPolicy.for_slack_api(
+            config.slack_api_base_url, config.response_url_origins
+        ),
+    )
+    app.add_route("/slack/commands", SlackCommands(commands))
+    app.add_route("/slack/interactions", interactions)
+    app.add_route("/slack/events", SlackEvents(HomeService(database)))

@@ -6,6 +6,7 @@ import functools
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -16,7 +17,7 @@ from coffeebuddy.errors import CoffeeBuddyError
 from coffeebuddy.metrics import ERRORS, REQUESTS
 from coffeebuddy.service.admin import AdminService
 from coffeebuddy.service.commands import Commands
-from coffeebuddy.service.common import Actor
+from coffeebuddy.service.common import Actor, Interaction
 from coffeebuddy.service.ratings import RatingService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.stats import StatsService
@@ -63,15 +64,34 @@ class SlackCommands(SlackResource):
             channel_name=command.channel_name,
         )
         log_fact(req, action="slash_command", user_id=command.user_id)
+        ia = Interaction(
+            actor,
+            req.context.correlation_id,
+            trigger_id=command.trigger_id,
+            response_url=command.response_url,
+        )
         with logs.context(channel=command.channel_id):
-            reply = self._commands.handle(
-                actor,
-                command.text,
-                trigger_id=command.trigger_id,
-                response_url=command.response_url,
-                correlation_id=req.context.correlation_id,
-            )
+            reply = self._commands.handle(ia, command.text)
         resp.media = reply.to_slack()
+
+
+# What a click does, given who clicked where (and on which run).
+Responder = Callable[[Interaction], None]
+# What a submitted run form does: field errors keyed by block id, or None when saved.
+FormSubmit = Callable[[Actor, uuid.UUID, dict[str, Any]], dict[str, str] | None]
+
+UNKNOWN_ACTION_TEXT = (
+    "Sorry, I don't recognise that button — the message may be from an older version of "
+    "CoffeeBuddy. Start a new run with `/coffee`."
+)
+
+
+@dataclass(frozen=True)
+class RunForm:
+    """A modal about a run: where a form-wide error shows, and what submitting it does."""
+
+    first_field: str
+    submit: FormSubmit
 
 
 class SlackInteractions(SlackResource):
@@ -88,15 +108,39 @@ class SlackInteractions(SlackResource):
         self._response_urls = response_urls
         self._service = service
         self._admin = admin
-        self._swap = swap
         self._ratings = ratings
         self._stats = stats
+        # Built once: the buttons that act on the run whose id they carry...
+        self._run_actions: dict[str, Responder] = {
+            run_blocks.ACTION_PLACE_ORDER: service.open_order_modal,
+            # Messages from before the overflow menu still carry this button.
+            run_blocks.ACTION_EDIT_ORDER: service.open_order_modal,
+            run_blocks.ACTION_USE_USUAL: service.use_usual,
+            run_blocks.ACTION_ILL_GO: service.ill_go,
+            run_blocks.ACTION_CANCEL_ORDER: service.cancel_order,
+            run_blocks.ACTION_CANCEL_RUN_PROMPT: service.cancel_run_prompt,
+            run_blocks.ACTION_CLOSE_RUN: service.close_run,
+            run_blocks.ACTION_CANCEL_RUN: service.cancel_run,
+            run_blocks.ACTION_EDIT_RUN: service.open_run_modal,
+            # Pressed in the runner's DM: the actor's channel is that DM.
+            run_blocks.ACTION_CANT_GO: swap.cant_go,
+        }
+        # ...the others (ratings, whose ids carry the score, are matched by prefix)...
+        self._other_actions: dict[str, Responder] = {
+            run_blocks.ACTION_HELP_MORE: self._help_more,
+            stats_blocks.ACTION_STATS_ALL: self._stats_everyone,
+            admin_blocks.ACTION_ADMIN_RESET: self._admin_reset,
+        }
+        # ...and the modals about a run, by callback id.
+        self._run_forms: dict[str, RunForm] = {
+            run_blocks.CALLBACK_ORDER_MODAL: RunForm(run_blocks.ORDER_BLOCK_ID, self._order),
+            run_blocks.CALLBACK_RUN_MODAL: RunForm(run_blocks.PICKUP_BLOCK_ID, self._run_edit),
+        }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         payload = payloads.interaction(verified_body(req))
         REQUESTS.labels("interaction").inc()
         kind = payload["type"]
-        corr = req.context.correlation_id
         if kind == "block_actions":
             action = payloads.block_action(payload)
             log_fact(
@@ -105,7 +149,7 @@ class SlackInteractions(SlackResource):
                 user_id=action.user_id,
                 run_id=str(action.run_id) if action.run_id else None,
             )
-            self._block_action(action, corr)
+            self._block_action(action, req.context.correlation_id)
             resp.status = falcon.HTTP_200
         elif kind == "view_submission":
             submission = payloads.view_submission(payload)
@@ -120,6 +164,8 @@ class SlackInteractions(SlackResource):
                 resp.media = answer
         # Other interaction types (view_closed, shortcuts) need no answer.
 
+    # ---- buttons ---------------------------------------------------------------------
+
     def _block_action(self, action: payloads.BlockAction, corr: str) -> None:
         actor = Actor(
             user_id=action.user_id,
@@ -127,177 +173,84 @@ class SlackInteractions(SlackResource):
             team_id=action.team_id,
             user_name=action.user_name,
         )
-        service = self._service
-        run_id = action.run_id
-        handlers: dict[str, Callable[[uuid.UUID], None]] = {
-            run_blocks.ACTION_PLACE_ORDER: lambda r: service.open_order_modal(
-                actor,
-                r,
-                trigger_id=action.trigger_id,
-                response_url=action.response_url,
-                correlation_id=corr,
-            ),
-            run_blocks.ACTION_ILL_GO: lambda r: service.ill_go(
-                actor,
-                r,
-                trigger_id=action.trigger_id,
-                response_url=action.response_url,
-                correlation_id=corr,
-            ),
-            run_blocks.ACTION_CANCEL_RUN_PROMPT: lambda r: service.cancel_run_prompt(
-                actor, r, response_url=action.response_url, correlation_id=corr
-            ),
-            # Messages from before the overflow menu still carry this button.
-            run_blocks.ACTION_EDIT_ORDER: lambda r: service.open_order_modal(
-                actor,
-                r,
-                trigger_id=action.trigger_id,
-                response_url=action.response_url,
-                correlation_id=corr,
-            ),
-            run_blocks.ACTION_USE_USUAL: lambda r: service.use_usual(
-                actor,
-                r,
-                trigger_id=action.trigger_id,
-                response_url=action.response_url,
-                correlation_id=corr,
-            ),
-            run_blocks.ACTION_CANCEL_ORDER: lambda r: service.cancel_order(
-                actor, r, response_url=action.response_url, correlation_id=corr
-            ),
-            run_blocks.ACTION_CLOSE_RUN: lambda r: service.close_run(
-                actor, r, response_url=action.response_url, correlation_id=corr
-            ),
-            run_blocks.ACTION_CANCEL_RUN: lambda r: service.cancel_run(
-                actor, r, response_url=action.response_url, correlation_id=corr
-            ),
-            run_blocks.ACTION_EDIT_RUN: lambda r: service.open_run_modal(
-                actor,
-                r,
-                trigger_id=action.trigger_id,
-                response_url=action.response_url,
-                correlation_id=corr,
-            ),
-            # Pressed in the runner's DM: `actor.channel_id` is that DM.
-            run_blocks.ACTION_CANT_GO: lambda r: self._swap.cant_go(
-                actor, r, response_url=action.response_url, correlation_id=corr
-            ),
-        }
-        run_handler = handlers.get(action.action_id)
-        handler: Callable[[], None] | None = None
-        rating = _rating(action)
-        if run_handler is not None and run_id is not None:
-            handler = functools.partial(run_handler, run_id)
-        elif rating is not None:
-            run_id = rating[0]
-            handler = functools.partial(
-                self._ratings.rate,
-                actor,
-                rating[0],
-                rating[1],
-                response_url=action.response_url,
-                correlation_id=corr,
-            )
-        elif action.action_id == run_blocks.ACTION_HELP_MORE:
-            handler = functools.partial(
-                service.notify,
-                actor,
-                run_blocks.help_more_text(),
-                response_url=action.response_url,
-                correlation_id=corr,
-            )
-        elif action.action_id == stats_blocks.ACTION_STATS_ALL:
-            handler = functools.partial(self._stats_everyone, actor, action.response_url, corr)
-        elif action.action_id == admin_blocks.ACTION_ADMIN_RESET and (
-            action.value == action.channel_id
-        ):
-            handler = functools.partial(
-                self._admin.reset,
-                actor,
-                action.channel_id,
-                response_url=action.response_url,
-                correlation_id=corr,
-            )
+        responder, run_id = self._responder(action)
+        ia = Interaction(
+            actor,
+            corr,
+            run_id=run_id,
+            trigger_id=action.trigger_id,
+            response_url=action.response_url,
+        )
         with logs.context(channel=action.channel_id, run=str(run_id) if run_id else None):
             try:
-                if handler is None:
+                if responder is None:
                     ERRORS.labels("unknown_action").inc()
-                    service.notify(
-                        actor,
-                        "Sorry, I don't recognise that button — the message may be from an "
-                        "older version of CoffeeBuddy. Start a new run with `/coffee`.",
-                        response_url=action.response_url,
-                        correlation_id=corr,
-                    )
+                    self._service.notify(ia, UNKNOWN_ACTION_TEXT)
                     return
-                handler()
+                responder(ia)
             except DatabaseUnavailable:
                 # Slack ignores the body of a block_actions answer; the response_url is the
                 # only way left to tell the person.
                 ERRORS.labels("database").inc()
-                respond_inline(self._response_urls, action.response_url, DB_DOWN_TEXT)
+                self._respond(ia, DB_DOWN_TEXT)
             except CoffeeBuddyError as exc:
-                respond_inline(self._response_urls, action.response_url, exc.user_message)
+                self._respond(ia, exc.user_message)
             except Exception as exc:
                 # Slack ignores a block_actions answer's body, so the generic handler's
                 # reply would never be seen: answer through the response_url instead.
-                respond_inline(
-                    self._response_urls,
-                    action.response_url,
-                    internal_error_text(report_internal(exc)),
-                )
+                self._respond(ia, internal_error_text(report_internal(exc)))
 
-    def _stats_everyone(self, actor: Actor, response_url: str | None, corr: str) -> None:
+    def _responder(self, action: payloads.BlockAction) -> tuple[Responder | None, uuid.UUID | None]:
+        """What this click does, and the run it acts on (None: none, or not a known one)."""
+        on_run = self._run_actions.get(action.action_id)
+        if on_run is not None and action.run_id is not None:
+            return on_run, action.run_id
+        if (rating := _rating(action)) is not None:
+            run_id, score = rating
+            return functools.partial(self._rate, score=score), run_id
+        if action.action_id == admin_blocks.ACTION_ADMIN_RESET and (
+            action.value != action.channel_id
+        ):
+            # A reset button only ever resets the channel it was posted in.
+            return None, action.run_id
+        return self._other_actions.get(action.action_id), action.run_id
+
+    def _rate(self, ia: Interaction, *, score: int) -> None:
+        self._ratings.rate(ia, score)
+
+    def _help_more(self, ia: Interaction) -> None:
+        self._service.notify(ia, run_blocks.help_more_text())
+
+    def _stats_everyone(self, ia: Interaction) -> None:
         """ "Show everyone" under a member's short `/coffee stats`: the whole table."""
-        reply = self._stats.show(actor, everyone=True)
-        self._service.notify(
-            actor, reply.text, response_url=response_url, correlation_id=corr, blocks=reply.blocks
-        )
+        reply = self._stats.show(ia.actor, everyone=True)
+        self._service.notify(ia, reply.text, blocks=reply.blocks)
+
+    def _admin_reset(self, ia: Interaction) -> None:
+        self._admin.reset(ia, ia.actor.channel_id)
+
+    def _respond(self, ia: Interaction, text: str) -> None:
+        respond_inline(self._response_urls, ia.response_url, text)
+
+    # ---- modals ----------------------------------------------------------------------
 
     def _view_submission(self, sub: payloads.ViewSubmission) -> dict[str, Any] | None:
         actor = Actor(
             user_id=sub.user_id, channel_id="", team_id=sub.team_id, user_name=sub.user_name
         )
-        values = sub.values
-        run_id = sub.run_id
         submit: Callable[[], dict[str, str] | None]
         if sub.callback_id == admin_blocks.CALLBACK_ADMIN_MODAL and payloads.is_channel_id(
             sub.private_metadata
         ):
             first_field = "enabled"
             submit = functools.partial(
-                self._admin.submit_settings, actor, sub.private_metadata, values
-            )
-        elif run_id is None:
-            ERRORS.labels("unknown_view").inc()
-            raise falcon.HTTPBadRequest(description="view without a run id")
-        elif sub.callback_id == run_blocks.CALLBACK_ORDER_MODAL:
-            first_field = run_blocks.ORDER_BLOCK_ID
-            submit = lambda: self._service.submit_order(  # noqa: E731
-                actor,
-                run_id,
-                payloads.input_text(values, run_blocks.ORDER_BLOCK_ID, run_blocks.ORDER_ACTION_ID),
-                volunteer=payloads.checked(
-                    values,
-                    run_blocks.VOLUNTEER_BLOCK_ID,
-                    run_blocks.VOLUNTEER_ACTION_ID,
-                    run_blocks.VOLUNTEER_OPTION_VALUE,
-                ),
-            )
-        elif sub.callback_id == run_blocks.CALLBACK_RUN_MODAL:
-            first_field = run_blocks.PICKUP_BLOCK_ID
-            submit = lambda: self._service.submit_run_edit(  # noqa: E731
-                actor,
-                run_id,
-                payloads.input_text(
-                    values, run_blocks.PICKUP_BLOCK_ID, run_blocks.PICKUP_ACTION_ID
-                ),
-                payloads.input_text(values, run_blocks.NOTE_BLOCK_ID, run_blocks.NOTE_ACTION_ID),
+                self._admin.submit_settings, actor, sub.private_metadata, sub.values
             )
         else:
-            ERRORS.labels("unknown_view").inc()
-            raise falcon.HTTPBadRequest(description="unknown view")
-        with logs.context(run=str(run_id) if run_id else None):
+            run_id, form = self._run_form(sub)
+            first_field = form.first_field
+            submit = functools.partial(form.submit, actor, run_id, sub.values)
+        with logs.context(run=str(sub.run_id) if sub.run_id else None):
             try:
                 errors = submit()
             except DatabaseUnavailable:
@@ -313,6 +266,35 @@ class SlackInteractions(SlackResource):
         if errors:
             return {"response_action": "errors", "errors": errors}
         return None
+
+    def _run_form(self, sub: payloads.ViewSubmission) -> tuple[uuid.UUID, RunForm]:
+        form = self._run_forms.get(sub.callback_id)
+        if sub.run_id is None or form is None:
+            ERRORS.labels("unknown_view").inc()
+            problem = "view without a run id" if sub.run_id is None else "unknown view"
+            raise falcon.HTTPBadRequest(description=problem)
+        return sub.run_id, form
+
+    def _order(
+        self, actor: Actor, run_id: uuid.UUID, values: dict[str, Any]
+    ) -> dict[str, str] | None:
+        text = payloads.input_text(values, run_blocks.ORDER_BLOCK_ID, run_blocks.ORDER_ACTION_ID)
+        volunteer = payloads.checked(
+            values,
+            run_blocks.VOLUNTEER_BLOCK_ID,
+            run_blocks.VOLUNTEER_ACTION_ID,
+            run_blocks.VOLUNTEER_OPTION_VALUE,
+        )
+        return self._service.submit_order(actor, run_id, text, volunteer=volunteer)
+
+    def _run_edit(
+        self, actor: Actor, run_id: uuid.UUID, values: dict[str, Any]
+    ) -> dict[str, str] | None:
+        pickup = payloads.input_text(
+            values, run_blocks.PICKUP_BLOCK_ID, run_blocks.PICKUP_ACTION_ID
+        )
+        note = payloads.input_text(values, run_blocks.NOTE_BLOCK_ID, run_blocks.NOTE_ACTION_ID)
+        return self._service.submit_run_edit(actor, run_id, pickup, note)
 
 
 def _rating(action: payloads.BlockAction) -> tuple[uuid.UUID, int] | None:

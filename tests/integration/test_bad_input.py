@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from coffeebuddy.config import Config
 from coffeebuddy.jobs.worker import Worker
-from coffeebuddy.service.runs import normalize_order_text
+from coffeebuddy.service.orders import normalize_order_text
 from coffeebuddy.slack import admin_blocks, run_blocks
 from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import (

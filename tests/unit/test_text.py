@@ -14,7 +14,7 @@ from coffeebuddy.domain.command import CommandError, parse_command
 from coffeebuddy.domain.models import OrderLine, RunStatus, RunView
 from coffeebuddy.domain.summary import grouped_items
 from coffeebuddy.domain.text import clean_user_text, escape_mrkdwn
-from coffeebuddy.service.runs import normalize_order_text
+from coffeebuddy.service.orders import normalize_order_text
 from coffeebuddy.slack import (
     blockkit,
     home_blocks,
