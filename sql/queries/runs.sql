@@ -126,8 +126,10 @@ SELECT o.* FROM orders o
 -- name: upsert_order
 -- Editing replaces the active order in place; xmax = 0 tells a fresh insert from an update.
 -- The same order again changes nothing and returns no row (no refresh, event or answer).
-INSERT INTO orders (run_id, user_id, order_text, volunteer)
-VALUES (%(run_id)s, %(user_id)s, %(order_text)s, %(volunteer)s)
+-- created_at is the statement's clock, not the transaction's: the worker applies a run's
+-- inboxed orders in one transaction, and lists keep them in arrival order.
+INSERT INTO orders (run_id, user_id, order_text, volunteer, created_at)
+VALUES (%(run_id)s, %(user_id)s, %(order_text)s, %(volunteer)s, clock_timestamp())
 ON CONFLICT (run_id, user_id) WHERE canceled_at IS NULL DO UPDATE
    SET order_text = EXCLUDED.order_text,
        volunteer = EXCLUDED.volunteer,
