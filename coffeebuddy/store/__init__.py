@@ -6,6 +6,7 @@ split by what it stores. Each module owns its named queries and returns typed ro
   worker claims from it, so `service/` never imports `jobs/`;
 - `outbox`: domain events recorded for the relay (`coffeebuddy.events`);
 - `runs`: a run with its orders, as the messages show it;
+- `orders`: a person's order in a run and their usual in a channel;
 - `channels`: a channel's settings, admins, data reset and audit trail;
 - `people`: people and their cached Slack profile, names, App Home figures;
 - `runners`: who served (the fairness history, runner stats, "I can't go");
