@@ -34,7 +34,7 @@ class Context:
     # Where a job may POST an interaction's response_url (see slack/response_url.py).
     response_urls: ResponseUrlPolicy = field(default_factory=lambda: ResponseUrlPolicy(()))
     # Whether retried channel posts may read the channel's history (see
-    # `channel_post_dedupe` in config/settings.py)..
+    # `channel_post_dedupe` in config/settings.py).
     channel_history: bool = False
     # How long a cached profile is trusted (Config.profile_ttl_seconds).
     profile_ttl_seconds: int = 24 * 3600
