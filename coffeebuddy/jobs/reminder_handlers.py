@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from psycopg.rows import DictRow
-
 from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.models import RunStatus
@@ -17,9 +15,9 @@ from coffeebuddy.jobs.delivery import post_once, send_dm
 from coffeebuddy.metrics import REMINDER_LATENESS
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.slack import summary_blocks
-from coffeebuddy.store import outbox
+from coffeebuddy.store import outbox, runs
 from coffeebuddy.store.queue import Job
-from coffeebuddy.store.runs import RunRecord
+from coffeebuddy.store.runs import RunRecord, RunRow
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +35,10 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
     (the swap cleared `reminder_ts`); sent once, after their "you're the runner" DM."""
     run_id = job.payload["run_id"]
     with ctx.database.transaction() as conn:
-        run = db.one(conn, "lock_run", {"run_id": run_id})
-        if run is None or run["reminder_ts"] or run["status"] != RunStatus.CLOSED:
+        run = runs.lock(conn, run_id)
+        if run is None or run.reminder_ts or run.status != RunStatus.CLOSED:
             return
-        if not run["reminders_enabled"]:
+        if not run.reminders_enabled:
             return
     _after_close_jobs(ctx, run_id)
     record = load_job_run(ctx, job)
@@ -69,11 +67,11 @@ def runner_reminder(ctx: Context, job: Job) -> None:
         # The reminder may close the run: orders acknowledged before it count.
         ctx.runs.drain_inbox(run_id)
     with ctx.database.transaction() as conn:
-        run = db.one(conn, "lock_run", {"run_id": run_id})
+        run = runs.lock(conn, run_id)
         if run is None or not _reminder_due(run):
             return
         _record_due_once(conn, run_id, run)
-        if run["status"] == RunStatus.OPEN:
+        if run.status == RunStatus.OPEN:
             outcome = close_locked_run(conn, run, closed_by=None)
     if outcome is not None:
         outcome.count()
@@ -93,36 +91,37 @@ def runner_reminder(ctx: Context, job: Job) -> None:
         _mark_sent(conn, run_id, run, record, ts)
 
 
-def _reminder_due(run: DictRow) -> bool:
+def _reminder_due(run: RunRow) -> bool:
     """Whether the locked run still wants this reminder now."""
-    if run["reminder_ts"] or run["reminder_at"] is None:
+    if run.reminder_ts or run.reminder_at is None:
         return False
-    if run["status"] not in (RunStatus.OPEN, RunStatus.CLOSED):
+    if run.status not in (RunStatus.OPEN, RunStatus.CLOSED):
         return False
-    if not run["reminders_enabled"]:
+    if not run.reminders_enabled:
         log.info("reminder_skipped", extra={"reason": "reminders_disabled"})
         return False
     # The pickup moved later while this job waited: its replacement is queued.
-    return not run["reminder_at"] > datetime.now(UTC) + timedelta(seconds=1)
+    return not run.reminder_at > datetime.now(UTC) + timedelta(seconds=1)
 
 
-def _record_due_once(conn: Conn, run_id: str, run: DictRow) -> None:
+def _record_due_once(conn: Conn, run_id: str, run: RunRow) -> None:
     """The `reminder_due` event, once per reminder however often this job is retried or
     deferred."""
-    due_at = run["reminder_at"].isoformat()
+    assert run.reminder_at is not None  # `_reminder_due` checked it
+    due_at = run.reminder_at.isoformat()
     if not db.one(conn, "reminder_due_recorded", {"run_id": run_id, "due_at": due_at}):
         outbox.record(
             conn,
             "reminder_due",
             run_id=run_id,
-            channel_id=run["slack_channel_id"],
-            correlation_id=run["correlation_id"],
+            channel_id=run.slack_channel_id,
+            correlation_id=run.correlation_id,
             kind="runner_reminder",
             due_at=due_at,
         )
 
 
-def _mark_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, ts: str) -> None:
+def _mark_sent(conn: Conn, run_id: str, run: RunRow, record: RunRecord, ts: str) -> None:
     marked = db.one(conn, "mark_reminder_sent", {"run_id": run_id, "ts": ts})
     if marked is None:
         return
@@ -139,14 +138,14 @@ def _mark_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, ts: str
     log.info("reminder_sent", extra={"latency_ms": round(lateness * 1000, 1)})
 
 
-def _record_sent(conn: Conn, run_id: str, run: DictRow, record: RunRecord, **facts: object) -> None:
+def _record_sent(conn: Conn, run_id: str, run: RunRow, record: RunRecord, **facts: object) -> None:
     """The `reminder_sent` event; `facts` starts with the runner reminded."""
     outbox.record(
         conn,
         "reminder_sent",
         run_id=run_id,
         channel_id=record.view.slack_channel_id,
-        correlation_id=run["correlation_id"],
+        correlation_id=run.correlation_id,
         kind="runner_reminder",
         **facts,
     )
@@ -156,12 +155,12 @@ def last_call(ctx: Context, job: Job) -> None:
     """The optional last call to the channel before the run closes."""
     run_id = job.payload["run_id"]
     with ctx.database.transaction() as conn:
-        run = db.one(conn, "lock_run", {"run_id": run_id})
-        if run is None or run["status"] != RunStatus.OPEN or run["last_call_ts"]:
+        run = runs.lock(conn, run_id)
+        if run is None or run.status != RunStatus.OPEN or run.last_call_ts:
             return
-        if not run["last_call_enabled"] or not run["reminders_enabled"]:
+        if not run.last_call_enabled or not run.reminders_enabled:
             return
-        minutes = int(run["last_call_minutes"])
+        minutes = run.last_call_minutes
     record = load_job_run(ctx, job)
     if record is None:
         return

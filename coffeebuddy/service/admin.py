@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
@@ -25,7 +24,7 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import admin_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import channels, queue
+from coffeebuddy.store import channels, queue, runs
 from coffeebuddy.store.channels import Channel
 
 log = logging.getLogger(__name__)
@@ -152,8 +151,8 @@ class AdminService:
         open_run = channels.open_run(conn, channel.id)
         if open_run is None:
             return None
-        run = db.one(conn, "lock_run", {"run_id": open_run.id})
-        if run is None or run["status"] != RunStatus.OPEN:
+        run = runs.lock(conn, open_run.id)
+        if run is None or run.status != RunStatus.OPEN:
             return None
         cancel_locked_run(
             conn,
@@ -162,23 +161,23 @@ class AdminService:
             by=actor.user_id,
             text=f"CoffeeBuddy was turned off in this channel by <@{actor.user_id}>.",
         )
-        return str(run["id"])
+        return str(run.id)
 
     def _reschedule_open_run(self, conn: Conn, channel: Channel) -> None:
         """A new reminder offset or last-call setting applies to the open run too."""
         open_run = channels.open_run(conn, channel.id)
         if open_run is None:
             return
-        run = db.one(conn, "lock_run", {"run_id": open_run.id})
-        if run is None or run["status"] != RunStatus.OPEN or run["pickup_time"] is None:
+        run = runs.lock(conn, open_run.id)
+        if run is None or run.status != RunStatus.OPEN or run.pickup_time is None:
             return
         reminders.schedule(
             conn,
-            run["id"],
-            pickup=run["pickup_time"],
+            run.id,
+            pickup=run.pickup_time,
             settings=run,
-            channel_id=run["slack_channel_id"],
-            correlation_id=run["correlation_id"],
+            channel_id=run.slack_channel_id,
+            correlation_id=run.correlation_id,
             now=self.clock(),
         )
 

@@ -4,19 +4,21 @@ open at its reminder time."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.fairness import choose_runner
 from coffeebuddy.domain.models import Candidate, RunnerChoice, RunStatus
 from coffeebuddy.metrics import RUN_DURATION, RUNS, RUNS_FAILED
 from coffeebuddy.service.effects import refresh_run_message
 from coffeebuddy.slack.api import FailureCategory
-from coffeebuddy.store import outbox, queue, runners
+from coffeebuddy.store import orders as store_orders
+from coffeebuddy.store import outbox, queue, runners, runs
+from coffeebuddy.store.orders import ActiveOrder
 from coffeebuddy.store.runners import Served
+from coffeebuddy.store.runs import RunRow
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,12 @@ class CloseOutcome:
             RUN_DURATION.observe(self.duration_seconds)
 
 
-def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | None) -> CloseOutcome:
+def close_locked_run(conn: Conn, run: RunRow, *, closed_by: str | None) -> CloseOutcome:
     """Close an open run whose row the caller locked (`lock_run`): choose the runner by
     the fairness rule, record it, and queue the refresh, summary and runner DM. A run
     nobody ordered in is canceled instead. `closed_by` is None when the reminder closed it."""
-    run_id = run["id"]
-    orders = db.all_rows(conn, "active_orders", {"run_id": run_id})
+    run_id = run.id
+    orders = store_orders.active(conn, run_id)
     if not orders:
         cancel_locked_run(
             conn, run, reason="no_orders", by=closed_by, text="Nobody ordered, so it was canceled."
@@ -48,28 +50,21 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
         return CloseOutcome(RunStatus.CANCELED)
 
     choice, history = choose_fair_runner(conn, run, orders)
-    runner = next(o for o in orders if o["slack_user_id"] == choice.runner_slack_id)
-    closed = db.one(
-        conn,
-        "close_run",
-        {
-            "run_id": run_id,
-            "runner_user_id": runner["user_id"],
-            "runner_reason": choice.reason,
-            "runner_rule": choice.rule,
-        },
+    runner = next(o for o in orders if o.slack_user_id == choice.runner_slack_id)
+    closed = runs.close(
+        conn, run_id, runner_user_id=runner.user_id, reason=choice.reason, rule=choice.rule
     )
     if closed is None:
         raise RuntimeError("close_locked_run needs an open, locked run")
-    db.run(conn, "finalize_orders", {"run_id": run_id})
+    store_orders.finalize(conn, run_id)
     runners.record_stats(
         conn,
-        user_id=runner["user_id"],
-        channel_id=run["channel_id"],
+        user_id=runner.user_id,
+        channel_id=run.channel_id,
         runs_served_count=history[choice.runner_slack_id].runs_in_window + 1,
-        last_run_at=closed["closed_at"],
+        last_run_at=closed.closed_at,
     )
-    duration = (closed["closed_at"] - closed["started_at"]).total_seconds()
+    duration = (closed.closed_at - closed.started_at).total_seconds()
     items = len(orders)
     _announce_close(conn, run, choice, items=items, closed_by=closed_by, duration=duration)
     log.info(
@@ -81,7 +76,7 @@ def close_locked_run(conn: Conn, run: Mapping[str, Any], *, closed_by: str | Non
 
 def _announce_close(
     conn: Conn,
-    run: Mapping[str, Any],
+    run: RunRow,
     choice: RunnerChoice,
     *,
     items: int,
@@ -90,9 +85,9 @@ def _announce_close(
 ) -> None:
     """What follows a close, in its transaction: the run message refreshed, the summary
     and the runner DM queued, and the `run_closed` and `runner_assigned` events."""
-    run_id = run["id"]
-    corr = run["correlation_id"]
-    channel = run["slack_channel_id"]
+    run_id = run.id
+    corr = run.correlation_id
+    channel = run.slack_channel_id
     refresh_run_message(conn, run_id, corr, delay_seconds=0)
     queue.enqueue(
         conn, queue.POST_SUMMARY, {"run_id": str(run_id)}, run_id=run_id, correlation_id=corr
@@ -123,72 +118,59 @@ def _announce_close(
     )
 
 
-def runner_history(
-    conn: Conn, run: Mapping[str, Any], user_ids: Sequence[Any]
-) -> dict[str, Served]:
+def runner_history(conn: Conn, run: RunRow, user_ids: Sequence[Any]) -> dict[str, Served]:
     """Per Slack id: how many of the channel's last `fairness_window_runs` closed runs
     (other than `run`) each person served, and when they last served."""
     return runners.history(
         conn,
-        channel_id=run["channel_id"],
-        run_id=run["id"],
-        window=int(run["fairness_window_runs"]),
+        channel_id=run.channel_id,
+        run_id=run.id,
+        window=run.fairness_window_runs,
         user_ids=user_ids,
     )
 
 
 def choose_fair_runner(
-    conn: Conn, run: Mapping[str, Any], orders: Sequence[Mapping[str, Any]]
+    conn: Conn, run: RunRow, orders: Sequence[ActiveOrder]
 ) -> tuple[RunnerChoice, dict[str, Served]]:
-    """The fairness rule over the people of `orders` (rows of `active_orders`) for the
+    """The fairness rule over the people of `orders` (the run's active orders) for the
     locked `run`, with the channel's history; also returns that history by Slack id.
     Closing uses every order; "I can't go" uses those who haven't declined."""
-    window = int(run["fairness_window_runs"])
-    history = runner_history(conn, run, [o["user_id"] for o in orders])
-    previous = runners.previous(conn, channel_id=run["channel_id"], run_id=run["id"])
+    window = run.fairness_window_runs
+    history = runner_history(conn, run, [o.user_id for o in orders])
+    previous = runners.previous(conn, channel_id=run.channel_id, run_id=run.id)
     choice = choose_runner(
         [
             Candidate(
-                slack_user_id=o["slack_user_id"],
-                runs_in_window=history[o["slack_user_id"]].runs_in_window,
-                last_run_at=history[o["slack_user_id"]].last_run_at,
-                volunteered=bool(o["volunteer"]),
-                name=o["display_name"],
+                slack_user_id=o.slack_user_id,
+                runs_in_window=history[o.slack_user_id].runs_in_window,
+                last_run_at=history[o.slack_user_id].last_run_at,
+                volunteered=bool(o.volunteer),
+                name=o.name,
             )
             for o in orders
         ],
         previous_runner=previous.slack_user_id if previous else None,
         previous_runner_name=previous.display_name if previous else None,
         window=window,
-        seed=str(run["id"]),
+        seed=str(run.id),
     )
     return choice, history
 
 
 def cancel_locked_run(
-    conn: Conn, run: Mapping[str, Any], *, reason: str, by: str | None, text: str | None
+    conn: Conn, run: RunRow, *, reason: str, by: str | None, text: str | None
 ) -> None:
     """Cancel an open run whose row the caller locked. `reason` is for the event stream
     ("no_orders", "canceled", "channel_disabled"); `text` is shown on the run message."""
-    db.one(
-        conn,
-        "end_run",
-        {
-            "run_id": run["id"],
-            "status": "canceled",
-            "failure_reason": None,
-            "failure_category": None,
-            "cancel_reason": text,
-            "from_statuses": ["open"],
-        },
-    )
-    refresh_run_message(conn, run["id"], run["correlation_id"], delay_seconds=0)
+    runs.end(conn, run.id, status="canceled", cancel_reason=text, from_statuses=["open"])
+    refresh_run_message(conn, run.id, run.correlation_id, delay_seconds=0)
     outbox.record(
         conn,
         "run_canceled",
-        run_id=run["id"],
-        channel_id=run["slack_channel_id"],
-        correlation_id=run["correlation_id"],
+        run_id=run.id,
+        channel_id=run.slack_channel_id,
+        correlation_id=run.correlation_id,
         reason=reason,
         by=by,
     )
@@ -206,19 +188,15 @@ def fail_run(
 ) -> bool:
     """Mark a run failed (it can't complete) for a `category` of reason (the pilot's
     critical error rate); True when this call changed it."""
-    ended = db.one(
+    ended = runs.end(
         conn,
-        "end_run",
-        {
-            "run_id": run_id,
-            "status": "failed",
-            "failure_reason": reason,
-            "failure_category": category,
-            "cancel_reason": None,
-            "from_statuses": from_statuses,
-        },
+        run_id,
+        status="failed",
+        failure_reason=reason,
+        failure_category=category,
+        from_statuses=from_statuses,
     )
-    if ended is None:
+    if not ended:
         return False
     RUNS_FAILED.labels(category).inc()
     refresh_run_message(conn, run_id, correlation_id, delay_seconds=0)

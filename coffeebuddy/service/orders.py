@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
-from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
 from coffeebuddy.domain.text import clean_user_text
@@ -17,7 +14,8 @@ from coffeebuddy.service.common import Actor, Interaction
 from coffeebuddy.service.run_access import _misplaced, not_open_text
 from coffeebuddy.service.run_inbox import RunInbox
 from coffeebuddy.slack import blockkit, modal_blocks
-from coffeebuddy.store import orders, runs
+from coffeebuddy.store import orders, people, runs
+from coffeebuddy.store.people import Person
 from coffeebuddy.store.runs import RunRow
 
 log = logging.getLogger(__name__)
@@ -71,17 +69,17 @@ class OrderActions(RunInbox):
             if run is None:
                 return
             user = self._upsert_user(conn, actor)
-            text = orders.usual(conn, user["id"], run.channel_id)
+            text = orders.usual(conn, user.id, run.channel_id)
             if text is not None:
                 self._warm_profile(conn, actor, user)
-                current = orders.current(conn, run_id, user["id"])
+                current = orders.current(conn, run_id, user.id)
                 volunteer = bool(current and current.volunteer)
-                if orders.upsert(conn, run_id, user["id"], text, volunteer=volunteer) is None:
+                if orders.upsert(conn, run_id, user.id, text, volunteer=volunteer) is None:
                     # Their usual is already their order: a repeated click changes nothing,
                     # so it writes nothing (no refresh, event or confirmation job).
                     log.info("order_unchanged", extra={"action": "use_usual"})
                     return
-                orders.touch_usual(conn, user["id"], run.channel_id)
+                orders.touch_usual(conn, user.id, run.channel_id)
                 self._order_changed(conn, run, actor, "changed" if current else "placed")
                 self._tell(
                     conn,
@@ -103,7 +101,7 @@ class OrderActions(RunInbox):
             if run is None:
                 return
             user = self._user(conn, ia.actor)
-            if user is None or not orders.cancel(conn, ia.run, user["id"]):
+            if user is None or not orders.cancel(conn, ia.run, user.id):
                 self._tell(
                     conn,
                     ia,
@@ -152,8 +150,8 @@ class OrderActions(RunInbox):
         when they have neither and the order form must ask."""
         actor, run_id = ia.actor, ia.run
         user = self._upsert_user(conn, actor)
-        current = orders.current(conn, run_id, user["id"])
-        usual = orders.usual(conn, user["id"], run.channel_id)
+        current = orders.current(conn, run_id, user.id)
+        usual = orders.usual(conn, user.id, run.channel_id)
         if current is not None and current.volunteer:
             self._tell(
                 conn,
@@ -166,9 +164,9 @@ class OrderActions(RunInbox):
         text = current.text if current is not None else usual
         if text is None:
             return False
-        orders.upsert(conn, run_id, user["id"], text, volunteer=True)
+        orders.upsert(conn, run_id, user.id, text, volunteer=True)
         if current is None:
-            orders.touch_usual(conn, user["id"], run.channel_id)
+            orders.touch_usual(conn, user.id, run.channel_id)
         self._order_changed(conn, run, actor, "changed" if current else "placed")
         ordered = "" if current else f" I ordered your usual: *{blockkit.escape(text)}*."
         self._tell(
@@ -232,12 +230,12 @@ class OrderActions(RunInbox):
             if run is None or run.status != RunStatus.OPEN:
                 return {"order": not_open_text(run) + " Your order wasn't saved."}
             user = self._upsert_orderer(conn, actor)
-            saved = orders.upsert(conn, run_id, user["id"], text, volunteer=volunteer)
+            saved = orders.upsert(conn, run_id, user.id, text, volunteer=volunteer)
             if saved is None:
                 # The same order resubmitted: nothing changed, nothing to write or say.
                 log.info("order_unchanged", extra={"action": "modal"})
                 return None
-            orders.save_usual(conn, user["id"], run.channel_id, text)
+            orders.save_usual(conn, user.id, run.channel_id, text)
             self._order_changed(conn, run, actor, "placed" if saved.inserted else "changed")
             verb = "Got your order" if saved.inserted else "Updated your order"
             extra = " You volunteered to go — thank you!" if volunteer else ""
@@ -250,8 +248,8 @@ class OrderActions(RunInbox):
             )
         return None
 
-    def _user(self, conn: Conn, actor: Actor) -> Mapping[str, Any] | None:
-        return db.one(conn, "get_user_by_slack_id", {"slack_user_id": actor.user_id})
+    def _user(self, conn: Conn, actor: Actor) -> Person | None:
+        return people.find(conn, actor.user_id)
 
 
 def _in_channel(actor: Actor, run: RunRow) -> Interaction:

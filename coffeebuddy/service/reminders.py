@@ -9,13 +9,24 @@ run started for "in 3m" doesn't close the moment it opens.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
 from coffeebuddy.db import Conn
 from coffeebuddy.store import outbox, reminders
 from coffeebuddy.store.queue import LAST_CALL, RUNNER_REMINDER
+
+
+class ReminderSettings(Protocol):
+    """A channel's reminder settings: its row (`store.channels.Channel`), or a run's
+    (`store.runs.RunRow`), which carries them."""
+
+    @property
+    def reminder_offset_minutes(self) -> int: ...
+    @property
+    def last_call_enabled(self) -> bool: ...
+    @property
+    def last_call_minutes(self) -> int: ...
 
 
 def reminder_time(pickup: datetime, offset_minutes: int, now: datetime) -> datetime:
@@ -30,20 +41,20 @@ def schedule(
     run_id: uuid.UUID | str,
     *,
     pickup: datetime | None,
-    settings: Mapping[str, Any],
+    settings: ReminderSettings,
     channel_id: str,
     correlation_id: str,
     now: datetime,
 ) -> datetime | None:
     """(Re)schedule the run's reminder jobs for `pickup`; None pickup removes them.
-    `settings` holds the channel's reminder columns. Returns the runner reminder time."""
+    `settings` are the channel's. Returns the runner reminder time."""
     keys = {RUNNER_REMINDER: f"reminder:{run_id}", LAST_CALL: f"last_call:{run_id}"}
     if pickup is None:
         reminders.set_due(conn, run_id, None)
         for key in keys.values():
             reminders.unschedule(conn, key)
         return None
-    due = reminder_time(pickup, int(settings["reminder_offset_minutes"]), now)
+    due = reminder_time(pickup, settings.reminder_offset_minutes, now)
     reminders.set_due(conn, run_id, due)
     reminders.schedule(
         conn,
@@ -62,8 +73,8 @@ def schedule(
         kind=RUNNER_REMINDER,
         due_at=due.isoformat(),
     )
-    last_call = due - timedelta(minutes=int(settings["last_call_minutes"]))
-    if settings["last_call_enabled"] and last_call > now:
+    last_call = due - timedelta(minutes=settings.last_call_minutes)
+    if settings.last_call_enabled and last_call > now:
         reminders.schedule(
             conn,
             LAST_CALL,

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
@@ -19,7 +18,8 @@ from coffeebuddy.service.people import People
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.slack.api import classify
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import orders, outbox, runs
+from coffeebuddy.store import orders, outbox, people, runs
+from coffeebuddy.store.people import Person
 from coffeebuddy.store.runs import RunRecord, RunRow, load_run
 
 log = logging.getLogger(__name__)
@@ -94,22 +94,16 @@ class RunAccess:
             return None
         return run
 
-    def _upsert_user(self, conn: Conn, actor: Actor) -> dict[str, Any]:
-        row = db.one(
-            conn,
-            "upsert_user",
-            {"slack_user_id": actor.user_id, "display_name": actor.user_name[:200]},
-        )
-        assert row is not None
-        return dict(row)
+    def _upsert_user(self, conn: Conn, actor: Actor) -> Person:
+        return people.upsert(conn, actor.user_id, actor.user_name[:200])
 
-    def _upsert_orderer(self, conn: Conn, actor: Actor) -> dict[str, Any]:
+    def _upsert_orderer(self, conn: Conn, actor: Actor) -> Person:
         """`_upsert_user` for someone placing an order."""
-        row = self._upsert_user(conn, actor)
-        self._warm_profile(conn, actor, row)
-        return row
+        person = self._upsert_user(conn, actor)
+        self._warm_profile(conn, actor, person)
+        return person
 
-    def _warm_profile(self, conn: Conn, actor: Actor, user: Mapping[str, Any]) -> None:
+    def _warm_profile(self, conn: Conn, actor: Actor, user: Person) -> None:
         """Someone ordering who is new (or not seen for a day) has their profile fetched
         by the worker, so that their own `/coffee 10:30` later needn't wait for users.info."""
         if self.people.cached_time_zone(user) is None:

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import coffeebuddy.domain.command as cmdparse
-from coffeebuddy import db
 from coffeebuddy.config import Config
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunStatus
@@ -38,7 +36,8 @@ from coffeebuddy.service.people import People
 from coffeebuddy.service.run_access import _misplaced, not_open_text
 from coffeebuddy.slack import modal_blocks, run_blocks
 from coffeebuddy.slack.gateway import SlackGateway
-from coffeebuddy.store import outbox, queue, runs
+from coffeebuddy.store import channels, outbox, queue, runs
+from coffeebuddy.store.channels import Channel
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +63,8 @@ class RunService(OrderActions):
     def workspace_refusal(self, actor: Actor) -> str | None:
         """Refuse a command in a channel that another workspace's requests set up."""
         with self.db.transaction() as conn:
-            channel = db.one(
-                conn, "get_channel_by_slack_id", {"slack_channel_id": actor.channel_id}
-            )
-        team = channel["slack_team_id"] if channel is not None else ""
+            channel = channels.find(conn, actor.channel_id)
+        team = channel.slack_team_id if channel is not None else ""
         if team and actor.team_id and actor.team_id != team:
             log.warning("other_workspace", extra={"team_id": actor.team_id})
             return OTHER_WORKSPACE_TEXT
@@ -119,11 +116,11 @@ class RunService(OrderActions):
                 except cmdparse.CommandError as exc:
                     conn.rollback()
                     return Reply(exc.hint)
-            first = channel["onboarded_at"] is None
+            first = channel.onboarded_at is None
             run_id = runs.insert(
                 conn,
-                channel_id=channel["id"],
-                initiator_user_id=user["id"],
+                channel_id=channel.id,
+                initiator_user_id=user.id,
                 pickup_time=pickup,
                 pickup_note=command.note,
                 correlation_id=ia.correlation_id,
@@ -134,33 +131,26 @@ class RunService(OrderActions):
                 # The channel's one open run exists already (or another /coffee just won
                 # the race for it): nothing of this command is kept.
                 conn.rollback()
-                return Reply(self._already_open_text(channel["id"]))
+                return Reply(self._already_open_text(channel.id))
             if first:
-                db.run(conn, "mark_channel_onboarded", {"channel_id": channel["id"]})
+                channels.mark_onboarded(conn, channel.id)
             self._record_start(conn, ia, run_id, channel, pickup, command.note, first=first)
         RUNS.labels("started").inc()
         # Not "you started": the post may still fail (say the bot isn't in the channel),
         # and the worker then tells the starter why.
         return Reply("☕ Starting your coffee run…")
 
-    def _channel_for_run(self, conn: Conn, actor: Actor) -> tuple[Mapping[str, Any], str | None]:
+    def _channel_for_run(self, conn: Conn, actor: Actor) -> tuple[Channel, str | None]:
         """The channel's row (recorded now if new), and why no run may start in it."""
-        channel = db.one(
-            conn,
-            "upsert_channel",
-            {
-                "slack_channel_id": actor.channel_id,
-                "team_id": actor.team_id,
-                "name": actor.channel_name[:200],
-            },
+        channel = channels.upsert(
+            conn, actor.channel_id, team_id=actor.team_id, name=actor.channel_name[:200]
         )
-        assert channel is not None
-        team = channel["slack_team_id"]
+        team = channel.slack_team_id
         if team and actor.team_id and actor.team_id != team:
             # Another workspace's channel (the upsert keeps the first team).
             log.warning("other_workspace", extra={"team_id": actor.team_id})
             return channel, OTHER_WORKSPACE_TEXT
-        if not channel["enabled"]:
+        if not channel.enabled:
             return channel, DISABLED_TEXT
         return channel, None
 
@@ -181,7 +171,7 @@ class RunService(OrderActions):
         conn: Conn,
         ia: Interaction,
         run_id: uuid.UUID,
-        channel: Mapping[str, Any],
+        channel: Channel,
         pickup: datetime | None,
         note: str | None,
         *,
@@ -245,7 +235,7 @@ class RunService(OrderActions):
             run = self._lock_open(conn, ia)
             if run is None:
                 return
-            outcome = close_locked_run(conn, run.row, closed_by=ia.actor.user_id)
+            outcome = close_locked_run(conn, run, closed_by=ia.actor.user_id)
             if outcome.status is RunStatus.CANCELED:
                 self._tell(
                     conn,
@@ -265,7 +255,7 @@ class RunService(OrderActions):
             if run is None:
                 return
             cancel_locked_run(
-                conn, run.row, reason="canceled", by=user_id, text=f"<@{user_id}> canceled it."
+                conn, run, reason="canceled", by=user_id, text=f"<@{user_id}> canceled it."
             )
             self._tell(
                 conn,
@@ -314,7 +304,7 @@ class RunService(OrderActions):
                 conn,
                 run_id,
                 pickup=pickup,
-                settings=run.row,
+                settings=run,
                 channel_id=run.slack_channel_id,
                 correlation_id=run.correlation_id,
                 now=self.clock(),

@@ -16,18 +16,18 @@ the hook.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.domain.models import RunnerChoice, RunStatus
 from coffeebuddy.service.closing import choose_fair_runner, runner_history
 from coffeebuddy.service.common import DISABLED_TEXT, Interaction
 from coffeebuddy.service.effects import queue_ephemeral, refresh_run_message
-from coffeebuddy.store import outbox, people, queue, runners
+from coffeebuddy.store import orders, outbox, people, queue, runners, runs
+from coffeebuddy.store.orders import ActiveOrder
 from coffeebuddy.store.runners import Served
+from coffeebuddy.store.runs import RunRow
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class SwapService:
         actor, run_id = ia.actor, ia.run
         response_url, correlation_id = ia.response_url, ia.correlation_id
         with self.db.transaction() as conn:
-            run = db.one(conn, "lock_run", {"run_id": run_id})
+            run = runs.lock(conn, run_id)
             refusal = _refusal(conn, run, actor.user_id)
             if refusal is None:
                 assert run is not None
@@ -55,26 +55,29 @@ class SwapService:
                     user=actor.user_id,
                     text=refusal,
                     response_url=response_url,
-                    correlation_id=run["correlation_id"] if run else correlation_id,
+                    correlation_id=run.correlation_id if run else correlation_id,
                 )
                 log.info("cant_go_refused", extra={"user_id": actor.user_id})
 
 
-def _refusal(conn: Conn, run: Mapping[str, Any] | None, user: str) -> str | None:
+def _refusal(conn: Conn, run: RunRow | None, user: str) -> str | None:
     """Why `user` can't hand this run on, or None when they can."""
     if run is None:
         return "That coffee run doesn't exist any more."
-    if not run["channel_enabled"]:
+    if not run.channel_enabled:
         return DISABLED_TEXT
-    status = run["status"]
+    status = run.status
     if status == RunStatus.OPEN:
         return "This coffee run is still open: its runner is chosen when it closes."
     if status == RunStatus.CANCELED:
         return "This coffee run was canceled, so nobody needs to go."
     if status != RunStatus.CLOSED:
         return "This coffee run couldn't complete, so there's nothing to hand on."
-    current = people.slack_id(conn, run["runner_user_id"])
-    if user in run["declined_user_ids"]:
+    # A closed run has both (the `closed_has_runner` constraint).
+    assert run.runner_user_id is not None
+    assert run.closed_at is not None
+    current = people.slack_id(conn, run.runner_user_id)
+    if user in run.declined_user_ids:
         return (
             f"You already said you can't go on this run (once per run) — <@{current}> is "
             "going instead."
@@ -82,39 +85,39 @@ def _refusal(conn: Conn, run: Mapping[str, Any] | None, user: str) -> str | None
     if user != current:
         return f"Only <@{current}>, the runner of this coffee run, can hand it on."
     if runners.newer_closed_run(
-        conn, channel_id=run["channel_id"], run_id=run["id"], closed_at=run["closed_at"]
+        conn, channel_id=run.channel_id, run_id=run.id, closed_at=run.closed_at
     ):
         return (
-            f"A newer coffee run has closed in <#{run['slack_channel_id']}> since, so this one "
+            f"A newer coffee run has closed in <#{run.slack_channel_id}> since, so this one "
             "can't be handed on any more — please sort it out in the channel."
         )
     return None
 
 
-def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
+def _hand_on(conn: Conn, run: RunRow, decliner: str) -> str | None:
     """Make the next person by the rule the runner of the locked, closed `run`, whose
     runner is `decliner`. Returns the answer for `decliner` when nobody is left."""
-    declined = [*run["declined_user_ids"], decliner]
-    orders = db.all_rows(conn, "active_orders", {"run_id": run["id"]})
-    remaining = [o for o in orders if o["slack_user_id"] not in declined]
+    declined = [*run.declined_user_ids, decliner]
+    active = orders.active(conn, run.id)
+    remaining = [o for o in active if o.slack_user_id not in declined]
     if not remaining:
-        log.info("cant_go_nobody_left", extra={"participants": len(orders)})
+        log.info("cant_go_nobody_left", extra={"participants": len(active)})
         return (
             "Sorry — there's nobody else in this run left to go, so you're still the runner. "
-            f"If you really can't make it, let <#{run['slack_channel_id']}> know."
+            f"If you really can't make it, let <#{run.slack_channel_id}> know."
         )
 
     choice, history = choose_fair_runner(conn, run, remaining)
-    runner = next(o for o in remaining if o["slack_user_id"] == choice.runner_slack_id)
+    runner = next(o for o in remaining if o.slack_user_id == choice.runner_slack_id)
     closed_at = _swap_runner(conn, run, choice, runner, declined)
-    _move_credit(conn, run, runner, history[runner["slack_user_id"]], decliner, closed_at)
-    _queue_messages(conn, run, new_runner=runner["slack_user_id"], old_runner=decliner)
+    _move_credit(conn, run, runner, history[runner.slack_user_id], decliner, closed_at)
+    _queue_messages(conn, run, new_runner=runner.slack_user_id, old_runner=decliner)
     outbox.record(
         conn,
         "runner_assigned",
-        run_id=run["id"],
-        channel_id=run["slack_channel_id"],
-        correlation_id=run["correlation_id"],
+        run_id=run.id,
+        channel_id=run.slack_channel_id,
+        correlation_id=run.correlation_id,
         runner=choice.runner_slack_id,
         rule=choice.rule,
         replaced=decliner,
@@ -129,26 +132,27 @@ def _hand_on(conn: Conn, run: Mapping[str, Any], decliner: str) -> str | None:
 
 def _swap_runner(
     conn: Conn,
-    run: Mapping[str, Any],
+    run: RunRow,
     choice: RunnerChoice,
-    runner: Mapping[str, Any],
+    runner: ActiveOrder,
     declined: Sequence[str],
 ) -> datetime:
-    """Write the new runner (an order row of `active_orders`) and why; `declined` ends
-    with who just did. Returns the run's close time."""
+    """Write the new runner (their active order) and why; `declined` ends with who just
+    did. Returns the run's close time."""
     names = people.names(conn, declined)
+    assert run.runner_user_id is not None  # a closed run has its runner
     closed_at = runners.hand_on(
         conn,
-        run["id"],
-        runner_user_id=runner["user_id"],
+        run.id,
+        runner_user_id=runner.user_id,
         reason=swap_reason(
             choice,
             [names.get(d) or d for d in declined],
-            runner["display_name"] or runner["slack_user_id"],
+            runner.name or runner.slack_user_id,
         ),
         rule=choice.rule,
         declined=declined[-1],
-        old_runner_user_id=run["runner_user_id"],
+        old_runner_user_id=run.runner_user_id,
     )
     if closed_at is None:
         raise RuntimeError("_hand_on needs the closed run locked, with its runner declining")
@@ -157,43 +161,42 @@ def _swap_runner(
 
 def _move_credit(
     conn: Conn,
-    run: Mapping[str, Any],
-    runner: Mapping[str, Any],
+    run: RunRow,
+    runner: ActiveOrder,
     served: Served,
     decliner: str,
     closed_at: datetime,
 ) -> None:
     """runner_stats mirror the run history: the credit moves from the decliner to the new
     runner (`served` is their history before this run), counted the way closing counts it."""
-    channel_id = run["channel_id"]
+    channel_id, old_runner = run.channel_id, run.runner_user_id
+    assert old_runner is not None  # a closed run has its runner
     runners.record_stats(
         conn,
-        user_id=runner["user_id"],
+        user_id=runner.user_id,
         channel_id=channel_id,
         runs_served_count=served.runs_in_window + 1,
         last_run_at=closed_at,
     )
     # Read after the update, so this run no longer counts for the decliner.
-    own = runner_history(conn, run, [run["runner_user_id"]])[decliner]
+    own = runner_history(conn, run, [old_runner])[decliner]
     if own.last_run_at is None:
-        runners.drop_stats(conn, user_id=run["runner_user_id"], channel_id=channel_id)
+        runners.drop_stats(conn, user_id=old_runner, channel_id=channel_id)
     else:
         runners.record_stats(
             conn,
-            user_id=run["runner_user_id"],
+            user_id=old_runner,
             channel_id=channel_id,
             runs_served_count=own.runs_in_window,
             last_run_at=own.last_run_at,
         )
 
 
-def _queue_messages(
-    conn: Conn, run: Mapping[str, Any], *, new_runner: str, old_runner: str
-) -> None:
+def _queue_messages(conn: Conn, run: RunRow, *, new_runner: str, old_runner: str) -> None:
     """Everything Slack shows about the runner catches up; `run` is the row as locked,
     before the swap, so it still holds the old runner's DM and reminder."""
-    run_id = run["id"]
-    corr = run["correlation_id"]
+    run_id = run.id
+    corr = run.correlation_id
     payload = {"run_id": str(run_id)}
     refresh_run_message(conn, run_id, corr, delay_seconds=0)
     queue.enqueue(
@@ -213,12 +216,12 @@ def _queue_messages(
         correlation_id=corr,
     )
     off_the_hook = (
-        f"👍 You're off the hook for the coffee run in <#{run['slack_channel_id']}> — "
+        f"👍 You're off the hook for the coffee run in <#{run.slack_channel_id}> — "
         f"<@{new_runner}> is going instead."
     )
-    dm_channel = run["runner_dm_channel"]
+    dm_channel = run.runner_dm_channel
     # The reminder went to the same DM as the runner DM (both open the runner's IM).
-    for ts in (run["runner_dm_ts"], run["reminder_ts"]):
+    for ts in (run.runner_dm_ts, run.reminder_ts):
         if dm_channel and ts:
             queue.enqueue(
                 conn,
@@ -227,7 +230,7 @@ def _queue_messages(
                 run_id=run_id,
                 correlation_id=corr,
             )
-    if run["reminder_sent_at"] is not None:
+    if run.reminder_sent_at is not None:
         # The old runner was already reminded; a reminder still due finds the new runner
         # by itself.
         queue.enqueue(

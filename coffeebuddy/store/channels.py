@@ -105,6 +105,11 @@ def upsert(conn: Conn, slack_channel_id: str, *, team_id: str, name: str) -> Cha
     return Channel.from_row(row)
 
 
+def mark_onboarded(conn: Conn, channel_id: uuid.UUID) -> None:
+    """The channel's first run started (`first_in_channel` is set on that run only)."""
+    db.run(conn, "mark_channel_onboarded", {"channel_id": channel_id})
+
+
 def update_settings(conn: Conn, channel_id: uuid.UUID, settings: Mapping[str, Any]) -> None:
     """Write every one of `SETTINGS` (the caller holds the channel's lock)."""
     db.run(conn, "update_channel_settings", {**settings, "id": channel_id})

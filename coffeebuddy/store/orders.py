@@ -35,6 +35,37 @@ class Saved:
         return cls(id=row["id"], inserted=bool(row["inserted"]))
 
 
+@dataclass(frozen=True)
+class ActiveOrder:
+    """An active order in a run with who placed it (`active_orders`, in arrival order)."""
+
+    user_id: uuid.UUID
+    slack_user_id: str
+    # The person's display name ("" when not known).
+    name: str
+    text: str
+    volunteer: bool
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ActiveOrder:
+        return cls(
+            user_id=row["user_id"],
+            slack_user_id=row["slack_user_id"],
+            name=row["display_name"],
+            text=row["order_text"],
+            volunteer=row["volunteer"],
+        )
+
+
+def active(conn: Conn, run_id: uuid.UUID | str) -> list[ActiveOrder]:
+    return [ActiveOrder.from_row(r) for r in db.all_rows(conn, "active_orders", {"run_id": run_id})]
+
+
+def finalize(conn: Conn, run_id: uuid.UUID) -> None:
+    """The run closed: its active orders are final."""
+    db.run(conn, "finalize_orders", {"run_id": run_id})
+
+
 def current(conn: Conn, run_id: uuid.UUID, user_id: uuid.UUID) -> Order | None:
     row = db.one(conn, "get_active_order", {"run_id": run_id, "user_id": user_id})
     return Order.from_row(row) if row is not None else None

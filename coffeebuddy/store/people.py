@@ -44,6 +44,14 @@ def find(conn: Conn, slack_user_id: str) -> Person | None:
     return Person.from_row(row) if row is not None else None
 
 
+def upsert(conn: Conn, slack_user_id: str, display_name: str) -> Person:
+    """The person, added on first sight; a non-empty name is kept up to date."""
+    params = {"slack_user_id": slack_user_id, "display_name": display_name}
+    row = db.one(conn, "upsert_user", params)
+    assert row is not None  # an upsert always returns the row
+    return Person.from_row(row)
+
+
 def save_profile(conn: Conn, profile: Profile) -> Person:
     """Cache what users.info said (adding the person if new)."""
     row = db.one(

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.models import OrderLine, RunStatus, RunView
+from coffeebuddy.store import orders
 
 
 @dataclass(frozen=True)
@@ -43,14 +44,9 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
     row = db.one(conn, "get_run_view", {"run_id": run_id})
     if row is None:
         return None
-    orders = tuple(
-        OrderLine(
-            slack_user_id=o["slack_user_id"],
-            text=o["order_text"],
-            volunteer=o["volunteer"],
-            name=o["display_name"],
-        )
-        for o in db.all_rows(conn, "active_orders", {"run_id": run_id})
+    lines = tuple(
+        OrderLine(slack_user_id=o.slack_user_id, text=o.text, volunteer=o.volunteer, name=o.name)
+        for o in orders.active(conn, run_id)
     )
     view = RunView(
         run_id=str(row["id"]),
@@ -60,7 +56,7 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
         started_at=row["started_at"],
         pickup_time=row["pickup_time"],
         note=row["pickup_note"],
-        orders=orders,
+        orders=lines,
         runner_slack_id=row["runner_slack_id"],
         runner_reason=row["runner_reason"],
         failure_reason=row["failure_reason"],
@@ -87,8 +83,9 @@ def load_run(conn: Conn, run_id: uuid.UUID | str) -> RunRecord | None:
 
 @dataclass(frozen=True)
 class RunRow:
-    """A run with its channel's ids, as `lock_run`, `share_run` and `get_run_view` read
-    it: what the services check before they act on it."""
+    """A run with its channel's ids and settings, as `lock_run`, `share_run` and
+    `get_run_view` read it: what the services check before they act on it, and what
+    closing, "I can't go" and the reminders read."""
 
     id: uuid.UUID
     status: RunStatus
@@ -98,26 +95,47 @@ class RunRow:
     correlation_id: str
     initiator_slack_id: str
     summary_permalink: str | None
+    pickup_time: datetime | None
+    closed_at: datetime | None
+    runner_user_id: uuid.UUID | None
+    # Who said "I can't go" (Slack ids).
+    declined_user_ids: tuple[str, ...]
+    runner_dm_channel: str | None
+    runner_dm_ts: str | None
+    reminder_at: datetime | None
+    reminder_sent_at: datetime | None
+    reminder_ts: str | None
+    last_call_ts: str | None
+    # The channel's settings the run follows.
+    channel_enabled: bool
+    fairness_window_runs: int
+    reminders_enabled: bool
+    reminder_offset_minutes: int
+    last_call_enabled: bool
+    last_call_minutes: int
     # Only `get_run_view` reads them (who besides the starter may manage the run).
     channel_admin_ids: tuple[str, ...] = ()
-    # The whole row, for `service.closing` and `reminders.schedule`, which still read the
-    # channel's settings by column name.
-    row: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunRow:
+        # The locking queries don't read the channel's admins.
+        named = {f.name: row[f.name] for f in fields(cls) if f.name != "channel_admin_ids"}
         return cls(
-            id=row["id"],
-            status=RunStatus(row["status"]),
-            channel_id=row["channel_id"],
-            slack_channel_id=row["slack_channel_id"],
-            slack_team_id=row["slack_team_id"],
-            correlation_id=row["correlation_id"],
-            initiator_slack_id=row["initiator_slack_id"],
-            summary_permalink=row["summary_permalink"],
-            channel_admin_ids=tuple(row.get("channel_admin_ids") or ()),
-            row=row,
+            **{
+                **named,
+                "status": RunStatus(row["status"]),
+                "declined_user_ids": tuple(row["declined_user_ids"]),
+                "channel_admin_ids": tuple(row.get("channel_admin_ids") or ()),
+            }
         )
+
+
+@dataclass(frozen=True)
+class Closed:
+    """When a run closed, and when it started (its duration)."""
+
+    closed_at: datetime
+    started_at: datetime
 
 
 @dataclass(frozen=True)
@@ -197,3 +215,39 @@ def update_details(
         "update_run_details",
         {"run_id": run_id, "pickup_time": pickup_time, "pickup_note": pickup_note},
     )
+
+
+def close(
+    conn: Conn, run_id: uuid.UUID, *, runner_user_id: uuid.UUID, reason: str, rule: str
+) -> Closed | None:
+    """Close the open run with its runner; None when it was not open."""
+    params = {
+        "run_id": run_id,
+        "runner_user_id": runner_user_id,
+        "runner_reason": reason,
+        "runner_rule": rule,
+    }
+    row = db.one(conn, "close_run", params)
+    return Closed(closed_at=row["closed_at"], started_at=row["started_at"]) if row else None
+
+
+def end(
+    conn: Conn,
+    run_id: uuid.UUID | str,
+    *,
+    status: str,
+    from_statuses: list[str],
+    failure_reason: str | None = None,
+    failure_category: str | None = None,
+    cancel_reason: str | None = None,
+) -> bool:
+    """Cancel or fail a run in one of `from_statuses`; False when it was in none."""
+    params = {
+        "run_id": run_id,
+        "status": status,
+        "failure_reason": failure_reason,
+        "failure_category": failure_category,
+        "cancel_reason": cancel_reason,
+        "from_statuses": from_statuses,
+    }
+    return db.one(conn, "end_run", params) is not None
