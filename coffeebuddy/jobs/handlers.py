@@ -24,7 +24,7 @@ from coffeebuddy.slack import home_blocks, run_blocks, summary_blocks
 from coffeebuddy.slack.api import call
 from coffeebuddy.slack.budget import spend
 from coffeebuddy.slack.gateway import WebSlackGateway
-from coffeebuddy.store import queue
+from coffeebuddy.store import people, queue
 from coffeebuddy.store.queue import Job
 from coffeebuddy.store.runs import RunRecord, load_run
 
@@ -194,10 +194,7 @@ def post_runner_change(ctx: Context, job: Job) -> None:
         return
     new, old = job.payload["new_runner"], job.payload["old_runner"]
     with ctx.database.transaction() as conn:
-        names = {
-            r["slack_user_id"]: r["display_name"]
-            for r in db.all_rows(conn, "user_names", {"slack_user_ids": [new, old]})
-        }
+        names = people.names(conn, [new, old])
     text = summary_blocks.runner_changed_text(names.get(new) or new, names.get(old) or old)
     post_once(
         ctx,
@@ -253,22 +250,14 @@ def warm_profile(ctx: Context, job: Job) -> None:
     """users.info for someone the web saw without a fresh profile; cached for the web."""
     user = job.payload["user"]
     with ctx.database.transaction() as conn:
-        row = db.one(conn, "get_user_by_slack_id", {"slack_user_id": user})
+        person = people.find(conn, user)
     fresh_after = datetime.now(UTC) - timedelta(seconds=ctx.profile_ttl_seconds)
-    if row is None or (row["profile_fetched_at"] and row["profile_fetched_at"] > fresh_after):
+    fetched = person.profile_fetched_at if person is not None else None
+    if person is None or (fetched and fetched > fresh_after):
         return  # forgotten since (forget me), or fetched meanwhile
     # Ahead of need: it goes after the calls people wait for.
     with spend(ctx.budget, "users.info", low=True):
         profile = WebSlackGateway(ctx.slack).user_profile(user)
     with ctx.database.transaction() as conn:
         # Only for someone still on record: a "forget me" in between must stay forgotten.
-        db.one(
-            conn,
-            "refresh_user_profile",
-            {
-                "slack_user_id": user,
-                "display_name": profile.display_name,
-                "tz": profile.tz,
-                "is_workspace_admin": profile.is_workspace_admin,
-            },
-        )
+        people.refresh_profile(conn, profile)

@@ -38,7 +38,7 @@ class CloseOutcome:
 
 
 def close_locked_run(conn: Conn, run: RunRow, *, closed_by: str | None) -> CloseOutcome:
-    """Close an open run whose row the caller locked (`lock_run`): choose the runner by
+    """Close an open run whose row the caller locked (`store.runs.lock`): choose the runner by
     the fairness rule, record it, and queue the refresh, summary and runner DM. A run
     nobody ordered in is canceled instead. `closed_by` is None when the reminder closed it."""
     run_id = run.id

@@ -68,6 +68,21 @@ def save_profile(conn: Conn, profile: Profile) -> Person:
     return Person.from_row(row)
 
 
+def refresh_profile(conn: Conn, profile: Profile) -> None:
+    """Cache what users.info said, only for someone still on record (a "forget me" in
+    between must stay forgotten)."""
+    db.run(
+        conn,
+        "refresh_user_profile",
+        {
+            "slack_user_id": profile.slack_user_id,
+            "display_name": profile.display_name,
+            "tz": profile.tz,
+            "is_workspace_admin": profile.is_workspace_admin,
+        },
+    )
+
+
 def slack_id(conn: Conn, user_id: uuid.UUID) -> str | None:
     """The Slack id of the person with our id `user_id`."""
     row = db.one(conn, "swap_user_slack_id", {"user_id": user_id})
