@@ -25,15 +25,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn, Database
 from coffeebuddy.service.effects import queue_ephemeral
 from coffeebuddy.store.queue import backoff_seconds
-
-if TYPE_CHECKING:
-    from coffeebuddy.service.runs import RunService
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +42,15 @@ BATCH_SIZE = 100
 GIVEN_UP_TEXT = (
     "⚠️ Sorry — I couldn't save your order just now. Please try again (reference `{reference}`)."
 )
+
+
+class Applier(Protocol):
+    """What applies inboxed actions: `RunService` (service/runs.py), whose `db` a batch
+    swaps for its one transaction."""
+
+    db: Database
+
+    def apply_inboxed(self, action: Mapping[str, Any], correlation_id: str | None) -> None: ...
 
 
 class _OneTransaction:
@@ -77,7 +83,7 @@ class Outcome:
     wait_seconds: float | None = None
 
 
-def apply_batch(runs: RunService, run_id: str, leader: int, user_id: str) -> Outcome:
+def apply_batch(runs: Applier, run_id: str, leader: int, user_id: str) -> Outcome:
     """A worker claimed inboxed job `leader` (of `user_id`) of `run_id`: apply the run's
     next batch. If the leader itself was not in it (its person has an earlier action
     waiting for a retry, or the batch was full), say when to try it again."""
@@ -99,7 +105,7 @@ def apply_batch(runs: RunService, run_id: str, leader: int, user_id: str) -> Out
     return _with_wait(outcome, 0.0)
 
 
-def drain(runs: RunService, run_id: uuid.UUID | str) -> Outcome:
+def drain(runs: Applier, run_id: uuid.UUID | str) -> Outcome:
     """Apply everything still in the run's inbox now, retries that are still waiting
     included, after any batch a worker is applying right now."""
     with runs.db.transaction() as conn:
@@ -108,7 +114,7 @@ def drain(runs: RunService, run_id: uuid.UUID | str) -> Outcome:
         return _apply(runs, conn, rows)
 
 
-def drain_person(runs: RunService, user_id: str) -> None:
+def drain_person(runs: Applier, user_id: str) -> None:
     """Apply the inboxes of every run where `user_id` has an action waiting (before their
     "forget me", which must not be undone by an order applied after it)."""
     with runs.db.transaction() as conn:
@@ -121,7 +127,7 @@ def _with_wait(outcome: Outcome, seconds: float) -> Outcome:
     return Outcome(outcome.applied, outcome.failed, outcome.held, wait_seconds=seconds)
 
 
-def _apply(runs: RunService, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> Outcome:
+def _apply(runs: Applier, conn: Conn, rows: Sequence[Mapping[str, Any]]) -> Outcome:
     """Apply `rows` in order, each in a savepoint of `conn`'s transaction."""
     if not rows:
         return Outcome(0, 0, 0)

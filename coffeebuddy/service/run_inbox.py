@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
 
@@ -14,21 +14,22 @@ from coffeebuddy.service import inbox
 from coffeebuddy.service.common import Actor, Interaction
 from coffeebuddy.service.run_access import RunAccess
 
-if TYPE_CHECKING:
-    from coffeebuddy.service.runs import RunService
 
+class OrderApplier(Protocol):
+    """The order actions the inbox applies: `OrderActions` (service/orders.py), the
+    subclass of `RunInbox` that `RunService` is made of, defines them."""
 
-class RunInbox(RunAccess):
-    # The order actions the inbox applies (service/orders.py, a subclass, defines them).
-    def apply_usual(self, ia: Interaction) -> None:
-        raise NotImplementedError
+    def apply_usual(self, ia: Interaction) -> None: ...
 
     def apply_inboxed_order(
         self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
-    ) -> None:
-        raise NotImplementedError
+    ) -> None: ...
 
-    def apply_inboxed(self, action: Mapping[str, Any], correlation_id: str | None) -> None:
+
+class RunInbox(RunAccess):
+    def apply_inboxed(
+        self: OrderApplier, action: Mapping[str, Any], correlation_id: str | None
+    ) -> None:
         """Apply one action the web acknowledged through the inbox, as the web would have."""
         actor = Actor(
             user_id=action["user_id"],
@@ -60,8 +61,7 @@ class RunInbox(RunAccess):
         `coffeebuddy.service.inbox`), so that the run sees every action in the order it
         came. Nothing to do (not even a query) with the inbox off."""
         if self.config.inbox:
-            # This is a part of RunService (service/runs.py), which `inbox` applies through.
-            inbox.drain(cast("RunService", self), run_id)
+            inbox.drain(self, run_id)
 
     def _to_inbox(
         self,

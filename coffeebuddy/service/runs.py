@@ -34,6 +34,7 @@ from coffeebuddy.service.common import (
 from coffeebuddy.service.orders import OrderActions
 from coffeebuddy.service.people import People
 from coffeebuddy.service.run_access import _misplaced, not_open_text
+from coffeebuddy.service.run_inbox import OrderApplier
 from coffeebuddy.slack import modal_blocks, run_blocks
 from coffeebuddy.slack.gateway import SlackGateway
 from coffeebuddy.store import channels, outbox, queue, runs
@@ -357,3 +358,8 @@ class RunService(OrderActions):
             log.warning("not_allowed", extra={"action": "edit_run", "user_id": actor.user_id})
             return "Only whoever started this run, or an admin, can change it."
         return None
+
+
+# `RunInbox.apply_inboxed` calls order actions that `OrderActions` defines: checked here,
+# where the whole service is put together.
+_applies_orders: type[OrderApplier] = RunService
