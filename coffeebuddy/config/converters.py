@@ -162,6 +162,15 @@ def host_ports(value: str) -> tuple[str, ...]:
     return servers
 
 
+def host_port(value: str) -> tuple[str, int]:
+    """One listening address, "host:port" or "[v6]:port"."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise Invalid(f"must be host:port, got {value!r}")
+    return host, int(port)
+
+
 def path(value: str) -> Path:
     return Path(value)
 

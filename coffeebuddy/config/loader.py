@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TextIO
 
-from coffeebuddy.config.converters import Invalid, integer, text
+from coffeebuddy.config.converters import Invalid, text
 
 # Where a field's declaration is kept in its metadata.
 _SETTING = "coffeebuddy.setting"
@@ -121,15 +121,17 @@ def load[T](cls: type[T], env: Mapping[str, str]) -> T:
     return instance
 
 
-def load_field(cls: type[Any], name: str, env: Mapping[str, str]) -> Any:
+def load_field(
+    cls: type[Any], name: str, env: Mapping[str, str], problems: Problems | None = None
+) -> Any:
     """One field of `cls` on its own (LOG_LEVEL before logging is set up, the brokers for
-    `events tail`); raises ConfigError, or given an `EnvReader` records the problem there
-    and returns the default."""
+    `events tail`); raises ConfigError, or given `problems` records the problem there and
+    returns the default."""
     (f,) = [f for f in dataclasses.fields(cls) if f.name == name]
-    problems = env.problems if isinstance(env, EnvReader) else Problems()
-    value = _read_var(f.metadata[_SETTING], f.default, env, problems)
-    if not isinstance(env, EnvReader):
-        problems.check()
+    found = Problems() if problems is None else problems
+    value = _read_var(f.metadata[_SETTING], f.default, env, found)
+    if problems is None:
+        found.check()
     return f.default if value is None and f.default is not MISSING else value
 
 
@@ -161,42 +163,3 @@ def _read_var(var: EnvVar, default: Any, env: Mapping[str, str], problems: Probl
         problems.append(f"{var.name} is required {var.required}")
         return None
     return None if default is MISSING else default
-
-
-# For code that reads a variable by hand (the dev runner's ServeSettings).
-
-
-class EnvReader(Mapping[str, str]):
-    """The environment being read, and every problem found in it so far; `check()` raises
-    them all at once."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self._env = env
-        self.problems = Problems()
-
-    def __getitem__(self, key: str) -> str:
-        return self._env[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._env)
-
-    def __len__(self) -> int:
-        return len(self._env)
-
-    def check(self) -> None:
-        self.problems.check()
-
-
-def _invalid(env: Mapping[str, str], problem: str) -> None:
-    if isinstance(env, EnvReader):
-        env.problems.append(problem)
-    else:
-        raise ConfigError(problem)
-
-
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    reader = env if isinstance(env, EnvReader) else EnvReader(env)
-    value = _read_var(EnvVar(name, integer(lo, hi)), default, reader, reader.problems)
-    if reader is not env:
-        reader.check()
-    return default if value is None else int(value)

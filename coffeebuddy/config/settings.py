@@ -14,6 +14,7 @@ from coffeebuddy.config.converters import (
     Secret,
     boolean,
     choice,
+    host_port,
     host_ports,
     http_url,
     https_origins,
@@ -194,6 +195,20 @@ class Config:
         # 90 days is the retention every new channel starts with.
         if low is not None and high is not None and not low <= 90 <= high:
             yield "COFFEEBUDDY_RETENTION_MIN_DAYS..COFFEEBUDDY_RETENTION_MAX_DAYS must include 90"
+
+
+@dataclass(frozen=True)
+class ServeEnv:
+    """What the dev runner (`python -m coffeebuddy serve`, coffeebuddy/local/devserver.py)
+    reads besides `Config`: where the web listens and how many processes serve it. The
+    container's gunicorn reads GUNICORN_BIND and GUNICORN_WORKERS itself (gunicorn.conf.py)."""
+
+    # The web's port on 127.0.0.1 (`--port` wins over it).
+    port: int = setting("PORT", 8080, integer(1, 65535))
+    # Host and port together; sets both, `--port` still wins over its port.
+    bind: tuple[str, int] | None = setting("GUNICORN_BIND", None, host_port)
+    # `--web-workers` wins over it.
+    web_workers: int = setting("GUNICORN_WORKERS", 2, integer(1, 64))
 
 
 def log_level(env: Mapping[str, str]) -> str:

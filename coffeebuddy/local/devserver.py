@@ -28,14 +28,20 @@ from types import FrameType
 import psycopg
 
 from coffeebuddy import preflight
-from coffeebuddy.config import ConfigError, EnvReader, WorkerSettings, _int, _invalid, load_field
+from coffeebuddy.config import (
+    ConfigError,
+    Problems,
+    ServeEnv,
+    WorkerSettings,
+    load_field,
+    read,
+)
 from coffeebuddy.db.migrate import MigrationError, migrate
 from coffeebuddy.local import embedded
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_HOST = "127.0.0.1"
 DEFAULT_HOST = LOCAL_HOST  # local use: not reachable from other machines
-DEFAULT_PORT = 8080
 _PR_SET_PDEATHSIG = 1
 # The web endpoints Slack is pointed at (the manifest's request URLs).
 SLACK_PATHS = "/slack/commands, /slack/interactions, /slack/events"
@@ -59,18 +65,11 @@ class ServeSettings:
     ) -> ServeSettings:
         """GUNICORN_BIND, else 127.0.0.1 and PORT; --port replaces the port of either.
         GUNICORN_WORKERS, unless --web-workers says otherwise. Raises ConfigError."""
-        reader = EnvReader(env)
-        host, bound_port = DEFAULT_HOST, _int(reader, "PORT", DEFAULT_PORT, 1, 65535)
-        bind = (env.get("GUNICORN_BIND") or "").strip()
-        if bind:
-            parsed = _host_port(bind)
-            if parsed is None:
-                _invalid(reader, f"GUNICORN_BIND must be host:port, got {bind!r}")
-            else:
-                host, bound_port = parsed
-        workers = _int(reader, "GUNICORN_WORKERS", 2, 1, 64)
-        metrics_port = load_field(WorkerSettings, "metrics_port", reader)
-        reader.check()
+        problems = Problems()
+        listen = read(ServeEnv, env, problems)
+        metrics_port = load_field(WorkerSettings, "metrics_port", env, problems)
+        problems.check()
+        host, bound_port = listen.bind or (DEFAULT_HOST, listen.port)
         if port is not None and not 1 <= port <= 65535:
             raise ConfigError(f"--port must be between 1 and 65535, got {port}")
         if web_workers is not None and not 1 <= web_workers <= 64:
@@ -78,17 +77,9 @@ class ServeSettings:
         return cls(
             host=host,
             port=port or bound_port,
-            web_workers=web_workers or workers,
+            web_workers=web_workers or listen.web_workers,
             worker_metrics_port=metrics_port,
         )
-
-
-def _host_port(text: str) -> tuple[str, int] | None:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        return None
-    return host, int(port)
 
 
 class PortInUse(Exception):
