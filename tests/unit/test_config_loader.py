@@ -12,7 +12,14 @@ from typing import Any
 
 import pytest
 
-from coffeebuddy.config import Config, WorkerSettings, declared, load_field, report_config_error
+from coffeebuddy.config import (
+    Config,
+    ServeEnv,
+    WorkerSettings,
+    declared,
+    load_field,
+    report_config_error,
+)
 from coffeebuddy.config.converters import (
     Invalid,
     Secret,
@@ -33,10 +40,10 @@ from coffeebuddy.config.converters import (
 )
 from coffeebuddy.config.loader import (
     ConfigError,
-    EnvReader,
-    _int,
+    Problems,
     load,
     nested,
+    read,
     setting,
 )
 
@@ -206,19 +213,22 @@ def test_one_field_on_its_own() -> None:
     assert load_field(Sample, "size", {}) == 5
     with pytest.raises(ConfigError, match=r"^T_SIZE must be an integer"):
         load_field(Sample, "size", {"T_SIZE": "two"})
-    reader = EnvReader({"T_SIZE": "two"})
-    assert load_field(Sample, "size", reader) == 5
+    problems = Problems()
+    assert load_field(Sample, "size", {"T_SIZE": "two"}, problems) == 5
     with pytest.raises(ConfigError, match=r"^T_SIZE must be an integer"):
-        reader.check()
+        problems.check()
 
 
-def test_hand_read_integers_collect_in_a_reader() -> None:
-    reader = EnvReader({"PORT": "0", "WORKERS": "3"})
-    assert _int(reader, "PORT", 8080, 1, 65535) == 8080
-    assert _int(reader, "WORKERS", 2, 1, 64) == 3
-    assert reader.problems == ["PORT must be between 1 and 65535, got 0"]
-    with pytest.raises(ConfigError):
-        _int({"PORT": "x"}, "PORT", 8080, 1, 65535)
+def test_the_dev_runner_settings_collect_their_problems() -> None:
+    problems = Problems()
+    read(ServeEnv, {"PORT": "0", "GUNICORN_WORKERS": "3", "GUNICORN_BIND": "nowhere"}, problems)
+    assert problems == [
+        "PORT must be between 1 and 65535, got 0",
+        "GUNICORN_BIND must be host:port, got 'nowhere'",
+    ]
+    listen = load(ServeEnv, {"GUNICORN_BIND": "[::1]:9000", "GUNICORN_WORKERS": "3"})
+    assert listen == ServeEnv(port=8080, bind=("::1", 9000), web_workers=3)
+    assert load(ServeEnv, {}) == ServeEnv()
 
 
 def test_declared_lists_every_setting_with_its_default() -> None:
