@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.models import RunStatus
 from coffeebuddy.jobs.context import Context, NotYet, load_job_run
@@ -15,7 +14,7 @@ from coffeebuddy.jobs.delivery import post_once, send_dm
 from coffeebuddy.metrics import REMINDER_LATENESS
 from coffeebuddy.service.closing import close_locked_run
 from coffeebuddy.slack import summary_blocks
-from coffeebuddy.store import outbox, runs
+from coffeebuddy.store import outbox, reminders, runs
 from coffeebuddy.store.queue import Job
 from coffeebuddy.store.runs import RunRecord, RunRow
 
@@ -25,8 +24,8 @@ log = logging.getLogger(__name__)
 def _after_close_jobs(ctx: Context, run_id: str) -> None:
     """The summary and "you're the runner" DM go first; a reminder follows them."""
     with ctx.database.transaction() as conn:
-        pending = db.one(conn, "pending_close_jobs", {"run_id": run_id})
-    if pending is not None and pending["n"]:
+        pending = reminders.close_jobs_pending(conn, run_id)
+    if pending:
         raise NotYet(0.5)
 
 
@@ -48,12 +47,7 @@ def remind_new_runner(ctx: Context, job: Job) -> None:
     text, body = summary_blocks.reminder_dm(record.view)
     _, ts = send_dm(ctx, job, record, runner, "reminder", text, body)
     with ctx.database.transaction() as conn:
-        marked = db.one(
-            conn,
-            "swap_mark_reminder_sent",
-            {"run_id": run_id, "ts": ts, "runner": runner},
-        )
-        if marked is not None:
+        if reminders.mark_sent_to(conn, run_id, ts, runner):
             _record_sent(conn, run_id, run, record, runner=runner, after_swap=True)
 
 
@@ -109,7 +103,7 @@ def _record_due_once(conn: Conn, run_id: str, run: RunRow) -> None:
     deferred."""
     assert run.reminder_at is not None  # `_reminder_due` checked it
     due_at = run.reminder_at.isoformat()
-    if not db.one(conn, "reminder_due_recorded", {"run_id": run_id, "due_at": due_at}):
+    if not reminders.due_recorded(conn, run_id, due_at):
         outbox.record(
             conn,
             "reminder_due",
@@ -122,10 +116,9 @@ def _record_due_once(conn: Conn, run_id: str, run: RunRow) -> None:
 
 
 def _mark_sent(conn: Conn, run_id: str, run: RunRow, record: RunRecord, ts: str) -> None:
-    marked = db.one(conn, "mark_reminder_sent", {"run_id": run_id, "ts": ts})
-    if marked is None:
+    lateness = reminders.mark_sent(conn, run_id, ts)
+    if lateness is None:
         return
-    lateness = (marked["reminder_sent_at"] - marked["reminder_at"]).total_seconds()
     REMINDER_LATENESS.observe(max(lateness, 0.0))
     _record_sent(
         conn,
@@ -167,4 +160,4 @@ def last_call(ctx: Context, job: Job) -> None:
     text, body = summary_blocks.last_call_message(record.view, minutes)
     ts = post_once(ctx, job, record, record.view.slack_channel_id, "last_call", text, body)
     with ctx.database.transaction() as conn:
-        db.run(conn, "mark_last_call_sent", {"run_id": run_id, "ts": ts})
+        reminders.mark_last_call_sent(conn, run_id, ts)
