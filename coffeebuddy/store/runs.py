@@ -12,7 +12,7 @@ from typing import Any
 from coffeebuddy import db
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.models import OrderLine, RunStatus, RunView
-from coffeebuddy.store import orders
+from coffeebuddy.store import columns, orders
 
 
 @dataclass(frozen=True)
@@ -148,11 +148,7 @@ class OpenRun:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> OpenRun:
-        return cls(
-            id=row["id"],
-            initiator_slack_id=row["initiator_slack_id"],
-            message_permalink=row["message_permalink"],
-        )
+        return cls(**columns(cls, row))
 
 
 def _run_row(row: Mapping[str, Any] | None) -> RunRow | None:
