@@ -104,12 +104,10 @@ def _record_due_once(conn: Conn, run_id: str, run: RunRow) -> None:
     assert run.reminder_at is not None  # `_reminder_due` checked it
     due_at = run.reminder_at.isoformat()
     if not reminders.due_recorded(conn, run_id, due_at):
-        outbox.record(
+        outbox.record_run(
             conn,
             "reminder_due",
-            run_id=run_id,
-            channel_id=run.slack_channel_id,
-            correlation_id=run.correlation_id,
+            run,
             kind="runner_reminder",
             due_at=due_at,
         )

@@ -165,12 +165,10 @@ def cancel_locked_run(
     ("no_orders", "canceled", "channel_disabled"); `text` is shown on the run message."""
     runs.end(conn, run.id, status="canceled", cancel_reason=text, from_statuses=["open"])
     refresh_run_message(conn, run.id, run.correlation_id, delay_seconds=0)
-    outbox.record(
+    outbox.record_run(
         conn,
         "run_canceled",
-        run_id=run.id,
-        channel_id=run.slack_channel_id,
-        correlation_id=run.correlation_id,
+        run,
         reason=reason,
         by=by,
     )

@@ -144,12 +144,10 @@ class RunAccess:
     def _order_changed(self, conn: Conn, run: RunRow, actor: Actor, change: OrderChange) -> None:
         """The run message and the event stream learn about an order change."""
         self._refresh(conn, run.id, run.correlation_id)
-        outbox.record(
+        outbox.record_run(
             conn,
             "order_updated",
-            run_id=run.id,
-            channel_id=run.slack_channel_id,
-            correlation_id=run.correlation_id,
+            run,
             change=change,
             user=actor.user_id,
             participants=orders.count_active(conn, run.id),

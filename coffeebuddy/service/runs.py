@@ -311,12 +311,10 @@ class RunService(OrderActions):
                 now=self.clock(),
             )
             self._refresh(conn, run_id, run.correlation_id, delay=0)
-            outbox.record(
+            outbox.record_run(
                 conn,
                 "run_updated",
-                run_id=run_id,
-                channel_id=run.slack_channel_id,
-                correlation_id=run.correlation_id,
+                run,
                 change="details_changed",
                 user=actor.user_id,
                 pickup_time=pickup.isoformat() if pickup else None,

@@ -112,12 +112,10 @@ def _hand_on(conn: Conn, run: RunRow, decliner: str) -> str | None:
     closed_at = _swap_runner(conn, run, choice, runner, declined)
     _move_credit(conn, run, runner, history[runner.slack_user_id], decliner, closed_at)
     _queue_messages(conn, run, new_runner=runner.slack_user_id, old_runner=decliner)
-    outbox.record(
+    outbox.record_run(
         conn,
         "runner_assigned",
-        run_id=run.id,
-        channel_id=run.slack_channel_id,
-        correlation_id=run.correlation_id,
+        run,
         runner=choice.runner_slack_id,
         rule=choice.rule,
         replaced=decliner,

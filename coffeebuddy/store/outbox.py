@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from coffeebuddy import db
 from coffeebuddy.db import Conn
+from coffeebuddy.store.runs import RunRow
 
 SCHEMA_VERSION = 1
 RUN_TOPIC = "coffeebuddy.run.events"
@@ -104,3 +105,15 @@ def record(
         },
     )
     return str(body["event_id"])
+
+
+def record_run(conn: Conn, event_type: str, run: RunRow, **data: Any) -> str:
+    """`record` for a run the caller has read: its id, channel and correlation id."""
+    return record(
+        conn,
+        event_type,
+        run_id=run.id,
+        channel_id=run.slack_channel_id,
+        correlation_id=run.correlation_id,
+        **data,
+    )
