@@ -5,40 +5,20 @@ whatever can't simply be queued is answered in the request as before."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import replace
 from urllib.parse import urlencode
 
 import pytest
 
-from coffeebuddy.config import Config
-from coffeebuddy.db import Database
-from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
-from coffeebuddy.web.app import create_app
 from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import block_action_payload, view_submission_payload
-from tests.conftest import CHANNEL, SignedClient
+from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 
 
 @pytest.fixture
-def inbox_config(config: Config) -> Config:
-    return replace(config, inbox=True)
-
-
-@pytest.fixture
-def chan(
-    inbox_config: Config,
-    app_database: Database,
-    make_worker: Callable[..., Worker],
-    sql: SqlFn,
-    slack: FakeSlack,
-) -> Channel:
-    worker = make_worker(inbox=True)
-    return Channel(
-        SignedClient(create_app(inbox_config, database=app_database)), worker, sql, CHANNEL, slack
-    )
+def chan(inbox_chan: Channel) -> Channel:
+    return inbox_chan
 
 
 def _orders(sql: SqlFn, run_id: str) -> list[tuple[str, str]]:
