@@ -99,10 +99,8 @@ def _with_usuals(chan: Channel) -> str:
     for person in PEOPLE:
         chan.submit(person, f"tea {person}")
     chan.work()
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
-    chan.work()
-    run_id = chan.start("U0ANA")
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
+    run_id = chan.open_run("U0ANA")
     return run_id
 
 
@@ -173,8 +171,7 @@ def test_a_failing_action_holds_back_only_its_persons_later_actions(
         run_id,
     )
     chan.submit(ben, "latte")
-    chan.submit(cy, "mocha")
-    chan.work()
+    chan.submit_and_work(cy, "mocha")
     # Ben's usual and Cy's edit are applied; Ben's edit waits behind the failed action.
     assert _orders(sql, run_id) == {ben: f"tea {ben}", cy: "mocha"}
     rows = sql(
