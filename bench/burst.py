@@ -96,7 +96,9 @@ def fire(
 ) -> list[float]:
     """Run each action in a thread of its own, all released together and each starting at
     a random moment within `spread` seconds; returns the offsets used."""
-    offsets = sorted(random.Random(seed).uniform(0, spread) for _ in actions)
+    # One generator for all: a fresh one per action would give every action the same offset.
+    rng = random.Random(seed)
+    offsets = sorted(rng.uniform(0, spread) for _ in actions)
     line = StartLine(len(actions), lead=0.2)
     errors: list[BaseException] = []
 
