@@ -55,6 +55,7 @@ from bench.request_latency import (
     KINDS,
     Recorder,
     Sent,
+    StartLine,
     check_answers,
     latencies,
     percentile,
@@ -62,7 +63,7 @@ from bench.request_latency import (
     replay,
     ts_key,
 )
-from bench.setup import Bench, bench_service, wait_for_no_due_jobs
+from bench.setup import Bench, add_inbox_option, bench_service, wait_for_no_due_jobs
 from bench.soak import ServiceProcesses, autovacuum_on, vacuum
 from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, Person, Simulator
@@ -95,15 +96,15 @@ def fire(
 ) -> list[float]:
     """Run each action in a thread of its own, all released together and each starting at
     a random moment within `spread` seconds; returns the offsets used."""
-    offsets = sorted(random.Random(seed).uniform(0, spread) for _ in actions)
-    barrier = threading.Barrier(len(actions) + 1)
-    start = [0.0]
+    # One generator for all: a fresh one per action would give every action the same offset.
+    rng = random.Random(seed)
+    offsets = sorted(rng.uniform(0, spread) for _ in actions)
+    line = StartLine(len(actions), lead=0.2)
     errors: list[BaseException] = []
 
     def go(lane: int, action: Callable[[], None]) -> None:
         with recorder.measuring(phase, lane):
-            barrier.wait()
-            delay = start[0] + offsets[lane] - time.monotonic()
+            delay = line.wait() + offsets[lane] - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             try:
@@ -111,13 +112,7 @@ def fire(
             except BaseException as exc:
                 errors.append(exc)
 
-    threads = [threading.Thread(target=go, args=item) for item in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    start[0] = time.monotonic() + 0.2
-    barrier.wait()
-    for thread in threads:
-        thread.join()
+    line.run([threading.Thread(target=go, args=item) for item in enumerate(actions)])
     if errors:
         raise errors[0]
     return offsets
@@ -620,12 +615,7 @@ def main() -> None:
     parser.add_argument(
         "-w", "--web-workers", type=int, default=WEB_WORKERS, help="gunicorn workers, each side"
     )
-    parser.add_argument(
-        "--inbox",
-        choices=("on", "off"),
-        default="on",
-        help="COFFEEBUDDY_INBOX for the service (on, its default; off: the request applies)",
-    )
+    add_inbox_option(parser)
     args = parser.parse_args()
     channels = args.pilot_channels + 1 + args.users
 

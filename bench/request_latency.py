@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from bench.setup import bench_service
+from bench.setup import add_inbox_option, bench_service
 from simulator import HttpAnswer, SimulationError, Simulator
 
 KINDS = ("/coffee", "button click", "modal submit")
@@ -113,6 +113,31 @@ class Recorder:
             return [s for s in self.sent if s.phase == phase]
 
 
+class StartLine:
+    """Threads released together: each waits at the line, and all then read one start
+    time set a little ahead (`lead` s), so a thread that wakes late does not shift the
+    others' schedule."""
+
+    def __init__(self, threads: int, *, lead: float) -> None:
+        self._barrier = threading.Barrier(threads + 1)
+        self._lead = lead
+        self._start = 0.0
+
+    def wait(self) -> float:
+        """In a thread: wait for the release, then the start time."""
+        self._barrier.wait()
+        return self._start
+
+    def run(self, threads: Sequence[threading.Thread]) -> None:
+        """Start `threads`, release them together and wait for them all to end."""
+        for thread in threads:
+            thread.start()
+        self._start = time.monotonic() + self._lead
+        self._barrier.wait()
+        for thread in threads:
+            thread.join()
+
+
 def replay(sent: Sequence[Sent], sim: Simulator, recorder: Recorder, phase: str) -> None:
     """Send the same bodies again, to `sim`'s service (signed afresh, as Slack would sign
     them now): one thread per lane, each request at the same offset from the start as the
@@ -123,26 +148,19 @@ def replay(sent: Sequence[Sent], sim: Simulator, recorder: Recorder, phase: str)
     for s in sorted(sent, key=lambda s: s.at):
         lanes.setdefault(s.lane, []).append(s)
     first = min(s.at for s in sent)
-    barrier = threading.Barrier(len(lanes) + 1)
-    start = [0.0]
+    line = StartLine(len(lanes), lead=0.1)
 
     def play(lane: int, requests: list[Sent]) -> None:
         with recorder.measuring(phase, lane):
-            barrier.wait()
+            start = line.wait()
             for s in requests:
-                delay = start[0] + (s.at - first) - time.monotonic()
+                delay = start + (s.at - first) - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 # Simulator's own send (signing, HTTP, timing, observer): no second client.
                 sim._post(s.path, s.body)
 
-    threads = [threading.Thread(target=play, args=item) for item in lanes.items()]
-    for thread in threads:
-        thread.start()
-    start[0] = time.monotonic() + 0.1
-    barrier.wait()
-    for thread in threads:
-        thread.join()
+    line.run([threading.Thread(target=play, args=item) for item in lanes.items()])
 
 
 def latencies(sent: Sequence[Sent], kind: str) -> list[float]:
@@ -254,12 +272,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3, help="channels running at once")
     parser.add_argument("--participants", type=int, default=30, help="people ordering per run")
     parser.add_argument("--think", type=float, default=0.05, help="mean pause between steps, s")
-    parser.add_argument(
-        "--inbox",
-        choices=("on", "off"),
-        default="on",
-        help="COFFEEBUDDY_INBOX for the service (on, its default; off: the request applies)",
-    )
+    add_inbox_option(parser)
     args = parser.parse_args()
 
     with bench_service(

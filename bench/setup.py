@@ -3,6 +3,7 @@ benchmark's channels and people, and the real service (gunicorn + worker) on top
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,16 @@ class Bench:
     url: str
     channels: list[str]
     users: list[str]
+
+
+def add_inbox_option(parser: argparse.ArgumentParser) -> None:
+    """`--inbox on|off`: the benchmarks that drive the HTTP service measure either path."""
+    parser.add_argument(
+        "--inbox",
+        choices=("on", "off"),
+        default="on",
+        help="COFFEEBUDDY_INBOX for the service (on, its default; off: the request applies)",
+    )
 
 
 @contextmanager

@@ -225,23 +225,16 @@ def _check(answer: HttpAnswer, what: str) -> None:
         raise Failed(f"{what}: {answer.describe()}")
 
 
+@dataclass(eq=False)  # compared by identity, as before
 class Soak:
-    def __init__(
-        self,
-        sim: Simulator,
-        lean: LeanFake,
-        users: list[str],
-        participants: int,
-        seed: int,
-    ) -> None:
-        self.sim = sim
-        self.lean = lean
-        self.users = users
-        self.participants = participants
-        self.seed = seed
-        self.tally = Tally()
-        self._usual_lock = threading.Lock()
-        self._has_usual: set[tuple[str, str]] = set()
+    sim: Simulator
+    lean: LeanFake
+    users: list[str]
+    participants: int
+    seed: int
+    tally: Tally = field(default_factory=Tally, init=False)
+    _usual_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _has_usual: set[tuple[str, str]] = field(default_factory=set, init=False)
 
     def run(self, channel: str, number: int) -> None:
         """One whole run in `channel`; raises Failed or SimulationError saying what broke."""

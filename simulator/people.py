@@ -458,23 +458,14 @@ class Simulator:
         """The button with `action_id` (and `value`) on the newest of the last `limit`
         messages in `channel` that has one, only counting messages posted after the ts
         `newer_than`. None when there is none."""
-        for message in reversed(self.fake.recent_messages(channel, limit)):
-            if newer_than is not None and _ts_key(message["ts"]) <= _ts_key(newer_than):
-                break
-            button = self._button_in(message, action_id, value)
-            if button is not None:
-                return button
-        return None
+        messages = self.fake.recent_messages(channel, limit)
+        return self._newest_button(messages, action_id, value, newer_than)
 
     def find_dm_button(
         self, user: str, action_id: str, *, value: str | None = None, limit: int = 50
     ) -> Button | None:
         """The same in the bot's DM with `user`."""
-        for message in reversed(self.fake.recent_dms(user, limit)):
-            button = self._button_in(message, action_id, value)
-            if button is not None:
-                return button
-        return None
+        return self._newest_button(self.fake.recent_dms(user, limit), action_id, value)
 
     def wait_for_button(
         self,
@@ -564,6 +555,23 @@ class Simulator:
             return list(self._events)
 
     # -- plumbing -------------------------------------------------------------------------
+
+    def _newest_button(
+        self,
+        messages: list[JsonDict],
+        action_id: str,
+        value: str | None,
+        newer_than: str | None = None,
+    ) -> Button | None:
+        """The button on the newest of `messages` (oldest first) that has one, only
+        counting messages posted after the ts `newer_than`."""
+        for message in reversed(messages):
+            if newer_than is not None and _ts_key(message["ts"]) <= _ts_key(newer_than):
+                break
+            button = self._button_in(message, action_id, value)
+            if button is not None:
+                return button
+        return None
 
     def _button_in(self, message: JsonDict, action_id: str, value: str | None) -> Button | None:
         for index, block in enumerate(message.get("blocks") or []):

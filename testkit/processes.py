@@ -90,6 +90,20 @@ def coverage_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
 
 
+def run_cli(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m coffeebuddy ARGS` from the repository root, its output captured as text;
+    the caller checks the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "coffeebuddy", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 @contextmanager
 def start_service(
     database_url: str,

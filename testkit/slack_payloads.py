@@ -194,6 +194,18 @@ ADMIN_MODAL_DEFAULTS: dict[str, Any] = {
     "admin_user_ids": (),
 }
 # Each number setting just outside its bounds, with the error the modal shows under it.
+# A channel's settings, none of them the defaults, in the channels table's column order
+# (tests insert them with `*ADMIN_SETTINGS.values()`).
+ADMIN_SETTINGS: dict[str, Any] = {
+    "enabled": True,
+    "reminders_enabled": False,
+    "last_call_enabled": True,
+    "reminder_offset_minutes": 7,
+    "last_call_minutes": 3,
+    "fairness_window_runs": 4,
+    "data_retention_days": 30,
+    "admin_user_ids": ["U0BEN", "U0CAT"],
+}
 ADMIN_RANGE_ERRORS: list[tuple[str, Any, str]] = [
     ("reminder_offset_minutes", -1, "Must be between 0 and 120."),
     ("reminder_offset_minutes", 121, "Must be between 0 and 120."),

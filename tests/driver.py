@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import falcon.testing
@@ -77,17 +78,15 @@ def runner_of(sql: SqlFn, run_id: str) -> str:
     return str(rows[0][0])
 
 
+@dataclass(eq=False)  # compared by identity, as before
 class Channel:
-    def __init__(
-        self, web: Any, worker: Worker | None, sql: SqlFn, channel_id: str, slack: FakeSlack
-    ) -> None:
-        self.web = web
-        self.worker = worker
-        self.sql = sql
-        self.channel_id = channel_id
-        self.slack = slack
-        # Each command and click carries its own response_url, as in Slack.
-        self._urls: dict[str, list[str]] = {}
+    web: Any
+    worker: Worker | None
+    sql: SqlFn
+    channel_id: str
+    slack: FakeSlack
+    # Each command and click carries its own response_url, as in Slack.
+    _urls: dict[str, list[str]] = field(default_factory=dict, init=False)
 
     def _response_url(self, user: str) -> str:
         names = self._urls.setdefault(user, [])
@@ -132,6 +131,12 @@ class Channel:
         self.command(user, text)
         return self.run_id()
 
+    def open_run(self, user: str, text: str = "") -> str:
+        """Start a run and let the worker post it: where most tests begin."""
+        run_id = self.start(user, text)
+        self.work()
+        return run_id
+
     def click(self, user: str, action_id: str, run_id: str | None = None, **kwargs: Any) -> Any:
         body = block_action_body(
             user_id=user,
@@ -146,6 +151,13 @@ class Channel:
         assert result.status_code == 200, result.text
         return result
 
+    def click_and_work(
+        self, user: str, action_id: str, run_id: str | None = None, **kwargs: Any
+    ) -> None:
+        """A click, then the jobs it queued (posts, updates, DMs) run."""
+        self.click(user, action_id, run_id, **kwargs)
+        self.work()
+
     def submit(
         self, user: str, text: str, *, volunteer: bool = False, run_id: str | None = None
     ) -> dict[str, Any] | None:
@@ -156,6 +168,13 @@ class Channel:
         assert result.status_code == 200, result.text
         return json.loads(result.text) if result.text else None
 
+    def submit_and_work(
+        self, user: str, text: str, *, volunteer: bool = False, run_id: str | None = None
+    ) -> None:
+        """An order from the form, then the jobs it queued (the message refresh) run."""
+        self.submit(user, text, volunteer=volunteer, run_id=run_id)
+        self.work()
+
     def work(self) -> int:
         """Run due jobs now (in end-to-end tests the worker process does this itself)."""
         return self.worker.run_until_idle() if self.worker is not None else 0
@@ -163,3 +182,12 @@ class Channel:
     def status(self, run_id: str | None = None) -> str:
         rows = self.sql("SELECT status FROM runs WHERE id = %s", run_id or self.run_id())
         return str(rows[0][0])
+
+
+def ensured_once(ensure: Callable[[Any], bool], first: Worker, second: Worker) -> None:
+    """Two replicas starting at once each ensure a recurring job (`ensure` takes a
+    connection): the first adds it, the second finds it queued and adds none."""
+    with first.database.transaction() as conn:
+        assert ensure(conn)
+    with second.database.transaction() as conn:
+        assert not ensure(conn), "one is queued already"

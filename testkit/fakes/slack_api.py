@@ -199,6 +199,50 @@ def _ts_micros(value: object, error: str, default: int | None) -> int | None:
     return _micros(number)
 
 
+@dataclass(frozen=True)
+class _Window:
+    """The paging arguments conversations.history and .replies share, read (and refused)
+    the same way: the oldest/latest bounds, `inclusive`, the page size and the cursor."""
+
+    oldest: int
+    latest: int | None
+    inclusive: bool
+    oldest_given: bool
+    limit: int
+    cursor: int | None  # the ts a follow-on page starts at, None on the first page
+
+    @classmethod
+    def read(cls, args: JsonDict) -> _Window:
+        oldest = _ts_micros(args.get("oldest"), "invalid_ts_oldest", default=0) or 0
+        latest = _ts_micros(args.get("latest"), "invalid_ts_latest", default=None)
+        inclusive = _truthy(args.get("inclusive"))
+        try:
+            limit = int(args.get("limit") or HISTORY_DEFAULT_LIMIT)
+        except (TypeError, ValueError):
+            raise SlackError("invalid_arguments", "invalid `limit`") from None
+        limit = min(limit, HISTORY_MAX_LIMIT) if limit > 0 else HISTORY_DEFAULT_LIMIT
+        cursor = None
+        if args.get("cursor"):
+            try:
+                decoded = base64.b64decode(str(args["cursor"]), validate=True).decode()
+                cursor = _ts_micros(decoded.removeprefix("next_ts:"), "invalid_cursor", None)
+            except (ValueError, UnicodeDecodeError):
+                raise SlackError("invalid_cursor") from None
+            if not decoded.startswith("next_ts:") or cursor is None:
+                raise SlackError("invalid_cursor")
+        return cls(oldest, latest, inclusive, "oldest" in args, limit, cursor)
+
+    def within_bounds(self, ts: int) -> bool:
+        # `inclusive` only matters for a bound that was given.
+        low_ok = ts > self.oldest or (ts == self.oldest and self.inclusive and self.oldest_given)
+        high_ok = self.latest is None or ts < self.latest or (ts == self.latest and self.inclusive)
+        return low_ok and high_ok
+
+
+def _next_cursor(rest: list[JsonDict]) -> str:
+    return base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+
+
 def _micros(ts: str | Decimal) -> int:
     return int(Decimal(ts) * 1_000_000)
 
@@ -810,7 +854,7 @@ class FakeSlack(LoopbackFake):
             raise SlackError("channel_not_found")
         return {"channel": self._channel_info(channel)}
 
-    def _conversations_history(self, args: JsonDict) -> JsonDict:
+    def _readable_channel(self, args: JsonDict) -> Channel:
         # A bot reads the conversations it is in: its channels and the DMs opened with it.
         channel = self.channels.get(str(args["channel"]))
         if channel is None or (
@@ -819,31 +863,24 @@ class FakeSlack(LoopbackFake):
             raise SlackError("channel_not_found")  # a private channel is invisible to outsiders
         if channel.dm_user is None and not channel.bot_member:
             raise SlackError("not_in_channel")
-        oldest = _ts_micros(args.get("oldest"), "invalid_ts_oldest", default=0) or 0
-        latest = _ts_micros(args.get("latest"), "invalid_ts_latest", default=None)
-        inclusive = _truthy(args.get("inclusive"))
-        try:
-            limit = int(args.get("limit") or HISTORY_DEFAULT_LIMIT)
-        except (TypeError, ValueError):
-            raise SlackError("invalid_arguments", "invalid `limit`") from None
-        limit = min(limit, HISTORY_MAX_LIMIT) if limit > 0 else HISTORY_DEFAULT_LIMIT
-        if args.get("cursor"):
-            # Like Slack's: the next page starts at this message (newest first).
-            try:
-                decoded = base64.b64decode(str(args["cursor"]), validate=True).decode()
-                next_ts = _ts_micros(decoded.removeprefix("next_ts:"), "invalid_cursor", None)
-            except (ValueError, UnicodeDecodeError):
-                raise SlackError("invalid_cursor") from None
-            if not decoded.startswith("next_ts:") or next_ts is None:
-                raise SlackError("invalid_cursor")
-        else:
-            next_ts = None
+        return channel
+
+    def _page(
+        self, found: list[JsonDict], limit: int, args: JsonDict
+    ) -> tuple[list[JsonDict], list[JsonDict]]:
+        page, rest = found[:limit], found[limit:]
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        messages = [copy.deepcopy(m) if with_metadata else self._without_metadata(m) for m in page]
+        return messages, rest
+
+    def _conversations_history(self, args: JsonDict) -> JsonDict:
+        channel = self._readable_channel(args)
+        window = _Window.read(args)
+        # Like Slack's: the next page starts at this message (newest first).
+        next_ts = window.cursor
 
         def wanted(ts: int) -> bool:
-            # `inclusive` only matters for a bound that was given.
-            low_ok = ts > oldest or (ts == oldest and inclusive and "oldest" in args)
-            high_ok = latest is None or ts < latest or (ts == latest and inclusive)
-            return low_ok and high_ok and (next_ts is None or ts <= next_ts)
+            return window.within_bounds(ts) and (next_ts is None or ts <= next_ts)
 
         top_level = [  # thread replies stay in their thread (conversations.replies)
             s.message for s in self._messages.get(channel.id, [])
@@ -854,25 +891,16 @@ class FakeSlack(LoopbackFake):
             key=lambda m: _micros(m["ts"]),
             reverse=True,
         )
-        page, rest = found[:limit], found[limit:]
-        with_metadata = _truthy(args.get("include_all_metadata"))
-        messages = [copy.deepcopy(m) if with_metadata else self._without_metadata(m) for m in page]
-        cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+        messages, rest = self._page(found, window.limit, args)
         return {
             "messages": messages, "has_more": bool(rest), "pin_count": 0,
-            "response_metadata": {"next_cursor": cursor},
+            "response_metadata": {"next_cursor": _next_cursor(rest)},
         }  # fmt: skip
 
     def _conversations_replies(self, args: JsonDict) -> JsonDict:
         """A thread, parent first then the replies oldest first, as Slack pages it; a ts
         with no replies gives just that message. Same access rules as the history."""
-        channel = self.channels.get(str(args["channel"]))
-        if channel is None or (
-            channel.dm_user is None and not channel.bot_member and channel.id.startswith("G")
-        ):
-            raise SlackError("channel_not_found")
-        if channel.dm_user is None and not channel.bot_member:
-            raise SlackError("not_in_channel")
+        channel = self._readable_channel(args)
         stored = [s.message for s in self._messages.get(channel.id, [])]
         target = next((m for m in stored if m["ts"] == str(args["ts"])), None)
         if target is None:
@@ -882,44 +910,22 @@ class FakeSlack(LoopbackFake):
             (m for m in stored if m["ts"] == root or m.get("thread_ts") == root),
             key=lambda m: _micros(m["ts"]),
         )
-        oldest = _ts_micros(args.get("oldest"), "invalid_ts_oldest", default=0) or 0
-        latest = _ts_micros(args.get("latest"), "invalid_ts_latest", default=None)
-        inclusive = _truthy(args.get("inclusive"))
-        try:
-            limit = int(args.get("limit") or HISTORY_DEFAULT_LIMIT)
-        except (TypeError, ValueError):
-            raise SlackError("invalid_arguments", "invalid `limit`") from None
-        limit = min(limit, HISTORY_MAX_LIMIT) if limit > 0 else HISTORY_DEFAULT_LIMIT
-        start = 0
-        if args.get("cursor"):
-            try:
-                decoded = base64.b64decode(str(args["cursor"]), validate=True).decode()
-                start_ts = _ts_micros(decoded.removeprefix("next_ts:"), "invalid_cursor", None)
-            except (ValueError, UnicodeDecodeError):
-                raise SlackError("invalid_cursor") from None
-            if not decoded.startswith("next_ts:") or start_ts is None:
-                raise SlackError("invalid_cursor")
-            start = start_ts
+        window = _Window.read(args)
+        start = window.cursor or 0
 
         def wanted(m: JsonDict) -> bool:
             ts = _micros(m["ts"])
             if m["ts"] == root:  # Slack always leads with the parent on the first page
                 return not start
-            low_ok = ts > oldest or (ts == oldest and inclusive and "oldest" in args)
-            high_ok = latest is None or ts < latest or (ts == latest and inclusive)
-            return low_ok and high_ok and ts >= start
+            return window.within_bounds(ts) and ts >= start
 
-        found = [m for m in thread if wanted(m)]
-        page, rest = found[:limit], found[limit:]
-        with_metadata = _truthy(args.get("include_all_metadata"))
-        messages = [copy.deepcopy(m) if with_metadata else self._without_metadata(m) for m in page]
+        messages, rest = self._page([m for m in thread if wanted(m)], window.limit, args)
         if messages and messages[0]["ts"] == root:
             replies = [m for m in thread if m["ts"] != root]
             messages[0].update(thread_ts=root, reply_count=len(replies))
-        cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
         return {
             "messages": messages, "has_more": bool(rest),
-            "response_metadata": {"next_cursor": cursor},
+            "response_metadata": {"next_cursor": _next_cursor(rest)},
         }  # fmt: skip
 
     def _chat_getPermalink(self, args: JsonDict) -> JsonDict:

@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import psutil
 import pytest
 
 from testkit.fakes.slack_api import FakeSlack
-from testkit.processes import ROOT, HttpClient, coverage_env, free_port
+from testkit.processes import ROOT, HttpClient, coverage_env, free_port, run_cli
 from testkit.slack_payloads import SIGNING_SECRET, command_body
 from tests.conftest import BOT_TOKEN, CHANNEL
 
@@ -144,15 +143,7 @@ def _gone(processes: list[psutil.Process], timeout: float = 40) -> list[psutil.P
 
 
 def _jobs_list(state: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coffeebuddy", "jobs", "list"],
-        cwd=ROOT,
-        env=_env(COFFEEBUDDY_STATE_DIR=str(state)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("jobs", "list", env=_env(COFFEEBUDDY_STATE_DIR=str(state)), timeout=60)
 
 
 def test_run_command_serves_and_sigterm_stops_everything(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections import Counter
@@ -33,7 +32,7 @@ from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
 from testkit.fakes.slack_api import FakeSlack
-from testkit.processes import ROOT, Service, coverage_env, start_service
+from testkit.processes import Service, coverage_env, run_cli, start_service
 from tests.conftest import CHANNEL, USERS
 from tests.driver import (
     HOUSEKEEPING,
@@ -309,15 +308,8 @@ def test_a_killed_worker_loses_no_job_and_its_dm_is_sent_once(
 
 
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coffeebuddy", "jobs", *args],
-        cwd=ROOT,
-        env={**coverage_env(), "PATH": "", "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    env = {**coverage_env(), "PATH": "", "DATABASE_URL": database_url}
+    return run_cli("jobs", *args, env=env, timeout=30)
 
 
 def test_a_dead_job_shows_on_the_worker_metrics_and_one_command_reruns_it(

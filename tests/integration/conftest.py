@@ -49,6 +49,26 @@ def chan(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Cha
 
 
 @pytest.fixture
+def inbox_chan(
+    config: Config,
+    app_database: Database,
+    make_worker: Callable[..., Worker],
+    sql: SqlFn,
+    slack: FakeSlack,
+) -> Channel:
+    """The test channel with the inbox on: the app queues what people send and a worker
+    applies it. This worker only drains the inbox when a test asks (run_until_idle)."""
+    inbox_config = replace(config, inbox=True)
+    return Channel(
+        SignedClient(create_app(inbox_config, database=app_database)),
+        make_worker(inbox=True),
+        sql,
+        CHANNEL,
+        slack,
+    )
+
+
+@pytest.fixture
 def issuer() -> Iterator[FakeIssuer]:
     """An OIDC issuer whose tokens the ops API accepts (see `ops`)."""
     fake = FakeIssuer().start()

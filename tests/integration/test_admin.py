@@ -27,6 +27,7 @@ from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import (
     ADMIN_MODAL_DEFAULTS,
     ADMIN_RANGE_ERRORS,
+    ADMIN_SETTINGS,
     SIGNING_SECRET,
     admin_modal_submission_body,
     command_body,
@@ -180,8 +181,7 @@ def _run_with_orders(chan: Channel, orders: dict[str, str], starter: str = "U0AN
 
 
 def _close(chan: Channel, run_id: str, by: str = "U0ANA") -> str:
-    chan.click(by, run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work(by, run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     return runner_of(chan.sql, run_id)
 
@@ -195,8 +195,7 @@ def _message(slack: FakeSlack, channel: str, ts: str) -> dict[str, Any]:
 def _make_channel_exist(chan: Channel) -> None:
     """A run started and canceled: the channel row exists, nothing is open."""
     run_id = _run_with_orders(chan, {"U0BEN": "tea"})
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     assert chan.status(run_id) == "canceled"
 
 
@@ -209,16 +208,7 @@ def _make_channel_exist(chan: Channel) -> None:
 def test_each_kind_of_admin_opens_the_modal_with_current_values(
     web: SignedClient, slack: FakeSlack, sql: SqlFn, who: str
 ) -> None:
-    current = {
-        "enabled": True,
-        "reminders_enabled": False,
-        "last_call_enabled": True,
-        "reminder_offset_minutes": 7,
-        "last_call_minutes": 3,
-        "fairness_window_runs": 4,
-        "data_retention_days": 30,
-        "admin_user_ids": [CHAN_ADMIN, "U0BEN"],
-    }
+    current = {**ADMIN_SETTINGS, "admin_user_ids": [CHAN_ADMIN, "U0BEN"]}
     sql(
         "INSERT INTO channels (slack_channel_id, name, enabled, reminders_enabled,"
         " last_call_enabled, reminder_offset_minutes, last_call_minutes, fairness_window_runs,"
@@ -520,8 +510,7 @@ def test_channel_admins_set_in_the_modal_gain_and_lose_admin_rights(
         {"changes": {"fairness_window_runs": {"before": 10, "after": 3}}},
     )
     run_id = _run_with_orders(chan, {"U0BEN": "tea"})
-    chan.click(CHAN_ADMIN, run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work(CHAN_ADMIN, run_blocks.ACTION_CANCEL_RUN, run_id)
     assert chan.status(run_id) == "canceled"
 
     # Removed again, they are refused at open and at submit.
@@ -752,8 +741,7 @@ def test_reset_by_command_asks_for_confirmation_then_deletes_the_channels_data(
     assert _channel_data(sql, CHANNEL) == before
     assert _audit(sql) == []
 
-    chan.click(OWNER, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset")
-    chan.work()
+    chan.click_and_work(OWNER, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset")
 
     _check_reset(chan, slack, sql, seeded, before, other_before, OWNER)
     assert chan.command("U0BEN", "stats")["text"] == stats_blocks.no_history_text(
@@ -841,8 +829,7 @@ def test_admin_audit_lists_recent_actions_newest_first(chan: Channel, sql: SqlFn
     assert _submit(chan.web, BOSS, fairness_window_runs=5, enabled=False) is None
     assert _submit(chan.web, OWNER, fairness_window_runs=5) is None
     chan.command(ADMIN, "admin reset")
-    chan.click(ADMIN, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset")
-    chan.work()
+    chan.click_and_work(ADMIN, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset")
 
     text = chan.command(BOSS, "admin audit")["text"]
     lines = text.splitlines()
@@ -875,8 +862,7 @@ def test_the_audit_is_written_in_the_same_transaction_as_the_change(
     answer = _submit(chan.web, ADMIN, enabled=False, fairness_window_runs=3)
     assert answer is not None and answer["response_action"] == "errors"
     assert "Something went wrong" in answer["errors"]["enabled"]
-    chan.click(ADMIN, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset")
-    chan.work()
+    chan.click_and_work(ADMIN, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset")
 
     # Without its audit row, no change happened at all.
     assert _settings(sql) == DEFAULTS
@@ -962,8 +948,9 @@ def test_audit_sample_over_many_runs_with_admin_actions(
             admin(CHAN_ADMIN, "update_config", **current)
         elif i == 8:
             chan.command(CHAN_ADMIN, "admin reset")
-            chan.click(CHAN_ADMIN, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset")
-            chan.work()
+            chan.click_and_work(
+                CHAN_ADMIN, admin_blocks.ACTION_ADMIN_RESET, CHANNEL, block_id="admin_reset"
+            )
             expected.append((CHAN_ADMIN, "data_reset"))
             reset_at_runs = runs_since_reset
             runs_since_reset = 0
@@ -1065,8 +1052,7 @@ def test_settings_and_reset_from_another_workspace_are_refused(
     chan: Channel, sql: SqlFn, caplog: pytest.LogCaptureFixture
 ) -> None:
     _make_channel_exist(chan)
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     # The channel was first used from another workspace (a second install of the app).
     sql("UPDATE channels SET slack_team_id = 'T0ELSEWHERE' WHERE slack_channel_id = %s", CHANNEL)
     before = _settings(sql)

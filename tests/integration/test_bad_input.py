@@ -1289,8 +1289,7 @@ def test_a_command_from_another_workspace_does_not_take_over_the_channel(
 ) -> None:
     # CHANNEL is TEAM_ID's: it had a run, now canceled, so a new one could start.
     run_id = chan.start(INITIATOR)
-    chan.click(INITIATOR, run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work(INITIATOR, run_blocks.ACTION_CANCEL_RUN, run_id)
     before = _written(sql)
 
     result = web.post(

@@ -18,7 +18,7 @@ from coffeebuddy.metrics import SLACK_DEFERRED, SLACK_RATE_LIMITED
 from coffeebuddy.slack.budget import Budget, Limit
 from coffeebuddy.store import queue
 from testkit.fakes.slack_api import FakeSlack, RateLimits
-from tests.conftest import CHANNEL, SignedClient
+from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 
 MakeWorker = Callable[..., Worker]
@@ -54,11 +54,9 @@ def _counter(counter: object, *labels: str) -> float:
 
 
 @pytest.fixture
-def posted(web: SignedClient, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
+def posted(chan: Channel) -> Channel:
     """A channel whose run message is posted (by a worker without a budget)."""
-    chan = Channel(web, worker, sql, CHANNEL, slack)
-    chan.start("U0ANA")
-    chan.work()
+    chan.open_run("U0ANA")
     return chan
 
 
@@ -182,8 +180,7 @@ def test_refreshes_go_last_and_a_late_one_shows_the_latest_count(
     for _ in range(4):  # calls someone waited for: only the reserve is left
         budget.take("chat.update")
 
-    chan.submit("U0BEN", "tea")
-    chan.work()
+    chan.submit_and_work("U0BEN", "tea")
     # The reserve is for people: the refresh waits, and says why.
     refresh = sql("SELECT status, last_error FROM jobs WHERE kind = %s",
                   queue.REFRESH_RUN_MESSAGE)  # fmt: skip

@@ -8,8 +8,6 @@ from typing import Any
 
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
-from testkit.fakes.slack_api import FakeSlack
-from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 
 
@@ -21,18 +19,12 @@ def _counts(sql: SqlFn) -> tuple[int, int, int]:
     )
 
 
-def test_repeated_use_my_usual_writes_nothing(
-    web: Any, worker: Any, sql: SqlFn, slack: FakeSlack
-) -> None:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
+def test_repeated_use_my_usual_writes_nothing(chan: Channel, sql: SqlFn) -> None:
     first = chan.start("U0ANA")
     assert chan.submit("U0BEN", "flat white", run_id=first) is None
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, first)
-    chan.work()
-    run_id = chan.start("U0ANA")
-    chan.work()
-    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, first)
+    run_id = chan.open_run("U0ANA")
+    chan.click_and_work("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
     before = _counts(sql)
     updated = sql("SELECT updated_at FROM orders WHERE run_id = %s", run_id)
     for _ in range(20):
@@ -41,10 +33,7 @@ def test_repeated_use_my_usual_writes_nothing(
     assert sql("SELECT updated_at FROM orders WHERE run_id = %s", run_id) == updated
 
 
-def test_the_same_order_resubmitted_writes_nothing(
-    web: Any, worker: Any, sql: SqlFn, slack: FakeSlack
-) -> None:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
+def test_the_same_order_resubmitted_writes_nothing(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA")
     assert chan.submit("U0BEN", "tea", run_id=run_id) is None
     chan.work()
@@ -58,11 +47,9 @@ def test_the_same_order_resubmitted_writes_nothing(
 
 
 def test_answers_to_one_person_about_one_run_coalesce_latest_wins(
-    web: Any, worker: Any, sql: SqlFn, slack: FakeSlack
+    chan: Channel, sql: SqlFn
 ) -> None:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     # Ben may not close or cancel Ana's run: each click is a refusal to him.
     for action in (run_blocks.ACTION_CLOSE_RUN, run_blocks.ACTION_CANCEL_RUN) * 10:
         chan.click("U0BEN", action, run_id)

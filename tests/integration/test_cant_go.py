@@ -86,12 +86,10 @@ def _events(sql: SqlFn, run_id: str, kind: str) -> list[dict[str, Any]]:
 def _closed_run(
     chan: Channel, orders: dict[str, str], *, volunteer: str | None = None, text: str = ""
 ) -> str:
-    run_id = chan.start(ANA, text)
-    chan.work()
+    run_id = chan.open_run(ANA, text)
     for user, order in orders.items():
         assert chan.submit(user, order, volunteer=user == volunteer, run_id=run_id) is None
-    chan.click(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     return run_id
 
@@ -119,6 +117,14 @@ def _answers(dm: Any, user: str) -> list[str]:
         if e["channel"] != channel.channel_id:
             told.remove(str(e.get("text", "")))
     return told
+
+
+def _refused_press(dm: Any, sql: SqlFn, user: str, run_id: str) -> list[str]:
+    """`user` presses and is refused: nothing changes (see _snapshot); what they were told."""
+    before = _snapshot(sql)
+    _press(dm, user, run_id)
+    assert _snapshot(sql) == before
+    return _answers(dm, user)
 
 
 def _snapshot(sql: SqlFn) -> list[Any]:
@@ -291,10 +297,7 @@ def test_only_the_runner_may_press_and_only_once(
     assert new_runner in (CAT, DAN)
 
     # Ben presses again (an old client, a replayed click): once per run.
-    before = _snapshot(sql)
-    _press(dm, BEN, run_id)
-    assert _snapshot(sql) == before
-    told = _answers(dm, BEN)
+    told = _refused_press(dm, sql, BEN, run_id)
     assert len(told) == 1
     assert "already said you can't go" in told[0]
     assert f"<@{new_runner}> is going instead" in told[0]
@@ -311,10 +314,7 @@ def test_nobody_left_changes_nothing(chan: Channel, dm: Any, slack: FakeSlack, s
     assert len(cat_dms) == 1
 
     # Ben already declined, so there is nobody else for Cat to hand it to.
-    before = _snapshot(sql)
-    _press(dm, CAT, run_id)
-    assert _snapshot(sql) == before
-    told = _answers(dm, CAT)
+    told = _refused_press(dm, sql, CAT, run_id)
     assert len(told) == 1
     assert "nobody else" in told[0]
     assert "still the runner" in told[0]
@@ -325,17 +325,12 @@ def test_nobody_left_changes_nothing(chan: Channel, dm: Any, slack: FakeSlack, s
 def test_a_run_that_is_open_or_canceled_cant_be_handed_on(
     chan: Channel, dm: Any, sql: SqlFn
 ) -> None:
-    run_id = chan.start(ANA)
-    chan.work()
+    run_id = chan.open_run(ANA)
     assert chan.submit(BEN, "tea", run_id=run_id) is None
     chan.work()
-    before = _snapshot(sql)
-    _press(dm, BEN, run_id)
-    assert _snapshot(sql) == before
-    assert "still open" in _answers(dm, BEN)[-1]
+    assert "still open" in _refused_press(dm, sql, BEN, run_id)[-1]
 
-    chan.click(ANA, run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work(ANA, run_blocks.ACTION_CANCEL_RUN, run_id)
     _press(dm, BEN, run_id)
     assert "was canceled" in _answers(dm, BEN)[-1]
     assert _run(sql, run_id)["declined"] == []
@@ -346,10 +341,7 @@ def test_after_a_newer_run_closed_the_older_one_stays_as_it_was(
 ) -> None:
     older = _closed_run(chan, {BEN: "tea", CAT: "latte"}, volunteer=BEN)
     _closed_run(chan, {DAN: "mocha"})
-    before = _snapshot(sql)
-    _press(dm, BEN, older)
-    assert _snapshot(sql) == before
-    assert "newer coffee run has closed" in _answers(dm, BEN)[-1]
+    assert "newer coffee run has closed" in _refused_press(dm, sql, BEN, older)[-1]
 
 
 # ---- reminders and retries -------------------------------------------------------------

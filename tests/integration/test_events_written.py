@@ -57,8 +57,7 @@ def _check_envelopes(rows: list[dict[str, Any]], run_id: str, correlation_id: st
 def test_a_full_run_writes_its_events_in_order_without_order_text(
     chan: Channel, sql: SqlFn, start_text: str
 ) -> None:
-    run_id = chan.start("U0ANA", start_text)
-    chan.work()
+    run_id = chan.open_run("U0ANA", start_text)
     for user, text in ORDERS.items():
         assert chan.submit(user, text) is None
     assert chan.submit("U0BEN", EDITED) is None  # an edit of an order
@@ -107,12 +106,10 @@ def test_a_full_run_writes_its_events_in_order_without_order_text(
 
 
 def test_a_canceled_run_writes_run_canceled(chan: Channel, sql: SqlFn) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.submit("U0BEN", "tea")
     chan.work()  # the worker applies the inboxed order before the run is canceled
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     assert chan.status(run_id) == "canceled"
     rows = _rows(sql)
     assert [r["event_type"] for r in rows] == ["run_created", "order_updated", "run_canceled"]
@@ -143,8 +140,7 @@ def test_a_run_message_slack_refuses_writes_run_failed(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
     slack.fail_next("chat.postMessage", error="not_in_channel")
-    run_id = chan.start("U0ANA", "in 20m")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m")
     assert chan.status(run_id) == "failed"
     rows = _rows(sql)
     types = [r["event_type"] for r in rows]

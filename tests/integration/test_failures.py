@@ -24,11 +24,9 @@ DB_DOWN = "CoffeeBuddy can't reach its database right now, try again in a minute
 
 
 def test_expired_trigger_asks_to_click_again(chan: Channel, slack: FakeSlack) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     slack.fail_next("views.open", error="expired_trigger_id")
-    chan.click("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
     assert any("please click again" in t for t in chan.told("U0BEN"))
     assert slack.opened_views() == []
 
@@ -38,16 +36,14 @@ def test_slack_server_error_on_views_open_asks_to_click_again(
 ) -> None:
     run_id = chan.start("U0ANA")
     slack.fail_next("views.open", status=500)
-    chan.click("U0BEN", run_blocks.ACTION_EDIT_ORDER, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_EDIT_ORDER, run_id)
     assert any("please click again" in t for t in chan.told("U0BEN"))
 
 
 def test_missing_scope_on_views_open_names_the_fix(chan: Channel, slack: FakeSlack) -> None:
     run_id = chan.start("U0ANA")
     slack.fail_next("views.open", error="missing_scope")
-    chan.click("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
     assert any("reinstall the app" in t for t in chan.told("U0BEN"))
 
 
@@ -89,9 +85,8 @@ def test_internal_error_in_a_command_gives_a_reference(
 
 
 def test_internal_error_in_a_click_is_told_through_response_url(
-    broken_web: SignedClient, web: Any, worker: Any, sql: Any, slack: FakeSlack
+    broken_web: SignedClient, chan: Channel, slack: FakeSlack
 ) -> None:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
     run_id = chan.start("U0ANA")
     body = block_action_body(
         user_id="U0BEN",

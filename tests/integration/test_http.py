@@ -280,13 +280,6 @@ MALFORMED_COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("body", MALFORMED_COMMANDS.values(), ids=MALFORMED_COMMANDS.keys())
-def test_malformed_command(web: SignedClient, sql: SqlFn, body: bytes) -> None:
-    result = web.post("/slack/commands", body)
-    assert result.status_code == 400, result.text
-    _assert_nothing_written(sql)
-
-
 MALFORMED_INTERACTIONS = {
     "missing payload": urlencode({"type": "block_actions"}).encode(),
     "payload not JSON": urlencode({"payload": "{type: block_actions"}).encode(),
@@ -298,9 +291,18 @@ MALFORMED_INTERACTIONS = {
 }
 
 
-@pytest.mark.parametrize("body", MALFORMED_INTERACTIONS.values(), ids=MALFORMED_INTERACTIONS.keys())
-def test_malformed_interaction(web: SignedClient, sql: SqlFn, body: bytes) -> None:
-    result = web.post("/slack/interactions", body)
+MALFORMED = {
+    **{f"command, {name}": ("/slack/commands", b) for name, b in MALFORMED_COMMANDS.items()},
+    **{
+        f"interaction, {name}": ("/slack/interactions", b)
+        for name, b in MALFORMED_INTERACTIONS.items()
+    },
+}
+
+
+@pytest.mark.parametrize(("path", "body"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_request(web: SignedClient, sql: SqlFn, path: str, body: bytes) -> None:
+    result = web.post(path, body)
     assert result.status_code == 400, result.text
     _assert_nothing_written(sql)
 
@@ -401,8 +403,7 @@ def test_the_worker_warms_the_profile_of_someone_new(
     # Zed ordered: his profile is fetched (Ana only started a run without a time).
     assert [c.args["user"] for c in slack.calls("users.info")] == ["U0ZED"]
     assert sql("SELECT tz FROM users WHERE slack_user_id = 'U0ZED'") == [(zone,)]
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, first)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, first)
 
     # Zed's first /coffee with a time finds his time zone cached, and nothing is warmed again.
     second = chan.start("U0ZED", "23:30 Lobby")
@@ -484,8 +485,7 @@ def _snapshot(sql: SqlFn) -> dict[str, list[tuple[Any, ...]]]:
 def test_unknown_button(
     chan: Channel, slack: FakeSlack, sql: SqlFn, action_id: str, value: str | None
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     state = _snapshot(sql)
     jobs_before = _row_counts(sql)["jobs"]
 

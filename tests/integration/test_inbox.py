@@ -5,40 +5,20 @@ whatever can't simply be queued is answered in the request as before."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import replace
 from urllib.parse import urlencode
 
 import pytest
 
-from coffeebuddy.config import Config
-from coffeebuddy.db import Database
-from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
-from coffeebuddy.web.app import create_app
 from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import block_action_payload, view_submission_payload
-from tests.conftest import CHANNEL, SignedClient
+from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn
 
 
 @pytest.fixture
-def inbox_config(config: Config) -> Config:
-    return replace(config, inbox=True)
-
-
-@pytest.fixture
-def chan(
-    inbox_config: Config,
-    app_database: Database,
-    make_worker: Callable[..., Worker],
-    sql: SqlFn,
-    slack: FakeSlack,
-) -> Channel:
-    worker = make_worker(inbox=True)
-    return Channel(
-        SignedClient(create_app(inbox_config, database=app_database)), worker, sql, CHANNEL, slack
-    )
+def chan(inbox_chan: Channel) -> Channel:
+    return inbox_chan
 
 
 def _orders(sql: SqlFn, run_id: str) -> list[tuple[str, str]]:
@@ -59,8 +39,7 @@ def _queued(sql: SqlFn) -> int:
 def test_an_order_form_is_queued_then_applied_with_its_confirmation(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     assert chan.submit("U0BEN", "  oat   latte ") is None  # the modal closes at once
     assert _orders(sql, run_id) == []  # acknowledged, not yet applied
     assert _queued(sql) == 1
@@ -73,12 +52,9 @@ def test_use_my_usual_is_queued_then_applied_with_its_confirmation(
     chan: Channel, sql: SqlFn
 ) -> None:
     first = chan.start("U0ANA")
-    chan.submit("U0BEN", "tea")
-    chan.work()
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
-    chan.work()
-    second = chan.start("U0ANA")
-    chan.work()
+    chan.submit_and_work("U0BEN", "tea")
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
+    second = chan.open_run("U0ANA")
     queued = _queued(sql)
     chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, second)
     assert _orders(sql, second) == []
@@ -91,8 +67,7 @@ def test_use_my_usual_is_queued_then_applied_with_its_confirmation(
 def test_use_my_usual_without_a_usual_opens_the_form_in_the_request(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.click("U0CAT", run_blocks.ACTION_USE_USUAL, run_id)
     assert _queued(sql) == 0
     assert slack.calls("views.open")  # the trigger id is only good for 3 s
@@ -100,16 +75,13 @@ def test_use_my_usual_without_a_usual_opens_the_form_in_the_request(
 
 def test_what_cant_be_queued_is_answered_in_the_request(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA")
-    chan.submit("U0BEN", "tea")
-    chan.work()
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.submit_and_work("U0BEN", "tea")
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     queued = _queued(sql)
     # A closed run: the form says so and stays open; the click is told why.
     answer = chan.submit("U0BEN", "espresso", run_id=run_id)
     assert answer is not None and "already closed" in answer["errors"]["order"]
-    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
     assert any("already closed" in t for t in chan.told("U0BEN"))
     # A text that fails the checks never reaches the inbox either.
     second = chan.start("U0ANA")
@@ -123,8 +95,7 @@ def test_a_close_counts_the_orders_still_in_the_inbox(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
     run_id = chan.start("U0ANA")
-    chan.submit("U0ANA", "flat white")
-    chan.work()
+    chan.submit_and_work("U0ANA", "flat white")
     assert chan.submit("U0BEN", "tea") is None  # queued...
     # ...and the worker hasn't got to it (far from due) when the run is closed.
     sql("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE kind = 'apply_action'")
@@ -141,12 +112,10 @@ def test_a_close_counts_the_orders_still_in_the_inbox(
 def test_a_run_canceled_before_the_worker_applies_an_order_tells_the_person(
     chan: Channel, sql: SqlFn
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     assert chan.submit("U0BEN", "tea") is None  # queued
     sql("UPDATE jobs SET run_at = now() + interval '1 hour' WHERE kind = 'apply_action'")
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     sql("UPDATE jobs SET run_at = now() WHERE kind = 'apply_action' AND status = 'queued'")
     chan.work()
     assert _orders(sql, run_id) == []
@@ -155,8 +124,7 @@ def test_a_run_canceled_before_the_worker_applies_an_order_tells_the_person(
 
 def test_a_cancel_right_after_an_order_cancels_it(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA")
-    chan.submit("U0ANA", "flat white")
-    chan.work()
+    chan.submit_and_work("U0ANA", "flat white")
     assert chan.submit("U0BEN", "tea") is None  # queued, not applied yet
     chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
     assert _orders(sql, run_id) == [("U0ANA", "flat white")]
@@ -170,12 +138,9 @@ def test_a_cancel_right_after_an_order_cancels_it(chan: Channel, sql: SqlFn) -> 
 
 def test_another_workspace_is_never_queued(chan: Channel, sql: SqlFn) -> None:
     first = chan.start("U0ANA")
-    chan.submit("U0BEN", "tea")
-    chan.work()
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
-    chan.work()
-    run_id = chan.start("U0ANA")
-    chan.work()
+    chan.submit_and_work("U0BEN", "tea")
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
+    run_id = chan.open_run("U0ANA")
     queued = _queued(sql)
     payload = block_action_payload(
         user_id="U0BEN",

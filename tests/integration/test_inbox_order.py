@@ -8,47 +8,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import pytest
 from psycopg.types.json import Jsonb
 
-from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.service import inbox
 from coffeebuddy.slack import run_blocks
-from coffeebuddy.web.app import create_app
 from testkit.fakes.slack_api import FakeSlack
-from tests.conftest import CHANNEL, SignedClient
+from tests.conftest import CHANNEL
 from tests.driver import Channel, SqlFn, eventually
 
 PEOPLE = [f"U0P{i:02d}" for i in range(12)]
 
 
 @pytest.fixture
-def inbox_config(config: Config) -> Config:
-    return replace(config, inbox=True)
-
-
-@pytest.fixture
-def chan(
-    inbox_config: Config,
-    app_database: Database,
-    make_worker: Callable[..., Worker],
-    sql: SqlFn,
-    slack: FakeSlack,
-) -> Channel:
+def chan(inbox_chan: Channel, slack: FakeSlack) -> Channel:
     for person in PEOPLE:
         slack.add_user(person, name=person.lower(), tz="Europe/Berlin")
     # This worker only sets things up (run_until_idle); the real ones are `workers`.
-    return Channel(
-        SignedClient(create_app(inbox_config, database=app_database)),
-        make_worker(inbox=True),
-        sql,
-        CHANNEL,
-        slack,
-    )
+    return inbox_chan
 
 
 class Workers:
@@ -119,10 +99,8 @@ def _with_usuals(chan: Channel) -> str:
     for person in PEOPLE:
         chan.submit(person, f"tea {person}")
     chan.work()
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
-    chan.work()
-    run_id = chan.start("U0ANA")
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
+    run_id = chan.open_run("U0ANA")
     return run_id
 
 
@@ -193,8 +171,7 @@ def test_a_failing_action_holds_back_only_its_persons_later_actions(
         run_id,
     )
     chan.submit(ben, "latte")
-    chan.submit(cy, "mocha")
-    chan.work()
+    chan.submit_and_work(cy, "mocha")
     # Ben's usual and Cy's edit are applied; Ben's edit waits behind the failed action.
     assert _orders(sql, run_id) == {ben: f"tea {ben}", cy: "mocha"}
     rows = sql(

@@ -21,7 +21,7 @@ from coffeebuddy.jobs.kinds import JobKind
 from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.store import queue
 from testkit.polling import eventually
-from tests.driver import SqlFn
+from tests.driver import SqlFn, ensured_once
 
 MakeWorker = Callable[..., Worker]
 
@@ -114,10 +114,7 @@ def test_the_prune_job_is_added_once_and_reschedules_itself(
     make_worker: MakeWorker, sql: SqlFn
 ) -> None:
     first, second = make_worker(), make_worker()
-    with first.database.transaction() as conn:
-        assert maintenance.ensure_prune_job(conn)
-    with second.database.transaction() as conn:
-        assert not maintenance.ensure_prune_job(conn), "one is queued already"
+    ensured_once(maintenance.ensure_prune_job, first, second)
     [(job_id, status, key, due_in)] = _prune_jobs(sql)
     assert (status, key) == ("queued", maintenance.PRUNE_KEY)
     assert due_in <= 0

@@ -11,11 +11,9 @@ import pytest
 
 from coffeebuddy.__main__ import main
 from coffeebuddy.jobs.worker import CHANNEL as NOTIFY_CHANNEL
-from coffeebuddy.jobs.worker import Worker
 from coffeebuddy.slack import run_blocks
 from coffeebuddy.store import queue
 from testkit.fakes.slack_api import FakeSlack
-from tests.conftest import CHANNEL, SignedClient
 from tests.driver import Channel, SqlFn, runner_of
 
 SECRET_URL = "https://hooks.slack.com/actions/T0/123/secret-response-url"
@@ -260,20 +258,13 @@ def test_an_unreachable_database_is_reported(
 
 
 def test_a_dead_dm_is_sent_once_after_retry(
-    web: SignedClient,
-    worker: Worker,
-    sql: SqlFn,
-    slack: FakeSlack,
-    capsys: pytest.CaptureFixture[str],
+    chan: Channel, sql: SqlFn, slack: FakeSlack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.submit("U0BEN", "tea")
     # The app lost a scope: opening the runner's DM fails, which no retry can fix.
     slack.fail_next("conversations.open", error="missing_scope")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     dm_job = sql("SELECT id, status, last_error FROM jobs WHERE kind = %s", queue.DM_RUNNER)
     assert [(s, e) for _, s, e in dm_job] == [("dead", "missing_scope")]
     job_id = int(dm_job[0][0])

@@ -18,7 +18,6 @@ from coffeebuddy.config import Config
 from coffeebuddy.db import Database
 from coffeebuddy.web.app import create_app
 from testkit.fakes.oidc_issuer import FakeIssuer
-from testkit.fakes.slack_api import FakeSlack
 from tests.conftest import CHANNEL
 from tests.driver import Channel
 
@@ -28,8 +27,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def run_id(web: Any, worker: Any, sql: Any, slack: FakeSlack) -> str:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
+def run_id(chan: Channel) -> str:
     run = chan.start("U0ANA", "Lobby")
     chan.submit("U0BEN", "flat white")
     chan.work()  # the worker applies the inboxed order

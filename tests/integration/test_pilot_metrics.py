@@ -61,14 +61,12 @@ def _run(chan: Channel, orders: dict[str, bool], *, close: bool = True) -> str:
     """A whole run: the first person starts it, everyone orders (True = "I'll go"), the
     starter closes it. Returns the run id."""
     starter = next(iter(orders))
-    run_id = chan.start(starter)
-    chan.work()
+    run_id = chan.open_run(starter)
     for user, volunteer in orders.items():
         assert chan.submit(user, f"{user} latte", volunteer=volunteer, run_id=run_id) is None
     chan.work()  # the worker applies the inboxed orders
     if close:
-        chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
-        chan.work()
+        chan.click_and_work(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
         assert chan.status(run_id) == "closed"
     return run_id
 
@@ -160,11 +158,9 @@ def test_participants_rate_once_and_may_change_it_others_are_refused(
 
 
 def test_the_initiator_who_did_not_order_may_rate(chan: Channel, sql: SqlFn) -> None:
-    run_id = chan.start(ANA)
-    chan.work()
+    run_id = chan.open_run(ANA)
     chan.submit(BEN, "tea", run_id=run_id)
-    chan.click(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
     assert "you rated this run 5/5" in _rate(chan, ANA, run_id, 5)
     assert _ratings(sql, run_id) == {ANA: 5}
 
@@ -172,8 +168,7 @@ def test_the_initiator_who_did_not_order_may_rate(chan: Channel, sql: SqlFn) -> 
 def test_open_foreign_and_deleted_runs_cannot_be_rated(chan: Channel, sql: SqlFn) -> None:
     run_id = _run(chan, {ANA: False, BEN: False}, close=False)
     assert "Only a completed coffee run can be rated" in _rate(chan, BEN, run_id, 3)
-    chan.click(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work(ANA, run_blocks.ACTION_CLOSE_RUN, run_id)
     # The same button replayed from another channel.
     chan.slack.add_channel("C0OTHER01", name="other")
     assert "belongs to a coffee run in another channel" in _rate(
@@ -208,8 +203,7 @@ def test_a_channel_reset_deletes_the_ratings(chan: Channel, sql: SqlFn) -> None:
     _rate(chan, BEN, run_id, 4)
     assert sql("SELECT count(*) FROM run_ratings")[0][0] == 1
     chan.command(ADMIN, "admin reset")  # asks first; the confirmed button resets
-    chan.click(ADMIN, "admin_reset", CHANNEL, block_id="admin_reset")
-    chan.work()
+    chan.click_and_work(ADMIN, "admin_reset", CHANNEL, block_id="admin_reset")
     assert sql("SELECT count(*) FROM runs")[0][0] == 0
     assert sql("SELECT count(*) FROM run_ratings")[0][0] == 0
 
@@ -244,8 +238,7 @@ def test_a_run_whose_bot_steps_are_slow_is_logged_with_its_correlation_id(
     # Formatted as the service logs it, while the job's log context is in effect.
     caplog.handler.setFormatter(logs.JsonFormatter())
     with caplog.at_level(logging.WARNING, logger="coffeebuddy.jobs.bot_step_times"):
-        run_id = chan.start(ANA)
-        chan.work()
+        run_id = chan.open_run(ANA)
     (corr,) = sql("SELECT correlation_id FROM runs WHERE id = %s", run_id)[0]
     slow = [json.loads(line) for line in caplog.text.splitlines() if "run_bot_steps_slow" in line]
     assert len(slow) == 1
@@ -263,8 +256,7 @@ def test_a_run_slack_refuses_fails_with_its_category_and_counts_in_the_ratio(
     _run(chan, {ANA: False, BEN: False})
     failed_before = _sample("coffeebuddy_runs_failed_total", {"category": "slack_error"})
     slack.fail_next("chat.postMessage", error="not_in_channel")
-    run_id = chan.start(ANA)
-    chan.work()
+    run_id = chan.open_run(ANA)
     assert sql("SELECT status, failure_category FROM runs WHERE id = %s", run_id) == [
         ("failed", "slack_error")
     ]
@@ -337,13 +329,10 @@ def test_pilot_report_for_admins_over_7_and_28_days(
     _rate(chan, ANA, first, 5)
     _rate(chan, BEN, first, 4)
     _rate(chan, CAT, second, 3)
-    canceled = chan.start(ANA)
-    chan.work()
-    chan.click(ANA, run_blocks.ACTION_CANCEL_RUN, canceled)
-    chan.work()
+    canceled = chan.open_run(ANA)
+    chan.click_and_work(ANA, run_blocks.ACTION_CANCEL_RUN, canceled)
     slack.fail_next("chat.postMessage", error="is_archived")
-    chan.start(ANA)
-    chan.work()
+    chan.open_run(ANA)
 
     report = _stats_text(chan, ADMIN)
     assert "Pilot report" in report
@@ -476,8 +465,7 @@ def test_other_events_are_acknowledged_and_ignored(web_clocked: SignedClient, sq
 
 def test_the_how_this_works_line_shows_once_per_channel(chan: Channel, slack: FakeSlack) -> None:
     _run(chan, {ANA: False, BEN: False})
-    chan.start(BEN)
-    chan.work()
+    chan.open_run(BEN)
     # Run messages open with a header block; summaries don't.
     run_posts = [
         c.args["blocks"]

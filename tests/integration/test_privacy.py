@@ -21,15 +21,15 @@ from coffeebuddy.store import queue
 from testkit.fakes.slack_api import FakeSlack
 from testkit.polling import eventually
 from tests.conftest import CHANNEL
-from tests.driver import Channel, SqlFn, runner_of
+from tests.driver import Channel, SqlFn, ensured_once, runner_of
 
 TEA = "C0TEA0001"
 MakeWorker = Callable[..., Worker]
 
 
 @pytest.fixture
-def coffee(web: Any, worker: Worker, sql: SqlFn, slack: FakeSlack) -> Channel:
-    return Channel(web, worker, sql, CHANNEL, slack)
+def coffee(chan: Channel) -> Channel:
+    return chan
 
 
 @pytest.fixture
@@ -43,11 +43,18 @@ def _closed_run(chan: Channel, starter: str, orders: dict[str, str], runner: str
     run_id = chan.start(starter)
     for user, text in orders.items():
         assert chan.submit(user, text, volunteer=user == runner, run_id=run_id) is None
-    chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     assert runner_of(chan.sql, run_id) == runner
     return run_id
+
+
+def _recent_and_expired_runs(chan: Channel, sql: SqlFn) -> tuple[str, str]:
+    """Two closed runs: Ana's, recent, and Ben's, 91 days old (past the 90-day default)."""
+    recent = _closed_run(chan, "U0ANA", {"U0ANA": "flat white"}, runner="U0ANA")
+    old = _closed_run(chan, "U0BEN", {"U0BEN": "tea"}, runner="U0BEN")
+    _age_run(sql, old, 91)
+    return recent, old
 
 
 def _age_run(sql: SqlFn, run_id: str, days: int) -> None:
@@ -355,16 +362,11 @@ def test_two_starting_workers_keep_one_retention_job_which_runs_once_a_day(
 def test_the_retention_job_is_ensured_once_and_its_handler_reschedules_it(
     make_worker: MakeWorker, coffee: Channel, sql: SqlFn
 ) -> None:
-    recent = _closed_run(coffee, "U0ANA", {"U0ANA": "flat white"}, runner="U0ANA")
-    old = _closed_run(coffee, "U0BEN", {"U0BEN": "tea"}, runner="U0BEN")
-    _age_run(sql, old, 91)
+    recent, _old = _recent_and_expired_runs(coffee, sql)
     _add_user(sql, "U0GHOST", touched="3 days")
 
     first, second = make_worker(), make_worker()
-    with first.database.transaction() as conn:
-        assert maintenance.ensure_retention_job(conn)
-    with second.database.transaction() as conn:
-        assert not maintenance.ensure_retention_job(conn), "one is queued already"
+    ensured_once(maintenance.ensure_retention_job, first, second)
     [(job_id, status, key, due_in)] = _retention_jobs(sql)
     assert (status, key, due_in <= 0) == ("queued", maintenance.RETENTION_KEY, True)
 
@@ -474,9 +476,7 @@ def _events_naming(sql: SqlFn, user: str) -> int:
 def test_the_purge_deletes_the_events_of_purged_runs_and_old_events(
     coffee: Channel, worker: Worker, sql: SqlFn
 ) -> None:
-    recent = _closed_run(coffee, "U0ANA", {"U0ANA": "flat white"}, runner="U0ANA")
-    old = _closed_run(coffee, "U0BEN", {"U0BEN": "tea"}, runner="U0BEN")
-    _age_run(sql, old, 91)
+    recent, old = _recent_and_expired_runs(coffee, sql)
     # An event without a run (a reminder, say) that is older than the channel's retention.
     sql(
         "UPDATE events SET created_at = now() - interval '91 days'"

@@ -202,14 +202,8 @@ def test_event_reaches_kafka_keyed_by_run_with_headers_and_the_envelope(
 
 
 def test_a_run_through_the_app_reaches_kafka_without_order_text(
-    kafka: KafkaBroker,
-    web: Any,
-    worker: Any,
-    sql: SqlFn,
-    slack: Any,
-    make_relay: Callable[..., EventRelay],
+    kafka: KafkaBroker, chan: Channel, sql: SqlFn, make_relay: Callable[..., EventRelay]
 ) -> None:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
     chan.command("U0ANA", "in 20m Lobby cafe")
     run_id = chan.run_id()
     chan.work()

@@ -99,13 +99,11 @@ def _all_dms(slack: FakeSlack) -> list[dict[str, Any]]:
 
 
 def _closed_run_with_orders(chan: Channel, text: str = "in 20m Lobby cafe") -> str:
-    run_id = chan.start("U0ANA", text)
-    chan.work()
+    run_id = chan.open_run("U0ANA", text)
     assert chan.submit("U0BEN", "oat flat white") is None
     assert chan.submit("U0CAT", "espresso") is None
     assert chan.submit("U0ANA", "oat flat white") is None
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     return run_id
 
@@ -113,20 +111,27 @@ def _closed_run_with_orders(chan: Channel, text: str = "in 20m Lobby cafe") -> s
 # ---- scheduling ---------------------------------------------------------------------------
 
 
-def test_pickup_schedules_one_reminder_at_pickup_minus_five(chan: Channel, sql: SqlFn) -> None:
-    run_id = chan.start("U0ANA", "in 20m Lobby cafe")
-    chan.work()
-
+def _the_reminder(
+    sql: SqlFn, run_id: str, before_pickup: timedelta
+) -> tuple[datetime, dict[str, Any]]:
+    """The run's one reminder job and when it is due: `before_pickup` ahead of the pickup,
+    within 2 s, in the job and in the run's reminder_at alike."""
     run = _run(sql, run_id)
-    assert run["pickup_time"] is not None
-    expected = run["pickup_time"] - timedelta(minutes=5)
+    assert run["pickup_time"] is not None and run["reminder_at"] is not None
+    expected = run["pickup_time"] - before_pickup
     jobs = _jobs(sql, run_id, RUNNER_REMINDER)
     assert len(jobs) == 1
     assert abs((jobs[0]["run_at"] - expected).total_seconds()) <= 2
-    assert abs((jobs[0]["run_at"] - (_now(sql) + timedelta(minutes=15))).total_seconds()) <= 2
-    assert run["reminder_at"] is not None
     assert abs((run["reminder_at"] - expected).total_seconds()) <= 2
-    assert jobs[0]["payload"]["run_id"] == run_id
+    return expected, jobs[0]
+
+
+def test_pickup_schedules_one_reminder_at_pickup_minus_five(chan: Channel, sql: SqlFn) -> None:
+    run_id = chan.open_run("U0ANA", "in 20m Lobby cafe")
+
+    expected, job = _the_reminder(sql, run_id, timedelta(minutes=5))
+    assert abs((job["run_at"] - (_now(sql) + timedelta(minutes=15))).total_seconds()) <= 2
+    assert job["payload"]["run_id"] == run_id
 
     scheduled = _events(sql, run_id, "reminder_scheduled")
     assert len(scheduled) == 1
@@ -146,31 +151,20 @@ def test_pickup_schedules_one_reminder_at_pickup_minus_five(chan: Channel, sql: 
 def test_channel_offset_moves_the_reminder(chan: Channel, sql: SqlFn) -> None:
     _configure_channel(sql, reminder_offset_minutes=10)
     run_id = chan.start("U0ANA", "in 20m")
-    run = _run(sql, run_id)
-    jobs = _jobs(sql, run_id, RUNNER_REMINDER)
-    assert len(jobs) == 1
-    expected = run["pickup_time"] - timedelta(minutes=10)
-    assert abs((jobs[0]["run_at"] - expected).total_seconds()) <= 2
-    assert abs((run["reminder_at"] - expected).total_seconds()) <= 2
+    _the_reminder(sql, run_id, timedelta(minutes=10))
 
 
 def test_near_pickup_reminds_halfway_not_at_once(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA", "in 3m")
-    run = _run(sql, run_id)
-    jobs = _jobs(sql, run_id, RUNNER_REMINDER)
-    assert len(jobs) == 1
     # pickup − 5 min is already past: halfway between now and pickup instead.
-    expected = run["pickup_time"] - timedelta(seconds=90)
-    assert abs((jobs[0]["run_at"] - expected).total_seconds()) <= 2
-    assert (jobs[0]["run_at"] - _now(sql)).total_seconds() > 60
-    assert abs((run["reminder_at"] - expected).total_seconds()) <= 2
+    _, job = _the_reminder(sql, run_id, timedelta(seconds=90))
+    assert (job["run_at"] - _now(sql)).total_seconds() > 60
     chan.work()
     assert chan.status(run_id) == "open"
 
 
 def test_no_pickup_schedules_no_reminder(chan: Channel, sql: SqlFn) -> None:
-    run_id = chan.start("U0ANA", "Lobby cafe")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "Lobby cafe")
     assert _jobs(sql, run_id, RUNNER_REMINDER) == []
     assert sql("SELECT count(*) FROM jobs WHERE kind IN (%s, %s)", RUNNER_REMINDER, LAST_CALL) == [
         (0,)
@@ -229,11 +223,9 @@ def test_reminder_on_closed_run_dms_the_runner_once(
 def test_reminder_closes_a_still_open_run_then_reminds(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA", "in 20m Lobby cafe")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m Lobby cafe")
     chan.submit("U0BEN", "oat flat white")
-    chan.submit("U0CAT", "tea")
-    chan.work()
+    chan.submit_and_work("U0CAT", "tea")
 
     _fast_forward(sql, run_id)
     chan.work()
@@ -276,8 +268,7 @@ def test_reminder_closes_a_still_open_run_then_reminds(
 def test_reminder_cancels_an_open_run_nobody_ordered_in(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA", "in 20m")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m")
     _fast_forward(sql, run_id)
     chan.work()
 
@@ -293,11 +284,9 @@ def test_reminder_cancels_an_open_run_nobody_ordered_in(
 
 
 def test_canceled_run_gets_no_reminder(chan: Channel, sql: SqlFn, slack: FakeSlack) -> None:
-    run_id = chan.start("U0ANA", "in 20m")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m")
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     assert chan.status(run_id) == "canceled"
     posts_before = len(slack.calls("chat.postMessage"))
 
@@ -315,10 +304,8 @@ def test_canceled_run_gets_no_reminder(chan: Channel, sql: SqlFn, slack: FakeSla
 def test_reminders_disabled_at_firing_time_send_nothing(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA", "in 20m")
-    chan.work()
-    chan.submit("U0BEN", "tea")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m")
+    chan.submit_and_work("U0BEN", "tea")
     assert len(_jobs(sql, run_id, RUNNER_REMINDER)) == 1
     sql("UPDATE channels SET reminders_enabled = false WHERE slack_channel_id = %s", CHANNEL)
     posts_before = len(slack.calls("chat.postMessage"))
@@ -369,11 +356,9 @@ def test_last_call_is_scheduled_and_mentions_nobody(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
     _configure_channel(sql, last_call_enabled=True, last_call_minutes=5)
-    run_id = chan.start("U0ANA", "in 30m")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 30m")
     chan.submit("U0BEN", "tea")
-    chan.submit("U0CAT", "espresso")
-    chan.work()
+    chan.submit_and_work("U0CAT", "espresso")
 
     run = _run(sql, run_id)
     jobs = _jobs(sql, run_id, LAST_CALL)
@@ -411,8 +396,7 @@ def test_no_last_call_for_a_closed_run(chan: Channel, sql: SqlFn, slack: FakeSla
 
 
 def test_no_last_call_when_disabled(chan: Channel, sql: SqlFn, slack: FakeSlack) -> None:
-    run_id = chan.start("U0ANA", "in 30m")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 30m")
     assert _jobs(sql, run_id, LAST_CALL) == []
     _fast_forward(sql, run_id)  # even at the reminder itself
     chan.work()

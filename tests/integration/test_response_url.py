@@ -80,16 +80,13 @@ def _refused_click(web: SignedClient, run_id: str, url: str) -> None:
 @pytest.mark.parametrize("path", ["/internal-admin/api", "/redirect"], ids=["internal", "redirect"])
 def test_a_response_url_outside_the_allow_list_is_never_posted_to(
     web: SignedClient,
-    worker: Any,
-    sql: SqlFn,
+    chan: Channel,
     slack: FakeSlack,
     canary: Canary,
     caplog: pytest.LogCaptureFixture,
     path: str,
 ) -> None:
-    chan = Channel(web, worker, sql, CHANNEL, slack)
-    run_id = chan.start("U0ANA", "Lobby")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "Lobby")
     url = canary.origin + path
     with caplog.at_level(logging.INFO):
         _refused_click(web, run_id, url)
@@ -110,8 +107,7 @@ def test_redirects_from_an_allowed_origin_are_not_followed(
 ) -> None:
     worker = make_worker(response_url_origins=(canary.origin,))
     chan = Channel(web, worker, sql, CHANNEL, slack)
-    run_id = chan.start("U0ANA", "Lobby")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "Lobby")
     _refused_click(web, run_id, canary.origin + "/redirect")
     chan.work()
     assert canary.seen == ["/redirect"]  # asked once, the Location never followed

@@ -69,8 +69,7 @@ def _views_open(slack: FakeSlack) -> list[dict[str, Any]]:
 def test_edit_button_opens_the_form_filled_with_the_current_details(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA", "in 20m Lobby cafe")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m Lobby cafe")
     # "Edit time/note" is in the run message's ⋯ menu.
     choices = [
         o["value"]
@@ -111,10 +110,8 @@ def test_edit_form_for_a_run_without_details_is_empty(chan: Channel, slack: Fake
 def test_new_time_and_note_move_the_reminder_and_refresh_the_message(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA", "in 20m Lobby cafe")
-    chan.work()
-    chan.submit("U0BEN", "tea")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m Lobby cafe")
+    chan.submit_and_work("U0BEN", "tea")
     [(first_due,)] = _queued_reminders(sql, run_id)
 
     assert _edit(chan, "U0ANA", run_id, "in 45m", "Kitchen, 2nd floor") is None
@@ -167,8 +164,7 @@ def test_a_pickup_moved_close_reminds_halfway(chan: Channel, sql: SqlFn) -> None
 
 
 def test_empty_time_removes_the_reminder(chan: Channel, sql: SqlFn, slack: FakeSlack) -> None:
-    run_id = chan.start("U0ANA", "in 20m Lobby cafe")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m Lobby cafe")
     assert len(_queued_reminders(sql, run_id)) == 1
 
     assert _edit(chan, "U0ANA", run_id, None, "Lobby cafe") is None
@@ -221,10 +217,8 @@ def test_a_mention_in_the_note_is_an_error_on_the_note_field(chan: Channel, sql:
 def test_someone_else_clicking_edit_is_told_who_may(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA", "in 20m")
-    chan.work()
-    chan.click("U0BEN", run_blocks.ACTION_EDIT_RUN, run_id)
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m")
+    chan.click_and_work("U0BEN", run_blocks.ACTION_EDIT_RUN, run_id)
     assert _views_open(slack) == []
     told = chan.told("U0BEN")
     assert any("Only <@U0ANA>" in t and "admin" in t for t in told), told
@@ -233,8 +227,7 @@ def test_someone_else_clicking_edit_is_told_who_may(
 def test_a_forged_submission_from_someone_else_changes_nothing(
     chan: Channel, sql: SqlFn, slack: FakeSlack
 ) -> None:
-    run_id = chan.start("U0ANA", "in 20m Lobby cafe")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m Lobby cafe")
     before, due = _run(sql, run_id), _queued_reminders(sql, run_id)
     updates_before = len(slack.calls("chat.update"))
 
@@ -257,11 +250,9 @@ def test_a_workspace_admin_may_edit(chan: Channel, sql: SqlFn, slack: FakeSlack)
 
 
 def test_a_closed_run_cannot_be_edited(chan: Channel, sql: SqlFn, slack: FakeSlack) -> None:
-    run_id = chan.start("U0ANA", "in 20m Lobby cafe")
-    chan.work()
+    run_id = chan.open_run("U0ANA", "in 20m Lobby cafe")
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     before, due = _run(sql, run_id), _queued_reminders(sql, run_id)
     assert before["status"] == "closed"
 
@@ -275,7 +266,6 @@ def test_a_closed_run_cannot_be_edited(chan: Channel, sql: SqlFn, slack: FakeSla
     ] == []
 
     # Clicking the (stale) button on a closed run opens no form either.
-    chan.click("U0ANA", run_blocks.ACTION_EDIT_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_EDIT_RUN, run_id)
     assert _views_open(slack) == []
     assert any("already closed" in t for t in chan.told("U0ANA"))

@@ -44,8 +44,7 @@ def test_full_run_with_five_people(chan: Channel, slack: Any, sql: Any) -> None:
     # Order texts never appear in the channel's run message (privacy).
     assert "espresso" not in text_of(message)
 
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     runner = runner_of(sql, run_id)
     assert runner in orders
@@ -82,14 +81,12 @@ def test_second_run_reuses_usual_with_one_click(chan: Channel, slack: Any, sql: 
     first = chan.start("U0ANA")
     chan.submit("U0BEN", "cortado")
     chan.submit("U0ANA", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, first)
 
     second = chan.start("U0CAT")
     assert second != first
     chan.work()
-    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, second)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_USE_USUAL, second)
     rows = sql(
         "SELECT o.order_text FROM orders o JOIN users u ON u.id = o.user_id"
         " WHERE o.run_id = %s AND u.slack_user_id = 'U0BEN' AND o.canceled_at IS NULL",

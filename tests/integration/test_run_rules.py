@@ -54,8 +54,7 @@ def _jobs(sql: SqlFn, kind: str) -> int:
 
 
 def _open_run_with_orders(chan: Channel, orders: dict[str, str]) -> str:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     for user, text in orders.items():
         assert chan.submit(user, text, run_id=run_id) is None
     chan.work()
@@ -70,8 +69,7 @@ def test_a_participant_may_not_close_or_cancel_someone_elses_run(
     chan: Channel, slack: FakeSlack, sql: SqlFn, action: str
 ) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
-    chan.click("U0BEN", action, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", action, run_id)
 
     assert chan.status(run_id) == "open"
     refusals = [t for t in chan.told("U0BEN") if "<@U0ANA>" in t and "Only" in t]
@@ -98,8 +96,7 @@ def test_the_initiator_and_admins_may_close_or_cancel(
     slack.add_user("U0BOSS", is_admin=True)
     slack.add_user("U0OWNER", is_owner=True)
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea"})
-    chan.click(user, action, run_id)
-    chan.work()
+    chan.click_and_work(user, action, run_id)
 
     assert chan.status(run_id) == ended
     assert not [t for t in chan.told(user) if "Only" in t]
@@ -111,8 +108,7 @@ def test_the_initiator_and_admins_may_close_or_cancel(
 def test_a_double_click_on_close_closes_once(chan: Channel, slack: FakeSlack, sql: SqlFn) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
     chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
 
     assert chan.status(run_id) == "closed"
     runner = _runner(sql, run_id)
@@ -161,10 +157,8 @@ def test_two_racing_closes_close_once(
 def test_closing_a_run_nobody_ordered_in_cancels_it(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    run_id = chan.open_run("U0ANA")
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
 
     assert chan.status(run_id) == "canceled"
     assert _runner(sql, run_id) is None
@@ -195,8 +189,7 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
     assert any("Updated your order" in t for t in chan.told("U0BEN"))
     assert "2 people" in text_of(_run_message(slack, ts))
 
-    chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
     assert ben_orders() == [("oat flat white", True)]
     message = text_of(_run_message(slack, ts))
     assert "1 person" in message and "<@U0BEN>" not in message
@@ -204,8 +197,7 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
 
     # Nothing left to cancel, for him or for someone who never ordered.
     chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.click("U0DAN", run_blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.work()
+    chan.click_and_work("U0DAN", run_blocks.ACTION_CANCEL_ORDER, run_id)
     assert any("no order" in t for t in chan.told("U0BEN"))
     assert any("no order" in t for t in chan.told("U0DAN"))
     assert ben_orders() == [("oat flat white", True)]
@@ -213,8 +205,7 @@ def test_edit_replaces_and_cancel_withdraws_the_order(
 
 def test_after_close_orders_are_frozen(chan: Channel, slack: FakeSlack, sql: SqlFn) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea", "U0CAT": "latte"})
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     ts = _message_ts(sql, run_id)
     orders_before = sql("SELECT * FROM orders ORDER BY id")
     jobs_before = sql("SELECT count(*) FROM jobs WHERE kind <> %s", queue.NOTIFY_USER)
@@ -225,8 +216,7 @@ def test_after_close_orders_are_frozen(chan: Channel, slack: FakeSlack, sql: Sql
     assert "already closed" in answer["errors"]["order"]
     chan.click("U0CAT", run_blocks.ACTION_USE_USUAL, run_id)  # CAT has a usual: "latte"
     chan.click("U0BEN", run_blocks.ACTION_CANCEL_ORDER, run_id)
-    chan.click("U0DAN", run_blocks.ACTION_PLACE_ORDER, run_id)
-    chan.work()
+    chan.click_and_work("U0DAN", run_blocks.ACTION_PLACE_ORDER, run_id)
 
     for user in ("U0CAT", "U0BEN", "U0DAN"):
         assert any("already closed" in t for t in chan.told(user)), (user, chan.told(user))
@@ -238,8 +228,7 @@ def test_after_close_orders_are_frozen(chan: Channel, slack: FakeSlack, sql: Sql
 
 @pytest.mark.parametrize("text", ["", "   \n\t  ", "x" * 151, "flat white " * 14])
 def test_invalid_order_text_keeps_the_modal_open(chan: Channel, sql: SqlFn, text: str) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     answer = chan.submit("U0BEN", text, run_id=run_id)
     assert answer is not None
     assert answer["response_action"] == "errors"
@@ -268,10 +257,8 @@ def test_order_text_is_whitespace_collapsed_before_the_length_check(
 def test_use_my_usual_without_a_usual_opens_the_order_form(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
-    chan.click("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
-    chan.work()
+    run_id = chan.open_run("U0ANA")
+    chan.click_and_work("U0BEN", run_blocks.ACTION_USE_USUAL, run_id)
 
     views = slack.opened_views()
     assert len(views) == 1
@@ -284,8 +271,7 @@ def test_use_my_usual_without_a_usual_opens_the_order_form(
 
 
 def _close_and_summary(chan: Channel, slack: FakeSlack, sql: SqlFn, run_id: str) -> str:
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     runner = _runner(sql, run_id)
     assert runner is not None
@@ -313,8 +299,7 @@ def test_runners_rotate_and_volunteers_go(chan: Channel, slack: FakeSlack, sql: 
     # Without volunteers the next run would go to runners[0] (ran longest ago); a
     # volunteer who is neither that person nor the last runner is chosen instead.
     volunteer = runners[1]
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     for user in people:
         assert chan.submit(user, "tea", volunteer=user == volunteer, run_id=run_id) is None
     runner = _close_and_summary(chan, slack, sql, run_id)
@@ -345,8 +330,7 @@ def test_the_previous_runner_sits_out_even_with_the_fewest_runs(
 
 def test_a_disabled_channel_records_nothing(chan: Channel, sql: SqlFn) -> None:
     run_id = chan.start("U0ANA")
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     sql("UPDATE channels SET enabled = false")
 
     def snapshot() -> list[Any]:
@@ -368,8 +352,7 @@ def test_cancel_run_updates_the_message_and_frees_the_channel(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
     run_id = _open_run_with_orders(chan, {"U0BEN": "tea"})
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
 
     assert chan.status(run_id) == "canceled"
     message = _run_message(slack, _message_ts(sql, run_id))

@@ -84,27 +84,23 @@ def keepers() -> Iterator[Callable[..., SecretKeeper]]:
         keeper.stop()
 
 
-def token_env(vault: FakeVault, token: str, **extra: str) -> dict[str, str]:
+def _vault_env(vault: FakeVault, method: str, **settings: str) -> dict[str, str]:
     return {
         "COFFEEBUDDY_SECRETS_SOURCE": "vault",
         "VAULT_ADDR": vault.url,
-        "VAULT_AUTH_METHOD": "token",
-        "VAULT_TOKEN": token,
+        "VAULT_AUTH_METHOD": method,
         "VAULT_SECRET_PATH": PATH,
-        **extra,
+        **settings,
     }
+
+
+def token_env(vault: FakeVault, token: str, **extra: str) -> dict[str, str]:
+    return _vault_env(vault, "token", **{"VAULT_TOKEN": token, **extra})
 
 
 def k8s_env(vault: FakeVault, sa_token: Path, **extra: str) -> dict[str, str]:
-    return {
-        "COFFEEBUDDY_SECRETS_SOURCE": "vault",
-        "VAULT_ADDR": vault.url,
-        "VAULT_AUTH_METHOD": "kubernetes",
-        "VAULT_ROLE": ROLE,
-        "VAULT_K8S_TOKEN_PATH": str(sa_token),
-        "VAULT_SECRET_PATH": PATH,
-        **extra,
-    }
+    settings = {"VAULT_ROLE": ROLE, "VAULT_K8S_TOKEN_PATH": str(sa_token), **extra}
+    return _vault_env(vault, "kubernetes", **settings)
 
 
 def assert_redacted(text: str, *also: str) -> None:

@@ -55,20 +55,16 @@ def test_ill_go_marks_an_order_orders_the_usual_or_opens_the_ticked_form(
     # Ben gets a usual in a first run.
     chan.start("U0BEN")
     chan.submit("U0BEN", "oat latte")
-    chan.click("U0BEN", run_blocks.ACTION_CLOSE_RUN)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_CLOSE_RUN)
 
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     # Ana has an order: one tap marks her as a volunteer.
     chan.submit("U0ANA", "espresso")
-    chan.click("U0ANA", run_blocks.ACTION_ILL_GO, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_ILL_GO, run_id)
     assert _volunteer(sql, run_id, "U0ANA") is True
     assert any("You volunteered to go" in t for t in chan.told("U0ANA"))
     # Ben has no order but a usual: one tap orders it, as a volunteer.
-    chan.click("U0BEN", run_blocks.ACTION_ILL_GO, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_ILL_GO, run_id)
     assert _volunteer(sql, run_id, "U0BEN") is True
     assert any("I ordered your usual: *oat latte*" in t for t in chan.told("U0BEN"))
     # Cat has neither: the order form opens with "I'll go" ticked, and nothing is stored.
@@ -79,22 +75,18 @@ def test_ill_go_marks_an_order_orders_the_usual_or_opens_the_ticked_form(
     assert box["element"]["initial_options"] == box["element"]["options"]
     assert _volunteer(sql, run_id, "U0CAT") is None
     # Tapping again changes nothing and says so.
-    chan.click("U0ANA", run_blocks.ACTION_ILL_GO, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_ILL_GO, run_id)
     assert any("already said you'll go" in t for t in chan.told("U0ANA"))
     # The same rule as the form's tick: a volunteer runs.
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert runner_of(sql, run_id) in {"U0ANA", "U0BEN"}
 
 
 def test_ill_go_on_a_closed_run_changes_nothing(chan: Channel, sql: Any) -> None:
     run_id = chan.start("U0ANA")
     chan.submit("U0ANA", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
-    chan.click("U0BEN", run_blocks.ACTION_ILL_GO, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
+    chan.click_and_work("U0BEN", run_blocks.ACTION_ILL_GO, run_id)
     assert _volunteer(sql, run_id, "U0BEN") is None
     assert "already closed" in chan.told("U0BEN")[-1]
 
@@ -105,8 +97,7 @@ def test_ill_go_on_a_closed_run_changes_nothing(chan: Channel, sql: Any) -> None
 def test_the_menu_cancels_an_order_and_prompts_before_canceling_the_run(
     chan: Channel, sql: Any, slack: Any
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.submit("U0BEN", "tea")
     _pick(chan, "U0BEN", f"{run_blocks.ACTION_CANCEL_ORDER}:{run_id}")
     chan.work()
@@ -126,8 +117,7 @@ def test_the_menu_cancels_an_order_and_prompts_before_canceling_the_run(
     _pick(chan, "U0CAT", f"{run_blocks.ACTION_CANCEL_RUN_PROMPT}:{run_id}")
     chan.work()
     assert not [r for r in slack.responses("U0CAT-menu") if r.get("blocks")]
-    chan.click("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CANCEL_RUN, run_id)
     assert chan.status(run_id) == "canceled"
 
 
@@ -163,8 +153,7 @@ def test_answers_link_to_the_run_message_and_the_summary(
     assert f"<{message_link}|its message>" in answer["text"]
 
     chan.submit("U0ANA", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     ((summary_link,),) = sql("SELECT summary_permalink FROM runs WHERE id = %s", run_id)
     summary = slack.messages(CHANNEL)[1]
     assert summary_link.endswith("p" + summary["ts"].replace(".", ""))
@@ -173,15 +162,13 @@ def test_answers_link_to_the_run_message_and_the_summary(
     assert f"<{summary_link}|See the orders>" in closed
     assert "below" not in closed
     # "Already closed" points at the orders.
-    chan.click("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
-    chan.work()
+    chan.click_and_work("U0BEN", run_blocks.ACTION_PLACE_ORDER, run_id)
     assert f"already closed. <{summary_link}|See the orders>." in chan.told("U0BEN")[-1]
 
 
 def test_no_link_is_no_failure(chan: Channel, sql: Any, slack: Any) -> None:
     slack.fail_next("chat.getPermalink", error="channel_not_found", times=5)
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     assert slack.messages(CHANNEL)
     assert sql("SELECT message_permalink FROM runs WHERE id = %s", run_id) == [(None,)]
     assert not sql("SELECT id FROM jobs WHERE status IN ('dead', 'queued', 'running')")
@@ -198,8 +185,7 @@ def test_the_summary_mentions_only_the_runner_and_a_change_is_told_in_its_thread
     run_id = chan.start("U0ANA")
     for user, text in {"U0ANA": "flat white", "U0BEN": "flat white", "U0CAT": "tea"}.items():
         chan.submit(user, text)
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     first = runner_of(sql, run_id)
     summary = slack.messages(CHANNEL)[1]
     assert set(re.findall(r"<@(\w+)>", text_of(summary))) == {first}
@@ -207,8 +193,7 @@ def test_the_summary_mentions_only_the_runner_and_a_change_is_told_in_its_thread
     assert "*To buy:* 2× flat white" in text_of(summary)
     assert "3 orders" in text_of(summary)
 
-    chan.click(first, run_blocks.ACTION_CANT_GO, run_id)
-    chan.work()
+    chan.click_and_work(first, run_blocks.ACTION_CANT_GO, run_id)
     second = runner_of(sql, run_id)
     assert second != first
     replies = [m for m in slack.messages(CHANNEL) if m.get("thread_ts") == summary["ts"]]
@@ -229,15 +214,13 @@ def test_a_retried_thread_reply_is_not_posted_twice(
     run_id = chan.start("U0ANA")
     chan.submit("U0ANA", "tea")
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     first = runner_of(sql, run_id)
     # Slack takes the reply, but the answer is lost: the retry must find it in the thread.
     slack.fail_next(
         "chat.postMessage", status=500, effect_first=True, when=lambda a: bool(a.get("thread_ts"))
     )
-    chan.click(first, run_blocks.ACTION_CANT_GO, run_id)
-    chan.work()
+    chan.click_and_work(first, run_blocks.ACTION_CANT_GO, run_id)
     sql("UPDATE jobs SET run_at = now() WHERE status = 'queued'")
     chan.work()
     replies = [m for m in slack.messages(CHANNEL) if m.get("thread_ts")]
@@ -254,8 +237,7 @@ def test_help_is_short_and_more_is_one_tap(chan: Channel, slack: Any) -> None:
     assert len(answer["text"]) <= 600
     buttons = [e for b in answer["blocks"] for e in b.get("elements") or []]
     assert [b["action_id"] for b in buttons] == [run_blocks.ACTION_HELP_MORE]
-    chan.click("U0ANA", run_blocks.ACTION_HELP_MORE, "more")
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_HELP_MORE, "more")
     assert "`/coffee in 20m`" in chan.told("U0ANA")[-1]
 
 
@@ -264,13 +246,11 @@ def test_a_members_stats_are_short_and_everyone_is_one_tap(chan: Channel, sql: A
     run_id = chan.start(people[0])
     for user in people:
         chan.submit(user, "tea")
-    chan.click(people[0], run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work(people[0], run_blocks.ACTION_CLOSE_RUN, run_id)
     short = chan.command("U0P007", "stats")
     rows = [b for b in short["blocks"] if b.get("block_id", "").startswith("stats_table")]
     assert sum(t["text"]["text"].count("\n") + 1 for t in rows) == stats_blocks.SHORT_ROWS + 1
-    chan.click("U0P007", stats_blocks.ACTION_STATS_ALL, "all")
-    chan.work()
+    chan.click_and_work("U0P007", stats_blocks.ACTION_STATS_ALL, "all")
     (full,) = [
         r for name in chan._urls["U0P007"] for r in chan.slack.responses(name) if r.get("blocks")
     ]

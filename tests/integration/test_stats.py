@@ -39,12 +39,10 @@ def _run(chan: Channel, orders: dict[str, bool]) -> str:
     """A whole run: the first person starts it, everyone orders (True = "I'll go"), the
     starter closes it. Returns who ran."""
     starter = next(iter(orders))
-    run_id = chan.start(starter)
-    chan.work()
+    run_id = chan.open_run(starter)
     for user, volunteer in orders.items():
         assert chan.submit(user, f"{user} latte", volunteer=volunteer, run_id=run_id) is None
-    chan.click(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work(starter, run_blocks.ACTION_CLOSE_RUN, run_id)
     assert chan.status(run_id) == "closed"
     return runner_of(chan.sql, run_id)
 
@@ -218,8 +216,7 @@ def test_stats_in_a_channel_coffeebuddy_never_saw(
 
 
 def test_stats_before_any_run_closed(chan: Channel, sql: SqlFn) -> None:
-    chan.start(ANA)
-    chan.work()
+    chan.open_run(ANA)
     assert chan.submit(BEN, "tea") is None
     body = _stats(chan)
     assert body["text"].startswith(stats_blocks.NO_CLOSED_RUNS_TEXT)

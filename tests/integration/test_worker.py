@@ -93,8 +93,7 @@ def test_jobs_survive_and_a_new_worker_posts_the_run_message(
 
 
 def test_run_message_is_never_posted_twice(chan: Channel, slack: FakeSlack, sql: SqlFn) -> None:
-    chan.start("U0ANA")
-    chan.work()
+    chan.open_run("U0ANA")
     assert len(_posts(slack, CHANNEL)) == 1
     # The worker died after Slack accepted the message but before the job was marked done:
     # its lease ran out and the job is due again.
@@ -111,11 +110,9 @@ def test_run_message_is_never_posted_twice(chan: Channel, slack: FakeSlack, sql:
 def test_summary_and_runner_dm_are_never_sent_twice(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     runner = runner_of(sql, run_id)
     assert len(_posts(slack, CHANNEL)) == 2  # the run message and the summary
     assert len(slack.dms(runner)) == 1
@@ -146,12 +143,10 @@ def test_a_post_slack_accepted_but_never_answered_is_adopted_not_repeated(
     a timeout's lost answer): the retry finds each message by its metadata in the history
     and records it; nobody sees anything twice (channel posts: with the opt-in setting)."""
     chan.worker = make_worker(channel_post_dedupe=True)
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.submit("U0BEN", "tea")
     slack.fail_next("chat.postMessage", effect_first=True, times=2, **answer)
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert slack.pending_faults("chat.postMessage") == 0
     assert _job(sql, queue.POST_SUMMARY)["status"] == "queued"  # waiting out its backoff
     _force_due(sql)
@@ -175,12 +170,10 @@ def test_by_default_a_retried_channel_post_never_reads_the_channel(
     """Without the opt-in setting the bot reads no channel history (no channels:history
     scope): a retried summary is posted again (the rare, accepted duplicate), while the
     runner's DM, the bot's own read-only conversation, is still found and adopted."""
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.submit("U0BEN", "tea")
     slack.fail_next("chat.postMessage", effect_first=True, times=2, status=500)
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     _force_due(sql)
     chan.work()
     history = slack.calls("conversations.history")
@@ -191,11 +184,9 @@ def test_by_default_a_retried_channel_post_never_reads_the_channel(
 
 
 def test_a_first_attempt_never_reads_the_history(chan: Channel, slack: FakeSlack) -> None:
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     chan.submit("U0BEN", "tea")
-    chan.click("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
-    chan.work()
+    chan.click_and_work("U0ANA", run_blocks.ACTION_CLOSE_RUN, run_id)
     assert slack.calls("conversations.history") == []
     posts = slack.calls("chat.postMessage")
     assert {c.args["metadata"]["event_payload"]["part"].split(":")[0] for c in posts} == {
@@ -351,8 +342,7 @@ def test_bot_not_in_channel_fails_the_run_and_says_how_to_fix_it(
 ) -> None:
     slack.add_channel("C0PRIVATE1", name="secret-coffee", bot_member=False)
     chan = Channel(web, worker, sql, "C0PRIVATE1", slack)
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
 
     assert [c.error for c in slack.calls("chat.postMessage")] == ["not_in_channel"]
     assert slack.messages("C0PRIVATE1") == []
@@ -438,8 +428,7 @@ def test_a_burst_of_orders_is_one_chat_update(
     coalescing: Callable[[int], Channel], sql: SqlFn, slack: FakeSlack
 ) -> None:
     chan = coalescing(700)
-    chan.start("U0ANA")
-    chan.work()
+    chan.open_run("U0ANA")
     assert len(slack.messages(CHANNEL)) == 1
 
     people = [f"U0P{i:02d}" for i in range(20)]
@@ -477,8 +466,7 @@ def test_a_close_brings_a_coalesced_refresh_forward(
     """An order's refresh waits out the coalescing window; the close right after it wants
     the message updated now (its buttons must go), so the queued refresh moves up."""
     chan = coalescing(60_000)
-    run_id = chan.start("U0ANA")
-    chan.work()
+    run_id = chan.open_run("U0ANA")
     assert chan.submit("U0BEN", "flat white", run_id=run_id) is None
     waiting = sql(
         "SELECT EXTRACT(EPOCH FROM run_at - now())::float8 FROM jobs WHERE kind = %s",
@@ -549,8 +537,7 @@ def test_orders_placed_while_the_run_message_is_posted_are_rendered(
 def test_notify_without_response_url_uses_post_ephemeral(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    chan.start("U0ANA")
-    chan.work()
+    chan.open_run("U0ANA")
     # A modal submission has no response_url: the confirmation goes by chat.postEphemeral.
     assert chan.submit("U0BEN", "cortado") is None
     chan.work()
@@ -565,8 +552,7 @@ def test_notify_without_response_url_uses_post_ephemeral(
 def test_notify_to_someone_who_left_the_channel_is_dropped(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    chan.start("U0ANA")
-    chan.work()
+    chan.open_run("U0ANA")
     slack.add_channel(CHANNEL, name="coffee", members=["U0ANA"])  # U0BEN left
     assert chan.submit("U0BEN", "cortado") is None
     chan.work()
@@ -584,8 +570,7 @@ def test_notify_to_someone_who_left_the_channel_is_dropped(
 def test_a_deleted_run_message_ends_the_refresh(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    chan.start("U0ANA")
-    chan.work()
+    chan.open_run("U0ANA")
     slack.fail_next("chat.update", error="message_not_found")
     assert chan.submit("U0BEN", "tea") is None
     chan.work()

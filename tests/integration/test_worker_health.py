@@ -40,6 +40,16 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def _live_throughout(port: int, seconds: float, *, every: float) -> None:
+    """/health/live says 200 at each look for `seconds`, and /metrics still serves."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert _status(port, "/health/live") == 200
+        time.sleep(every)
+    status, metrics = _get(port, "/metrics")
+    assert status == 200 and "coffeebuddy_job_queue_depth" in metrics
+
+
 def _status(port: int, path: str) -> int:
     return _get(port, path)[0]
 
@@ -91,12 +101,7 @@ def test_a_running_worker_is_live_and_ready(start: Callable[..., Running]) -> No
     assert json.loads(body) == {"status": "ok", "checks": {"loop": True, "database": True}}
     # A loop idling on LISTEN for longer than the threshold still beats while it waits.
     running.worker.heartbeat.threshold_seconds = 1.0
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        assert _status(running.port, "/health/live") == 200
-        time.sleep(0.2)
-    status, metrics = _get(running.port, "/metrics")
-    assert status == 200 and "coffeebuddy_job_queue_depth" in metrics
+    _live_throughout(running.port, 3, every=0.2)
     running.stop()
     # A stopped loop no longer beats; the server is gone with it.
     with pytest.raises(urllib.error.URLError):
@@ -147,16 +152,11 @@ def test_without_the_database_the_worker_is_live_but_not_ready(
         eventually(
             lambda: _status(running.port, "/health/ready") == 503, timeout=15, what="not ready"
         )
-        status, body = _get(running.port, "/health/ready")
+        _, body = _get(running.port, "/health/ready")
         assert json.loads(body)["checks"]["database"] is False
         # The loop goes on (failing to claim and waiting): a database outage is not a
         # reason to restart the worker.
-        deadline = time.monotonic() + 9
-        while time.monotonic() < deadline:
-            assert _status(running.port, "/health/live") == 200
-            time.sleep(0.5)
-        status, metrics = _get(running.port, "/metrics")
-        assert status == 200 and "coffeebuddy_job_queue_depth" in metrics
+        _live_throughout(running.port, 9, every=0.5)
         proxy.restore()
         eventually(
             lambda: _status(running.port, "/health/ready") == 200, timeout=20, what="ready again"

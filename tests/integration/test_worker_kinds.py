@@ -61,8 +61,7 @@ def test_a_job_may_allow_fewer_attempts_than_its_kind(worker: Worker, sql: SqlFn
 def test_an_answer_gets_the_attempts_its_kind_declares(
     chan: Channel, slack: FakeSlack, sql: SqlFn
 ) -> None:
-    chan.start("U0ANA")
-    chan.work()
+    chan.open_run("U0ANA")
     # A modal submission has no response_url: the answer goes by chat.postEphemeral.
     assert chan.submit("U0BEN", "cortado") is None
     sql("UPDATE jobs SET max_attempts = 8 WHERE kind = %s", queue.NOTIFY_USER)

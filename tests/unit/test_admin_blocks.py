@@ -10,20 +10,10 @@ import pytest
 
 from coffeebuddy.service.admin import parse_settings
 from coffeebuddy.slack import admin_blocks as ab
-from testkit.slack_payloads import ADMIN_RANGE_ERRORS, admin_modal_state
+from testkit.slack_payloads import ADMIN_RANGE_ERRORS, ADMIN_SETTINGS, admin_modal_state
 from tests.blocks import walk
 
 BOUNDS = (1, 365)
-SETTINGS: dict[str, Any] = {
-    "enabled": True,
-    "reminders_enabled": False,
-    "last_call_enabled": True,
-    "reminder_offset_minutes": 7,
-    "last_call_minutes": 3,
-    "fairness_window_runs": 4,
-    "data_retention_days": 30,
-    "admin_user_ids": ["U0BEN", "U0CAT"],
-}
 NUMBERS = (
     "reminder_offset_minutes",
     "last_call_minutes",
@@ -62,7 +52,7 @@ def _reset_button(blocks: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_the_modal_is_addressed_to_its_channel() -> None:
-    view = ab.settings_modal("C0COFFEE01", SETTINGS, BOUNDS)
+    view = ab.settings_modal("C0COFFEE01", ADMIN_SETTINGS, BOUNDS)
     assert view["type"] == "modal"
     assert view["callback_id"] == ab.CALLBACK_ADMIN_MODAL == "admin_modal"
     assert view["private_metadata"] == "C0COFFEE01"
@@ -75,41 +65,41 @@ def test_the_modal_is_addressed_to_its_channel() -> None:
 
 
 def test_every_setting_has_a_field_whose_ids_are_the_column_name() -> None:
-    fields = _inputs(ab.settings_modal("C1", SETTINGS, BOUNDS))
-    assert set(fields) == set(SETTINGS)
+    fields = _inputs(ab.settings_modal("C1", ADMIN_SETTINGS, BOUNDS))
+    assert set(fields) == set(ADMIN_SETTINGS)
     for block_id, block in fields.items():
         assert block["element"]["action_id"] == block_id
 
 
 def test_the_fields_show_the_current_values() -> None:
-    fields = _inputs(ab.settings_modal("C1", SETTINGS, BOUNDS))
+    fields = _inputs(ab.settings_modal("C1", ADMIN_SETTINGS, BOUNDS))
     for key in ab.SWITCHES:
         element = fields[key]["element"]
         assert element["type"] == "checkboxes"
         assert [o["value"] for o in element["options"]] == [ab.ON]
         shown = [o["value"] for o in element.get("initial_options", [])]
-        assert shown == ([ab.ON] if SETTINGS[key] else []), key
+        assert shown == ([ab.ON] if ADMIN_SETTINGS[key] else []), key
         assert fields[key]["optional"] is True  # unticking must be possible
     for key in NUMBERS:
         element = fields[key]["element"]
         assert element["type"] == "number_input"
         assert element["is_decimal_allowed"] is False
-        assert element["initial_value"] == str(SETTINGS[key])
+        assert element["initial_value"] == str(ADMIN_SETTINGS[key])
     users = fields["admin_user_ids"]["element"]
     assert users["type"] == "multi_users_select"
-    assert users["initial_users"] == SETTINGS["admin_user_ids"]
+    assert users["initial_users"] == ADMIN_SETTINGS["admin_user_ids"]
     assert users["max_selected_items"] == ab.MAX_CHANNEL_ADMINS
     assert fields["admin_user_ids"]["optional"] is True
 
 
 def test_no_channel_admins_means_no_initial_users() -> None:
-    fields = _inputs(ab.settings_modal("C1", {**SETTINGS, "admin_user_ids": []}, BOUNDS))
+    fields = _inputs(ab.settings_modal("C1", {**ADMIN_SETTINGS, "admin_user_ids": []}, BOUNDS))
     assert "initial_users" not in fields["admin_user_ids"]["element"]
 
 
 def test_switches_off_have_no_initial_options() -> None:
     off = dict.fromkeys(ab.SWITCHES, False)
-    fields = _inputs(ab.settings_modal("C1", {**SETTINGS, **off}, BOUNDS))
+    fields = _inputs(ab.settings_modal("C1", {**ADMIN_SETTINGS, **off}, BOUNDS))
     for key in ab.SWITCHES:
         assert "initial_options" not in fields[key]["element"]
 
@@ -118,7 +108,7 @@ def test_switches_off_have_no_initial_options() -> None:
 def test_number_limits_match_the_parser_and_the_global_retention_bounds(
     bounds: tuple[int, int],
 ) -> None:
-    fields = _inputs(ab.settings_modal("C1", {**SETTINGS, "data_retention_days": 90}, bounds))
+    fields = _inputs(ab.settings_modal("C1", {**ADMIN_SETTINGS, "data_retention_days": 90}, bounds))
     limits = {
         k: (int(fields[k]["element"]["min_value"]), int(fields[k]["element"]["max_value"]))
         for k in NUMBERS
@@ -131,14 +121,14 @@ def test_number_limits_match_the_parser_and_the_global_retention_bounds(
 
 
 def test_the_untouched_modal_submits_the_current_settings() -> None:
-    view = ab.settings_modal("C1", SETTINGS, BOUNDS)
+    view = ab.settings_modal("C1", ADMIN_SETTINGS, BOUNDS)
     wanted, errors = parse_settings(_as_submitted(view), BOUNDS)
     assert errors == {}
-    assert wanted == SETTINGS
+    assert wanted == ADMIN_SETTINGS
 
 
 def test_the_modal_carries_the_reset_button() -> None:
-    view = ab.settings_modal("C0COFFEE01", SETTINGS, BOUNDS)
+    view = ab.settings_modal("C0COFFEE01", ADMIN_SETTINGS, BOUNDS)
     button = _reset_button(view["blocks"])
     assert button["value"] == "C0COFFEE01"
     assert button["style"] == "danger"
@@ -167,8 +157,8 @@ def test_the_reset_prompt_is_a_danger_button_behind_a_confirm_dialog() -> None:
 
 
 def test_parse_reads_the_slack_state() -> None:
-    state = admin_modal_state(**SETTINGS)
-    assert parse_settings(state, BOUNDS) == (SETTINGS, {})
+    state = admin_modal_state(**ADMIN_SETTINGS)
+    assert parse_settings(state, BOUNDS) == (ADMIN_SETTINGS, {})
 
 
 def test_parse_sorts_and_dedupes_admins_and_strips_numbers() -> None:
@@ -317,7 +307,7 @@ def test_the_audit_lists_each_action_in_the_given_order() -> None:
 
 def test_every_input_is_labelled_by_what_it_sets() -> None:
     """Issue 13, item 17: two checkboxes were labelled "Option"."""
-    modal = ab.settings_modal("C0TEST", SETTINGS, BOUNDS)
+    modal = ab.settings_modal("C0TEST", ADMIN_SETTINGS, BOUNDS)
     inputs = [b for b in modal["blocks"] if b["type"] == "input"]
     labels = [b["label"]["text"] for b in inputs]
     assert len(set(labels)) == len(labels), labels
