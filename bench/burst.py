@@ -65,6 +65,7 @@ from bench.request_latency import (
 )
 from bench.setup import Bench, add_inbox_option, bench_service, wait_for_no_due_jobs
 from bench.soak import ServiceProcesses, autovacuum_on, vacuum
+from coffeebuddy.config import WorkerSettings
 from coffeebuddy.slack import run_blocks
 from simulator import Button, Click, Person, Simulator
 from testkit.slack_payloads import SIGNING_SECRET
@@ -420,8 +421,14 @@ class Comparison:
                     if confirmation in e["text"] and float(e["ts"]) >= began
                 ]
 
+        # The order form's confirmations are chat.postEphemeral calls, which the worker paces
+        # at Slack's Tier 4 (the rate budget, 100 a minute by default): 300 take about three
+        # minutes however fast the service is. response_url answers have no such limit.
+        timeout = 120.0
+        if clicks is None:
+            timeout += 62.0 * len(users) / WorkerSettings().slack_tier4_per_minute
         try:
-            self.sim.wait_for(lambda: told() >= len(users), "every confirmation", timeout=120)
+            self.sim.wait_for(lambda: told() >= len(users), "every confirmation", timeout=timeout)
         except Exception as exc:
             print(f"  ({exc})")
         # Counted once the confirmations are in: with the inbox the worker records orders.
