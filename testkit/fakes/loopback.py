@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from abc import ABC, abstractmethod
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -19,7 +20,7 @@ class LoopbackServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class LoopbackHandler(BaseHTTPRequestHandler):
+class LoopbackHandler(BaseHTTPRequestHandler, ABC):
     """Hands each request's verb, path, headers and body to `_dispatch`; `_answer` replies."""
 
     def do_GET(self) -> None:
@@ -28,8 +29,9 @@ class LoopbackHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._dispatch("POST")
 
+    @abstractmethod
     def _dispatch(self, verb: str) -> None:
-        raise NotImplementedError
+        """Answer one request: each fake routes by its own API."""
 
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -46,14 +48,15 @@ class LoopbackHandler(BaseHTTPRequestHandler):
         pass  # keep pytest output clean; every request is in the fake's calls()
 
 
-class LoopbackFake:
+class LoopbackFake(ABC):
     """Serves a fake's LoopbackServer on a thread; subclasses build the server in start()."""
 
     _server: LoopbackServer | None = None
     _thread: threading.Thread | None = None
 
+    @abstractmethod
     def start(self) -> Self:
-        raise NotImplementedError
+        """Build the fake's server and serve it (through `_serve`)."""
 
     def _serve(self, server: LoopbackServer, name: str) -> Self:
         self._server = server
