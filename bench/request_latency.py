@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from bench.sender import Sender
 from bench.setup import add_inbox_option, bench_service
 from simulator import HttpAnswer, SimulationError, Simulator
 
@@ -94,11 +95,13 @@ class Recorder:
 
     def observe(self, path: str, body: bytes, answer: HttpAnswer) -> None:
         tag = getattr(self._local, "tag", None)
+        now = time.monotonic()
+        sent_at = answer.sent_at if answer.sent_at is not None else now - answer.elapsed
         sent = Sent(
             phase=tag[0] if tag else None,
             lane=tag[1] if tag else -1,
-            at=time.monotonic() - answer.elapsed,
-            wall=time.time() - answer.elapsed,
+            at=sent_at,
+            wall=time.time() - (now - sent_at),
             kind=request_kind(path, body),
             path=path,
             body=body,
@@ -138,10 +141,18 @@ class StartLine:
             thread.join()
 
 
-def replay(sent: Sequence[Sent], sim: Simulator, recorder: Recorder, phase: str) -> None:
+def replay(
+    sent: Sequence[Sent],
+    sim: Simulator,
+    recorder: Recorder,
+    phase: str,
+    *,
+    sender: Sender | None = None,
+) -> None:
     """Send the same bodies again, to `sim`'s service (signed afresh, as Slack would sign
     them now): one thread per lane, each request at the same offset from the start as the
-    first time, or as soon as the lane's previous one is answered if that is later."""
+    first time, or as soon as the lane's previous one is answered if that is later. With
+    `sender` (the simulator's transport) its process keeps the time instead of the thread."""
     if not sent:
         return
     lanes: dict[int, list[Sent]] = {}
@@ -154,8 +165,12 @@ def replay(sent: Sequence[Sent], sim: Simulator, recorder: Recorder, phase: str)
         with recorder.measuring(phase, lane):
             start = line.wait()
             for s in requests:
-                delay = start + (s.at - first) - time.monotonic()
-                if delay > 0:
+                due = start + (s.at - first)
+                if sender is not None:
+                    with sender.due(due):
+                        sim._post(s.path, s.body)
+                    continue
+                if (delay := due - time.monotonic()) > 0:
                     time.sleep(delay)
                 # Simulator's own send (signing, HTTP, timing, observer): no second client.
                 sim._post(s.path, s.body)

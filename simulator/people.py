@@ -43,6 +43,8 @@ type JsonDict = dict[str, Any]
 # A form answer: text for a text input; for checkboxes True (all), False/None (none), or
 # the option value(s) to tick; for a users select the user ids.
 type FieldAnswer = str | bool | Sequence[str] | None
+# Sends a signed request (url, body, headers, timeout) and answers as the service did.
+type Transport = Callable[[str, bytes, Mapping[str, str], float], HttpAnswer]
 
 # Keys FakeSlack adds to the messages it lists (for tests) or keeps back from interaction
 # payloads (metadata comes only from the history methods): never part of a click.
@@ -62,6 +64,7 @@ class HttpAnswer:
     body: str
     elapsed: float  # seconds from sending to the complete answer
     error: str | None = None
+    sent_at: float | None = None  # time.monotonic() when sent, if another process sent it
 
     @property
     def ok(self) -> bool:
@@ -296,7 +299,9 @@ class Simulator:
     the service's SLACK_SIGNING_SECRET. `timeout` bounds every wait for something to show
     up. With `record=False` nothing is kept for the transcript (long soak runs).
     `observer(path, body, answer)` is called after every request sent to the service: to
-    see the raw payloads (tests) or collect latencies (benchmarks).
+    see the raw payloads (tests) or collect latencies (benchmarks). `transport(url, body,
+    headers, timeout)` sends a signed request instead of urllib in this process (the
+    benchmarks send from a process of their own, `bench.sender`).
 
     Thread-safe: `command`, `click`, `submit` and the look-ups may run from many threads.
     """
@@ -311,6 +316,7 @@ class Simulator:
         http_timeout: float = 10.0,
         record: bool = True,
         observer: Callable[[str, bytes, HttpAnswer], None] | None = None,
+        transport: Transport | None = None,
     ) -> None:
         if not service_url.startswith(("http://", "https://")):
             raise ValueError(f"service_url must be http(s)://, not {service_url!r}")
@@ -321,6 +327,7 @@ class Simulator:
         self.http_timeout = http_timeout
         self.record = record
         self.observer = observer
+        self.transport = transport
         self.started = time.time()
         # response_url names must not collide with another simulator on the same fake.
         self._prefix = secrets.token_hex(3)
@@ -609,6 +616,8 @@ class Simulator:
 
     def _send(self, path: str, body: bytes) -> HttpAnswer:
         headers = sign(body, secret=self.signing_secret)
+        if self.transport is not None:
+            return self.transport(self.service_url + path, body, headers, self.http_timeout)
         # The scheme was checked in __init__: only http(s) to the service under test.
         request = urllib.request.Request(  # noqa: S310
             self.service_url + path, data=body, headers=headers, method="POST"
@@ -695,8 +704,16 @@ class Person:
             )
         return click, view
 
-    def submit(self, view: JsonDict, answers: Mapping[str, FieldAnswer]) -> str:
-        """Fill in and submit `view`; wait for the confirmation and return it."""
+    def submit(
+        self,
+        view: JsonDict,
+        answers: Mapping[str, FieldAnswer],
+        *,
+        opened_by: Click | None = None,
+    ) -> str:
+        """Fill in and submit `view`; wait for the confirmation and return it. It comes
+        through the response_url of the click that opened the form (`opened_by`) or as a
+        chat.postEphemeral: the service uses whichever works."""
         before = len(self.sim.fake.ephemerals(self.user_id))
         submission = self.sim.submit(self.user_id, view, answers)
         if not submission.answer.ok:
@@ -705,22 +722,24 @@ class Person:
             )
         if submission.errors:
             raise SimulationError(f"@{self.name}'s form shows errors: {submission.errors}")
-        return self._wait_told(None, before, "their confirmation")
+        return self._wait_told(opened_by, before, "their confirmation")
 
     def order(self, text: str, *, volunteer: bool = False) -> str:
         """[Place order], type `text` (tick "I'll go" with `volunteer`), [Save order]."""
-        _, view = self.open_form(run_blocks.ACTION_PLACE_ORDER)
+        click, view = self.open_form(run_blocks.ACTION_PLACE_ORDER)
         return self.submit(
-            view, {run_blocks.ORDER_BLOCK_ID: text, run_blocks.VOLUNTEER_BLOCK_ID: volunteer}
+            view,
+            {run_blocks.ORDER_BLOCK_ID: text, run_blocks.VOLUNTEER_BLOCK_ID: volunteer},
+            opened_by=click,
         )
 
     def edit_order(self, text: str, *, volunteer: bool | None = None) -> str:
         """[Order / change] again: the form opens with the current order; change it, save."""
-        _, view = self.open_form(run_blocks.ACTION_PLACE_ORDER)
+        click, view = self.open_form(run_blocks.ACTION_PLACE_ORDER)
         answers: dict[str, FieldAnswer] = {run_blocks.ORDER_BLOCK_ID: text}
         if volunteer is not None:
             answers[run_blocks.VOLUNTEER_BLOCK_ID] = volunteer
-        return self.submit(view, answers)
+        return self.submit(view, answers, opened_by=click)
 
     def use_usual(self) -> str:
         """[Use my usual]; returns the confirmation. Raises when the form opened instead

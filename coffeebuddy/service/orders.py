@@ -47,6 +47,7 @@ class OrderActions(RunInbox):
             volunteer=mine.volunteer if mine else False,
             pickup=record.view.pickup_time,
             note=record.view.note,
+            response_url=ia.response_url,
         )
         self._open_view(ia, view)
 
@@ -142,6 +143,7 @@ class OrderActions(RunInbox):
             volunteer=True,
             pickup=record.view.pickup_time,
             note=record.view.note,
+            response_url=ia.response_url,
         )
         self._open_view(ia, view)
 
@@ -183,10 +185,17 @@ class OrderActions(RunInbox):
     # ---- the order modal ---------------------------------------------------------------
 
     def submit_order(
-        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        text: str,
+        *,
+        volunteer: bool,
+        response_url: str | None = None,
     ) -> dict[str, str] | None:
         """Save the modal's order; field errors (keyed by block id) keep the modal open.
-        The text is checked here; an order for an open run then goes to the inbox."""
+        The text is checked here; an order for an open run then goes to the inbox.
+        `response_url` (the opening click's) carries the confirmation."""
         text = normalize_order_text(text)
         problem = order_text_error(text)
         if problem:
@@ -196,17 +205,30 @@ class OrderActions(RunInbox):
             actor,
             run_id,
             None,
-            {"action": "submit_order", "text": text, "volunteer": volunteer},
+            {
+                "action": "submit_order",
+                "text": text,
+                "volunteer": volunteer,
+                "response_url": response_url,
+            },
         ):
             return None
-        return self.apply_order(actor, run_id, text, volunteer=volunteer)
+        return self.apply_order(actor, run_id, text, volunteer=volunteer, response_url=response_url)
 
     def apply_inboxed_order(
-        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        text: str,
+        *,
+        volunteer: bool,
+        response_url: str | None = None,
     ) -> None:
         """The worker's half of an inboxed order form: the modal has closed, so a refusal
         (the run closed meanwhile) reaches the person as an ephemeral message instead."""
-        errors = self.apply_order(actor, run_id, text, volunteer=volunteer)
+        errors = self.apply_order(
+            actor, run_id, text, volunteer=volunteer, response_url=response_url
+        )
         if not errors:
             return
         with self.db.transaction() as conn:
@@ -214,13 +236,19 @@ class OrderActions(RunInbox):
             if run is not None:
                 self._tell(
                     conn,
-                    _in_channel(actor, run),
+                    _in_channel(actor, run, response_url),
                     next(iter(errors.values())),
                     run_id=run_id,
                 )
 
     def apply_order(
-        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        text: str,
+        *,
+        volunteer: bool,
+        response_url: str | None = None,
     ) -> dict[str, str] | None:
         """Save an order form's checked text now."""
         with self.db.transaction() as conn:
@@ -241,7 +269,7 @@ class OrderActions(RunInbox):
             extra = " You volunteered to go — thank you!" if volunteer else ""
             self._tell(
                 conn,
-                _in_channel(actor, run),
+                _in_channel(actor, run, response_url),
                 f"☕ {verb}: *{blockkit.escape(text)}*. It's also your usual in this channel "
                 f"now.{extra}",
                 run_id=run_id,
@@ -252,11 +280,14 @@ class OrderActions(RunInbox):
         return people.find(conn, actor.user_id)
 
 
-def _in_channel(actor: Actor, run: RunRow) -> Interaction:
-    """A form's answer: forms carry no channel or response_url, so it goes to the run's
-    channel as an ephemeral message, tagged with the run's correlation id."""
+def _in_channel(actor: Actor, run: RunRow, response_url: str | None) -> Interaction:
+    """A form's answer: forms carry no channel, so it goes to the run's channel as an
+    ephemeral message, tagged with the run's correlation id: through the response_url of
+    the click that opened the form when it has one (the worker falls back to
+    chat.postEphemeral when that URL is refused, spent or expired)."""
     return Interaction(
         Actor(user_id=actor.user_id, channel_id=run.slack_channel_id),
         run.correlation_id,
         run_id=run.id,
+        response_url=response_url,
     )

@@ -22,7 +22,13 @@ class OrderApplier(Protocol):
     def apply_usual(self, ia: Interaction) -> None: ...
 
     def apply_inboxed_order(
-        self, actor: Actor, run_id: uuid.UUID, text: str, *, volunteer: bool
+        self,
+        actor: Actor,
+        run_id: uuid.UUID,
+        text: str,
+        *,
+        volunteer: bool,
+        response_url: str | None = None,
     ) -> None: ...
 
 
@@ -50,7 +56,11 @@ class RunInbox(RunAccess):
             )
         elif action["action"] == "submit_order":
             self.apply_inboxed_order(
-                actor, run_id, action["text"], volunteer=bool(action.get("volunteer"))
+                actor,
+                run_id,
+                action["text"],
+                volunteer=bool(action.get("volunteer")),
+                response_url=action.get("response_url"),
             )
         else:
             raise ValueError(f"unknown inboxed action {action['action']!r}")
@@ -92,6 +102,7 @@ class RunInbox(RunAccess):
             # An order form that changes nothing is not queued (see inbox_order).
             "order_text": action.get("text"),
             "volunteer": bool(action.get("volunteer")),
+            "quiet_seconds": self.config.inbox_quiet_ms / 1000,
         }
         with self.db.statement() as conn:
             if query == "inbox_usual":

@@ -5,6 +5,7 @@ pickup time and note. Their block, action and callback ids are in
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from slack_sdk.models.blocks import (
@@ -36,6 +37,36 @@ from coffeebuddy.slack.run_blocks import (
     VOLUNTEER_OPTION_VALUE,
 )
 
+# Slack keeps a view's private_metadata up to 3,000 characters; a response_url is ~100.
+MAX_REPLY_URL_CHARS = 1000
+
+
+def form_metadata(run_id: str, response_url: str | None) -> str:
+    """An order form's private_metadata: the run id, and the response_url of the click
+    that opened the form. The form's confirmation goes through that URL (as a click's
+    does) rather than chat.postEphemeral, which Slack limits to 100 calls a minute: a
+    channel of 300 saving their orders at once would wait three minutes for it."""
+    if not response_url or len(response_url) > MAX_REPLY_URL_CHARS:
+        return run_id
+    return json.dumps({"run": run_id, "response_url": response_url}, separators=(",", ":"))
+
+
+def read_form_metadata(metadata: object) -> tuple[object, str | None]:
+    """(run id, response_url) from a run form's private_metadata: plain run ids (forms
+    opened before the URL was kept, and the edit-run form) have no URL. Neither is
+    checked here: the caller parses the id, and the URL is only ever used through the
+    response_url allow-list."""
+    if not isinstance(metadata, str) or not metadata.startswith("{"):
+        return metadata, None
+    try:
+        parsed = json.loads(metadata)
+    except ValueError:
+        return None, None
+    if not isinstance(parsed, dict):
+        return None, None
+    url = parsed.get("response_url")
+    return parsed.get("run"), url if isinstance(url, str) and url else None
+
 
 def order_modal(
     run_id: str,
@@ -44,9 +75,11 @@ def order_modal(
     volunteer: bool,
     pickup: datetime | None,
     note: str | None,
+    response_url: str | None = None,
 ) -> BlockDict:
     """The `view` for views.open; with current_text set it edits an order (and its dismiss
-    button says "Close": "Cancel" would read as "cancel my order")."""
+    button says "Close": "Cancel" would read as "cancel my order"). `response_url` is the
+    opening click's: the saved order's confirmation goes there."""
     blocks: list[Block] = []
     details = []
     if pickup is not None:
@@ -91,7 +124,7 @@ def order_modal(
         title="Coffee order",
         submit="Save order",
         close="Close" if current_text else "Cancel",
-        private_metadata=run_id,
+        private_metadata=form_metadata(run_id, response_url),
         blocks=blocks,
     ).to_dict()
 

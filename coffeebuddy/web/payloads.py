@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from coffeebuddy.errors import BadRequest
+from coffeebuddy.slack.modal_blocks import MAX_REPLY_URL_CHARS, read_form_metadata
 from coffeebuddy.slack.run_blocks import ACTION_RUN_MENU as MENU_ACTION_ID
 from coffeebuddy.slack.run_blocks import RUN_MENU_ACTIONS as MENU_ACTIONS
 from coffeebuddy.store.runs import parse_uuid
@@ -209,20 +210,29 @@ class ViewSubmission:
     private_metadata: str
     run_id: uuid.UUID | None
     values: dict[str, Any]
+    # The response_url of the click that opened an order form (see modal_blocks).
+    response_url: str | None = None
 
 
 def view_submission(payload: dict[str, Any]) -> ViewSubmission:
     values = _get(payload, "view", "state", "values")
     if not isinstance(values, dict):
         raise BadRequest("view_submission without state values")
+    run_id, response_url = read_form_metadata(_get(payload, "view", "private_metadata"))
     return ViewSubmission(
         team_id=_str(payload, "team", "id", pattern=_SLACK_ID),
         user_id=_str(payload, "user", "id", pattern=_USER_ID),
         user_name=_name(payload),
         callback_id=clean(_str(payload, "view", "callback_id")[:255]),
         private_metadata=clean(str(_get(payload, "view", "private_metadata") or "")[:3000]),
-        run_id=parse_uuid(_get(payload, "view", "private_metadata")),
+        run_id=parse_uuid(run_id),
         values=values,
+        # Cut short, a URL would point elsewhere: an over-long one is no URL at all.
+        response_url=(
+            clean(response_url)
+            if response_url and len(response_url) <= MAX_REPLY_URL_CHARS
+            else None
+        ),
     )
 
 

@@ -78,7 +78,8 @@ class SlackCommands(SlackResource):
 # What a click does, given who clicked where (and on which run).
 Responder = Callable[[Interaction], None]
 # What a submitted run form does: field errors keyed by block id, or None when saved.
-FormSubmit = Callable[[Actor, uuid.UUID, dict[str, Any]], dict[str, str] | None]
+# (The last argument is the response_url of the click that opened the form, if any.)
+FormSubmit = Callable[[Actor, uuid.UUID, dict[str, Any], str | None], dict[str, str] | None]
 
 UNKNOWN_ACTION_TEXT = (
     "Sorry, I don't recognise that button — the message may be from an older version of "
@@ -249,7 +250,7 @@ class SlackInteractions(SlackResource):
         else:
             run_id, form = self._run_form(sub)
             first_field = form.first_field
-            submit = functools.partial(form.submit, actor, run_id, sub.values)
+            submit = functools.partial(form.submit, actor, run_id, sub.values, sub.response_url)
         with logs.context(run=str(sub.run_id) if sub.run_id else None):
             try:
                 errors = submit()
@@ -276,7 +277,7 @@ class SlackInteractions(SlackResource):
         return sub.run_id, form
 
     def _order(
-        self, actor: Actor, run_id: uuid.UUID, values: dict[str, Any]
+        self, actor: Actor, run_id: uuid.UUID, values: dict[str, Any], response_url: str | None
     ) -> dict[str, str] | None:
         text = payloads.input_text(values, run_blocks.ORDER_BLOCK_ID, run_blocks.ORDER_ACTION_ID)
         volunteer = payloads.checked(
@@ -285,10 +286,12 @@ class SlackInteractions(SlackResource):
             run_blocks.VOLUNTEER_ACTION_ID,
             run_blocks.VOLUNTEER_OPTION_VALUE,
         )
-        return self._service.submit_order(actor, run_id, text, volunteer=volunteer)
+        return self._service.submit_order(
+            actor, run_id, text, volunteer=volunteer, response_url=response_url
+        )
 
     def _run_edit(
-        self, actor: Actor, run_id: uuid.UUID, values: dict[str, Any]
+        self, actor: Actor, run_id: uuid.UUID, values: dict[str, Any], _response_url: str | None
     ) -> dict[str, str] | None:
         pickup = payloads.input_text(
             values, run_blocks.PICKUP_BLOCK_ID, run_blocks.PICKUP_ACTION_ID

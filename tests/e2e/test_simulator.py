@@ -21,6 +21,7 @@ import pytest
 from slack_sdk import WebClient
 
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.slack.modal_blocks import read_form_metadata
 from simulator import HttpAnswer, Simulator, render_transcript
 from testkit.fakes.slack_api import FakeSlack
 from testkit.processes import Service, free_port, start_service
@@ -165,7 +166,7 @@ def test_simulated_people_play_a_run_against_the_real_service(
     assert [s["view"]["id"] for s in submissions] == [v["id"] for v in opened]
     bens = submissions[1]["view"]
     assert bens["callback_id"] == run_blocks.CALLBACK_ORDER_MODAL
-    assert bens["private_metadata"] == run_id
+    assert read_form_metadata(bens["private_metadata"])[0] == run_id
     option = opened[1]["blocks"][-1]["element"]["options"][0]
     assert bens["state"]["values"] == {
         "order": {"order_text": {"type": "plain_text_input", "value": "tea"}},

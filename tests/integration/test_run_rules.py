@@ -11,6 +11,7 @@ import pytest
 
 from coffeebuddy.service.common import DISABLED_TEXT
 from coffeebuddy.slack import run_blocks
+from coffeebuddy.slack.modal_blocks import read_form_metadata
 from coffeebuddy.store import queue
 from testkit.fakes.slack_api import FakeSlack
 from testkit.slack_payloads import block_action_body
@@ -263,7 +264,7 @@ def test_use_my_usual_without_a_usual_opens_the_order_form(
     views = slack.opened_views()
     assert len(views) == 1
     assert views[0]["callback_id"] == run_blocks.CALLBACK_ORDER_MODAL
-    assert views[0]["private_metadata"] == run_id
+    assert read_form_metadata(views[0]["private_metadata"])[0] == run_id
     assert sql("SELECT count(*) FROM orders") == [(0,)]
 
 

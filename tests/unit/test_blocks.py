@@ -259,6 +259,7 @@ def test_new_order_modal() -> None:
     )
     assert view["type"] == "modal"
     assert view["callback_id"] == "order_modal"
+    # No click to answer through: the metadata is the run id alone.
     assert view["private_metadata"] == "run-123"
     assert view["title"]["text"] == "Coffee order"
     assert view["submit"]["text"] == "Save order"
@@ -318,3 +319,37 @@ def test_help_is_short_and_the_rest_is_behind_a_button() -> None:
     for example in ("`/coffee in 20m`", "`/coffee 3pm`", "`/coffee forget me`", "`/coffee admin`"):
         assert example in more
     assert "cancel run" in more
+
+
+def test_an_order_form_keeps_the_response_url_of_the_click_that_opened_it() -> None:
+    url = "https://hooks.slack.com/actions/T0/1/abc"
+    view = modal_blocks.order_modal(
+        "run-123", current_text=None, volunteer=False, pickup=None, note=None, response_url=url
+    )
+    assert modal_blocks.read_form_metadata(view["private_metadata"]) == ("run-123", url)
+    assert len(view["private_metadata"]) <= 3000  # Slack's limit for private_metadata
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ("run-123", ("run-123", None)),  # a form opened before the URL was kept
+        ('{"run":"r","response_url":"https://x"}', ("r", "https://x")),
+        ('{"run":"r"}', ("r", None)),
+        ('{"run":"r","response_url":""}', ("r", None)),
+        ('{"run":"r","response_url":42}', ("r", None)),
+        ("{not json", (None, None)),
+        ("[1, 2]", ("[1, 2]", None)),
+        ('{"run": 1}', (1, None)),  # not a run id: the caller's parse refuses it
+        (None, (None, None)),
+        (7, (7, None)),
+    ],
+)
+def test_form_metadata_is_read_leniently(metadata: object, expected: object) -> None:
+    assert modal_blocks.read_form_metadata(metadata) == expected
+
+
+def test_an_over_long_response_url_is_not_kept() -> None:
+    url = "https://hooks.slack.com/" + "a" * modal_blocks.MAX_REPLY_URL_CHARS
+    assert modal_blocks.form_metadata("run-1", url) == "run-1"
+    assert modal_blocks.form_metadata("run-1", None) == "run-1"

@@ -61,3 +61,48 @@ def test_a_nul_is_cleaned_as_the_form_parser_does() -> None:
 def test_missing_payload() -> None:
     with pytest.raises(BadRequest):
         payloads.interaction(b"payloadx=1")
+
+
+def _submission(metadata: object) -> dict[str, object]:
+    return {
+        "type": "view_submission",
+        "team": {"id": "T0TEAM"},
+        "user": {"id": "U0BEN", "username": "ben"},
+        "view": {
+            "callback_id": "order_modal",
+            "private_metadata": metadata,
+            "state": {"values": {}},
+        },
+    }
+
+
+RUN = "6f1f0c44-25a1-4c1a-9b0e-2f3b0f7b9c11"
+
+
+def test_an_order_forms_submission_carries_the_opening_clicks_response_url() -> None:
+    metadata = json.dumps({"run": RUN, "response_url": "https://hooks.slack.com/actions/x"})
+    sub = payloads.view_submission(_submission(metadata))
+    assert str(sub.run_id) == RUN
+    assert sub.response_url == "https://hooks.slack.com/actions/x"
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        RUN,
+        json.dumps({"run": RUN}),
+        json.dumps({"run": RUN, "response_url": "https://h/" + "a" * 1000}),
+    ],
+)
+def test_a_submission_without_a_usable_url_has_none(metadata: str) -> None:
+    sub = payloads.view_submission(_submission(metadata))
+    assert str(sub.run_id) == RUN
+    assert sub.response_url is None
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ["{broken", json.dumps({"run": "not-a-uuid", "response_url": "https://x"}), "[]"],
+)
+def test_metadata_without_a_run_id_names_no_run(metadata: str) -> None:
+    assert payloads.view_submission(_submission(metadata)).run_id is None
