@@ -1,4 +1,4 @@
--- CoffeeBuddy's database schema as of migration 0008: every table, column, default,
+-- CoffeeBuddy's database schema as of migration 0009: every table, column, default,
 -- constraint and index, in one file for a DBA to read. The tables:
 --   channels               a Slack channel using CoffeeBuddy, with its settings and admins
 --   users                  a Slack person, with their cached profile (name, tz, admin flag)
@@ -328,6 +328,8 @@ CREATE UNIQUE INDEX jobs_one_queued_per_key ON public.jobs USING btree (dedupe_k
 CREATE INDEX jobs_run ON public.jobs USING btree (run_id) WHERE (run_id IS NOT NULL);
 
 CREATE INDEX jobs_running_key ON public.jobs USING btree (dedupe_key) WHERE ((status = 'running'::text) AND (dedupe_key IS NOT NULL));
+
+CREATE INDEX jobs_unfinished_kind ON public.jobs USING btree (kind, created_at) WHERE (status = ANY (ARRAY['queued'::text, 'running'::text]));
 
 CREATE INDEX ops_actions_created ON public.ops_actions USING btree (created_at DESC);
 

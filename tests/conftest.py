@@ -83,9 +83,9 @@ def config(database_url: str, slack: FakeSlack) -> Config:
         admin_user_ids=frozenset({"U0ADMIN"}),
         # Integration tests run jobs as soon as they are written; coalescing has its own test.
         refresh_coalesce_ms=0,
-        # ...and inboxed actions as soon as they arrive; waiting for a burst to end has its
-        # own tests (tests/integration/test_inbox_pacing.py).
-        inbox_quiet_ms=0,
+        # ...and the paced kinds (inboxed actions, run messages) as soon as they arrive;
+        # waiting for a burst to end has its own tests (tests/integration/test_pacing.py).
+        burst_quiet_ms=0,
         db_pool_min=0,
         db_pool_max=4,
         # Jobs run back to back here, far faster than Slack's limits allow: the shared rate

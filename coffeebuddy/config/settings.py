@@ -137,12 +137,13 @@ class Config:
     # than its floor; the worker applies a run's actions in the order they came, a batch
     # per transaction (see README "The inbox"). Off: the request applies them itself.
     inbox: bool = setting("COFFEEBUDDY_INBOX", True, switch)
-    # A run's inboxed actions wait for a pause this long in its arrivals before the worker
-    # applies them, so that a burst is applied after it (in a few large batches) rather
-    # than beside it, on the same cores as the web answering it...
-    inbox_quiet_ms: int = setting("COFFEEBUDDY_INBOX_QUIET_MS", 200, integer(0, 5_000))
-    # ...but never longer than this after the oldest of them arrived.
-    inbox_max_wait_ms: int = setting("COFFEEBUDDY_INBOX_MAX_WAIT_MS", 1500, integer(0, 30_000))
+    # The work a burst leaves the worker (inboxed actions, new runs' messages) waits for a
+    # pause this long in its arrivals, so that it is done after the burst (inboxed actions
+    # in a few large batches) rather than beside it, on the cores of the web answering
+    # it (see `coffeebuddy.store.queue.Pacing`)...
+    burst_quiet_ms: int = setting("COFFEEBUDDY_BURST_QUIET_MS", 200, integer(0, 5_000))
+    # ...but never longer than this after the oldest of it arrived.
+    burst_max_wait_ms: int = setting("COFFEEBUDDY_BURST_MAX_WAIT_MS", 1500, integer(0, 30_000))
     worker_concurrency: int = setting("COFFEEBUDDY_WORKER_CONCURRENCY", 4, integer(1, 64))
     worker_poll_seconds: float = setting("COFFEEBUDDY_WORKER_POLL_SECONDS", 1.0, number(0.05, 60))
     job_lease_seconds: int = setting("COFFEEBUDDY_JOB_LEASE_SECONDS", 60, integer(5, 3600))

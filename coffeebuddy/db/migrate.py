@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # The newest migration this code needs: bump it with every new file in sql/migrations
 # (tests/unit/test_migrate_version.py checks they agree). An image built without its
 # migration files would otherwise find nothing to apply and call the schema current.
-SCHEMA_VERSION = "0008"
+SCHEMA_VERSION = "0009"
 
 # An arbitrary, fixed key: every CoffeeBuddy process contends for the same lock.
 _LOCK_KEY = 0x0C0FFEE

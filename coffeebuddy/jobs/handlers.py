@@ -236,19 +236,10 @@ def apply_action(ctx: Context, job: Job) -> None:
         raise RuntimeError("this worker was built without a RunService")
     run_id = job.run_id or str(job.payload["run_id"])
     with logs.context(run=run_id):
-        config = ctx.runs.config
-        pacing = inbox.Pacing(config.inbox_quiet_ms / 1000, config.inbox_max_wait_ms / 1000)
-        outcome = inbox.apply_batch(
-            ctx.runs, run_id, job.id, str(job.payload.get("user_id")), pacing
-        )
+        outcome = inbox.apply_batch(ctx.runs, run_id, job.id, str(job.payload.get("user_id")))
         log.info(
             "inbox_batch",
-            extra={
-                "applied": outcome.applied,
-                "failed": outcome.failed,
-                "held": outcome.held,
-                "wait_ms": round((outcome.wait_seconds or 0) * 1000),
-            },
+            extra={"applied": outcome.applied, "failed": outcome.failed, "held": outcome.held},
         )
     if outcome.wait_seconds is not None:
         # This action itself was not in the batch: claimed again once it may go.

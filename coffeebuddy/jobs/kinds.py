@@ -25,13 +25,21 @@ class JobKind:
     # The most attempts a job of this kind gets (a job's own `max_attempts` may say fewer).
     attempts: int = queue.DEFAULT_MAX_ATTEMPTS
     on_dead: DeadHook | None = None
+    # Work a burst of requests leaves behind: it waits until the burst pauses
+    # (`coffeebuddy.store.queue.Pacing`; the web enqueues it due that pause later).
+    paced: bool = False
 
 
 KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         # A run's messages in its channel, and the runner's DM.
-        JobKind(queue.POST_RUN_MESSAGE, handlers.post_run_message, on_dead=undelivered.RUN_MESSAGE),
+        JobKind(
+            queue.POST_RUN_MESSAGE,
+            handlers.post_run_message,
+            on_dead=undelivered.RUN_MESSAGE,
+            paced=True,
+        ),
         JobKind(queue.REFRESH_RUN_MESSAGE, handlers.refresh_run_message),
         JobKind(queue.POST_SUMMARY, handlers.post_summary, on_dead=undelivered.SUMMARY),
         JobKind(queue.DM_RUNNER, handlers.dm_runner, on_dead=undelivered.RUNNER_DM),
@@ -47,7 +55,7 @@ KINDS: dict[str, JobKind] = {
         JobKind(queue.NOTIFY_USER, handlers.notify_user, attempts=4),
         JobKind(queue.PUBLISH_HOME, handlers.publish_home, attempts=4),
         JobKind(queue.WARM_PROFILE, handlers.warm_profile, attempts=3),
-        JobKind(queue.APPLY_ACTION, handlers.apply_action, attempts=4),
+        JobKind(queue.APPLY_ACTION, handlers.apply_action, attempts=4, paced=True),
         # The worker's own housekeeping runs as jobs too, so it is leased, retried and
         # visible like any other job.
         JobKind(queue.PRUNE_JOBS, maintenance.prune_job),

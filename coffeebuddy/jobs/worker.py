@@ -62,6 +62,7 @@ class Worker:
             event_retention_seconds=config.event_retention_days * 86400.0 if relay_off else None,
         )
         self.context = replace(context, upkeep=upkeep)
+        self.pacing = queue.Pacing(config.burst_quiet_ms / 1000, config.burst_max_wait_ms / 1000)
         # What to run for each kind (see `coffeebuddy.jobs.kinds`); tools may add their own.
         self.kinds: dict[str, JobKind] = dict(KINDS)
         # Every kind's outcomes exist at 0 before the first job (see metrics.KNOWN_LABELS).
@@ -311,6 +312,8 @@ class Worker:
             try:
                 if kind is None:
                     raise LookupError(f"no handler for job kind {job.kind!r}")
+                if kind.paced:
+                    self._wait_for_burst(job)
                 kind.handler(self.context, job)
             except Exception as exc:
                 self._failed(job, exc)
@@ -329,6 +332,14 @@ class Worker:
                 )
             finally:
                 JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
+
+    def _wait_for_burst(self, job: Job) -> None:
+        """Jobs of a paced kind still arriving: raise NotYet (they all wait, see
+        `queue.Pacing`), which puts this one back without counting an attempt."""
+        with self.database.transaction() as conn:
+            wait = queue.burst_wait(conn, job.kind, self.pacing)
+        if wait > 0:
+            raise NotYet(wait)
 
     def _failed(self, job: Job, exc: Exception) -> None:
         failure = classify(exc)

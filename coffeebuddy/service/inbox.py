@@ -11,11 +11,9 @@ by one party at a time, under the run's inbox lock, oldest first:
   once per batch (the refresh job coalesces within the transaction);
 - a close, or a person's cancel, drains what is left (`drain`) before it acts, under the
   same lock, so an order acknowledged before the close counts in it.
-A burst is applied after it, not beside it: an action is due a short pause
-(`Pacing.quiet`) after it arrived, and a worker that claims one while the run's actions
-are still arriving puts them all back until they pause, or until the oldest has waited
-`Pacing.max_wait`. The web answering the burst then has the cores to itself, and the
-worker applies the whole burst in a few large batches, with a refresh each.
+A burst is applied after it, not beside it: `apply_action` is a paced kind (see
+`coffeebuddy.store.queue.Pacing`), so the web answering the burst has the cores to itself
+and the worker applies the whole burst afterwards in a few large batches.
 An action that fails rolls back to its savepoint and is tried again later; that person's
 later actions wait behind it (still in order), everyone else's go ahead. After its last
 attempt it is given up, and the person is told their order wasn't saved.
@@ -77,24 +75,6 @@ class _OneTransaction:
 
 
 @dataclass(frozen=True)
-class Pacing:
-    """How long a run's inboxed actions wait for a burst to end (seconds): until their
-    arrivals pause for `quiet`, at most `max_wait` after the oldest arrived."""
-
-    quiet: float = 0.0
-    max_wait: float = 0.0
-
-    def wait(self, since_newest: float | None, since_oldest: float | None) -> float:
-        """How much longer to wait, given how long ago the newest and the oldest
-        unapplied action arrived; 0: apply now."""
-        if since_newest is None or since_oldest is None:
-            return 0.0
-        if since_newest >= self.quiet or since_oldest >= self.max_wait:
-            return 0.0
-        return min(self.quiet - since_newest, self.max_wait - since_oldest)
-
-
-@dataclass(frozen=True)
 class Outcome:
     """What a batch did: how many actions it applied, failed (to be tried again or given
     up) and held back behind a person's failed one; and, when the claimed job itself was
@@ -106,20 +86,12 @@ class Outcome:
     wait_seconds: float | None = None
 
 
-def apply_batch(
-    runs: Applier, run_id: str, leader: int, user_id: str, pacing: Pacing = Pacing()
-) -> Outcome:
+def apply_batch(runs: Applier, run_id: str, leader: int, user_id: str) -> Outcome:
     """A worker claimed inboxed job `leader` (of `user_id`) of `run_id`: apply the run's
-    next batch, unless the run's actions are still arriving (then all wait, see `Pacing`).
-    If the leader itself was not applied (the burst goes on, its person has an earlier
-    action waiting for a retry, or the batch was full), say when to try it again."""
+    next batch. If the leader itself was not in it (its person has an earlier action
+    waiting for a retry, or the batch was full), say when to try it again."""
     with runs.db.transaction() as conn:
         db.one(conn, "lock_run_inbox", {"run_id": run_id})
-        burst = db.one(conn, "inbox_burst", {"run_id": run_id})
-        wait = pacing.wait(burst["since_newest"], burst["since_oldest"]) if burst else 0.0
-        if wait > 0:
-            db.run(conn, "inbox_hold", {"run_id": run_id, "seconds": wait})
-            return Outcome(0, 0, 0, wait_seconds=wait)
         rows = db.all_rows(conn, "inbox_batch", {"run_id": run_id, "limit": BATCH_SIZE})
         outcome = _apply(runs, conn, rows)
         if any(int(r["id"]) == leader for r in rows):

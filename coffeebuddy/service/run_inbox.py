@@ -102,7 +102,7 @@ class RunInbox(RunAccess):
             # An order form that changes nothing is not queued (see inbox_order).
             "order_text": action.get("text"),
             "volunteer": bool(action.get("volunteer")),
-            "quiet_seconds": self.config.inbox_quiet_ms / 1000,
+            "quiet_seconds": self.config.burst_quiet_ms / 1000,
         }
         with self.db.statement() as conn:
             if query == "inbox_usual":

@@ -206,6 +206,8 @@ class RunService(OrderActions):
             {"run_id": str(run_id), "response_url": ia.response_url, "actor": ia.actor.user_id},
             run_id=run_id,
             correlation_id=ia.correlation_id,
+            # A paced kind (coffeebuddy/jobs/kinds.py): posted once /coffee commands pause.
+            delay_seconds=self.config.burst_quiet_ms / 1000,
         )
 
     # ---- closing and canceling -------------------------------------------------------

@@ -213,3 +213,36 @@ def retry_dead(conn: Conn, ids: list[int] | None = None) -> list[tuple[int, str]
     woken when the transaction commits."""
     rows = db.all_rows(conn, "retry_dead_jobs", {"ids": list(ids or []), "all_dead": ids is None})
     return [(int(r["id"]), r["kind"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How long the jobs of a paced kind wait for a burst to end (seconds).
+
+    Such a job is enqueued due `quiet` after it arrived. A worker that claims one while
+    jobs of its kind are still arriving (the newest came less than `quiet` ago) puts them
+    all back until they pause, but no longer than until the oldest has waited `max_wait`.
+    A burst the web is answering is thus worked off after it, not beside it on the same
+    cores; at a human pace a job simply goes `quiet` later."""
+
+    quiet: float = 0.0
+    max_wait: float = 0.0
+
+    def wait(self, since_newest: float | None, since_oldest: float | None) -> float:
+        """How much longer to wait, given how long ago the newest and the oldest
+        unfinished job arrived; 0: go now."""
+        if since_newest is None or since_oldest is None:
+            return 0.0
+        if since_newest >= self.quiet or since_oldest >= self.max_wait:
+            return 0.0
+        return min(self.quiet - since_newest, self.max_wait - since_oldest)
+
+
+def burst_wait(conn: Conn, kind: str, pacing: Pacing) -> float:
+    """How long the queued jobs of `kind` should wait for their burst to end: 0 when it
+    has (they are then left as they are); otherwise they are all held that long."""
+    row = db.one(conn, "arrivals_of_kind", {"kind": kind})
+    wait = pacing.wait(row["since_newest"], row["since_oldest"]) if row else 0.0
+    if wait > 0:
+        db.run(conn, "hold_kind", {"kind": kind, "seconds": wait})
+    return wait

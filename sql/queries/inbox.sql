@@ -4,8 +4,9 @@
 -- back means the action can't simply be queued, and the request takes the synchronous
 -- path, which explains why or opens the order form.
 --
--- An action is due `quiet_seconds` after it arrived (COFFEEBUDDY_INBOX_QUIET_MS): a burst
--- still arriving is applied once it pauses (see inbox_burst below).
+-- An action is due `quiet_seconds` after it arrived (COFFEEBUDDY_BURST_QUIET_MS): a burst
+-- still arriving is applied once it pauses (apply_action is a paced kind, see
+-- coffeebuddy/jobs/kinds.py).
 --
 -- A run's actions are applied in arrival order (job id), one run at a time, in batches:
 -- whichever `apply_action` job a worker claims is only a ticket to apply its run's batch
@@ -73,21 +74,6 @@ SELECT id, pg_notify('coffeebuddy_jobs', kind) FROM ins;
 -- this lock until commit: a run's actions are never applied by two at once, so arrival
 -- order holds whatever the claims, leases and retries did.
 SELECT pg_advisory_xact_lock(hashtextextended('coffeebuddy:inbox:' || %(run_id)s::text, 0));
-
--- name: inbox_burst
--- How long ago the newest and the oldest of the run's unapplied actions arrived: while
--- they still come, the worker leaves the burst to end (coffeebuddy/service/inbox.py).
-SELECT EXTRACT(EPOCH FROM clock_timestamp() - max(created_at))::float8 AS since_newest,
-       EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 AS since_oldest
-  FROM jobs
- WHERE kind = 'apply_action' AND run_id = %(run_id)s AND status IN ('queued', 'running');
-
--- name: inbox_hold
--- The burst goes on: the run's queued actions wait `seconds` more (one that waits longer
--- already, for a retry, keeps its time), so that no worker claims them one by one.
-UPDATE jobs SET run_at = greatest(run_at, clock_timestamp() + make_interval(secs => %(seconds)s)),
-                updated_at = now()
- WHERE kind = 'apply_action' AND run_id = %(run_id)s AND status = 'queued';
 
 -- name: inbox_batch
 -- A worker's next batch of a run: its due actions in arrival order, except those of a

@@ -212,3 +212,20 @@ SELECT id, kind, pg_notify('coffeebuddy_jobs', kind) FROM revived ORDER BY id;
 -- that died stops renewing and its jobs are claimed again when the lease runs out.
 UPDATE jobs SET locked_until = now() + make_interval(secs => %(lease_seconds)s)
  WHERE id = ANY(%(ids)s) AND status = 'running' AND locked_by = %(worker_id)s;
+
+-- name: arrivals_of_kind
+-- How long ago the newest and the oldest unfinished job of a kind arrived: while jobs of a
+-- paced kind still arrive (a burst the web is answering), the worker leaves it to end.
+SELECT EXTRACT(EPOCH FROM clock_timestamp() - max(created_at))::float8 AS since_newest,
+       EXTRACT(EPOCH FROM clock_timestamp() - min(created_at))::float8 AS since_oldest
+  FROM jobs
+ WHERE kind = %(kind)s AND status IN ('queued', 'running');
+
+-- name: hold_kind
+-- The burst goes on: every queued job of the kind waits `seconds` more (one due later
+-- already, say a retry, keeps its time), so that no worker claims them one by one.
+UPDATE jobs SET run_at = clock_timestamp() + make_interval(secs => %(seconds)s),
+                updated_at = now()
+ WHERE kind = %(kind)s AND status = 'queued'
+   AND run_at < clock_timestamp() + make_interval(secs => %(seconds)s);
+

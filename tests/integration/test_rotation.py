@@ -178,7 +178,7 @@ def test_vault_rotation_reaches_the_worker_slack_client(
         listeners = SecretListeners()
         keeper = SecretKeeper.from_environ(env, on_change=listeners).start()
         config = load_config({**env, **keeper.bundle.as_environ()})
-        worker = build_worker(replace(config, refresh_coalesce_ms=0))
+        worker = build_worker(replace(config, refresh_coalesce_ms=0, burst_quiet_ms=0))
         try:
             listeners.add(slack_token_listener(worker.context.slack))
             listeners.follow(keeper)
