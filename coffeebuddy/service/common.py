@@ -47,6 +47,16 @@ class Interaction:
 
 
 @dataclass(frozen=True)
+class OrderForm:
+    """What a person saved in the order form, and where its answer goes: the response_url
+    of the click that opened the form (None: chat.postEphemeral in the run's channel)."""
+
+    text: str
+    volunteer: bool = False
+    response_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Reply:
     """An answer shown to the person who typed the command."""
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import asdict, replace
 
 from coffeebuddy.db import Conn
 from coffeebuddy.domain.models import MAX_ORDER_CHARS, RunStatus
 from coffeebuddy.domain.text import clean_user_text
-from coffeebuddy.service.common import Actor, Interaction
+from coffeebuddy.service.common import Actor, Interaction, OrderForm
 from coffeebuddy.service.run_access import _misplaced, not_open_text
 from coffeebuddy.service.run_inbox import RunInbox
 from coffeebuddy.slack import blockkit, modal_blocks
@@ -185,19 +186,12 @@ class OrderActions(RunInbox):
     # ---- the order modal ---------------------------------------------------------------
 
     def submit_order(
-        self,
-        actor: Actor,
-        run_id: uuid.UUID,
-        text: str,
-        *,
-        volunteer: bool,
-        response_url: str | None = None,
+        self, actor: Actor, run_id: uuid.UUID, form: OrderForm
     ) -> dict[str, str] | None:
         """Save the modal's order; field errors (keyed by block id) keep the modal open.
-        The text is checked here; an order for an open run then goes to the inbox.
-        `response_url` (the opening click's) carries the confirmation."""
-        text = normalize_order_text(text)
-        problem = order_text_error(text)
+        The text is checked here; an order for an open run then goes to the inbox."""
+        form = replace(form, text=normalize_order_text(form.text))
+        problem = order_text_error(form.text)
         if problem:
             return {"order": problem}
         if self.config.inbox and self._to_inbox(
@@ -205,30 +199,15 @@ class OrderActions(RunInbox):
             actor,
             run_id,
             None,
-            {
-                "action": "submit_order",
-                "text": text,
-                "volunteer": volunteer,
-                "response_url": response_url,
-            },
+            {"action": "submit_order", **asdict(form)},
         ):
             return None
-        return self.apply_order(actor, run_id, text, volunteer=volunteer, response_url=response_url)
+        return self.apply_order(actor, run_id, form)
 
-    def apply_inboxed_order(
-        self,
-        actor: Actor,
-        run_id: uuid.UUID,
-        text: str,
-        *,
-        volunteer: bool,
-        response_url: str | None = None,
-    ) -> None:
+    def apply_inboxed_order(self, actor: Actor, run_id: uuid.UUID, form: OrderForm) -> None:
         """The worker's half of an inboxed order form: the modal has closed, so a refusal
         (the run closed meanwhile) reaches the person as an ephemeral message instead."""
-        errors = self.apply_order(
-            actor, run_id, text, volunteer=volunteer, response_url=response_url
-        )
+        errors = self.apply_order(actor, run_id, form)
         if not errors:
             return
         with self.db.transaction() as conn:
@@ -236,21 +215,16 @@ class OrderActions(RunInbox):
             if run is not None:
                 self._tell(
                     conn,
-                    _in_channel(actor, run, response_url),
+                    _in_channel(actor, run, form.response_url),
                     next(iter(errors.values())),
                     run_id=run_id,
                 )
 
     def apply_order(
-        self,
-        actor: Actor,
-        run_id: uuid.UUID,
-        text: str,
-        *,
-        volunteer: bool,
-        response_url: str | None = None,
+        self, actor: Actor, run_id: uuid.UUID, form: OrderForm
     ) -> dict[str, str] | None:
         """Save an order form's checked text now."""
+        text, volunteer = form.text, form.volunteer
         with self.db.transaction() as conn:
             run = runs.share(conn, run_id)
             if run is not None and (refusal := _misplaced(actor, run)):
@@ -269,7 +243,7 @@ class OrderActions(RunInbox):
             extra = " You volunteered to go — thank you!" if volunteer else ""
             self._tell(
                 conn,
-                _in_channel(actor, run, response_url),
+                _in_channel(actor, run, form.response_url),
                 f"☕ {verb}: *{blockkit.escape(text)}*. It's also your usual in this channel "
                 f"now.{extra}",
                 run_id=run_id,

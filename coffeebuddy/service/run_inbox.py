@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from coffeebuddy import db
 from coffeebuddy.service import inbox
-from coffeebuddy.service.common import Actor, Interaction
+from coffeebuddy.service.common import Actor, Interaction, OrderForm
 from coffeebuddy.service.run_access import RunAccess
 
 
@@ -21,15 +21,7 @@ class OrderApplier(Protocol):
 
     def apply_usual(self, ia: Interaction) -> None: ...
 
-    def apply_inboxed_order(
-        self,
-        actor: Actor,
-        run_id: uuid.UUID,
-        text: str,
-        *,
-        volunteer: bool,
-        response_url: str | None = None,
-    ) -> None: ...
+    def apply_inboxed_order(self, actor: Actor, run_id: uuid.UUID, form: OrderForm) -> None: ...
 
 
 class RunInbox(RunAccess):
@@ -58,9 +50,11 @@ class RunInbox(RunAccess):
             self.apply_inboxed_order(
                 actor,
                 run_id,
-                action["text"],
-                volunteer=bool(action.get("volunteer")),
-                response_url=action.get("response_url"),
+                OrderForm(
+                    action["text"],
+                    volunteer=bool(action.get("volunteer")),
+                    response_url=action.get("response_url"),
+                ),
             )
         else:
             raise ValueError(f"unknown inboxed action {action['action']!r}")

@@ -17,7 +17,7 @@ from coffeebuddy.errors import CoffeeBuddyError
 from coffeebuddy.metrics import ERRORS, REQUESTS
 from coffeebuddy.service.admin import AdminService
 from coffeebuddy.service.commands import Commands
-from coffeebuddy.service.common import Actor, Interaction
+from coffeebuddy.service.common import Actor, Interaction, OrderForm
 from coffeebuddy.service.ratings import RatingService
 from coffeebuddy.service.runs import RunService
 from coffeebuddy.service.stats import StatsService
@@ -286,9 +286,7 @@ class SlackInteractions(SlackResource):
             run_blocks.VOLUNTEER_ACTION_ID,
             run_blocks.VOLUNTEER_OPTION_VALUE,
         )
-        return self._service.submit_order(
-            actor, run_id, text, volunteer=volunteer, response_url=response_url
-        )
+        return self._service.submit_order(actor, run_id, OrderForm(text, volunteer, response_url))
 
     def _run_edit(
         self, actor: Actor, run_id: uuid.UUID, values: dict[str, Any], _response_url: str | None
